@@ -1,0 +1,60 @@
+"""sharq_core: a rate-limited, multi-tenant job queue engine over Redis.
+
+    from sharq_core import SharQ
+    sq = SharQ('/path/to/sharq.conf')
+
+Every state change is one Lua script (``lua/*.lua``), so each is atomic. Every key
+of one queue type ``T`` carries the hash tag ``{T}`` and so lives in one Redis
+Cluster slot; only the list of queue types is global, and Python alone writes it.
+
+Key layout (``P`` is ``[redis] key_prefix``, ``T`` the queue type, ``Q`` the queue id,
+``J`` the job id):
+
+=========================  =======  ===========================================  ==================================
+key                        type     holds                                        lifetime
+=========================  =======  ===========================================  ==================================
+``P:queue_types``          set      every queue type ever enqueued to            forever
+``P:{T}:ready``            zset     Q -> ms its next job may be dequeued         while Q has queued jobs
+``P:{T}:active``           zset     ``Q:J`` -> ms the dequeued job expires       until finished or requeued
+``P:{T}:queues``           hash     Q -> interval (ms)                           while Q has queued or active jobs
+``P:{T}:q:Q``              list     queued job ids, head first                   while non-empty
+``P:{T}:j:Q``              hash     J -> ``remaining:limit:payload``             queued and active jobs of Q
+``P:{T}:last:Q``           string   ms of Q's last dequeue (the rate limit)      max(interval, 10 min)
+``P:{T}:stats:M``          hash     ``e``/``d`` and ``e:Q``/``d:Q`` counts for   11 minutes after minute M starts
+                                    the minute starting at M (epoch ms)
+``P:{T}:dead``             hash     ``Q:J`` -> JSON {payload, requeue_limit,     until retried or deleted
+                                    interval, reason}
+``P:{T}:dead_at``          zset     ``Q:J`` -> ms the job died                   as ``P:{T}:dead``
+``P:deep_status``          string   write probe of ``deep_status()``             10 s
+=========================  =======  ===========================================  ==================================
+"""
+
+from .config import Config, ConfigError, RedisSettings, ServerSettings, load_config
+from .engine import SharQ
+from .exceptions import (
+    BackendUnavailable,
+    BadArgument,
+    BadArgumentException,
+    DuplicateJob,
+    NotFound,
+    QueueFull,
+    SharqError,
+)
+
+__version__ = "1.0.0"
+
+__all__ = [
+    "BackendUnavailable",
+    "BadArgument",
+    "BadArgumentException",
+    "Config",
+    "ConfigError",
+    "DuplicateJob",
+    "NotFound",
+    "QueueFull",
+    "RedisSettings",
+    "ServerSettings",
+    "SharQ",
+    "SharqError",
+    "load_config",
+]

@@ -1,0 +1,171 @@
+"""Typed configuration, parsed once: defaults < INI file < ``SHARQ_*`` environment.
+
+The INI file is the seed library's format (sections ``[sharq]``, ``[sharq-server]``,
+``[redis]``; ``key : value ; comment``). Every option can also come from the
+environment: ``[sharq]`` and ``[sharq-server]`` options as ``SHARQ_<OPTION>``,
+``[redis]`` options as ``SHARQ_REDIS_<OPTION>`` (``SHARQ_REDIS_URL`` takes a
+``redis://`` or ``unix://`` URL). Everything downstream receives the `Config`
+object, never a path.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing its file, malformed or out of range."""
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where Redis is and how to talk to it; `embedded` when none was configured."""
+
+    url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+    password: str = ""
+    conn_type: str = "tcp_sock"
+    unix_socket_path: str = ""
+    key_prefix: str = "sharq"
+    clustered: bool = False
+    socket_timeout: float = 2.0
+    appendfsync: str = "everysec"
+    embedded: bool = True
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The HTTP server's own settings (``[sharq-server]``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    accesslog: str = ""
+    auth_tokens: tuple[str, ...] = ()
+    max_body_size: int = 1024 * 1024
+    data_dir: str = "./sharq-data"
+    graceful_timeout: int = 10
+
+
+@dataclass(frozen=True)
+class Config:
+    """Queue semantics (``[sharq]``) plus the server and Redis sections."""
+
+    job_expire_interval: int = 1000
+    job_requeue_interval: int = 1000
+    default_job_requeue_limit: int = -1
+    server: ServerSettings = field(default_factory=ServerSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+
+
+# Options whose presence means "use this Redis" rather than the embedded one.
+_EXTERNAL_REDIS = {"url", "host", "port", "unix_socket_path", "conn_type", "clustered"}
+_SECTIONS = (("sharq", "SHARQ_"), ("sharq-server", "SHARQ_"), ("redis", "SHARQ_REDIS_"))
+
+
+def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Build the `Config` from an optional INI file and the environment."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("SHARQ_CONFIG") or None
+    parser = _read_ini(path)
+    values = {name: _section_values(name, prefix, parser, environ) for name, prefix in _SECTIONS}
+    redis_values = values["redis"]
+    redis_values["embedded"] = not (_EXTERNAL_REDIS & redis_values.keys())
+    config = Config(
+        **_typed(Config, values["sharq"]),
+        server=ServerSettings(**_typed(ServerSettings, values["sharq-server"])),
+        redis=RedisSettings(**_typed(RedisSettings, redis_values)),
+    )
+    _check(config)
+    return config
+
+
+def _read_ini(path: str | None) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            parser.read(path)
+        except configparser.Error as exc:
+            raise ConfigError(f"cannot parse {path}: {exc}") from exc
+    return parser
+
+
+def _section_values(
+    section: str, prefix: str, parser: configparser.ConfigParser, environ: Mapping[str, str]
+) -> dict[str, str]:
+    """Raw strings for one section: the file's options, overridden by the environment."""
+    found = dict(parser.items(section)) if parser.has_section(section) else {}
+    found = {key.replace("-", "_"): value for key, value in found.items() if value != ""}
+    for key, value in environ.items():
+        if key.startswith(prefix) and value != "":
+            name = key[len(prefix) :].lower()
+            if section == "redis" or not name.startswith("redis_"):
+                found[name] = value
+    return found
+
+
+def _typed(cls: type, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert the raw strings of the fields `cls` declares; unknown names are ignored."""
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.type in _CONVERTERS}
+    out = {}
+    for name, value in raw.items():
+        if name in fields:
+            try:
+                out[name] = _CONVERTERS[fields[name].type](value)
+            except ValueError as exc:
+                raise ConfigError(f"invalid value for {name}: {value!r}") from exc
+    return out
+
+
+def _to_bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _to_tokens(value: str) -> tuple[str, ...]:
+    return tuple(token.strip() for token in value.split(",") if token.strip())
+
+
+_CONVERTERS = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": _to_bool,
+    "tuple[str, ...]": _to_tokens,
+}
+
+
+def _check(config: Config) -> None:
+    """Reject values the engine cannot honour, at start-up rather than at first use."""
+    if config.job_expire_interval <= 0 or config.job_requeue_interval <= 0:
+        raise ConfigError("job_expire_interval and job_requeue_interval must be > 0 ms")
+    if config.default_job_requeue_limit < -1:
+        raise ConfigError("default_job_requeue_limit must be -1 (forever) or more")
+    redis = config.redis
+    if redis.conn_type not in ("tcp_sock", "unix_sock"):
+        raise ConfigError("conn_type must be tcp_sock or unix_sock")
+    if redis.conn_type == "unix_sock" and not (redis.unix_socket_path or redis.url):
+        raise ConfigError("conn_type unix_sock needs unix_socket_path")
+    if any(c in redis.key_prefix for c in "{}") or not redis.key_prefix:
+        raise ConfigError("key_prefix must be non-empty and hold no { or }")
+    if redis.socket_timeout <= 0:
+        raise ConfigError("socket_timeout must be > 0 seconds")
+    if redis.appendfsync not in ("always", "everysec", "no"):
+        raise ConfigError("appendfsync must be always, everysec or no")
+    if config.server.max_body_size <= 0 or config.server.workers <= 0:
+        raise ConfigError("max_body_size and workers must be > 0")

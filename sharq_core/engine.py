@@ -1,0 +1,439 @@
+"""The SharQ engine: the seed library's API over Redis, one Lua script per change."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import ujson
+
+from . import validation as check
+from .config import Config, load_config
+from .connection import connect
+from .exceptions import BadArgumentException, DuplicateJob, NotFound, QueueFull
+from .keys import Keys, member
+from .scripts import load_scripts
+
+# How long a queue's last dequeue time is kept at least (ms), so the rate limit
+# still holds when a queue runs empty and is refilled, whatever the interval.
+RATE_MEMORY_MS = 600_000
+# Expired jobs handled per requeue script call: keeps each call to a few ms.
+REQUEUE_BATCH = 500
+MAX_BATCH = 100
+METRIC_MINUTES = 10
+
+_ENQUEUE_FAILURES = {
+    -1: (DuplicateJob, "job_id is already queued or active in this queue"),
+    -2: (QueueFull, "queue already holds max_queued_length jobs"),
+}
+
+
+class SharQ:
+    """A rate-limited, multi-tenant job queue over one Redis (or Redis Cluster).
+
+    `config` is a path to the seed's INI file, an already built `Config`, or None
+    for defaults plus the environment. `clock`, when given, returns the time in
+    ms and replaces Redis TIME (tests use it to step time); by default every
+    script reads the time from Redis, so servers with skewed clocks agree.
+    """
+
+    def __init__(
+        self,
+        config: str | Config | None = None,
+        *,
+        client: Any = None,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.config = config if isinstance(config, Config) else load_config(config)
+        self.keys = Keys(self.config.redis.key_prefix)
+        self.redis = client if client is not None else connect(self.config.redis)
+        self.scripts = load_scripts(self.redis)
+        self._clock = clock
+
+    # -- producers -----------------------------------------------------------
+
+    def enqueue(
+        self,
+        payload: Any,
+        interval: int,
+        job_id: str,
+        queue_id: str,
+        queue_type: str = "default",
+        requeue_limit: int | None = None,
+        max_queued_length: int | None = None,
+    ) -> dict[str, Any]:
+        """Queue one job; raises DuplicateJob or QueueFull and then changes nothing."""
+        job = self._job_args(queue_id, job_id, payload, interval, requeue_limit, max_queued_length)
+        code = self._enqueue(check.identifier("queue_type", queue_type), [job])[0]
+        if code in _ENQUEUE_FAILURES:
+            error, message = _ENQUEUE_FAILURES[code]
+            raise error(message)
+        return {"status": "queued"}
+
+    def enqueue_many(self, queue_type: str, jobs: Any) -> list[dict[str, Any]]:
+        """Queue up to MAX_BATCH jobs of one type in one atomic call, one result each.
+
+        Any invalid job rejects the whole batch before Redis is touched; a
+        duplicate or a full queue fails only that job.
+        """
+        check.identifier("queue_type", queue_type)
+        if not isinstance(jobs, list) or not 1 <= len(jobs) <= MAX_BATCH:
+            raise BadArgumentException(f"jobs must be a list of 1 to {MAX_BATCH} jobs")
+        args = [self._batch_job(index, job) for index, job in enumerate(jobs)]
+        codes = self._enqueue(queue_type, args)
+        return [_batch_result(job, code) for job, code in zip(args, codes, strict=True)]
+
+    def _batch_job(self, index: int, job: Any) -> list[Any]:
+        if not isinstance(job, Mapping):
+            raise BadArgumentException(f"jobs[{index}] must be an object")
+        try:
+            return self._job_args(
+                job.get("queue_id"),
+                job.get("job_id"),
+                job["payload"] if "payload" in job else _MISSING,
+                job.get("interval"),
+                job.get("requeue_limit"),
+                job.get("max_queued_length"),
+            )
+        except BadArgumentException as exc:
+            raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
+
+    def _job_args(
+        self,
+        queue_id: Any,
+        job_id: Any,
+        payload: Any,
+        interval: Any,
+        requeue_limit: Any,
+        max_queued_length: Any,
+    ) -> list[Any]:
+        """Validate one job into the six ARGV values enqueue.lua takes."""
+        if payload is _MISSING:
+            raise BadArgumentException("payload is required")
+        if requeue_limit is None:
+            requeue_limit = self.config.default_job_requeue_limit
+        max_length = check.optional_integer(
+            "max_queued_length", max_queued_length, 1, check.MAX_QUEUED_LENGTH
+        )
+        return [
+            check.identifier("queue_id", queue_id),
+            check.identifier("job_id", job_id),
+            check.payload_text(payload),
+            check.integer("interval", interval, 0, check.MAX_INTERVAL),
+            check.integer("requeue_limit", requeue_limit, -1, check.MAX_REQUEUE_LIMIT),
+            "" if max_length is None else max_length,
+        ]
+
+    def _enqueue(self, queue_type: str, jobs: list[list[Any]]) -> list[int]:
+        keys = [self.keys.ready(queue_type), self.keys.queues(queue_type)]
+        args: list[Any] = [self._now(), self.keys.base(queue_type)]
+        for job in jobs:
+            queue_id = job[0]
+            keys += [
+                self.keys.queue(queue_type, queue_id),
+                self.keys.jobs(queue_type, queue_id),
+                self.keys.last(queue_type, queue_id),
+            ]
+            args += job
+        type_was_empty, *codes = self.scripts["enqueue"](keys, args)
+        if type_was_empty:
+            # the only write outside the type's slot; rare, so a second trip is fine
+            self.redis.sadd(self.keys.queue_types(), queue_type)
+        return codes
+
+    # -- workers -------------------------------------------------------------
+
+    def dequeue(self, queue_type: str = "default") -> dict[str, Any]:
+        """The ready job due first across the type's queues, or a failure that says
+        in `retry_after_ms` when the next one is due (None when nothing is queued)."""
+        jobs, wait = self._dequeue(queue_type, 1)
+        if not jobs:
+            return {"status": "failure", "retry_after_ms": wait}
+        return {"status": "success", **jobs[0]}
+
+    def dequeue_many(self, queue_type: str, count: int) -> dict[str, Any]:
+        """Up to `count` ready jobs in fairness order, each within its queue's rate."""
+        check.integer("count", count, 1, MAX_BATCH)
+        jobs, wait = self._dequeue(queue_type, count)
+        if not jobs:
+            return {"status": "failure", "retry_after_ms": wait, "jobs": []}
+        return {"status": "success", "jobs": jobs}
+
+    def _dequeue(self, queue_type: str, count: int) -> tuple[list[dict[str, Any]], int | None]:
+        check.identifier("queue_type", queue_type)
+        keys = [self.keys.ready(queue_type), self.keys.active(queue_type), self.keys.queues(queue_type)]
+        args = [
+            self._now(),
+            self.keys.base(queue_type),
+            self.config.job_expire_interval,
+            count,
+            RATE_MEMORY_MS,
+        ]
+        reply = self.scripts["dequeue"](keys, args)
+        wait = int(reply[1])
+        jobs = [_job(*reply[i : i + 4]) for i in range(2, len(reply), 4)]
+        return jobs, (None if wait < 0 else wait)
+
+    def finish(self, job_id: str, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
+        """Acknowledge an active job; NotFound when it is not active."""
+        args = self._job_keys(queue_type, queue_id, job_id)
+        done = self.scripts["finish"](
+            [self.keys.active(queue_type), self.keys.jobs(queue_type, queue_id), self.keys.queues(queue_type)],
+            args,
+        )
+        if not done:
+            raise NotFound("job is not active (never dequeued, finished, or expired and requeued)")
+        return {"status": "success"}
+
+    def touch(self, job_id: str, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
+        """Heartbeat: push an active job's expiry out by job_expire_interval."""
+        self._job_keys(queue_type, queue_id, job_id)
+        expiry = self.scripts["touch"](
+            [self.keys.active(queue_type)],
+            [self._now(), member(queue_id, job_id), self.config.job_expire_interval],
+        )
+        if int(expiry) < 0:
+            raise NotFound("job is not active")
+        return {"status": "success", "expires_at": int(expiry)}
+
+    def requeue(self) -> dict[str, int]:
+        """Put every expired job of every type back (or into its dead-letter store)."""
+        totals = {"requeued": 0, "dead": 0}
+        for queue_type in self.queue_types():
+            for name, count in self.requeue_type(queue_type).items():
+                totals[name] += count
+        return totals
+
+    def requeue_type(self, queue_type: str) -> dict[str, int]:
+        """Requeue one type's expired jobs in batches of REQUEUE_BATCH until none is left."""
+        keys = [
+            self.keys.active(queue_type),
+            self.keys.ready(queue_type),
+            self.keys.queues(queue_type),
+            self.keys.dead(queue_type),
+            self.keys.dead_index(queue_type),
+        ]
+        totals = {"requeued": 0, "dead": 0}
+        while True:
+            handled, requeued, dead = self.scripts["requeue"](
+                keys, [self._now(), self.keys.base(queue_type), REQUEUE_BATCH]
+            )
+            totals["requeued"] += requeued
+            totals["dead"] += dead
+            if handled < REQUEUE_BATCH:
+                return totals
+
+    # -- queue administration ----------------------------------------------
+
+    def interval(self, interval: int, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
+        """Change a queue's rate limit live; NotFound when it holds no job."""
+        check.identifier("queue_type", queue_type)
+        check.identifier("queue_id", queue_id)
+        check.integer("interval", interval, 0, check.MAX_INTERVAL)
+        updated = self.scripts["interval"](
+            [
+                self.keys.queues(queue_type),
+                self.keys.ready(queue_type),
+                self.keys.last(queue_type, queue_id),
+            ],
+            [self._now(), queue_id, interval, RATE_MEMORY_MS],
+        )
+        if not updated:
+            raise NotFound("queue holds no queued or active job")
+        return {"status": "success"}
+
+    def clear_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> dict[str, Any]:
+        """Delete the queued jobs of a queue, and with `purge_all` its active ones too."""
+        check.identifier("queue_type", queue_type)
+        check.identifier("queue_id", queue_id)
+        if not isinstance(purge_all, bool):
+            raise BadArgumentException("purge_all must be true or false")
+        deleted = self.scripts["clear"](
+            [
+                self.keys.queue(queue_type, queue_id),
+                self.keys.jobs(queue_type, queue_id),
+                self.keys.ready(queue_type),
+                self.keys.queues(queue_type),
+                self.keys.active(queue_type),
+                self.keys.last(queue_type, queue_id),
+            ],
+            [queue_id, "1" if purge_all else "0"],
+        )
+        if not deleted:
+            raise NotFound("queue holds nothing to delete")
+        return {"status": "success", "message": f"deleted {deleted} job(s)", "deleted": deleted}
+
+    def get_queue_length(self, queue_type: str, queue_id: str) -> int:
+        """How many jobs wait in the queue (active ones not counted)."""
+        check.identifier("queue_type", queue_type)
+        check.identifier("queue_id", queue_id)
+        return int(self.redis.llen(self.keys.queue(queue_type, queue_id)))
+
+    def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
+        """Where a job is: queued, active (with `expires_at`), dead, or unknown."""
+        self._job_keys(queue_type, queue_id, job_id)
+        state, detail = self.scripts["status"](
+            [self.keys.active(queue_type), self.keys.jobs(queue_type, queue_id), self.keys.dead(queue_type)],
+            [member(queue_id, job_id), job_id],
+        )
+        state = state.decode()
+        result: dict[str, Any] = {"status": "success", "state": state}
+        if state == "active":
+            result["expires_at"] = int(float(detail))
+        elif state == "queued":
+            remaining, limit, _ = detail.split(b":", 2)
+            result.update(requeues_remaining=int(remaining), requeue_limit=int(limit))
+        elif state == "dead":
+            result.update(_dead_record(detail))
+        return result
+
+    # -- dead letters --------------------------------------------------------
+
+    def dead_letters(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """The type's dead-lettered jobs, oldest death first, with payloads and reasons."""
+        check.identifier("queue_type", queue_type)
+        check.integer("limit", limit, 1, 1000)
+        check.integer("offset", offset, 0, 10**9)
+        index = self.keys.dead_index(queue_type)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrange(index, offset, offset + limit - 1, withscores=True)
+            pipe.zcard(index)
+            page, total = pipe.execute()
+        members = [name for name, _ in page]
+        records = self.redis.hmget(self.keys.dead(queue_type), members) if members else []
+        jobs = []
+        for (name, died_at), raw in zip(page, records, strict=True):
+            if raw is not None:
+                queue_id, job_id = name.decode().split(":", 1)
+                jobs.append({"queue_id": queue_id, "job_id": job_id, "died_at": int(died_at), **_dead_record(raw)})
+        return {"status": "success", "total": int(total), "jobs": jobs}
+
+    def retry_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
+        """Put a dead-lettered job back at the end of its queue with its full requeue_limit."""
+        self._job_keys(queue_type, queue_id, job_id)
+        code = self.scripts["dead_retry"](
+            [
+                self.keys.dead(queue_type),
+                self.keys.dead_index(queue_type),
+                self.keys.queue(queue_type, queue_id),
+                self.keys.jobs(queue_type, queue_id),
+                self.keys.ready(queue_type),
+                self.keys.queues(queue_type),
+                self.keys.last(queue_type, queue_id),
+            ],
+            [self._now(), queue_id, job_id],
+        )
+        if code == 0:
+            raise NotFound("no such dead-lettered job")
+        if code < 0:
+            raise DuplicateJob("job_id is already queued or active in this queue")
+        self.redis.sadd(self.keys.queue_types(), queue_type)
+        return {"status": "queued"}
+
+    def delete_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
+        """Drop one dead-lettered job for good."""
+        self._job_keys(queue_type, queue_id, job_id)
+        deleted = self.scripts["dead_delete"](
+            [self.keys.dead(queue_type), self.keys.dead_index(queue_type)],
+            [member(queue_id, job_id)],
+        )
+        if not deleted:
+            raise NotFound("no such dead-lettered job")
+        return {"status": "success"}
+
+    # -- views -----------------------------------------------------------------
+
+    def queue_types(self) -> list[str]:
+        return sorted(name.decode() for name in self.redis.smembers(self.keys.queue_types()))
+
+    def metrics(self, queue_type: str | None = None, queue_id: str | None = None) -> dict[str, Any]:
+        """Global, per-type or per-queue metrics, as in the seed README."""
+        if queue_id is not None and queue_type is None:
+            raise BadArgumentException("queue_id needs a queue_type")
+        if queue_type is None:
+            types = self.queue_types()
+            return {"status": "success", "queue_types": types, **self._counts(types, "")}
+        check.identifier("queue_type", queue_type)
+        if queue_id is None:
+            names = self.redis.hkeys(self.keys.queues(queue_type))
+            return {"status": "success", "queue_ids": sorted(name.decode() for name in names)}
+        check.identifier("queue_id", queue_id)
+        return {
+            "status": "success",
+            "queue_length": self.get_queue_length(queue_type, queue_id),
+            **self._counts([queue_type], f":{queue_id}"),
+        }
+
+    def _counts(self, queue_types: Iterable[str], suffix: str) -> dict[str, dict[str, int]]:
+        """Ten per-minute enqueue and dequeue buckets summed over `queue_types`."""
+        now = int(self._now() or self._redis_time())
+        current = now - now % 60_000
+        minutes = [current - 60_000 * back for back in range(METRIC_MINUTES - 1, -1, -1)]
+        fields = ["e" + suffix, "d" + suffix]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for queue_type in queue_types:
+                for minute in minutes:
+                    pipe.hmget(self.keys.stats(queue_type, minute), fields)
+            replies = pipe.execute()
+        enqueued = dict.fromkeys(map(str, minutes), 0)
+        dequeued = dict.fromkeys(map(str, minutes), 0)
+        for index, (e, d) in enumerate(replies):
+            minute = str(minutes[index % METRIC_MINUTES])
+            enqueued[minute] += int(e or 0)
+            dequeued[minute] += int(d or 0)
+        return {"enqueue_counts": enqueued, "dequeue_counts": dequeued}
+
+    def deep_status(self) -> dict[str, Any]:
+        """Prove Redis answers and accepts writes (a full disk refuses them)."""
+        self.redis.set(f"{self.keys.prefix}:deep_status", "ok", px=10_000)
+        return {"status": "success"}
+
+    # -- helpers -------------------------------------------------------------
+
+    def _now(self) -> str | int:
+        """The explicit clock's time in ms, or "" to let each script read Redis TIME."""
+        return "" if self._clock is None else int(self._clock())
+
+    def _redis_time(self) -> int:
+        seconds, micros = self.redis.time()
+        return seconds * 1000 + micros // 1000
+
+    def _job_keys(self, queue_type: Any, queue_id: Any, job_id: Any) -> list[str]:
+        """Validate the three identifiers of one job and return its ARGV pair."""
+        check.identifier("queue_type", queue_type)
+        check.identifier("queue_id", queue_id)
+        check.identifier("job_id", job_id)
+        return [queue_id, job_id]
+
+
+_MISSING = object()
+
+
+def _job(queue_id: bytes, job_id: bytes, record: bytes, length: int) -> dict[str, Any]:
+    """A dequeued job as the API returns it, from dequeue.lua's four values."""
+    remaining, _, payload = record.split(b":", 2)
+    return {
+        "queue_id": queue_id.decode(),
+        "job_id": job_id.decode(),
+        "payload": ujson.loads(payload),
+        "requeues_remaining": int(remaining),
+        "current_queue_length": int(length),
+    }
+
+
+def _dead_record(raw: bytes) -> dict[str, Any]:
+    record = ujson.loads(raw)
+    return {
+        "payload": ujson.loads(record["payload"]),
+        "requeue_limit": record["requeue_limit"],
+        "reason": record["reason"],
+    }
+
+
+def _batch_result(job: list[Any], code: int) -> dict[str, Any]:
+    result = {"queue_id": job[0], "job_id": job[1]}
+    if code in _ENQUEUE_FAILURES:
+        error, message = _ENQUEUE_FAILURES[code]
+        return {**result, "status": "failure", "code": error.status, "message": message}
+    return {**result, "status": "queued"}
+

@@ -1,0 +1,49 @@
+"""Every failure the engine reports, each with the HTTP status the server answers.
+
+The server maps `SharqError` to a response in one place (``sharq_server.errors``);
+library users catch the subclass they care about.
+"""
+
+
+class SharqError(Exception):
+    """Base of every SharQ failure; `status` is the HTTP code it maps to."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadArgumentException(SharqError):
+    """An argument is missing, of the wrong type or out of range; nothing changed."""
+
+    status = 400
+
+
+class NotFound(SharqError):
+    """The job or queue named does not exist in the state the call needs."""
+
+    status = 404
+
+
+class DuplicateJob(SharqError):
+    """The job_id is already queued or active in that queue; nothing changed."""
+
+    status = 409
+
+
+class QueueFull(SharqError):
+    """The queue already holds `max_queued_length` jobs; nothing changed."""
+
+    status = 429
+
+
+class BackendUnavailable(SharqError):
+    """Redis did not answer in time or refused the connection."""
+
+    status = 503
+
+
+# The seed library's name, kept so `except BadArgument` reads naturally too.
+BadArgument = BadArgumentException

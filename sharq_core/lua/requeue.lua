@@ -1,0 +1,65 @@
+--[[ requeue: put back expired active jobs of one queue type, one bounded batch.
+
+An expired job goes back to the front of its queue with one requeue fewer left;
+a job with none left (requeue_limit spent) moves to the dead-letter store. The
+caller repeats until fewer than `batch` jobs were handled, so Redis is never
+blocked for long by one call.
+
+KEYS[1]  active zset     "<queue_id>:<job_id>" -> expiry time (ms)
+KEYS[2]  ready zset      queue_id -> next-ready time (ms)
+KEYS[3]  queues hash     queue_id -> interval (ms)
+KEYS[4]  dead hash       "<queue_id>:<job_id>" -> JSON {payload, requeue_limit, interval, reason}
+KEYS[5]  dead_at zset    "<queue_id>:<job_id>" -> time (ms) it died
+ARGV[1]  now in ms, or "" to read Redis TIME
+ARGV[2]  key base "<prefix>:{<queue_type>}" (see dequeue.lua for the suffixes)
+ARGV[3]  batch: the most jobs to handle in this call
+
+Returns { handled, requeued, dead }.
+--]]
+local active_key, ready_key, queues_key, dead_key, dead_at_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local base, batch = ARGV[2], tonumber(ARGV[3])
+
+local expired = redis.call('ZRANGEBYSCORE', active_key, '-inf', now, 'LIMIT', 0, batch)
+local requeued, dead = 0, 0
+for _, member in ipairs(expired) do
+  redis.call('ZREM', active_key, member)
+  local sep = string.find(member, ':', 1, true)
+  local queue_id, job_id = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
+  local jobs_key = base .. ':j:' .. queue_id
+  local record = redis.call('HGET', jobs_key, job_id)
+  if record then
+    local a = string.find(record, ':', 1, true)
+    local b = string.find(record, ':', a + 1, true)
+    local remaining, limit = tonumber(string.sub(record, 1, a - 1)), string.sub(record, a + 1, b - 1)
+    local payload = string.sub(record, b + 1)
+    local interval = tonumber(redis.call('HGET', queues_key, queue_id)) or 0
+    if remaining == 0 then
+      redis.call('HDEL', jobs_key, job_id)
+      if redis.call('EXISTS', jobs_key) == 0 then
+        redis.call('HDEL', queues_key, queue_id)
+      end
+      redis.call('HSET', dead_key, member, cjson.encode({
+        payload = payload, requeue_limit = tonumber(limit), interval = interval,
+        reason = 'expired with no requeue left' }))
+      redis.call('ZADD', dead_at_key, now, member)
+      dead = dead + 1
+    else
+      if remaining > 0 then
+        redis.call('HSET', jobs_key, job_id, (remaining - 1) .. ':' .. limit .. ':' .. payload)
+      end
+      if redis.call('LPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
+        local due = now
+        local last = tonumber(redis.call('GET', base .. ':last:' .. queue_id))
+        if last and last + interval > now then due = last + interval end
+        redis.call('ZADD', ready_key, due, queue_id)
+      end
+      requeued = requeued + 1
+    end
+  end
+end
+return { #expired, requeued, dead }

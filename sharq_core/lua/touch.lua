@@ -1,0 +1,21 @@
+--[[ touch: a worker's heartbeat; push an active job's expiry out.
+
+KEYS[1]  active zset   "<queue_id>:<job_id>" -> expiry time (ms)
+ARGV[1]  now in ms, or "" to read Redis TIME
+ARGV[2]  "<queue_id>:<job_id>"
+ARGV[3]  job_expire_interval (ms)
+
+Returns the new expiry time (ms), or -1 when the job is not active.
+--]]
+local active_key, member = KEYS[1], ARGV[2]
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+if not redis.call('ZSCORE', active_key, member) then
+  return -1
+end
+local expiry = now + tonumber(ARGV[3])
+redis.call('ZADD', active_key, expiry, member)
+return expiry

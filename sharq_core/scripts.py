@@ -1,0 +1,35 @@
+"""The Lua scripts, one file per operation, registered once per Redis client.
+
+redis-py's `Script` sends EVALSHA and reloads the text itself after a NOSCRIPT
+(a Redis restart or SCRIPT FLUSH), so nothing here runs per call.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from redis.commands.core import Script
+
+NAMES = (
+    "enqueue",
+    "dequeue",
+    "finish",
+    "touch",
+    "interval",
+    "requeue",
+    "status",
+    "clear",
+    "dead_retry",
+    "dead_delete",
+)
+
+
+def source(name: str) -> str:
+    """The text of ``lua/<name>.lua`` shipped in the package."""
+    return (resources.files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def load_scripts(client: Any) -> dict[str, Script]:
+    """Register every script with `client` (a Redis or RedisCluster)."""
+    return {name: client.register_script(source(name)) for name in NAMES}

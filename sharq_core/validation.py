@@ -1,0 +1,43 @@
+"""Argument checks, run before any Redis call so a bad call changes nothing."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import ujson
+
+from .exceptions import BadArgumentException
+
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}\Z")
+
+# Bounds keep every time sum exact in Lua's doubles and in 14-digit score strings.
+MAX_INTERVAL = 10**12
+MAX_REQUEUE_LIMIT = 10**9
+MAX_QUEUED_LENGTH = 10**12
+
+
+def identifier(name: str, value: Any) -> str:
+    """A queue_type, queue_id or job_id: 1-100 of ``[A-Za-z0-9_-]``."""
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise BadArgumentException(f"{name} must be 1-100 characters of A-Z a-z 0-9 _ -")
+    return value
+
+
+def integer(name: str, value: Any, minimum: int, maximum: int) -> int:
+    """A true int (not bool, float or string) within [minimum, maximum]."""
+    if type(value) is not int or not minimum <= value <= maximum:
+        raise BadArgumentException(f"{name} must be an integer from {minimum} to {maximum}")
+    return value
+
+
+def optional_integer(name: str, value: Any, minimum: int, maximum: int) -> int | None:
+    return None if value is None else integer(name, value, minimum, maximum)
+
+
+def payload_text(payload: Any) -> str:
+    """The payload as JSON text; NaN, infinities and non-JSON objects are refused."""
+    try:
+        return ujson.dumps(payload, ensure_ascii=False, escape_forward_slashes=False, allow_nan=False)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BadArgumentException(f"payload is not JSON-serialisable: {exc}") from None

