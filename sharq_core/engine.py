@@ -90,7 +90,7 @@ class SharQ:
             return self._job_args(
                 job.get("queue_id"),
                 job.get("job_id"),
-                job["payload"] if "payload" in job else _MISSING,
+                job.get("payload", _MISSING),
                 job.get("interval"),
                 job.get("requeue_limit"),
                 job.get("max_queued_length"),
@@ -178,7 +178,11 @@ class SharQ:
         """Acknowledge an active job; NotFound when it is not active."""
         args = self._job_keys(queue_type, queue_id, job_id)
         done = self.scripts["finish"](
-            [self.keys.active(queue_type), self.keys.jobs(queue_type, queue_id), self.keys.queues(queue_type)],
+            [
+                self.keys.active(queue_type),
+                self.keys.jobs(queue_type, queue_id),
+                self.keys.queues(queue_type),
+            ],
             args,
         )
         if not done:
@@ -305,7 +309,9 @@ class SharQ:
         for (name, died_at), raw in zip(page, records, strict=True):
             if raw is not None:
                 queue_id, job_id = name.decode().split(":", 1)
-                jobs.append({"queue_id": queue_id, "job_id": job_id, "died_at": int(died_at), **_dead_record(raw)})
+                jobs.append(
+                    {"queue_id": queue_id, "job_id": job_id, "died_at": int(died_at), **_dead_record(raw)}
+                )
         return {"status": "success", "total": int(total), "jobs": jobs}
 
     def retry_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
@@ -436,4 +442,3 @@ def _batch_result(job: list[Any], code: int) -> dict[str, Any]:
         error, message = _ENQUEUE_FAILURES[code]
         return {**result, "status": "failure", "code": error.status, "message": message}
     return {**result, "status": "queued"}
-

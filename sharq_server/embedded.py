@@ -94,7 +94,9 @@ class EmbeddedRedis:
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {self.data_dir}/redis.log")
+                    raise RuntimeError(
+                        f"redis-server exited with {self.process.returncode}; see {self.data_dir}/redis.log"
+                    )
                 try:
                     if client.ping():
                         log.info("embedded Redis %s ready at %s", self.executable, self.url)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sharq_core import BadArgumentException, DuplicateJob, NotFound, QueueFull, SharQ
@@ -10,7 +12,12 @@ from tests.support import Clock
 
 def put(sq: SharQ, job_id: str, queue_id: str = "q1", interval: int = 0, **extra) -> dict:
     return sq.enqueue(
-        payload={"job": job_id}, interval=interval, job_id=job_id, queue_id=queue_id, queue_type="sms", **extra
+        payload={"job": job_id},
+        interval=interval,
+        job_id=job_id,
+        queue_id=queue_id,
+        queue_type="sms",
+        **extra,
     )
 
 
@@ -242,7 +249,11 @@ def test_touch_extends_an_active_job(sq: SharQ, clock: Clock) -> None:
     assert sq.touch("a", "q1", "sms") == {"status": "success", "expires_at": clock.now + 1000}
     clock.advance(800)
     assert sq.requeue() == {"requeued": 0, "dead": 0}
-    assert sq.job_status("sms", "q1", "a") == {"status": "success", "state": "active", "expires_at": clock.now + 200}
+    assert sq.job_status("sms", "q1", "a") == {
+        "status": "success",
+        "state": "active",
+        "expires_at": clock.now + 200,
+    }
     with pytest.raises(NotFound):
         sq.touch("zzz", "q1", "sms")
 
@@ -395,7 +406,9 @@ def test_invalid_arguments_everywhere(sq: SharQ, redis_client, call) -> None:
 
 def test_enqueue_many_reports_each_job(sq: SharQ) -> None:
     put(sq, "dup")
-    jobs = [{"queue_id": "q1", "job_id": job, "payload": job, "interval": 0} for job in ("x", "dup", "y", "x")]
+    jobs = [
+        {"queue_id": "q1", "job_id": job, "payload": job, "interval": 0} for job in ("x", "dup", "y", "x")
+    ]
     results = sq.enqueue_many("sms", jobs)
     assert [r["status"] for r in results] == ["queued", "failure", "queued", "failure"]
     assert results[1]["code"] == 409
@@ -411,19 +424,10 @@ def test_dequeue_many_honours_rate_and_order(sq: SharQ, clock: Clock) -> None:
     assert sq.dequeue_many("sms", 10) == {"status": "failure", "retry_after_ms": 1000, "jobs": []}
 
 
-def test_seed_config_file_is_valid(tmp_path, redis_url) -> None:
-    port = redis_url.rsplit(":", 1)[1].split("/")[0]
-    conf = tmp_path / "sharq.conf"
-    conf.write_text(
-        "[sharq]\njob_expire_interval       : 1000 ; in milliseconds\n"
-        "job_requeue_interval      : 1000 ; in milliseconds\n"
-        "default_job_requeue_limit : -1 ; retries infinitely\n\n"
-        "[redis]\ndb                        : 0\nkey_prefix                : sharq_server\n"
-        "conn_type                 : tcp_sock ; or unix_sock\n"
-        ";; unix connection settings\nunix_socket_path          : /tmp/redis.sock\n"
-        f";; tcp connection settings\nport                      : {port}\nhost                      : 127.0.0.1\n"
-    )
-    sq = SharQ(str(conf))
+def test_seed_config_file_is_valid(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed README's sample file, unchanged; the environment overrides its port."""
+    monkeypatch.setenv("SHARQ_REDIS_PORT", redis_url.rsplit(":", 1)[1].split("/")[0])
+    sq = SharQ(str(Path(__file__).parent / "data" / "seed-sharq.conf"))
     assert sq.config.redis.key_prefix == "sharq_server"
     assert sq.config.redis.embedded is False
     assert sq.deep_status() == {"status": "success"}

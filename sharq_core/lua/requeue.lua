@@ -24,7 +24,9 @@ if not now then
 end
 local base, batch = ARGV[2], tonumber(ARGV[3])
 
-local expired = redis.call('ZRANGEBYSCORE', active_key, '-inf', now, 'LIMIT', 0, batch)
+-- newest expiry first: each job is pushed in front of the ones handled before
+-- it, so jobs of one queue come back in the order they were first dequeued
+local expired = redis.call('ZREVRANGEBYSCORE', active_key, now, '-inf', 'LIMIT', 0, batch)
 local requeued, dead = 0, 0
 for _, member in ipairs(expired) do
   redis.call('ZREM', active_key, member)
