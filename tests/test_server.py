@@ -1,0 +1,251 @@
+"""Every route and error path of the HTTP API, through Flask's test client on real Redis."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from flask.testing import FlaskClient
+
+from sharq_core import Config
+from sharq_server import create_app
+from sharq_server.requeue import RequeueLoop
+from tests.support import free_port, wait_for
+
+JOB = {"job_id": "j1", "payload": {"message": "hello, world"}, "interval": 0}
+
+
+@pytest.fixture
+def app(config: Config, redis_client):
+    return create_app(dataclasses.replace(config, job_expire_interval=200))
+
+
+@pytest.fixture
+def client(app) -> FlaskClient:
+    return app.test_client()
+
+
+def enqueue(client: FlaskClient, job_id: str = "j1", queue_id: str = "u1", **fields) -> tuple[int, dict]:
+    response = client.post(f"/enqueue/sms/{queue_id}/", json={**JOB, "job_id": job_id, **fields})
+    return response.status_code, response.get_json()
+
+
+def test_index(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert (response.status_code, response.get_json()) == (200, {"message": "Hello, SharQ!"})
+
+
+def test_enqueue_dequeue_finish(client: FlaskClient) -> None:
+    assert enqueue(client) == (201, {"status": "queued"})
+    response = client.get("/dequeue/sms/")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "success",
+        "queue_id": "u1",
+        "job_id": "j1",
+        "payload": {"message": "hello, world"},
+        "requeues_remaining": -1,
+        "current_queue_length": 0,
+    }
+    assert client.post("/finish/sms/u1/j1/").get_json() == {"status": "success"}
+    finished_again = client.post("/finish/sms/u1/j1/")
+    assert finished_again.status_code == 404
+    assert finished_again.get_json()["status"] == "failure"
+
+
+def test_body_read_without_content_type(client: FlaskClient) -> None:
+    body = b'{"job_id": "j1", "payload": 1, "interval": 0}'
+    response = client.post("/enqueue/sms/u1/", data=body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 201
+
+
+def test_dequeue_default_type_and_no_slash(client: FlaskClient) -> None:
+    client.post("/enqueue/default/u1/", json=JOB)
+    assert client.get("/dequeue").get_json()["job_id"] == "j1"
+
+
+def test_dequeue_nothing_ready(client: FlaskClient) -> None:
+    response = client.get("/dequeue/sms/")
+    assert response.status_code == 404
+    assert response.get_json() == {"status": "failure", "message": "no job is ready", "retry_after_ms": None}
+    enqueue(client, "a", interval=60_000)
+    enqueue(client, "b", interval=60_000)
+    client.get("/dequeue/sms/")
+    wait = client.get("/dequeue/sms/").get_json()["retry_after_ms"]
+    assert 59_000 < wait <= 60_000
+
+
+def test_duplicate_and_full(client: FlaskClient, redis_client) -> None:
+    enqueue(client, max_queued_length=1)
+    assert enqueue(client)[0] == 409
+    assert enqueue(client, "j2", max_queued_length=1)[0] == 429
+    assert client.get("/metrics/sms/u1/").get_json()["queue_length"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"[1, 2]",
+        b'{"job_id": "j1", "interval": 0}',
+        b'{"job_id": "j1", "payload": 1}',
+        b'{"job_id": "j1", "payload": 1, "interval": "10"}',
+        b'{"job_id": "j1", "payload": 1, "interval": true}',
+        b'{"job_id": "j1", "payload": 1, "interval": 1.5}',
+        b'{"job_id": "j1", "payload": 1, "interval": -1}',
+        b'{"job_id": "j1", "payload": 1, "interval": 1e400}',
+        b'{"job_id": "j1", "payload": NaN, "interval": 0}',
+        b'{"job_id": "j1", "payload": 1, "interval": 100000000000000000000000}',
+        b'{"job_id": "j/1", "payload": 1, "interval": 0}',
+        b'{"job_id": "j\\u00001", "payload": 1, "interval": 0}',
+        b'{"job_id": 7, "payload": 1, "interval": 0}',
+        b'{"job_id": "j1", "payload": 1, "interval": 0, "requeue_limit": -2}',
+        b'{"job_id": "j1", "payload": 1, "interval": 0, "max_queued_length": 0}',
+        b'{"job_id": "j1", "payload": "\xff\xfe", "interval": 0}',
+        b"[" * 100_000,
+    ],
+)
+def test_bad_enqueue_is_400_and_changes_nothing(client: FlaskClient, redis_client, body: bytes) -> None:
+    response = client.post("/enqueue/sms/u1/", data=body)
+    assert response.status_code == 400
+    assert response.get_json()["status"] == "failure"
+    assert response.get_json()["message"]
+    assert redis_client.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    "path", ["/enqueue/sms/..%2Fetc/", "/enqueue/s%00ms/u1/", "/enqueue/" + "x" * 101 + "/u1/"]
+)
+def test_bad_identifiers_in_path(client: FlaskClient, redis_client, path: str) -> None:
+    response = client.post(path, json=JOB)
+    assert response.status_code in (400, 404)  # a decoded "/" matches no route at all
+    assert response.get_json()["status"] == "failure"
+    assert redis_client.dbsize() == 0
+
+
+def test_body_too_large_is_413(client: FlaskClient, app, redis_client) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    response = client.post("/enqueue/sms/u1/", json={**JOB, "payload": "x" * 2000})
+    assert response.status_code == 413
+    assert response.get_json()["status"] == "failure"
+    assert redis_client.dbsize() == 0
+
+
+def test_unknown_route_and_wrong_method(client: FlaskClient) -> None:
+    missing = client.get("/nope/")
+    assert (missing.status_code, missing.get_json()["status"]) == (404, "failure")
+    wrong = client.put("/dequeue/")
+    assert (wrong.status_code, wrong.get_json()["status"]) == (405, "failure")
+
+
+def test_touch_and_job_status(client: FlaskClient) -> None:
+    assert client.get("/job/sms/u1/j1/").status_code == 404
+    enqueue(client)
+    assert client.get("/job/sms/u1/j1/").get_json()["state"] == "queued"
+    assert client.post("/touch/sms/u1/j1/").status_code == 404
+    client.get("/dequeue/sms/")
+    touched = client.post("/touch/sms/u1/j1/").get_json()
+    status = client.get("/job/sms/u1/j1/").get_json()
+    assert status == {"status": "success", "state": "active", "expires_at": touched["expires_at"]}
+
+
+def test_interval(client: FlaskClient) -> None:
+    assert client.post("/interval/sms/u1/", json={"interval": 5}).status_code == 404
+    enqueue(client)
+    assert client.post("/interval/sms/u1/", json={"interval": 5}).get_json() == {"status": "success"}
+    assert client.post("/interval/sms/u1/", json={"interval": "5"}).status_code == 400
+    assert client.post("/interval/sms/u1/", data=b"{}").status_code == 400
+
+
+def test_metrics(client: FlaskClient) -> None:
+    enqueue(client)
+    overall = client.get("/metrics/").get_json()
+    assert overall["queue_types"] == ["sms"]
+    assert len(overall["enqueue_counts"]) == len(overall["dequeue_counts"]) == 10
+    assert sum(overall["enqueue_counts"].values()) == 1
+    assert client.get("/metrics/sms/").get_json() == {"status": "success", "queue_ids": ["u1"]}
+    queue = client.get("/metrics/sms/u1/").get_json()
+    assert queue["queue_length"] == 1
+    assert sum(queue["enqueue_counts"].values()) == 1
+    assert client.get("/metrics/s!s/").status_code == 400
+
+
+def test_delete_queue(client: FlaskClient) -> None:
+    assert client.delete("/deletequeue/sms/u1/").status_code == 404
+    enqueue(client, "a")
+    enqueue(client, "b")
+    client.get("/dequeue/sms/")
+    assert client.delete("/deletequeue/sms/u1/").get_json()["deleted"] == 1
+    assert client.delete("/deletequeue/sms/u1/", json={"purge_all": "yes"}).status_code == 400
+    assert client.delete("/deletequeue/sms/u1/", json={"purge_all": True}).get_json()["deleted"] == 1
+    assert client.post("/finish/sms/u1/a/").status_code == 404
+
+
+def test_dead_letters(client: FlaskClient, app) -> None:
+    enqueue(client, "a", requeue_limit=0)
+    client.get("/dequeue/sms/")
+    loop = RequeueLoop(app.extensions["sharq"])
+    wait_for(lambda: loop.run_once() == {"requeued": 0, "dead": 1}, what="the job to expire")
+    listing = client.get("/deadletter/sms/").get_json()
+    assert listing["total"] == 1
+    assert listing["jobs"][0]["payload"] == JOB["payload"]
+    assert listing["jobs"][0]["reason"]
+    assert client.post("/deadletter/sms/u1/a/retry/").get_json() == {"status": "queued"}
+    assert client.get("/dequeue/sms/").get_json()["job_id"] == "a"
+    assert client.delete("/deadletter/sms/u1/a/").status_code == 404
+    assert client.post("/deadletter/sms/u1/a/retry/").status_code == 404
+    assert client.get("/deadletter/sms/?limit=x").status_code == 400
+
+
+def test_batch_enqueue_and_dequeue(client: FlaskClient) -> None:
+    jobs = [{"queue_id": f"u{n % 3}", "job_id": f"j{n}", "payload": n, "interval": 0} for n in range(10)]
+    response = client.post("/enqueue/sms/", json={"jobs": [*jobs, jobs[0]]})
+    results = response.get_json()["results"]
+    assert [r["status"] for r in results] == ["queued"] * 10 + ["failure"]
+    assert results[-1]["code"] == 409
+    got = client.get("/dequeue/sms/?count=50").get_json()
+    assert got["status"] == "success"
+    assert sorted(job["payload"] for job in got["jobs"]) == list(range(10))
+    assert client.get("/dequeue/sms/?count=101").status_code == 400
+    assert client.post("/enqueue/sms/", json={"jobs": "x"}).status_code == 400
+
+
+def test_deep_status(client: FlaskClient) -> None:
+    assert client.get("/deepstatus/").get_json() == {"status": "success"}
+
+
+def test_redis_down_is_503(config: Config) -> None:
+    down = dataclasses.replace(config.redis, url=f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.5)
+    client = create_app(dataclasses.replace(config, redis=down)).test_client()
+    for response in (
+        client.get("/deepstatus/"),
+        client.post("/enqueue/sms/u1/", json=JOB),
+        client.get("/dequeue/"),
+    ):
+        assert response.status_code == 503
+        assert response.get_json()["status"] == "failure"
+    assert client.post("/enqueue/sms/u1/", data=b"junk").status_code == 400  # checked before Redis
+
+
+def test_auth_tokens(config: Config, redis_client) -> None:
+    server = dataclasses.replace(config.server, auth_tokens=("s3cret", "other"))
+    client = create_app(dataclasses.replace(config, server=server)).test_client()
+    assert client.get("/").status_code == 200
+    assert client.get("/metrics/").status_code == 401
+    assert client.get("/metrics/", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/metrics/", headers={"Authorization": "Basic s3cret"}).status_code == 401
+    assert client.get("/metrics/", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/metrics/", headers={"Authorization": "Bearer other"}).status_code == 200
+
+
+def test_requeue_lock_lets_one_pass_run(app) -> None:
+    first, second = RequeueLoop(app.extensions["sharq"]), RequeueLoop(app.extensions["sharq"])
+    engine = app.extensions["sharq"]
+    assert engine.redis.set(engine.keys.requeue_lock(), first.token, nx=True, px=5000)
+    assert second.run_once() is None
+    second.stop()  # must not release a lock it does not own
+    assert engine.redis.get(engine.keys.requeue_lock()) == first.token.encode()
+    first.stop()
+    assert engine.redis.get(engine.keys.requeue_lock()) is None
+    assert second.run_once() == {"requeued": 0, "dead": 0}
