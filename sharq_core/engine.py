@@ -112,9 +112,7 @@ class SharQ:
             raise BadArgumentException("payload is required")
         if requeue_limit is None:
             requeue_limit = self.config.default_job_requeue_limit
-        max_length = check.optional_integer(
-            "max_queued_length", max_queued_length, 1, check.MAX_QUEUED_LENGTH
-        )
+        max_length = check.optional_integer("max_queued_length", max_queued_length, 1, check.MAX_QUEUED_LENGTH)
         return [
             check.identifier("queue_id", queue_id),
             check.identifier("job_id", job_id),
@@ -309,9 +307,7 @@ class SharQ:
         for (name, died_at), raw in zip(page, records, strict=True):
             if raw is not None:
                 queue_id, job_id = name.decode().split(":", 1)
-                jobs.append(
-                    {"queue_id": queue_id, "job_id": job_id, "died_at": int(died_at), **_dead_record(raw)}
-                )
+                jobs.append({"queue_id": queue_id, "job_id": job_id, "died_at": int(died_at), **_dead_record(raw)})
         return {"status": "success", "total": int(total), "jobs": jobs}
 
     def retry_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:

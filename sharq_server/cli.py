@@ -62,9 +62,7 @@ class SharqApplication(BaseApplication):
     def _when_ready(self, arbiter: Any) -> None:
         server = self.config.server
         where = self.embedded.url if self.embedded else "the configured Redis"
-        log.info(
-            "SharQ %s listening on http://%s:%d (Redis: %s)", __version__, server.host, server.port, where
-        )
+        log.info("SharQ %s listening on http://%s:%d (Redis: %s)", __version__, server.host, server.port, where)
 
 
 def _start_requeue_loop(worker: Any) -> None:
@@ -107,9 +105,7 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
     args = parse_args(argv)
     try:
         config = build_config(args)

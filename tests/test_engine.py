@@ -406,9 +406,7 @@ def test_invalid_arguments_everywhere(sq: SharQ, redis_client, call) -> None:
 
 def test_enqueue_many_reports_each_job(sq: SharQ) -> None:
     put(sq, "dup")
-    jobs = [
-        {"queue_id": "q1", "job_id": job, "payload": job, "interval": 0} for job in ("x", "dup", "y", "x")
-    ]
+    jobs = [{"queue_id": "q1", "job_id": job, "payload": job, "interval": 0} for job in ("x", "dup", "y", "x")]
     results = sq.enqueue_many("sms", jobs)
     assert [r["status"] for r in results] == ["queued", "failure", "queued", "failure"]
     assert results[1]["code"] == 409

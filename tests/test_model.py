@@ -100,9 +100,7 @@ class Model:
         return True
 
     def requeue(self):
-        expired = sorted(
-            ((t, f"{q}:{j}") for (q, j), t in self.active.items() if t <= self.now), reverse=True
-        )
+        expired = sorted(((t, f"{q}:{j}") for (q, j), t in self.active.items() if t <= self.now), reverse=True)
         requeued = dead = 0
         for _, name in expired:
             queue, job = name.split(":")

@@ -114,9 +114,7 @@ def test_bad_enqueue_is_400_and_changes_nothing(client: FlaskClient, redis_clien
     assert redis_client.dbsize() == 0
 
 
-@pytest.mark.parametrize(
-    "path", ["/enqueue/sms/..%2Fetc/", "/enqueue/s%00ms/u1/", "/enqueue/" + "x" * 101 + "/u1/"]
-)
+@pytest.mark.parametrize("path", ["/enqueue/sms/..%2Fetc/", "/enqueue/s%00ms/u1/", "/enqueue/" + "x" * 101 + "/u1/"])
 def test_bad_identifiers_in_path(client: FlaskClient, redis_client, path: str) -> None:
     response = client.post(path, json=JOB)
     assert response.status_code in (400, 404)  # a decoded "/" matches no route at all
