@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -39,3 +46,69 @@ class Clock:
 
     def advance(self, ms: int) -> None:
         self.now += ms
+
+
+def http(method: str, url: str, body: object = None, headers: dict | None = None, timeout: float = 10.0):
+    """One real HTTP request; returns (status, parsed JSON body)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+class ServerProcess:
+    """The real `sharq-server` CLI as a subprocess on a free port."""
+
+    def __init__(self, data_dir: str, workers: int = 2, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.workers = workers
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = os.path.join(data_dir + "-server.log")
+
+    def start(self) -> ServerProcess:
+        command = [os.path.join(os.path.dirname(sys.executable), "sharq-server")]
+        command += ["--port", str(self.port), "--workers", str(self.workers), "--data-dir", self.data_dir]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._answers, timeout=30, what=f"sharq-server on {self.url}")
+        return self
+
+    def _answers(self) -> bool:
+        assert self.process is not None and self.process.poll() is None, self.log()
+        try:
+            return http("GET", self.url + "/", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    def call(self, method: str, path: str, body: object = None, **kwargs):
+        return http(method, self.url + path, body, **kwargs)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as log:
+            return log.read()
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains `text` (to find a leftover redis-server)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    if text.encode() in cmdline.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found

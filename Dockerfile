@@ -1,0 +1,23 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY sharq_core ./sharq_core
+COPY sharq_server ./sharq_server
+COPY config ./config
+COPY wsgi.py ./
+RUN pip install . && useradd --system --uid 10001 --home-dir /app sharq && mkdir /data && chown sharq /data
+
+USER sharq
+ENV SHARQ_HOST=0.0.0.0 SHARQ_PORT=8080 SHARQ_DATA_DIR=/data
+EXPOSE 8080
+VOLUME ["/data"]
+
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+  CMD python -c "import os, urllib.request as u; r = u.Request('http://127.0.0.1:8080/deepstatus/', headers={'Authorization': 'Bearer ' + os.environ.get('SHARQ_AUTH_TOKENS', '').split(',')[0]}); u.urlopen(r, timeout=2)"
+
+# sharq-server runs gunicorn with gevent workers; with SHARQ_REDIS_URL unset it
+# starts an embedded Redis persisted in /data.
+CMD ["sharq-server"]

@@ -1,0 +1,24 @@
+"""gunicorn settings for ``gunicorn -c config/gunicorn.conf.py wsgi:app``.
+
+`sharq-server` sets the same itself; use this file when you run gunicorn directly
+(in Docker, say) against a Redis configured through SHARQ_REDIS_URL.
+"""
+
+import os
+
+bind = f"{os.environ.get('SHARQ_HOST', '0.0.0.0')}:{os.environ.get('SHARQ_PORT', '8080')}"
+workers = int(os.environ.get("SHARQ_WORKERS", "2"))
+worker_class = "gevent"
+worker_connections = 1000
+graceful_timeout = int(os.environ.get("SHARQ_GRACEFUL_TIMEOUT", "10"))
+timeout = 30
+keepalive = 5
+accesslog = os.environ.get("SHARQ_ACCESSLOG") or None
+proc_name = "sharq-server"
+
+
+def worker_exit(server, worker):
+    """Release the requeue lock if this worker holds it (wsgi.py started the loop)."""
+    loop = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("sharq_requeue")
+    if loop:
+        loop.stop()
