@@ -6,8 +6,6 @@ turned into responses by `errors.py` alone.
 
 from __future__ import annotations
 
-import functools
-from importlib import resources
 from typing import Any
 
 import ujson
@@ -18,6 +16,7 @@ from sharq_core import BadArgumentException, Config, NotFound, SharQ, load_confi
 
 from .auth import require_tokens
 from .errors import failure, register_error_handlers
+from .openapi import document
 
 api = Blueprint("sharq", __name__)
 _MISSING = object()
@@ -173,10 +172,5 @@ def deep_status() -> dict:
 
 
 @api.get("/openapi.json")
-def openapi() -> Any:
-    return current_app.response_class(_openapi_text(), mimetype="application/json")
-
-
-@functools.cache
-def _openapi_text() -> str:
-    return (resources.files(__package__) / "openapi.json").read_text(encoding="utf-8")
+def openapi() -> dict:
+    return document()

@@ -13,6 +13,7 @@ class Unauthorized(SharqError):
     """No token, or not one of the configured ones."""
 
     status = 401
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 - read-only
 
 
 def require_tokens(app: Flask, tokens: tuple[str, ...]) -> None:

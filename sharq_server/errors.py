@@ -43,12 +43,14 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(Exception, _bug)
 
 
-def _sharq_error(error: SharqError) -> tuple[dict, int]:
-    return failure(error.status, error.message)
+def _sharq_error(error: SharqError) -> tuple[dict, int, dict[str, str]]:
+    return (*failure(error.status, error.message), getattr(error, "headers", {}))
 
 
-def _http_error(error: HTTPException) -> tuple[dict, int]:
-    return failure(error.code or 500, error.description or error.name)
+def _http_error(error: HTTPException) -> tuple[dict, int, list[tuple[str, str]]]:
+    """Werkzeug's own errors, as JSON; their headers (405's Allow) are kept."""
+    headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+    return (*failure(error.code or 500, error.description or error.name), headers)
 
 
 def _redis_unavailable(error: Exception) -> tuple[dict, int]:

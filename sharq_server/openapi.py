@@ -1,0 +1,230 @@
+"""The OpenAPI 3 description of the HTTP API, served at ``GET /openapi.json``.
+
+Built from small pieces so each schema is written once; `tests/test_openapi.py`
+checks that it names exactly the app's routes, and Schemathesis checks the live
+server against it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sharq_core import __version__
+
+IDENTIFIER = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,100}$"}
+COUNTS = {
+    "type": "object",
+    "description": "10 per-minute buckets keyed by the minute's start in epoch ms",
+    "additionalProperties": {"type": "integer"},
+    "minProperties": 10,
+    "maxProperties": 10,
+}
+JOB_FIELDS = {
+    "job_id": IDENTIFIER,
+    "payload": {"description": "any JSON value"},
+    "interval": {"type": "integer", "minimum": 0, "maximum": 10**12, "description": "ms between two dequeues"},
+    # optional: null or absent means the config's default / no limit
+    "requeue_limit": {"type": ["integer", "null"], "minimum": -1, "maximum": 10**9},
+    "max_queued_length": {"type": ["integer", "null"], "minimum": 1, "maximum": 10**12},
+}
+DEQUEUED_JOB = {
+    "type": "object",
+    "required": ["queue_id", "job_id", "payload", "requeues_remaining", "current_queue_length"],
+    "properties": {
+        "queue_id": IDENTIFIER,
+        "job_id": IDENTIFIER,
+        "payload": {},
+        "requeues_remaining": {"type": "integer", "minimum": -1},
+        "current_queue_length": {"type": "integer", "minimum": 0},
+    },
+}
+FAILURE = {
+    "type": "object",
+    "required": ["status", "message"],
+    "properties": {"status": {"const": "failure"}, "message": {"type": "string"}},
+}
+
+
+def _obj(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _success(**properties: Any) -> dict[str, Any]:
+    return _obj(["status", *properties], status={"const": "success"}, **properties)
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "400": "invalid input; nothing changed",
+    "401": "missing or wrong bearer token (when auth_tokens is set)",
+    "404": "not found",
+    "413": "request body too large",
+    "503": "Redis unavailable",
+}
+
+
+def _operation(summary: str, ok: tuple[str, dict[str, Any]], body: dict[str, Any] | None = None, **extra: Any) -> dict:
+    responses = {code: _json(FAILURE, why) for code, why in _ERRORS.items()}
+    responses[ok[0]] = _json(ok[1], summary)
+    responses.update(extra.pop("responses", {}))
+    operation: dict[str, Any] = {"summary": summary, "responses": responses, **extra}
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return operation
+
+
+def _params(*names: str) -> list[dict[str, Any]]:
+    return [{"name": name, "in": "path", "required": True, "schema": IDENTIFIER} for name in names]
+
+
+def _query(name: str, minimum: int, maximum: int) -> dict[str, Any]:
+    schema = {"type": "integer", "minimum": minimum, "maximum": maximum}
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+QUEUED = _obj(["status"], status={"const": "queued"})
+NOT_READY = _json(
+    {**FAILURE, "properties": {**FAILURE["properties"], "retry_after_ms": {"type": ["integer", "null"]}}},
+    "no job is ready; retry_after_ms says when the earliest is due (null: none queued)",
+)
+DEQUEUE = _operation(
+    "Dequeue the job due first across the type's queues (or up to `count` jobs)",
+    ("200", {"oneOf": [{**DEQUEUED_JOB, "properties": {**DEQUEUED_JOB["properties"], "status": {"const": "success"}}},
+                       _success(jobs={"type": "array", "items": DEQUEUED_JOB})]}),
+    parameters=[_query("count", 1, 100)],
+    responses={"404": NOT_READY},
+)  # fmt: skip
+METRICS = _success(queue_types={"type": "array", "items": IDENTIFIER}, enqueue_counts=COUNTS, dequeue_counts=COUNTS)
+
+
+def _paths() -> dict[str, Any]:
+    job = ("queue_type", "queue_id", "job_id")
+    return {
+        "/": {"get": _operation("Greeting", ("200", _obj(["message"], message={"type": "string"})))},
+        "/enqueue/{queue_type}/{queue_id}/": {
+            "parameters": _params("queue_type", "queue_id"),
+            "post": _operation(
+                "Enqueue one job",
+                ("201", QUEUED),
+                _obj(["job_id", "payload", "interval"], **JOB_FIELDS),
+                responses={
+                    "409": _json(FAILURE, "job_id already queued or active in this queue"),
+                    "429": _json(FAILURE, "queue already holds max_queued_length jobs"),
+                },
+            ),
+        },
+        "/enqueue/{queue_type}/": {
+            "parameters": _params("queue_type"),
+            "post": _operation(
+                "Enqueue up to 100 jobs of one type atomically, one result each",
+                ("200", _success(results={"type": "array", "items": _obj(["queue_id", "job_id", "status"])})),
+                _obj(
+                    ["jobs"],
+                    jobs={
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 100,
+                        "items": _obj(["queue_id", "job_id", "payload", "interval"], queue_id=IDENTIFIER, **JOB_FIELDS),
+                    },
+                ),
+            ),
+        },
+        "/dequeue/": {"get": DEQUEUE},
+        "/dequeue/{queue_type}/": {"parameters": _params("queue_type"), "get": DEQUEUE},
+        "/finish/{queue_type}/{queue_id}/{job_id}/": {
+            "parameters": _params(*job),
+            "post": _operation("Acknowledge an active job", ("200", _success())),
+        },
+        "/touch/{queue_type}/{queue_id}/{job_id}/": {
+            "parameters": _params(*job),
+            "post": _operation(
+                "Heartbeat: push an active job's expiry out", ("200", _success(expires_at={"type": "integer"}))
+            ),
+        },
+        "/job/{queue_type}/{queue_id}/{job_id}/": {
+            "parameters": _params(*job),
+            "get": _operation(
+                "Where a job is: queued, active (with expires_at) or dead",
+                ("200", _success(state={"enum": ["queued", "active", "dead"]})),
+            ),
+        },
+        "/interval/{queue_type}/{queue_id}/": {
+            "parameters": _params("queue_type", "queue_id"),
+            "post": _operation(
+                "Change a queue's rate limit",
+                ("200", _success()),
+                _obj(["interval"], interval=JOB_FIELDS["interval"]),
+            ),
+        },
+        "/metrics/": {"get": _operation("Queue types and overall per-minute counts", ("200", METRICS))},
+        "/metrics/{queue_type}/": {
+            "parameters": _params("queue_type"),
+            "get": _operation(
+                "Queue ids holding queued or active jobs",
+                ("200", _success(queue_ids={"type": "array", "items": IDENTIFIER})),
+            ),
+        },
+        "/metrics/{queue_type}/{queue_id}/": {
+            "parameters": _params("queue_type", "queue_id"),
+            "get": _operation(
+                "One queue's length and per-minute counts",
+                ("200", _success(queue_length={"type": "integer"}, enqueue_counts=COUNTS, dequeue_counts=COUNTS)),
+            ),
+        },
+        "/deletequeue/{queue_type}/{queue_id}/": {
+            "parameters": _params("queue_type", "queue_id"),
+            "delete": {
+                **_operation(
+                    "Delete queued jobs (purge_all: active jobs too)", ("200", _success(deleted={"type": "integer"}))
+                ),
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "object", "properties": {"purge_all": {"type": "boolean"}}}
+                        }
+                    },
+                },
+            },
+        },
+        "/deadletter/{queue_type}/": {
+            "parameters": _params("queue_type"),
+            "get": _operation(
+                "Dead-lettered jobs of a type, oldest first",
+                ("200", _success(total={"type": "integer"}, jobs={"type": "array"})),
+                parameters=[_query("limit", 1, 1000), _query("offset", 0, 10**9)],
+            ),
+        },
+        "/deadletter/{queue_type}/{queue_id}/{job_id}/retry/": {
+            "parameters": _params(*job),
+            "post": _operation(
+                "Requeue a dead-lettered job",
+                ("200", QUEUED),
+                responses={"409": _json(FAILURE, "job_id is queued or active again")},
+            ),
+        },
+        "/deadletter/{queue_type}/{queue_id}/{job_id}/": {
+            "parameters": _params(*job),
+            "delete": _operation("Delete a dead-lettered job", ("200", _success())),
+        },
+        "/deepstatus/": {"get": _operation("Redis answers and accepts writes", ("200", _success()))},
+        "/openapi.json": {
+            "get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}
+        },
+    }
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document, built once per process."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "SharQ", "version": __version__, "description": "Rate-limited, multi-tenant job queue."},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{}, {"bearer": []}],
+        "paths": _paths(),
+    }
