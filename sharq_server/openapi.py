@@ -13,6 +13,10 @@ from typing import Any
 from sharq_core import __version__
 
 IDENTIFIER = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,100}$"}
+IDENTIFIERS = {"type": "array", "items": IDENTIFIER}
+INTEGER = {"type": "integer"}
+OBJECT = {"type": "object"}
+PURGE = {"type": "object", "properties": {"purge_all": {"type": "boolean"}}}
 COUNTS = {
     "type": "object",
     "description": "10 per-minute buckets keyed by the minute's start in epoch ms",
@@ -98,7 +102,7 @@ DEQUEUE = _operation(
     parameters=[_query("count", 1, 100)],
     responses={"404": NOT_READY},
 )  # fmt: skip
-METRICS = _success(queue_types={"type": "array", "items": IDENTIFIER}, enqueue_counts=COUNTS, dequeue_counts=COUNTS)
+METRICS = _success(queue_types=IDENTIFIERS, enqueue_counts=COUNTS, dequeue_counts=COUNTS)
 
 
 def _paths() -> dict[str, Any]:
