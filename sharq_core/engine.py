@@ -168,8 +168,8 @@ class SharQ:
             RATE_MEMORY_MS,
         ]
         reply = self.scripts["dequeue"](keys, args)
-        wait = int(reply[1])
-        jobs = [_job(*reply[i : i + 4]) for i in range(2, len(reply), 4)]
+        now, wait = int(reply[0]), int(reply[1])
+        jobs = [_job(now, *reply[i : i + 4]) for i in range(2, len(reply), 4)]
         return jobs, (None if wait < 0 else wait)
 
     def finish(self, job_id: str, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
@@ -411,8 +411,12 @@ class SharQ:
 _MISSING = object()
 
 
-def _job(queue_id: bytes, job_id: bytes, record: bytes, length: int) -> dict[str, Any]:
-    """A dequeued job as the API returns it, from dequeue.lua's four values."""
+def _job(now: int, queue_id: bytes, job_id: bytes, record: bytes, length: int) -> dict[str, Any]:
+    """A dequeued job as the API returns it, from dequeue.lua's values.
+
+    `dequeued_at` is the Redis time (ms) of the dequeue: the clock the rate limit
+    is kept by, so a client can check the spacing without its own clock's jitter.
+    """
     remaining, _, payload = record.split(b":", 2)
     return {
         "queue_id": queue_id.decode(),
@@ -420,6 +424,7 @@ def _job(queue_id: bytes, job_id: bytes, record: bytes, length: int) -> dict[str
         "payload": ujson.loads(payload),
         "requeues_remaining": int(remaining),
         "current_queue_length": int(length),
+        "dequeued_at": now,
     }
 
 

@@ -41,6 +41,7 @@ DEQUEUED_JOB = {
         "payload": {},
         "requeues_remaining": {"type": "integer", "minimum": -1},
         "current_queue_length": {"type": "integer", "minimum": 0},
+        "dequeued_at": {"type": "integer", "description": "Redis time of the dequeue, epoch ms"},
     },
 }
 FAILURE = {

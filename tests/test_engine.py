@@ -36,6 +36,7 @@ def test_enqueue_dequeue_round_trip_keeps_payload(sq: SharQ) -> None:
         "payload": payload,
         "requeues_remaining": -1,
         "current_queue_length": 0,
+        "dequeued_at": sq._clock(),
     }
 
 
