@@ -1,5 +1,6 @@
 """The Lua scripts, one file per operation, registered once per Redis client.
 
+Each text is read once, behind the shared ``_helpers.lua``, and never changes after.
 redis-py's `Script` sends EVALSHA and reloads the text itself after a NOSCRIPT
 (a Redis restart or SCRIPT FLUSH), so nothing here runs per call.
 """
@@ -27,8 +28,9 @@ NAMES = (
 
 
 def source(name: str) -> str:
-    """The text of ``lua/<name>.lua`` shipped in the package."""
-    return (resources.files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    """``lua/<name>.lua`` after ``lua/_helpers.lua``, the functions scripts share."""
+    folder = resources.files(__package__) / "lua"
+    return (folder / "_helpers.lua").read_text(encoding="utf-8") + (folder / f"{name}.lua").read_text(encoding="utf-8")
 
 
 def load_scripts(client: Any) -> dict[str, Script]:

@@ -18,11 +18,7 @@ Returns 1 requeued, 0 no such dead letter, -1 the job_id is queued or active aga
 --]]
 local dead_key, dead_at_key, queue_key, jobs_key, ready_key, queues_key, last_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local queue_id, job_id = ARGV[2], ARGV[3]
 local member = queue_id .. ':' .. job_id
 
@@ -41,9 +37,6 @@ redis.call('ZREM', dead_at_key, member)
 redis.call('HSET', jobs_key, job_id, limit .. ':' .. limit .. ':' .. dead.payload)
 redis.call('HSET', queues_key, queue_id, interval)
 if redis.call('RPUSH', queue_key, job_id) == 1 then
-  local due = now
-  local last = tonumber(redis.call('GET', last_key))
-  if last and last + interval > now then due = last + interval end
-  redis.call('ZADD', ready_key, due, queue_id)
+  mark_ready(ready_key, last_key, queue_id, interval, now)
 end
 return 1

@@ -21,11 +21,7 @@ job is due, or -1 when the type holds no queued job. `record` is the job's
 "<requeues_remaining>:<requeue_limit>:<payload>".
 --]]
 local ready_key, active_key, queues_key = KEYS[1], KEYS[2], KEYS[3]
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local base, expire, count, memory = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 
 local result = { now, 0 }

@@ -17,11 +17,7 @@ the type held no queue before this call (Python then lists the type), and code_i
 is 1 queued, -1 job_id already queued or active in its queue, -2 queue full.
 --]]
 local ready_key, queues_key = KEYS[1], KEYS[2]
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local minute = now - (now % 60000)
 local stats_key = ARGV[2] .. ':stats:' .. minute
 
@@ -45,15 +41,14 @@ for i = 1, n do
     if old_interval ~= interval then
       redis.call('HSET', queues_key, queue_id, interval)
     end
-    local last = tonumber(redis.call('GET', last_key))
     if length == 1 then
-      -- the queue was empty: it is ready now, or once its rate limit allows
-      local due = now
-      if last and last + interval > now then due = last + interval end
-      redis.call('ZADD', ready_key, due, queue_id)
-    elseif old_interval ~= interval and last then
+      mark_ready(ready_key, last_key, queue_id, interval, now)
+    elseif old_interval ~= interval then
       -- a new rate applies from the last dequeue, as with POST /interval
-      redis.call('ZADD', ready_key, 'XX', last + interval, queue_id)
+      local last = tonumber(redis.call('GET', last_key))
+      if last then
+        redis.call('ZADD', ready_key, 'XX', last + interval, queue_id)
+      end
     end
     redis.call('HINCRBY', stats_key, 'e', 1)
     redis.call('HINCRBY', stats_key, 'e:' .. queue_id, 1)

@@ -14,11 +14,7 @@ ARGV[4]  how long (ms) to remember a dequeue time at least
 Returns 1 updated, 0 the queue holds no queued or active job.
 --]]
 local queues_key, ready_key, last_key = KEYS[1], KEYS[2], KEYS[3]
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local queue_id, interval, memory = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 
 if redis.call('HEXISTS', queues_key, queue_id) == 0 then

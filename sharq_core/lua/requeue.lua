@@ -17,11 +17,7 @@ ARGV[3]  batch: the most jobs to handle in this call
 Returns { handled, requeued, dead }.
 --]]
 local active_key, ready_key, queues_key, dead_key, dead_at_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local base, batch = ARGV[2], tonumber(ARGV[3])
 
 -- newest expiry first: each job is pushed in front of the ones handled before
@@ -55,10 +51,7 @@ for _, member in ipairs(expired) do
         redis.call('HSET', jobs_key, job_id, (remaining - 1) .. ':' .. limit .. ':' .. payload)
       end
       if redis.call('LPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
-        local due = now
-        local last = tonumber(redis.call('GET', base .. ':last:' .. queue_id))
-        if last and last + interval > now then due = last + interval end
-        redis.call('ZADD', ready_key, due, queue_id)
+        mark_ready(ready_key, base .. ':last:' .. queue_id, queue_id, interval, now)
       end
       requeued = requeued + 1
     end

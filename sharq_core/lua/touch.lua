@@ -8,11 +8,7 @@ ARGV[3]  job_expire_interval (ms)
 Returns the new expiry time (ms), or -1 when the job is not active.
 --]]
 local active_key, member = KEYS[1], ARGV[2]
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 if not redis.call('ZSCORE', active_key, member) then
   return -1
 end
