@@ -37,6 +37,7 @@ class RedisSettings:
     clustered: bool = False
     socket_timeout: float = 2.0
     appendfsync: str = "everysec"
+    autopipeline: bool = True
     embedded: bool = True
 
 

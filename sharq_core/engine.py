@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import ujson
+from redis.exceptions import NoScriptError
 
 from . import validation as check
 from .config import Config, load_config
@@ -49,6 +50,7 @@ class SharQ:
         self.redis = client if client is not None else connect(self.config.redis)
         self.scripts = load_scripts(self.redis)
         self._clock = clock
+        self._pipeline = _auto_pipeline(self.config) if client is None else None
 
     # -- producers -----------------------------------------------------------
 
@@ -133,7 +135,7 @@ class SharQ:
                 self.keys.last(queue_type, queue_id),
             ]
             args += job
-        type_was_empty, *codes = self.scripts["enqueue"](keys, args)
+        type_was_empty, *codes = self._script("enqueue", keys, args)
         if type_was_empty:
             # the only write outside the type's slot; rare, so a second trip is fine
             self.redis.sadd(self.keys.queue_types(), queue_type)
@@ -167,7 +169,7 @@ class SharQ:
             count,
             RATE_MEMORY_MS,
         ]
-        reply = self.scripts["dequeue"](keys, args)
+        reply = self._script("dequeue", keys, args)
         now, wait = int(reply[0]), int(reply[1])
         jobs = [_job(now, *reply[i : i + 4]) for i in range(2, len(reply), 4)]
         return jobs, (None if wait < 0 else wait)
@@ -175,7 +177,8 @@ class SharQ:
     def finish(self, job_id: str, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
         """Acknowledge an active job; NotFound when it is not active."""
         args = self._job_keys(queue_type, queue_id, job_id)
-        done = self.scripts["finish"](
+        done = self._script(
+            "finish",
             [
                 self.keys.active(queue_type),
                 self.keys.jobs(queue_type, queue_id),
@@ -190,7 +193,8 @@ class SharQ:
     def touch(self, job_id: str, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
         """Heartbeat: push an active job's expiry out by job_expire_interval."""
         self._job_keys(queue_type, queue_id, job_id)
-        expiry = self.scripts["touch"](
+        expiry = self._script(
+            "touch",
             [self.keys.active(queue_type)],
             [self._now(), member(queue_id, job_id), self.config.job_expire_interval],
         )
@@ -217,8 +221,8 @@ class SharQ:
         ]
         totals = {"requeued": 0, "dead": 0}
         while True:
-            handled, requeued, dead = self.scripts["requeue"](
-                keys, [self._now(), self.keys.base(queue_type), REQUEUE_BATCH]
+            handled, requeued, dead = self._script(
+                "requeue", keys, [self._now(), self.keys.base(queue_type), REQUEUE_BATCH]
             )
             totals["requeued"] += requeued
             totals["dead"] += dead
@@ -232,7 +236,8 @@ class SharQ:
         check.identifier("queue_type", queue_type)
         check.identifier("queue_id", queue_id)
         check.integer("interval", interval, 0, check.MAX_INTERVAL)
-        updated = self.scripts["interval"](
+        updated = self._script(
+            "interval",
             [
                 self.keys.queues(queue_type),
                 self.keys.ready(queue_type),
@@ -250,7 +255,8 @@ class SharQ:
         check.identifier("queue_id", queue_id)
         if not isinstance(purge_all, bool):
             raise BadArgumentException("purge_all must be true or false")
-        deleted = self.scripts["clear"](
+        deleted = self._script(
+            "clear",
             [
                 self.keys.queue(queue_type, queue_id),
                 self.keys.jobs(queue_type, queue_id),
@@ -274,7 +280,8 @@ class SharQ:
     def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Where a job is: queued, active (with `expires_at`), dead, or unknown."""
         self._job_keys(queue_type, queue_id, job_id)
-        state, detail = self.scripts["status"](
+        state, detail = self._script(
+            "status",
             [self.keys.active(queue_type), self.keys.jobs(queue_type, queue_id), self.keys.dead(queue_type)],
             [member(queue_id, job_id), job_id],
         )
@@ -313,7 +320,8 @@ class SharQ:
     def retry_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Put a dead-lettered job back at the end of its queue with its full requeue_limit."""
         self._job_keys(queue_type, queue_id, job_id)
-        code = self.scripts["dead_retry"](
+        code = self._script(
+            "dead_retry",
             [
                 self.keys.dead(queue_type),
                 self.keys.dead_index(queue_type),
@@ -335,7 +343,8 @@ class SharQ:
     def delete_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Drop one dead-lettered job for good."""
         self._job_keys(queue_type, queue_id, job_id)
-        deleted = self.scripts["dead_delete"](
+        deleted = self._script(
+            "dead_delete",
             [self.keys.dead(queue_type), self.keys.dead_index(queue_type)],
             [member(queue_id, job_id)],
         )
@@ -392,6 +401,17 @@ class SharQ:
 
     # -- helpers -------------------------------------------------------------
 
+    def _script(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+        """Run one Lua script: auto-pipelined under gevent, else through redis-py."""
+        if self._pipeline is None:
+            return self.scripts[name](keys, args)
+        script = self.scripts[name]
+        try:
+            return self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:  # Redis restarted or its script cache was flushed
+            self._pipeline.call("SCRIPT", "LOAD", script.script)
+            return self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
+
     def _now(self) -> str | int:
         """The explicit clock's time in ms, or "" to let each script read Redis TIME."""
         return "" if self._clock is None else int(self._clock())
@@ -409,6 +429,22 @@ class SharQ:
 
 
 _MISSING = object()
+
+
+def _auto_pipeline(config: Config) -> Any:
+    """An AutoPipeline when gevent has patched this process and Redis is not a
+    cluster (one connection cannot serve many nodes); None otherwise."""
+    if config.redis.clustered or not config.redis.autopipeline:
+        return None
+    try:
+        from gevent import monkey
+    except ImportError:
+        return None
+    if not monkey.is_module_patched("socket"):
+        return None
+    from .autopipeline import AutoPipeline
+
+    return AutoPipeline(config.redis)
 
 
 def _job(now: int, queue_id: bytes, job_id: bytes, record: bytes, length: int) -> dict[str, Any]:

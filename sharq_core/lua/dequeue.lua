@@ -24,6 +24,7 @@ local ready_key, active_key, queues_key = KEYS[1], KEYS[2], KEYS[3]
 local now = now_ms(ARGV[1])
 local base, expire, count, memory = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 
+local stats_key = base .. ':stats:' .. (now - (now % 60000))
 local result = { now, 0 }
 local served = 0
 while served < count do
@@ -50,10 +51,7 @@ while served < count do
       redis.call('ZREM', ready_key, queue_id)
     end
     redis.call('SET', base .. ':last:' .. queue_id, now, 'PX', math.max(interval, memory))
-    local stats_key = base .. ':stats:' .. (now - (now % 60000))
-    redis.call('HINCRBY', stats_key, 'd', 1)
     redis.call('HINCRBY', stats_key, 'd:' .. queue_id, 1)
-    redis.call('PEXPIRE', stats_key, 660000 - (now % 60000))
     result[#result + 1] = queue_id
     result[#result + 1] = job_id
     result[#result + 1] = record
@@ -62,5 +60,9 @@ while served < count do
   else
     redis.call('ZREM', ready_key, queue_id)
   end
+end
+-- the first count of the minute sets the expiry (see enqueue.lua)
+if served > 0 and redis.call('HINCRBY', stats_key, 'd', served) == served then
+  redis.call('PEXPIRE', stats_key, 660000 - (now % 60000))
 end
 return result

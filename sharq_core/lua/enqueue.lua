@@ -50,14 +50,14 @@ for i = 1, n do
         redis.call('ZADD', ready_key, 'XX', last + interval, queue_id)
       end
     end
-    redis.call('HINCRBY', stats_key, 'e', 1)
     redis.call('HINCRBY', stats_key, 'e:' .. queue_id, 1)
     queued = queued + 1
   end
   result[i + 1] = code
 end
-if queued > 0 then
-  -- the oldest of the ten buckets metrics reads started 9 minutes before this one
+-- the first count of the minute sets the expiry: the oldest of the ten buckets
+-- metrics reads started 9 minutes before this one
+if queued > 0 and redis.call('HINCRBY', stats_key, 'e', queued) == queued then
   redis.call('PEXPIRE', stats_key, minute + 660000 - now)
 end
 return result

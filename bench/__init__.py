@@ -1,0 +1,1 @@
+"""`make bench`: SharQ's throughput and latency, each relative to an empty Flask app."""

@@ -1,0 +1,193 @@
+"""Auto-pipelining: one Redis connection per process, shared by all its greenlets.
+
+Under gevent, many requests wait on Redis at once. Instead of one connection,
+one write and one read per command, every command issued during one turn of the
+event loop goes out in a single write, and one reader greenlet hands the replies
+back in order. One round trip per request stays the rule; the system calls and
+greenlet switches are shared, which is what lifts SharQ above the one-round-trip
+floor of a client that takes a pooled connection per command.
+
+Only for a single Redis (not Cluster) and only where gevent has patched the
+process; everywhere else the engine uses redis-py as it is.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import gevent
+import gevent.event
+import gevent.lock
+import hiredis
+import redis
+
+from .config import RedisSettings
+
+
+class AutoPipeline:
+    """`call(*args)` sends one command and returns its reply, batching with others."""
+
+    def __init__(self, settings: RedisSettings) -> None:
+        self.settings = settings
+        self.timeout = settings.socket_timeout
+        self._sock: socket.socket | None = None
+        self._outbox: list[bytes] = []
+        self._waiters: deque[gevent.event.AsyncResult] = deque()
+        self._wake_writer = gevent.event.Event()
+        self._connecting = gevent.lock.Semaphore()
+        self._greenlets: list[gevent.Greenlet] = []
+
+    def call(self, *args: Any) -> Any:
+        """One command; raises redis-py's ConnectionError, TimeoutError or ResponseError."""
+        if self._sock is None:
+            self._connect()
+        waiter = gevent.event.AsyncResult()
+        self._outbox.append(hiredis.pack_command(args))
+        self._waiters.append(waiter)
+        self._wake_writer.set()
+        try:
+            reply = waiter.get(timeout=self.timeout)
+        except gevent.Timeout:
+            # replies can no longer be matched to waiters: start over
+            self._reset(redis.TimeoutError("Redis did not answer in time"))
+            raise redis.TimeoutError("Redis did not answer in time") from None
+        if isinstance(reply, _Failure):
+            raise reply.error
+        if isinstance(reply, hiredis.ReplyError):
+            raise _response_error(str(reply))
+        return reply
+
+    def close(self) -> None:
+        self._reset(redis.ConnectionError("connection closed"))
+
+    # -- connection ----------------------------------------------------------
+
+    def _connect(self) -> None:
+        with self._connecting:
+            if self._sock is not None:
+                return
+            try:
+                sock = _open_socket(self.settings)
+                _handshake(sock, self.settings)
+            except OSError as error:
+                raise redis.ConnectionError(f"cannot connect to Redis: {error}") from None
+            self._sock = sock
+            self._greenlets = [gevent.spawn(self._write_loop, sock), gevent.spawn(self._read_loop, sock)]
+
+    def _reset(self, error: Exception) -> None:
+        """Drop the connection and fail every command still waiting for a reply."""
+        sock, self._sock = self._sock, None
+        greenlets, self._greenlets = self._greenlets, []
+        waiters, self._waiters = self._waiters, deque()
+        self._outbox = []
+        for waiter in waiters:
+            waiter.set(_Failure(error))
+        if sock is not None:
+            sock.close()
+        current = gevent.getcurrent()
+        gevent.killall([g for g in greenlets if g is not current], block=False)
+
+    # -- the two loops -------------------------------------------------------
+
+    def _write_loop(self, sock: socket.socket) -> None:
+        """Send everything queued since the last write in one sendall."""
+        while self._sock is sock:
+            self._wake_writer.wait()
+            self._wake_writer.clear()
+            batch, self._outbox = self._outbox, []
+            if batch:
+                try:
+                    sock.sendall(b"".join(batch))
+                except OSError as error:
+                    self._reset(redis.ConnectionError(f"Redis connection lost: {error}"))
+                    return
+
+    def _read_loop(self, sock: socket.socket) -> None:
+        """Hand each reply to the oldest waiter: Redis answers in order."""
+        reader = hiredis.Reader()
+        while self._sock is sock:
+            try:
+                data = sock.recv(65536)
+            except OSError as error:
+                data, lost = b"", error
+            else:
+                lost = "closed by the server"
+            if not data:
+                self._reset(redis.ConnectionError(f"Redis connection lost: {lost}"))
+                return
+            reader.feed(data)
+            reply = reader.gets()
+            while reply is not False:
+                self._waiters.popleft().set(reply)
+                reply = reader.gets()
+
+
+class _Failure(hiredis.ReplyError):
+    """Set on a waiter when the connection failed: `call` re-raises the error."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _response_error(message: str) -> Exception:
+    if message.startswith("NOSCRIPT"):
+        return redis.exceptions.NoScriptError(message)
+    return redis.ResponseError(message)
+
+
+def _open_socket(settings: RedisSettings) -> socket.socket:
+    """A connected socket to the Redis `settings` name (URL, unix socket or host/port)."""
+    if settings.url:
+        url = urlparse(settings.url)
+        if url.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: Any = url.path
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = (url.hostname or "127.0.0.1", url.port or 6379)
+    elif settings.conn_type == "unix_sock":
+        sock, address = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), settings.unix_socket_path
+    else:
+        sock, address = socket.socket(socket.AF_INET, socket.SOCK_STREAM), (settings.host, settings.port)
+    sock.settimeout(settings.socket_timeout)
+    try:
+        sock.connect(address)
+    except OSError:
+        sock.close()
+        raise
+    if sock.family == socket.AF_INET:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(None)  # the waiters time out, not the loops
+    return sock
+
+
+def _handshake(sock: socket.socket, settings: RedisSettings) -> None:
+    """AUTH and SELECT, before the loops start, as redis-py would."""
+    password, db = settings.password, settings.db
+    if settings.url:
+        url = urlparse(settings.url)
+        password = unquote(url.password) if url.password else password
+        query = dict(part.split("=", 1) for part in url.query.split("&") if "=" in part)
+        path_db = url.path.strip("/") if url.scheme != "unix" else ""
+        db = int(query.get("db") or path_db or 0)
+    commands = ([("AUTH", password)] if password else []) + ([("SELECT", db)] if db else [])
+    if not commands:
+        return
+    sock.settimeout(settings.socket_timeout)
+    sock.sendall(b"".join(hiredis.pack_command(command) for command in commands))
+    reader, replies = hiredis.Reader(), []
+    while len(replies) < len(commands):
+        data = sock.recv(4096)
+        if not data:
+            raise OSError("connection closed during AUTH/SELECT")
+        reader.feed(data)
+        while (reply := reader.gets()) is not False:
+            replies.append(reply)
+    sock.settimeout(None)
+    for reply in replies:
+        if isinstance(reply, hiredis.ReplyError):
+            raise redis.AuthenticationError(str(reply))
