@@ -3,11 +3,11 @@
 It starts its own Redis, SharQ (`sharq-server`, 1 then 2 workers), an empty Flask
 app and a one-PING-per-request app, drives them with wrk (throughput) and hey
 (latency at a fixed rate), and prints one table: each figure absolute and as a
-ratio to the empty app measured in the same run, medians of 3 rounds. With one
+ratio to the empty app measured just before it, medians of 3 rounds. With one
 worker the servers run on CPU 0 and wrk and Redis on CPU 1, which keeps the
 figures steady on a 2-core machine; with two workers the servers may use both.
 
-    python -m bench.run [--rounds 3] [--seconds 3]
+    python -m bench.run [--rounds 3] [--seconds 2]
 """
 
 from __future__ import annotations
@@ -133,13 +133,21 @@ class Bench:
         return jobs / self.seconds if rate else 0.0
 
 
-def medians(rounds: int, measures: dict[str, Callable[[], float]]) -> dict[str, float]:
-    """Run every measure once per round, interleaved, and keep each one's median."""
-    seen: dict[str, list[float]] = defaultdict(list)
+def medians(rounds: int, ceiling: Callable[[], float], measures: dict[str, Callable[[], float]]) -> dict:
+    """Each measure once per round, right after a run of the empty app, so that the
+    ratio compares two runs seconds apart (this machine's speed drifts by tens of
+    per cent over minutes). Returns {name: (median absolute, median ratio)}."""
+    seen: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for _ in range(rounds):
         for name, measure in measures.items():
-            seen[name].append(measure())
-    return {name: statistics.median(values) for name, values in seen.items()}
+            empty = ceiling()
+            value = measure()
+            seen["empty Flask app, requests/s"].append((empty, 1.0))
+            seen[name].append((value, value / empty))
+    return {
+        name: (statistics.median(v for v, _ in pairs), statistics.median(r for _, r in pairs))
+        for name, pairs in seen.items()
+    }
 
 
 def latency(url: str, path: str, rate: int = 500, seconds: int = 5) -> tuple[float, float]:
@@ -223,7 +231,6 @@ def measure_workers(bench: Bench, env: dict[str, str], workers: int, cpu: str | 
         serving(pinned(cpu, sharq), env, ports[2]) as url,
     ):
         measures: dict[str, Callable[[], float]] = {
-            "empty Flask app, requests/s": lambda: bench.plain(empty),
             "one Redis PING per request, requests/s": lambda: bench.plain(ping),
             "enqueue/s": lambda: bench.enqueue(url),
             "dequeue/s (10 ready queues)": lambda: bench.dequeue(url, 10),
@@ -239,11 +246,10 @@ def measure_workers(bench: Bench, env: dict[str, str], workers: int, cpu: str | 
                     "batch dequeue, jobs/s (count=50)": lambda: bench.dequeue_batch(url),
                 }
             )
-        result = medians(rounds, measures)
-        ceiling = result["empty Flask app, requests/s"]
-        rows = [(f"{workers}w {name}", f"{value:,.0f}", f"{value / ceiling:.2f}") for name, value in result.items()]
+        result = medians(rounds, lambda: bench.plain(empty), measures)
+        rows = [(f"{workers}w {name}", f"{value:,.0f}", f"{ratio:.2f}") for name, (value, ratio) in result.items()]
         if workers == 1:
-            flat = result["dequeue/s at 50,000 ready queues"] / result["dequeue/s (10 ready queues)"]
+            flat = result["dequeue/s at 50,000 ready queues"][1] / result["dequeue/s (10 ready queues)"][1]
             rows.append(("1w dequeue at 50,000 / at 10 ready queues", f"{flat:.2f}", "target >= 0.9"))
             bench.fill("latency", 10, 20_000)
             for name, base in (("empty app GET /", empty), ("dequeue", url)):
@@ -259,7 +265,7 @@ def measure_workers(bench: Bench, env: dict[str, str], workers: int, cpu: str | 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=int, default=2)
     options = parser.parse_args()
     started = time.monotonic()
     rows = run(options.rounds, options.seconds)
