@@ -202,18 +202,18 @@ def smallest_gap(url: str, bench: Bench, seconds: float) -> tuple[int, int]:
     return min(gaps), sum(map(len, seen.values()))
 
 
-def run(rounds: int, seconds: float) -> list[tuple[str, str, str]]:
+def run(rounds: int, seconds: float, sharq_bin: str) -> list[tuple[str, str, str]]:
     data_dir = tempfile.mkdtemp(prefix="sharq-bench-")
     executable = shutil.which("redis-server") or None
     store = EmbeddedRedis(data_dir, port=free_port(), appendfsync="everysec", executable=executable)
     store.start()
     subprocess.run(["taskset", "-pc", "1", str(store.process.pid)], capture_output=True, check=False)
-    env = {"SHARQ_REDIS_URL": store.url, "SHARQ_JOB_EXPIRE_INTERVAL": "600000", "PYTHONPATH": os.path.dirname(HERE)}
+    env = {"SHARQ_REDIS_URL": store.url, "SHARQ_JOB_EXPIRE_INTERVAL": "600000"}
     bench = Bench(seconds, store.url)
     rows: list[tuple[str, str, str]] = []
     try:
         for workers, cpu in ((1, "0"), (2, None)):
-            rows += measure_workers(bench, env, workers, cpu, rounds)
+            rows += measure_workers(bench, env, workers, cpu, rounds, sharq_bin)
         rows.append(("Redis bytes per queued job", f"{bytes_per_job(bench):.0f}", "target <= 200"))
     finally:
         store.stop()
@@ -221,10 +221,12 @@ def run(rounds: int, seconds: float) -> list[tuple[str, str, str]]:
     return rows
 
 
-def measure_workers(bench: Bench, env: dict[str, str], workers: int, cpu: str | None, rounds: int) -> list:
+def measure_workers(
+    bench: Bench, env: dict[str, str], workers: int, cpu: str | None, rounds: int, sharq_bin: str
+) -> list:
     ports = [free_port() for _ in range(3)]
     gunicorn = [os.path.join(BIN, "gunicorn"), *GUNICORN, "-w", str(workers)]
-    sharq = [os.path.join(BIN, "sharq-server"), "--workers", str(workers), "--port", str(ports[2])]
+    sharq = [sharq_bin, "--workers", str(workers), "--port", str(ports[2])]
     with (
         serving(pinned(cpu, [*gunicorn, "-b", f"127.0.0.1:{ports[0]}", "bench.apps:empty"]), env, ports[0]) as empty,
         serving(pinned(cpu, [*gunicorn, "-b", f"127.0.0.1:{ports[1]}", "bench.apps:ping"]), env, ports[1]) as ping,
@@ -266,9 +268,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=2)
+    parser.add_argument(
+        "--sharq-bin", default=os.path.join(BIN, "sharq-server"), help="the sharq-server to measure (another build)"
+    )
     options = parser.parse_args()
     started = time.monotonic()
-    rows = run(options.rounds, options.seconds)
+    rows = run(options.rounds, options.seconds, options.sharq_bin)
     width = max(len(row[0]) for row in rows)
     print(f"\n| {'measure':<{width}} | absolute | ratio to empty app |")
     print(f"|{'-' * (width + 2)}|---|---|")
