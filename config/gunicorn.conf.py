@@ -15,6 +15,7 @@ timeout = 30
 keepalive = 5
 accesslog = os.environ.get("SHARQ_ACCESSLOG") or None
 proc_name = "sharq-server"
+control_socket_disable = True  # gunicorn >= 25.1: no shared ~/.gunicorn/gunicorn.ctl
 
 
 def worker_exit(server, worker):

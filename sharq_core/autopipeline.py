@@ -75,10 +75,18 @@ class AutoPipeline:
             except OSError as error:
                 raise redis.ConnectionError(f"cannot connect to Redis: {error}") from None
             self._sock = sock
-            self._greenlets = [gevent.spawn(self._write_loop, sock), gevent.spawn(self._read_loop, sock)]
+            self._greenlets = [
+                gevent.spawn(self._write_loop, sock),
+                gevent.spawn(self._read_loop, sock, self._waiters),
+            ]
 
-    def _reset(self, error: Exception) -> None:
-        """Drop the connection and fail every command still waiting for a reply."""
+    def _reset(self, error: Exception, only: socket.socket | None = None) -> None:
+        """Drop the connection and fail every command still waiting for a reply.
+
+        A loop passes its own socket as `only`, so a loop of a connection already
+        replaced can never tear down the new one."""
+        if only is not None and only is not self._sock:
+            return
         sock, self._sock = self._sock, None
         greenlets, self._greenlets = self._greenlets, []
         waiters, self._waiters = self._waiters, deque()
@@ -102,11 +110,14 @@ class AutoPipeline:
                 try:
                     sock.sendall(b"".join(batch))
                 except OSError as error:
-                    self._reset(redis.ConnectionError(f"Redis connection lost: {error}"))
+                    self._reset(redis.ConnectionError(f"Redis connection lost: {error}"), sock)
                     return
 
-    def _read_loop(self, sock: socket.socket) -> None:
-        """Hand each reply to the oldest waiter: Redis answers in order."""
+    def _read_loop(self, sock: socket.socket, waiters: deque[gevent.event.AsyncResult]) -> None:
+        """Hand each reply to the oldest waiter: Redis answers in order.
+
+        `waiters` is this connection's own queue: after a reset, a reader still
+        unwinding can never hand an old reply to a new command."""
         reader = hiredis.Reader()
         while self._sock is sock:
             try:
@@ -116,12 +127,15 @@ class AutoPipeline:
             else:
                 lost = "closed by the server"
             if not data:
-                self._reset(redis.ConnectionError(f"Redis connection lost: {lost}"))
+                self._reset(redis.ConnectionError(f"Redis connection lost: {lost}"), sock)
                 return
             reader.feed(data)
             reply = reader.gets()
             while reply is not False:
-                self._waiters.popleft().set(reply)
+                if not waiters:
+                    self._reset(redis.ConnectionError("Redis sent a reply nobody asked for"), sock)
+                    return
+                waiters.popleft().set(reply)
                 reply = reader.gets()
 
 

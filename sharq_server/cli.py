@@ -51,6 +51,10 @@ class SharqApplication(BaseApplication):
         if self.embedded is not None:
             settings["on_starting"] = lambda arbiter: self.embedded.start()
             settings["on_exit"] = lambda arbiter: self.embedded.stop()
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 25.1 opens ~/.gunicorn/gunicorn.ctl, which two instances on
+            # one host would fight over; SharQ has no use for it
+            settings["control_socket_disable"] = True
         for name, value in settings.items():
             self.cfg.set(name, value)
 
