@@ -1,0 +1,55 @@
+"""Run by tests/test_autopipeline.py in a process of its own, patched by gevent as a
+gunicorn gevent worker is: the engine then talks to Redis through AutoPipeline."""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import sys  # noqa: E402
+
+import gevent  # noqa: E402
+import redis  # noqa: E402
+
+from sharq_core import Config, RedisSettings, SharQ  # noqa: E402
+from sharq_core.autopipeline import AutoPipeline  # noqa: E402
+
+
+def main(url: str) -> None:
+    sq = SharQ(Config(redis=RedisSettings(url=url, embedded=False)))
+    assert isinstance(sq._pipeline, AutoPipeline)
+    sq.redis.flushall()
+
+    # 300 greenlets at once: their commands share writes, every reply finds its caller
+    jobs = [gevent.spawn(sq.enqueue, n, 0, f"j{n}", f"q{n % 7}", "t") for n in range(300)]
+    gevent.joinall(jobs, raise_error=True)
+    taken = [gevent.spawn(sq.dequeue, "t") for _ in range(300)]
+    gevent.joinall(taken, raise_error=True)
+    got = [g.value for g in taken]
+    assert sorted(job["payload"] for job in got) == list(range(300)), got[:3]
+    assert all(job["job_id"] == f"j{job['payload']}" for job in got)
+
+    sq.redis.script_flush()  # NOSCRIPT: the script is loaded again and the call retried
+    sq.enqueue("after flush", 0, "x", "q", "t")
+    assert sq.dequeue("t")["payload"] == "after flush"
+
+    try:  # an error reply fails that call only
+        sq._pipeline.call("NOSUCHCOMMAND")
+    except redis.ResponseError:
+        pass
+    else:
+        raise AssertionError("an error reply must raise")
+    assert sq._pipeline.call("PING") == b"PONG"
+
+    sq.redis.client_kill_filter(_type="normal", skipme=True)  # the server drops us
+    for _ in range(3):  # the first call may still see the dropped connection
+        try:
+            sq._pipeline.call("PING")
+            break
+        except redis.ConnectionError:
+            continue
+    assert sq._pipeline.call("PING") == b"PONG"
+    print("ok")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
