@@ -11,6 +11,7 @@ from typing import Any
 import ujson
 from flask import Blueprint, Flask, current_app, request
 from flask.json.provider import JSONProvider
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from sharq_core import BadArgumentException, Config, NotFound, SharQ, load_config
 
@@ -53,16 +54,30 @@ def engine() -> SharQ:
 
 def json_body(required: bool = True) -> dict[str, Any]:
     """The request body as a JSON object, whatever its Content-Type says."""
-    data = request.get_data(cache=False)
-    if not data and not required:
+    raw = _raw_body()
+    if not raw and not required:
         return {}
     try:
-        body = ujson.loads(data)
+        body = ujson.loads(raw)
     except ValueError:
         raise BadArgumentException("request body must be valid JSON (UTF-8)") from None
     if not isinstance(body, dict):
         raise BadArgumentException("request body must be a JSON object")
     return body
+
+
+def _raw_body() -> bytes:
+    """The body bytes; with a Content-Length, read straight from the WSGI input.
+
+    That skips werkzeug's stream wrappers, a measurable share of an enqueue's CPU;
+    chunked bodies, which carry no length, still go through them (and their limit).
+    """
+    length = request.content_length
+    if length is None:
+        return request.get_data(cache=False)
+    if length > current_app.config["MAX_CONTENT_LENGTH"]:
+        raise RequestEntityTooLarge()
+    return request.environ["wsgi.input"].read(length)
 
 
 def query_int(name: str, default: int) -> int:

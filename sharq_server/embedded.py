@@ -66,10 +66,12 @@ class EmbeddedRedis:
         port: int | None = None,
         appendfsync: str = "everysec",
         executable: str | None = None,
+        persistent: bool = True,
     ) -> None:
         self.data_dir = os.path.abspath(data_dir)
         self.port = port
         self.appendfsync = appendfsync
+        self.persistent = persistent
         self.executable = executable or redis_executable()
         self.process: subprocess.Popen[bytes] | None = None
         self._owner_pid = os.getpid()
@@ -95,7 +97,7 @@ class EmbeddedRedis:
             self.executable,
             *listen,
             "--dir", self.data_dir,
-            "--appendonly", "yes",
+            "--appendonly", "yes" if self.persistent else "no",
             "--appendfsync", self.appendfsync,
             "--save", "",
             "--daemonize", "no",
