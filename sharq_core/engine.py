@@ -12,6 +12,7 @@ from . import validation as check
 from .config import Config, load_config
 from .connection import connect
 from .exceptions import BadArgumentException, DuplicateJob, NotFound, QueueFull
+from .jobs import DequeuedJob
 from .keys import Keys, member
 from .scripts import load_scripts
 
@@ -146,21 +147,23 @@ class SharQ:
     def dequeue(self, queue_type: str = "default") -> dict[str, Any]:
         """The ready job due first across the type's queues, or a failure that says
         in `retry_after_ms` when the next one is due (None when nothing is queued)."""
-        jobs, wait = self._dequeue(queue_type, 1)
+        jobs, wait = self.take(queue_type, 1)
         if not jobs:
             return {"status": "failure", "retry_after_ms": wait}
-        return {"status": "success", **jobs[0]}
+        return {"status": "success", **jobs[0].as_dict()}
 
     def dequeue_many(self, queue_type: str, count: int) -> dict[str, Any]:
         """Up to `count` ready jobs in fairness order, each within its queue's rate."""
-        check.integer("count", count, 1, MAX_BATCH)
-        jobs, wait = self._dequeue(queue_type, count)
+        jobs, wait = self.take(queue_type, count)
         if not jobs:
             return {"status": "failure", "retry_after_ms": wait, "jobs": []}
-        return {"status": "success", "jobs": jobs}
+        return {"status": "success", "jobs": [job.as_dict() for job in jobs]}
 
-    def _dequeue(self, queue_type: str, count: int) -> tuple[list[dict[str, Any]], int | None]:
+    def take(self, queue_type: str, count: int) -> tuple[list[DequeuedJob], int | None]:
+        """Dequeue up to `count` jobs; with none, also the ms until one is due (None:
+        nothing queued). The server answers from this without re-encoding payloads."""
         check.identifier("queue_type", queue_type)
+        check.integer("count", count, 1, MAX_BATCH)
         keys = [self.keys.ready(queue_type), self.keys.active(queue_type), self.keys.queues(queue_type)]
         args = [
             self._now(),
@@ -171,7 +174,7 @@ class SharQ:
         ]
         reply = self._script("dequeue", keys, args)
         now, wait = int(reply[0]), int(reply[1])
-        jobs = [_job(now, *reply[i : i + 4]) for i in range(2, len(reply), 4)]
+        jobs = [DequeuedJob.from_reply(now, *reply[i : i + 4]) for i in range(2, len(reply), 4)]
         return jobs, (None if wait < 0 else wait)
 
     def finish(self, job_id: str, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
@@ -445,23 +448,6 @@ def _auto_pipeline(config: Config) -> Any:
     from .autopipeline import AutoPipeline
 
     return AutoPipeline(config.redis)
-
-
-def _job(now: int, queue_id: bytes, job_id: bytes, record: bytes, length: int) -> dict[str, Any]:
-    """A dequeued job as the API returns it, from dequeue.lua's values.
-
-    `dequeued_at` is the Redis time (ms) of the dequeue: the clock the rate limit
-    is kept by, so a client can check the spacing without its own clock's jitter.
-    """
-    remaining, _, payload = record.split(b":", 2)
-    return {
-        "queue_id": queue_id.decode(),
-        "job_id": job_id.decode(),
-        "payload": ujson.loads(payload),
-        "requeues_remaining": int(remaining),
-        "current_queue_length": int(length),
-        "dequeued_at": now,
-    }
 
 
 def _dead_record(raw: bytes) -> dict[str, Any]:

@@ -120,14 +120,17 @@ def enqueue_many(queue_type: str) -> tuple[dict, int]:
 
 @api.get("/dequeue/", defaults={"queue_type": "default"})
 @api.get("/dequeue/<queue_type>/")
-def dequeue(queue_type: str) -> tuple[dict, int]:
-    if "count" in request.args:
-        result = engine().dequeue_many(queue_type, query_int("count", 1))
+def dequeue(queue_type: str) -> Any:
+    """One job, or with ?count=N up to N: the payloads go out as stored, unparsed."""
+    count = request.args.get("count")
+    jobs, wait = engine().take(queue_type, 1 if count is None else query_int("count", 1))
+    if not jobs:
+        return failure(404, "no job is ready", retry_after_ms=wait)
+    if count is None:
+        body = b'{"status":"success",' + jobs[0].json_members() + b"}"
     else:
-        result = engine().dequeue(queue_type)
-    if result["status"] != "success":
-        return failure(404, "no job is ready", retry_after_ms=result["retry_after_ms"])
-    return result, 200
+        body = b'{"status":"success","jobs":[' + b",".join(b"{" + job.json_members() + b"}" for job in jobs) + b"]}"
+    return current_app.response_class(body, mimetype="application/json")
 
 
 @api.post("/finish/<queue_type>/<queue_id>/<job_id>/")

@@ -1,0 +1,53 @@
+"""A dequeued job, as dequeue.lua hands it back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import ujson
+
+
+@dataclass(frozen=True, slots=True)
+class DequeuedJob:
+    """One dequeued job; the payload stays the JSON text it was stored as.
+
+    `dequeued_at` is the Redis time (ms) of the dequeue: the clock the rate limit
+    is kept by, so a client can check the spacing without its own clock's jitter.
+    """
+
+    queue_id: str
+    job_id: str
+    payload_json: bytes
+    requeues_remaining: int
+    current_queue_length: int
+    dequeued_at: int
+
+    @classmethod
+    def from_reply(cls, now: int, queue_id: bytes, job_id: bytes, record: bytes, length: int) -> DequeuedJob:
+        remaining, _, payload = record.split(b":", 2)
+        return cls(queue_id.decode(), job_id.decode(), payload, int(remaining), int(length), now)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The job as the library API returns it, payload decoded."""
+        return {
+            "queue_id": self.queue_id,
+            "job_id": self.job_id,
+            "payload": ujson.loads(self.payload_json),
+            "requeues_remaining": self.requeues_remaining,
+            "current_queue_length": self.current_queue_length,
+            "dequeued_at": self.dequeued_at,
+        }
+
+    def json_members(self) -> bytes:
+        """The same fields as JSON object members, the payload spliced in as stored.
+
+        The HTTP answer is built from this without decoding and re-encoding the
+        payload; identifiers are ``[A-Za-z0-9_-]`` and need no escaping.
+        """
+        return b'"queue_id":"%s","job_id":"%s","payload":%s,"requeues_remaining":%d,' % (
+            self.queue_id.encode(),
+            self.job_id.encode(),
+            self.payload_json,
+            self.requeues_remaining,
+        ) + b'"current_queue_length":%d,"dequeued_at":%d' % (self.current_queue_length, self.dequeued_at)
