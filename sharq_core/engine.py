@@ -73,6 +73,12 @@ class SharQ:
             raise error(message)
         return {"status": "queued"}
 
+    def enqueue_fields(self, queue_type: str, queue_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """`enqueue` from a mapping such as a request body (job_id, payload, interval...)."""
+        if not isinstance(fields, Mapping):
+            raise BadArgumentException("the job must be an object")
+        return self.enqueue(**self._fields(fields), queue_id=queue_id, queue_type=queue_type)
+
     def enqueue_many(self, queue_type: str, jobs: Any) -> list[dict[str, Any]]:
         """Queue up to MAX_BATCH jobs of one type in one atomic call, one result each.
 
@@ -90,16 +96,20 @@ class SharQ:
         if not isinstance(job, Mapping):
             raise BadArgumentException(f"jobs[{index}] must be an object")
         try:
-            return self._job_args(
-                job.get("queue_id"),
-                job.get("job_id"),
-                job.get("payload", _MISSING),
-                job.get("interval"),
-                job.get("requeue_limit"),
-                job.get("max_queued_length"),
-            )
+            return self._job_args(queue_id=job.get("queue_id"), **self._fields(job))
         except BadArgumentException as exc:
             raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
+
+    @staticmethod
+    def _fields(job: Mapping[str, Any]) -> dict[str, Any]:
+        """The job fields of a mapping, an absent payload marked as such."""
+        return {
+            "job_id": job.get("job_id"),
+            "payload": job.get("payload", _MISSING),
+            "interval": job.get("interval"),
+            "requeue_limit": job.get("requeue_limit"),
+            "max_queued_length": job.get("max_queued_length"),
+        }
 
     def _job_args(
         self,

@@ -20,7 +20,6 @@ from .errors import failure, register_error_handlers
 from .openapi import document
 
 api = Blueprint("sharq", __name__)
-_MISSING = object()
 
 
 class UJSONProvider(JSONProvider):
@@ -96,20 +95,7 @@ def index() -> dict:
 
 @api.post("/enqueue/<queue_type>/<queue_id>/")
 def enqueue(queue_type: str, queue_id: str) -> tuple[dict, int]:
-    body = json_body()
-    payload = body.get("payload", _MISSING)
-    if payload is _MISSING:
-        raise BadArgumentException("payload is required")
-    result = engine().enqueue(
-        payload,
-        body.get("interval"),
-        body.get("job_id"),
-        queue_id,
-        queue_type,
-        body.get("requeue_limit"),
-        body.get("max_queued_length"),
-    )
-    return result, 201
+    return engine().enqueue_fields(queue_type, queue_id, json_body()), 201
 
 
 @api.post("/enqueue/<queue_type>/")
