@@ -124,7 +124,7 @@ class Bench:
         return int(re.search(r"cycles (\d+)", out).group(1)) / self.seconds
 
     def enqueue_batch(self, url: str) -> float:
-        rate = wrk(url, self.seconds, "enqueue_batch.lua", self.fresh_type(), f"{next(self.runs):08d}")[0]
+        rate = wrk(url, self.seconds, "enqueue.lua", self.fresh_type(), f"{next(self.runs):08d}", "50")[0]
         self.client.flushdb()
         return 50 * rate
 
