@@ -67,11 +67,13 @@ class EmbeddedRedis:
         appendfsync: str = "everysec",
         executable: str | None = None,
         persistent: bool = True,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = os.path.abspath(data_dir)
         self.port = port
         self.appendfsync = appendfsync
         self.persistent = persistent
+        self.extra_args = extra_args
         self.executable = executable or redis_executable()
         self.process: subprocess.Popen[bytes] | None = None
         self._owner_pid = os.getpid()
@@ -102,6 +104,7 @@ class EmbeddedRedis:
             "--save", "",
             "--daemonize", "no",
             "--logfile", os.path.join(self.data_dir, "redis.log"),
+            *self.extra_args,
         ]  # fmt: skip
 
     def start(self, timeout: float = 10.0) -> None:

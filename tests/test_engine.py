@@ -423,7 +423,7 @@ def test_dequeue_many_honours_rate_and_order(sq: SharQ, clock: Clock) -> None:
     assert sq.dequeue_many("sms", 10) == {"status": "failure", "retry_after_ms": 1000, "jobs": []}
 
 
-def test_seed_config_file_is_valid(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_seed_config_file_is_valid(redis_url: str, single_redis, monkeypatch: pytest.MonkeyPatch) -> None:
     """The seed README's sample file, unchanged; the environment overrides its port."""
     monkeypatch.setenv("SHARQ_REDIS_PORT", redis_url.rsplit(":", 1)[1].split("/")[0])
     sq = SharQ(str(Path(__file__).parent / "data" / "seed-sharq.conf"))

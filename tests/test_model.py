@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from collections.abc import Callable
 
 import pytest
 from hypothesis import settings
@@ -130,10 +131,11 @@ class Model:
 class EngineVersusModel(RuleBasedStateMachine):
     engine: SharQ
     clock: Clock
+    flush: Callable[[], object]
 
     @initialize()
     def start(self) -> None:
-        self.engine.redis.flushall()
+        self.flush()
         self.model = Model()
         self.model.now = self.clock.now
 
@@ -216,6 +218,7 @@ class EngineVersusModel(RuleBasedStateMachine):
 
 @pytest.mark.timeout(300)
 def test_engine_matches_model(config: Config, redis_client) -> None:
+    EngineVersusModel.flush = redis_client.flushall
     EngineVersusModel.clock = Clock()
     EngineVersusModel.engine = SharQ(
         dataclasses.replace(config, job_expire_interval=EXPIRE), clock=EngineVersusModel.clock

@@ -215,7 +215,9 @@ def test_deep_status(client: FlaskClient) -> None:
 
 
 def test_redis_down_is_503(config: Config) -> None:
-    down = dataclasses.replace(config.redis, url=f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.5)
+    down = dataclasses.replace(
+        config.redis, url=f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.5, clustered=False
+    )
     client = create_app(dataclasses.replace(config, redis=down)).test_client()
     for response in (
         client.get("/deepstatus/"),
