@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from sharq_server.embedded import EmbeddedRedis
-from tests.support import ServerProcess, free_port, wait_for
+from tests.support import ServerProcess, free_port, processes_mentioning, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -240,5 +240,24 @@ def test_sigterm_finishes_in_flight_requests(tmp_path) -> None:
         client = redis.Redis(unix_socket_path=os.path.join(str(tmp_path / "data"), "redis.sock"))
         assert client.get("sharq:requeue_lock") is None  # freed by the workers that stopped
         client.close()
+    finally:
+        assert again.stop() == 0
+
+
+def test_kill_9_of_master_takes_embedded_redis_down_cleanly(tmp_path) -> None:
+    """The embedded Redis is SIGTERMed when its master dies, even by kill -9, so it
+    flushes its append-only file and the next start finds every acknowledged job."""
+    data_dir = str(tmp_path / "data")
+    server = ServerProcess(data_dir, workers=1).start()
+    jobs = [(f"q{n % 4}", f"j{n}") for n in range(40)]
+    enqueue_batch(server, "sms", jobs)
+    server.process.kill()
+    server.process.wait()
+    wait_for(lambda: not processes_mentioning(data_dir), what="the embedded Redis and the worker to exit")
+
+    again = ServerProcess(data_dir, workers=1).start()
+    try:
+        lengths = [again.call("GET", f"/metrics/sms/q{n}/")[1]["queue_length"] for n in range(4)]
+        assert lengths == [10, 10, 10, 10]
     finally:
         assert again.stop() == 0
