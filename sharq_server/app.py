@@ -11,7 +11,7 @@ from typing import Any
 import ujson
 from flask import Blueprint, Flask, current_app, request
 from flask.json.provider import JSONProvider
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
 
 from sharq_core import BadArgumentException, Config, NotFound, SharQ, load_config
 
@@ -108,6 +108,8 @@ def enqueue_many(queue_type: str) -> tuple[dict, int]:
 @api.get("/dequeue/<queue_type>/")
 def dequeue(queue_type: str) -> Any:
     """One job, or with ?count=N up to N: the payloads go out as stored, unparsed."""
+    if request.method == "HEAD":  # Flask adds HEAD to GET routes; it must not take a job
+        raise MethodNotAllowed(valid_methods=["GET"])
     count = request.args.get("count")
     jobs, wait = engine().take(queue_type, 1 if count is None else query_int("count", 1))
     if not jobs:

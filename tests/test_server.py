@@ -66,6 +66,13 @@ def test_dequeue_default_type_and_no_slash(client: FlaskClient) -> None:
     assert client.get("/dequeue").get_json()["job_id"] == "j1"
 
 
+def test_head_does_not_take_a_job(client: FlaskClient) -> None:
+    enqueue(client)
+    response = client.head("/dequeue/sms/")
+    assert (response.status_code, response.headers["Allow"]) == (405, "GET")
+    assert client.get("/dequeue/sms/").get_json()["job_id"] == "j1"
+
+
 def test_dequeue_nothing_ready(client: FlaskClient) -> None:
     response = client.get("/dequeue/sms/")
     assert response.status_code == 404
