@@ -137,7 +137,7 @@ class SharQ:
 
     def _enqueue(self, queue_type: str, jobs: list[list[Any]]) -> list[int]:
         keys = [self.keys.ready(queue_type), self.keys.queues(queue_type)]
-        args: list[Any] = [self._now(), self.keys.base(queue_type)]
+        args: list[Any] = [self._now(), self.keys.base(queue_type), RATE_MEMORY_MS]
         for job in jobs:
             queue_id = job[0]
             keys += [

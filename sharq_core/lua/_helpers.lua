@@ -22,3 +22,14 @@ local function mark_ready(ready_key, last_key, queue_id, interval, now)
   redis.call('ZADD', ready_key, due, queue_id)
 end
 
+-- A queue's interval changes: the new rate counts from its last dequeue, and that
+-- dequeue time is kept at least as long as the new interval needs it.
+local function set_interval(queues_key, ready_key, last_key, queue_id, interval, now, memory)
+  redis.call('HSET', queues_key, queue_id, interval)
+  local last = tonumber(redis.call('GET', last_key))
+  if last then
+    redis.call('ZADD', ready_key, 'XX', last + interval, queue_id)
+    redis.call('PEXPIRE', last_key, math.max(last + math.max(interval, memory) - now, 1))
+  end
+end
+

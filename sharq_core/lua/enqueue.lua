@@ -8,7 +8,8 @@ then for job i (i = 1..n), three keys at 2 + 3(i-1):
   +3 last key    time (ms) of the queue's last dequeue
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  key base "<prefix>:{<queue_type>}" for the per-minute stats hash
-then for job i, six values at 2 + 6(i-1):
+ARGV[3]  how long (ms) to remember a dequeue time at least (see interval.lua)
+then for job i, six values at 3 + 6(i-1):
   +1 queue_id  +2 job_id  +3 payload (JSON text)  +4 interval
   +5 requeue_limit  +6 max_queued_length ("" = unlimited)
 
@@ -20,12 +21,13 @@ local ready_key, queues_key = KEYS[1], KEYS[2]
 local now = now_ms(ARGV[1])
 local minute = now - (now % 60000)
 local stats_key = ARGV[2] .. ':stats:' .. minute
+local memory = tonumber(ARGV[3])
 
 local result = { redis.call('EXISTS', queues_key) == 0 and 1 or 0 }
 local queued = 0
-local n = (#ARGV - 2) / 6
+local n = (#ARGV - 3) / 6
 for i = 1, n do
-  local k, a = 2 + 3 * (i - 1), 2 + 6 * (i - 1)
+  local k, a = 2 + 3 * (i - 1), 3 + 6 * (i - 1)
   local queue_key, jobs_key, last_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local queue_id, job_id, payload = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local interval, limit, max_length = tonumber(ARGV[a + 4]), ARGV[a + 5], tonumber(ARGV[a + 6])
@@ -36,19 +38,11 @@ for i = 1, n do
     code = -2
   else
     redis.call('HSET', jobs_key, job_id, limit .. ':' .. limit .. ':' .. payload)
-    local length = redis.call('RPUSH', queue_key, job_id)
-    local old_interval = tonumber(redis.call('HGET', queues_key, queue_id))
-    if old_interval ~= interval then
-      redis.call('HSET', queues_key, queue_id, interval)
+    if tonumber(redis.call('HGET', queues_key, queue_id)) ~= interval then
+      set_interval(queues_key, ready_key, last_key, queue_id, interval, now, memory)
     end
-    if length == 1 then
+    if redis.call('RPUSH', queue_key, job_id) == 1 then
       mark_ready(ready_key, last_key, queue_id, interval, now)
-    elseif old_interval ~= interval then
-      -- a new rate applies from the last dequeue, as with POST /interval
-      local last = tonumber(redis.call('GET', last_key))
-      if last then
-        redis.call('ZADD', ready_key, 'XX', last + interval, queue_id)
-      end
     end
     redis.call('HINCRBY', stats_key, 'e:' .. queue_id, 1)
     queued = queued + 1

@@ -20,10 +20,5 @@ local queue_id, interval, memory = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 if redis.call('HEXISTS', queues_key, queue_id) == 0 then
   return 0
 end
-redis.call('HSET', queues_key, queue_id, interval)
-local last = tonumber(redis.call('GET', last_key))
-if last then
-  redis.call('ZADD', ready_key, 'XX', last + interval, queue_id)
-  redis.call('PEXPIRE', last_key, math.max(last + math.max(interval, memory) - now, 1))
-end
+set_interval(queues_key, ready_key, last_key, queue_id, interval, now, memory)
 return 1
