@@ -189,7 +189,7 @@ class SharQ:
 
     def finish(self, job_id: str, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
         """Acknowledge an active job; NotFound when it is not active."""
-        args = self._job_keys(queue_type, queue_id, job_id)
+        args = self._check_job(queue_type, queue_id, job_id)
         done = self._script(
             "finish",
             [
@@ -205,7 +205,7 @@ class SharQ:
 
     def touch(self, job_id: str, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
         """Heartbeat: push an active job's expiry out by job_expire_interval."""
-        self._job_keys(queue_type, queue_id, job_id)
+        self._check_job(queue_type, queue_id, job_id)
         expiry = self._script(
             "touch",
             [self.keys.active(queue_type)],
@@ -246,8 +246,7 @@ class SharQ:
 
     def interval(self, interval: int, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
         """Change a queue's rate limit live; NotFound when it holds no job."""
-        check.identifier("queue_type", queue_type)
-        check.identifier("queue_id", queue_id)
+        self._check_queue(queue_type, queue_id)
         check.integer("interval", interval, 0, check.MAX_INTERVAL)
         updated = self._script(
             "interval",
@@ -264,8 +263,7 @@ class SharQ:
 
     def clear_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> dict[str, Any]:
         """Delete the queued jobs of a queue, and with `purge_all` its active ones too."""
-        check.identifier("queue_type", queue_type)
-        check.identifier("queue_id", queue_id)
+        self._check_queue(queue_type, queue_id)
         if not isinstance(purge_all, bool):
             raise BadArgumentException("purge_all must be true or false")
         deleted = self._script(
@@ -286,13 +284,12 @@ class SharQ:
 
     def get_queue_length(self, queue_type: str, queue_id: str) -> int:
         """How many jobs wait in the queue (active ones not counted)."""
-        check.identifier("queue_type", queue_type)
-        check.identifier("queue_id", queue_id)
+        self._check_queue(queue_type, queue_id)
         return int(self.redis.llen(self.keys.queue(queue_type, queue_id)))
 
     def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Where a job is: queued, active (with `expires_at`), dead, or unknown."""
-        self._job_keys(queue_type, queue_id, job_id)
+        self._check_job(queue_type, queue_id, job_id)
         state, detail = self._script(
             "status",
             [self.keys.active(queue_type), self.keys.jobs(queue_type, queue_id), self.keys.dead(queue_type)],
@@ -332,7 +329,7 @@ class SharQ:
 
     def retry_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Put a dead-lettered job back at the end of its queue with its full requeue_limit."""
-        self._job_keys(queue_type, queue_id, job_id)
+        self._check_job(queue_type, queue_id, job_id)
         code = self._script(
             "dead_retry",
             [
@@ -355,7 +352,7 @@ class SharQ:
 
     def delete_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Drop one dead-lettered job for good."""
-        self._job_keys(queue_type, queue_id, job_id)
+        self._check_job(queue_type, queue_id, job_id)
         deleted = self._script(
             "dead_delete",
             [self.keys.dead(queue_type), self.keys.dead_index(queue_type)],
@@ -381,7 +378,6 @@ class SharQ:
         if queue_id is None:
             names = self.redis.hkeys(self.keys.queues(queue_type))
             return {"status": "success", "queue_ids": sorted(name.decode() for name in names)}
-        check.identifier("queue_id", queue_id)
         return {
             "status": "success",
             "queue_length": self.get_queue_length(queue_type, queue_id),
@@ -433,10 +429,14 @@ class SharQ:
         seconds, micros = self.redis.time()
         return seconds * 1000 + micros // 1000
 
-    def _job_keys(self, queue_type: Any, queue_id: Any, job_id: Any) -> list[str]:
-        """Validate the three identifiers of one job and return its ARGV pair."""
+    @staticmethod
+    def _check_queue(queue_type: Any, queue_id: Any) -> None:
         check.identifier("queue_type", queue_type)
         check.identifier("queue_id", queue_id)
+
+    def _check_job(self, queue_type: Any, queue_id: Any, job_id: Any) -> list[str]:
+        """Validate the three identifiers of one job and return its ARGV pair."""
+        self._check_queue(queue_type, queue_id)
         check.identifier("job_id", job_id)
         return [queue_id, job_id]
 

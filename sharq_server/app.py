@@ -79,7 +79,7 @@ def _raw_body() -> bytes:
     return request.environ["wsgi.input"].read(length)
 
 
-def query_int(name: str, default: int) -> int:
+def query_int(name: str, default: int | None) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return default
@@ -110,8 +110,8 @@ def dequeue(queue_type: str) -> Any:
     """One job, or with ?count=N up to N: the payloads go out as stored, unparsed."""
     if request.method == "HEAD":  # Flask adds HEAD to GET routes; it must not take a job
         raise MethodNotAllowed(valid_methods=["GET"])
-    count = request.args.get("count")
-    jobs, wait = engine().take(queue_type, 1 if count is None else query_int("count", 1))
+    count = query_int("count", None)
+    jobs, wait = engine().take(queue_type, 1 if count is None else count)
     if not jobs:
         return failure(404, "no job is ready", retry_after_ms=wait)
     if count is None:
