@@ -79,7 +79,6 @@ def wrk(url: str, seconds: float, script: str | None = None, *args: str) -> tupl
 class Bench:
     def __init__(self, seconds: float, redis_url: str) -> None:
         self.seconds = seconds
-        self.redis_url = redis_url
         self.client = redis.Redis.from_url(redis_url)
         self.engine = SharQ(Config(redis=RedisSettings(url=redis_url, embedded=False), job_expire_interval=600_000))
         self.runs = itertools.count()
@@ -88,15 +87,15 @@ class Bench:
         return f"b{next(self.runs)}"
 
     def fill(self, queue_type: str, queues: int, jobs: int, interval: int = 0) -> None:
-        """Queue `jobs` jobs spread over `queues` queues, 100 per atomic call."""
-        per_queue = max(1, jobs // queues)
-        batch = []
-        for n in range(queues * per_queue):
-            batch.append({"queue_id": f"q{n % queues}", "job_id": f"j{n}", "payload": "x" * 28, "interval": interval})
-            if len(batch) == 100:
-                self.engine.enqueue_many(queue_type, batch)
-                batch = []
-        if batch:
+        """Queue `jobs` jobs (at least one per queue) over `queues` queues, 100 per
+        atomic call: 36-character job_ids and 30-byte payloads, the issue's shape."""
+        total = queues * max(1, jobs // queues)
+        for start in range(0, total, 100):
+            batch = [
+                {"queue_id": f"q{n % queues}", "job_id": f"{n:08d}-be35-4368-90fa-7736570dabc4", "payload": "x" * 28,
+                 "interval": interval}
+                for n in range(start, min(start + 100, total))
+            ]  # fmt: skip
             self.engine.enqueue_many(queue_type, batch)
 
     # -- the measurements: each returns operations (or jobs) per second ------
@@ -167,16 +166,8 @@ def bytes_per_job(bench: Bench) -> float:
     """Redis memory per queued job: 36-character job_ids, 30-byte payloads, 100 queues."""
     bench.client.flushdb()
     before = bench.client.info("memory")["used_memory"]
-    queue_type, jobs = bench.fresh_type(), 100_000
-    for start in range(0, jobs, 100):
-        bench.engine.enqueue_many(
-            queue_type,
-            [
-                {"queue_id": f"q{n % 100}", "job_id": f"{n:08d}-be35-4368-90fa-7736570dabc4", "payload": "x" * 28,
-                 "interval": 0}
-                for n in range(start, start + 100)
-            ],
-        )  # fmt: skip
+    jobs = 100_000
+    bench.fill(bench.fresh_type(), 100, jobs)
     used = bench.client.info("memory")["used_memory"] - before
     bench.client.flushdb()
     return used / jobs

@@ -60,9 +60,6 @@ class AutoPipeline:
             raise _response_error(str(reply))
         return reply
 
-    def close(self) -> None:
-        self._reset(redis.ConnectionError("connection closed"))
-
     # -- connection ----------------------------------------------------------
 
     def _connect(self) -> None:
