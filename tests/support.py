@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: free ports, deadlines and a clock tests can step."""
+"""Helpers shared by the tests (and bench/): free ports, deadlines, a clock tests can
+step, real HTTP calls, and the real servers and Redis Cluster they run."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import TypeVar
+
+import redis
+
+from sharq_server.embedded import EmbeddedRedis
 
 T = TypeVar("T")
 
@@ -85,7 +90,7 @@ class ServerProcess:
         self.workers = workers
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = os.path.join(data_dir + "-server.log")
+        self.log_path = data_dir + "-server.log"
 
     def start(self) -> ServerProcess:
         command = [os.path.join(os.path.dirname(sys.executable), "sharq-server")]
@@ -134,8 +139,6 @@ class LocalCluster:
     """A 3-node Redis Cluster on loopback, slots split evenly, no replicas."""
 
     def __init__(self, data_dir: str, executable: str) -> None:
-        from sharq_server.embedded import EmbeddedRedis
-
         self.nodes = [
             EmbeddedRedis(
                 os.path.join(data_dir, f"node{n}"),
@@ -149,8 +152,6 @@ class LocalCluster:
         self.url = f"redis://127.0.0.1:{self.nodes[0].port}/0"
 
     def start(self) -> LocalCluster:
-        import redis
-
         for node in self.nodes:
             node.start()
         clients = [redis.Redis(port=node.port) for node in self.nodes]
