@@ -62,6 +62,7 @@ class Config:
     job_expire_interval: int = 1000
     job_requeue_interval: int = 1000
     default_job_requeue_limit: int = -1
+    dedupe_window_ms: int = 300_000
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
 
@@ -155,6 +156,8 @@ def _check(config: Config) -> None:
     """Reject values the engine cannot honour, at start-up rather than at first use."""
     if config.job_expire_interval <= 0 or config.job_requeue_interval <= 0:
         raise ConfigError("job_expire_interval and job_requeue_interval must be > 0 ms")
+    if not 0 <= config.dedupe_window_ms <= 86_400_000:
+        raise ConfigError("dedupe_window_ms must be from 0 (off) to 86400000 (a day)")
     if config.default_job_requeue_limit < -1:
         raise ConfigError("default_job_requeue_limit must be -1 (forever) or more")
     redis = config.redis

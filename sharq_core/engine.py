@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -16,18 +19,42 @@ from .jobs import DequeuedJob
 from .keys import Keys, member
 from .scripts import load_scripts
 
-# How long a queue's last dequeue time is kept at least (ms), so the rate limit
-# still holds when a queue runs empty and is refilled, whatever the interval.
+log = logging.getLogger(__name__)
+
+# How long a queue's last dequeue time is kept (ms) after it ran empty, at least,
+# so the rate limit still holds when it is refilled, whatever the interval.
 RATE_MEMORY_MS = 600_000
-# Expired jobs handled per requeue script call: keeps each call to a few ms.
+# Jobs handled per requeue or clear script call: keeps each call to a few ms.
 REQUEUE_BATCH = 500
 MAX_BATCH = 100
 METRIC_MINUTES = 10
+MAX_PAGE = 10_000
+# How often (s) requeue() also scans the keyspace for types missing from the
+# registry (a lost write or a lost key), so no type can hold jobs unseen.
+DISCOVERY_INTERVAL_S = 30.0
 
+# enqueue.lua's codes: the exception, its message and the job's state
 _ENQUEUE_FAILURES = {
-    -1: (DuplicateJob, "job_id is already queued or active in this queue"),
-    -2: (QueueFull, "queue already holds max_queued_length jobs"),
+    -1: (DuplicateJob, "job_id is already queued in this queue", "queued"),
+    -2: (QueueFull, "queue already holds max_queued_length jobs", None),
+    -3: (DuplicateJob, "job_id is already active in this queue", "active"),
+    -4: (DuplicateJob, "job_id is dead-lettered in this queue: retry or delete the dead letter first", "dead"),
+    -5: (DuplicateJob, "job_id was finished within the dedupe window (dedupe_window_ms)", "finished"),
 }
+
+
+def _seed_answer(method: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """As the seed library did: a call on a job or queue that is not there answers
+    ``{'status': 'failure', 'message': ...}`` instead of raising NotFound."""
+
+    @functools.wraps(method)
+    def answer(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return method(*args, **kwargs)
+        except NotFound as error:
+            return {"status": "failure", "message": error.message}
+
+    return answer
 
 
 class SharQ:
@@ -46,12 +73,31 @@ class SharQ:
         client: Any = None,
         clock: Callable[[], int] | None = None,
     ) -> None:
-        self.config = config if isinstance(config, Config) else load_config(config)
-        self.keys = Keys(self.config.redis.key_prefix)
-        self.redis = client if client is not None else connect(self.config.redis)
-        self.scripts = load_scripts(self.redis)
         self._clock = clock
-        self._pipeline = _auto_pipeline(self.config) if client is None else None
+        self._own_client = client is None
+        self._discovered_at: float | None = None
+        self._setup(config if isinstance(config, Config) else load_config(config), client)
+
+    def _setup(self, config: Config, client: Any = None) -> None:
+        self.config = config
+        self.keys = Keys(config.redis.key_prefix)
+        self.redis = client if client is not None else connect(config.redis)
+        self.scripts = load_scripts(self.redis)
+        self._pipeline = _auto_pipeline(config) if self._own_client else None
+
+    # -- the seed library's housekeeping -----------------------------------------
+
+    def redis_client(self) -> Any:
+        """The redis-py client the engine uses (a Redis or RedisCluster)."""
+        return self.redis
+
+    def reload_config(self, config: str | Config | None = None) -> None:
+        """Read the configuration again (or take the one given) and reconnect."""
+        self._setup(config if isinstance(config, Config) else load_config(config))
+
+    def reload_lua_scripts(self) -> None:
+        """Register the Lua scripts again (redis-py also reloads them on NOSCRIPT)."""
+        self.scripts = load_scripts(self.redis)
 
     # -- producers -----------------------------------------------------------
 
@@ -69,8 +115,8 @@ class SharQ:
         job = self._job_args(queue_id, job_id, payload, interval, requeue_limit, max_queued_length)
         code = self._enqueue(check.identifier("queue_type", queue_type), [job])[0]
         if code in _ENQUEUE_FAILURES:
-            error, message = _ENQUEUE_FAILURES[code]
-            raise error(message)
+            error, message, state = _ENQUEUE_FAILURES[code]
+            raise error(message, **({"state": state} if state else {}))
         return {"status": "queued"}
 
     def enqueue_fields(self, queue_type: str, queue_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,8 +182,14 @@ class SharQ:
         ]
 
     def _enqueue(self, queue_type: str, jobs: list[list[Any]]) -> list[int]:
-        keys = [self.keys.ready(queue_type), self.keys.queues(queue_type)]
-        args: list[Any] = [self._now(), self.keys.base(queue_type), RATE_MEMORY_MS]
+        keys = [
+            self.keys.ready(queue_type),
+            self.keys.queues(queue_type),
+            self.keys.active(queue_type),
+            self.keys.dead(queue_type),
+            self.keys.done(queue_type),
+        ]
+        args: list[Any] = [self._now(), self.keys.base(queue_type), self.config.dedupe_window_ms]
         for job in jobs:
             queue_id = job[0]
             keys += [
@@ -148,7 +200,8 @@ class SharQ:
             args += job
         type_was_empty, *codes = self._script("enqueue", keys, args)
         if type_was_empty:
-            # the only write outside the type's slot; rare, so a second trip is fine
+            # the only write outside the type's slot; rare, so a second trip is fine.
+            # Should it be lost, requeue()'s discovery scan lists the type again.
             self.redis.sadd(self.keys.queue_types(), queue_type)
         return codes
 
@@ -180,24 +233,26 @@ class SharQ:
             self.keys.base(queue_type),
             self.config.job_expire_interval,
             count,
-            RATE_MEMORY_MS,
         ]
         reply = self._script("dequeue", keys, args)
         now, wait = int(reply[0]), int(reply[1])
         jobs = [DequeuedJob.from_reply(now, *reply[i : i + 4]) for i in range(2, len(reply), 4)]
         return jobs, (None if wait < 0 else wait)
 
+    @_seed_answer
     def finish(self, job_id: str, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
-        """Acknowledge an active job; NotFound when it is not active."""
-        args = self._check_job(queue_type, queue_id, job_id)
+        """Acknowledge an active job; a failure answer when it is not active."""
+        self._check_job(queue_type, queue_id, job_id)
         done = self._script(
             "finish",
             [
                 self.keys.active(queue_type),
                 self.keys.jobs(queue_type, queue_id),
                 self.keys.queues(queue_type),
+                self.keys.last(queue_type, queue_id),
+                self.keys.done(queue_type),
             ],
-            args,
+            [self._now(), queue_id, job_id, RATE_MEMORY_MS, self.config.dedupe_window_ms],
         )
         if not done:
             raise NotFound("job is not active (never dequeued, finished, or expired and requeued)")
@@ -215,8 +270,20 @@ class SharQ:
             raise NotFound("job is not active")
         return {"status": "success", "expires_at": int(expiry)}
 
-    def requeue(self) -> dict[str, int]:
-        """Put every expired job of every type back (or into its dead-letter store)."""
+    def requeue(self, discover: bool | None = None) -> dict[str, int]:
+        """Put every expired job of every type back (or into its dead-letter store).
+
+        Types left with no queued, active or dead job leave the registry, so a pass
+        costs in proportion to the live types. With `discover` (by default every
+        DISCOVERY_INTERVAL_S) the keyspace is scanned first for types that hold
+        jobs but are missing from the registry, and they are listed again.
+        """
+        if discover is None:
+            due = self._discovered_at is None or time.monotonic() - self._discovered_at > DISCOVERY_INTERVAL_S
+            discover = due
+        if discover:
+            for queue_type in self.discover_types():
+                log.warning("queue type %s held jobs but was missing from the registry: listed again", queue_type)
         totals = {"requeued": 0, "dead": 0}
         for queue_type in self.queue_types():
             for name, count in self.requeue_type(queue_type).items():
@@ -231,21 +298,54 @@ class SharQ:
             self.keys.queues(queue_type),
             self.keys.dead(queue_type),
             self.keys.dead_index(queue_type),
+            self.keys.done(queue_type),
         ]
+        args = [self._now(), self.keys.base(queue_type), REQUEUE_BATCH, RATE_MEMORY_MS, self.config.dedupe_window_ms]
         totals = {"requeued": 0, "dead": 0}
         while True:
-            handled, requeued, dead = self._script(
-                "requeue", keys, [self._now(), self.keys.base(queue_type), REQUEUE_BATCH]
-            )
+            handled, requeued, dead, trimmed, live = self._script("requeue", keys, args)
             totals["requeued"] += requeued
             totals["dead"] += dead
-            if handled < REQUEUE_BATCH:
-                return totals
+            if handled < REQUEUE_BATCH and trimmed < REQUEUE_BATCH:
+                break
+        if not live:
+            self._forget_type(queue_type)
+        return totals
+
+    def _forget_type(self, queue_type: str) -> None:
+        """Drop a drained type from the registry without racing an enqueue.
+
+        The SREM comes first and the emptiness check after it: an enqueue that ran
+        before the check is seen (and the type listed again); one that runs after
+        it finds the type empty and lists the type itself (see `_enqueue`).
+        """
+        self.redis.srem(self.keys.queue_types(), queue_type)
+        if self.redis.exists(self.keys.queues(queue_type), self.keys.dead(queue_type)):
+            self.redis.sadd(self.keys.queue_types(), queue_type)
+
+    def discover_types(self) -> list[str]:
+        """List again every type holding jobs that the registry lacks; returns them.
+
+        SCAN visits the whole keyspace in small steps (on a cluster, every
+        primary), so this is for the background loop, not for requests.
+        """
+        self._discovered_at = time.monotonic()
+        prefix = _glob_escape(self.keys.prefix)
+        found = set()
+        for suffix in ("queues", "dead"):
+            for key in self.redis.scan_iter(match=f"{prefix}:{{*}}:{suffix}", count=1000):
+                name = key.decode()
+                found.add(name[len(self.keys.prefix) + 2 : -len(suffix) - 2])
+        missing = sorted(found - set(self.queue_types()))
+        if missing:
+            self.redis.sadd(self.keys.queue_types(), *missing)
+        return missing
 
     # -- queue administration ----------------------------------------------
 
+    @_seed_answer
     def interval(self, interval: int, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
-        """Change a queue's rate limit live; NotFound when it holds no job."""
+        """Change a queue's rate limit live; a failure answer when it holds no job."""
         self._check_queue(queue_type, queue_id)
         check.integer("interval", interval, 0, check.MAX_INTERVAL)
         updated = self._script(
@@ -255,29 +355,35 @@ class SharQ:
                 self.keys.ready(queue_type),
                 self.keys.last(queue_type, queue_id),
             ],
-            [self._now(), queue_id, interval, RATE_MEMORY_MS],
+            [queue_id, interval],
         )
         if not updated:
             raise NotFound("queue holds no queued or active job")
         return {"status": "success"}
 
+    @_seed_answer
     def clear_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> dict[str, Any]:
-        """Delete the queued jobs of a queue, and with `purge_all` its active ones too."""
+        """Delete the queued jobs of a queue, and with `purge_all` its active ones too.
+
+        In batches of REQUEUE_BATCH, one script call each, so a queue of any length
+        never blocks Redis for long; a failure answer when there was nothing.
+        """
         self._check_queue(queue_type, queue_id)
         if not isinstance(purge_all, bool):
             raise BadArgumentException("purge_all must be true or false")
-        deleted = self._script(
-            "clear",
-            [
-                self.keys.queue(queue_type, queue_id),
-                self.keys.jobs(queue_type, queue_id),
-                self.keys.ready(queue_type),
-                self.keys.queues(queue_type),
-                self.keys.active(queue_type),
-                self.keys.last(queue_type, queue_id),
-            ],
-            [queue_id, "1" if purge_all else "0"],
-        )
+        keys = [
+            self.keys.queue(queue_type, queue_id),
+            self.keys.jobs(queue_type, queue_id),
+            self.keys.ready(queue_type),
+            self.keys.queues(queue_type),
+            self.keys.active(queue_type),
+            self.keys.last(queue_type, queue_id),
+        ]
+        deleted, at = 0, b"queued"
+        while at != b"done":
+            args = [queue_id, "1" if purge_all else "0", REQUEUE_BATCH, at, RATE_MEMORY_MS]
+            count, at = self._script("clear", keys, args)
+            deleted += count
         if not deleted:
             raise NotFound("queue holds nothing to delete")
         return {"status": "success", "message": f"deleted {deleted} job(s)", "deleted": deleted}
@@ -292,7 +398,12 @@ class SharQ:
         self._check_job(queue_type, queue_id, job_id)
         state, detail = self._script(
             "status",
-            [self.keys.active(queue_type), self.keys.jobs(queue_type, queue_id), self.keys.dead(queue_type)],
+            [
+                self.keys.active(queue_type),
+                self.keys.jobs(queue_type, queue_id),
+                self.keys.dead(queue_type),
+                self.keys.done(queue_type),
+            ],
             [member(queue_id, job_id), job_id],
         )
         state = state.decode()
@@ -304,6 +415,8 @@ class SharQ:
             result.update(requeues_remaining=int(remaining), requeue_limit=int(limit))
         elif state == "dead":
             result.update(_dead_record(detail))
+        elif state == "finished":
+            result["finished_at"] = int(float(detail))
         return result
 
     # -- dead letters --------------------------------------------------------
@@ -312,7 +425,7 @@ class SharQ:
         """The type's dead-lettered jobs, oldest death first, with payloads and reasons."""
         check.identifier("queue_type", queue_type)
         check.integer("limit", limit, 1, 1000)
-        check.integer("offset", offset, 0, 10**9)
+        check.integer("offset", offset, 0, check.MAX_OFFSET)
         index = self.keys.dead_index(queue_type)
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrange(index, offset, offset + limit - 1, withscores=True)
@@ -346,7 +459,7 @@ class SharQ:
         if code == 0:
             raise NotFound("no such dead-lettered job")
         if code < 0:
-            raise DuplicateJob("job_id is already queued or active in this queue")
+            raise DuplicateJob("job_id is already queued or active in this queue", state="queued")
         self.redis.sadd(self.keys.queue_types(), queue_type)
         return {"status": "queued"}
 
@@ -367,8 +480,18 @@ class SharQ:
     def queue_types(self) -> list[str]:
         return sorted(name.decode() for name in self.redis.smembers(self.keys.queue_types()))
 
-    def metrics(self, queue_type: str | None = None, queue_id: str | None = None) -> dict[str, Any]:
-        """Global, per-type or per-queue metrics, as in the seed README."""
+    def metrics(
+        self,
+        queue_type: str | None = None,
+        queue_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """Global, per-type or per-queue metrics, as in the seed README.
+
+        The per-type view lists the queues holding jobs in id order, `limit` of
+        them from `offset` (all by default, as the seed did), with their `total`.
+        """
         if queue_id is not None and queue_type is None:
             raise BadArgumentException("queue_id needs a queue_type")
         if queue_type is None:
@@ -376,8 +499,11 @@ class SharQ:
             return {"status": "success", "queue_types": types, **self._counts(types, "")}
         check.identifier("queue_type", queue_type)
         if queue_id is None:
-            names = self.redis.hkeys(self.keys.queues(queue_type))
-            return {"status": "success", "queue_ids": sorted(name.decode() for name in names)}
+            check.optional_integer("limit", limit, 1, MAX_PAGE)
+            check.integer("offset", offset, 0, check.MAX_OFFSET)
+            names = sorted(name.decode() for name in self.redis.hkeys(self.keys.queues(queue_type)))
+            page = names[offset:] if limit is None else names[offset : offset + limit]
+            return {"status": "success", "queue_ids": page, "total": len(names)}
         return {
             "status": "success",
             "queue_length": self.get_queue_length(queue_type, queue_id),
@@ -460,6 +586,11 @@ def _auto_pipeline(config: Config) -> Any:
     return AutoPipeline(config.redis)
 
 
+def _glob_escape(text: str) -> str:
+    """`text` matched literally in a SCAN MATCH pattern."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
 def _dead_record(raw: bytes) -> dict[str, Any]:
     record = ujson.loads(raw)
     return {
@@ -472,6 +603,7 @@ def _dead_record(raw: bytes) -> dict[str, Any]:
 def _batch_result(job: list[Any], code: int) -> dict[str, Any]:
     result = {"queue_id": job[0], "job_id": job[1]}
     if code in _ENQUEUE_FAILURES:
-        error, message = _ENQUEUE_FAILURES[code]
-        return {**result, "status": "failure", "code": error.status, "message": message}
+        error, message, state = _ENQUEUE_FAILURES[code]
+        failure = {**result, "status": "failure", "code": error.status, "message": message}
+        return {**failure, "state": state} if state else failure
     return {**result, "status": "queued"}

@@ -6,13 +6,15 @@ library users catch the subclass they care about.
 
 
 class SharqError(Exception):
-    """Base of every SharQ failure; `status` is the HTTP code it maps to."""
+    """Base of every SharQ failure; `status` is the HTTP code it maps to, and
+    `details` are extra fields of the JSON answer (a duplicate's `state`, say)."""
 
     status = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **details: object) -> None:
         super().__init__(message)
         self.message = message
+        self.details = details
 
 
 class BadArgumentException(SharqError):
@@ -28,7 +30,8 @@ class NotFound(SharqError):
 
 
 class DuplicateJob(SharqError):
-    """The job_id is already queued or active in that queue; nothing changed."""
+    """The job_id is already known in that queue (queued, active, dead-lettered, or
+    finished within the dedupe window; `details["state"]` says which); nothing changed."""
 
     status = 409
 
@@ -40,7 +43,7 @@ class QueueFull(SharqError):
 
 
 class BackendUnavailable(SharqError):
-    """Redis did not answer in time or refused the connection."""
+    """Redis did not answer in time, refused the connection or refused to write."""
 
     status = 503
 

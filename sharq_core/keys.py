@@ -43,6 +43,10 @@ class Keys:
     def dead_index(self, queue_type: str) -> str:
         return f"{self.base(queue_type)}:dead_at"
 
+    def done(self, queue_type: str) -> str:
+        """ZSET ``Q:J`` -> ms it was finished, for the dedupe window."""
+        return f"{self.base(queue_type)}:done"
+
     def queue(self, queue_type: str, queue_id: str) -> str:
         return f"{self.base(queue_type)}:q:{queue_id}"
 

@@ -15,6 +15,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}\Z")
 MAX_INTERVAL = 10**12
 MAX_REQUEUE_LIMIT = 10**9
 MAX_QUEUED_LENGTH = 10**12
+MAX_OFFSET = 10**9
 
 
 def identifier(name: str, value: Any) -> str:

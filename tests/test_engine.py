@@ -102,9 +102,10 @@ def test_interval_update_applies_from_last_dequeue(sq: SharQ, clock: Clock) -> N
     assert take(sq)["job_id"] == "j1"
 
 
-def test_interval_of_unknown_queue_is_not_found(sq: SharQ) -> None:
-    with pytest.raises(NotFound):
-        sq.interval(100, "nobody", "sms")
+def test_interval_of_unknown_queue_answers_failure(sq: SharQ) -> None:
+    assert sq.interval(100, "nobody", "sms") == {
+        "status": "failure", "message": "queue holds no queued or active job",
+    }  # fmt: skip
 
 
 def test_fairness_serves_earliest_ready_queue(sq: SharQ, clock: Clock) -> None:
@@ -133,13 +134,14 @@ def test_fairness_round_robins_equal_rates(sq: SharQ, clock: Clock) -> None:
 
 def test_finish_and_not_active(sq: SharQ) -> None:
     put(sq, "a")
-    with pytest.raises(NotFound):
-        sq.finish("a", "q1", "sms")  # queued, not active
+    assert sq.finish("a", "q1", "sms")["status"] == "failure"  # queued, not active
     take(sq)
     assert sq.finish("a", "q1", "sms") == {"status": "success"}
-    with pytest.raises(NotFound):
-        sq.finish("a", "q1", "sms")
-    assert sq.metrics("sms") == {"status": "success", "queue_ids": []}
+    assert sq.finish("a", "q1", "sms") == {
+        "status": "failure",
+        "message": "job is not active (never dequeued, finished, or expired and requeued)",
+    }
+    assert sq.metrics("sms") == {"status": "success", "queue_ids": [], "total": 0}
 
 
 def test_expired_job_requeued_to_front(sq: SharQ, clock: Clock) -> None:
@@ -148,8 +150,7 @@ def test_expired_job_requeued_to_front(sq: SharQ, clock: Clock) -> None:
     assert take(sq)["job_id"] == "a"
     clock.advance(1001)
     assert sq.requeue() == {"requeued": 1, "dead": 0}
-    with pytest.raises(NotFound):
-        sq.finish("a", "q1", "sms")  # expired and requeued: no longer active
+    assert sq.finish("a", "q1", "sms")["status"] == "failure"  # expired and requeued: no longer active
     assert take(sq)["job_id"] == "a"
     assert take(sq)["job_id"] == "b"
 
@@ -233,14 +234,19 @@ def test_dead_letter_retry_and_delete(sq: SharQ, clock: Clock) -> None:
             call("sms", "q1", "b")
 
 
-def test_dead_letter_retry_refuses_a_live_duplicate(sq: SharQ, clock: Clock) -> None:
+def test_dead_letter_is_never_overwritten(sq: SharQ, clock: Clock) -> None:
+    """Issue 8.6: a job_id that is dead-lettered cannot be enqueued (and die) again."""
     put(sq, "a", requeue_limit=0)
     take(sq)
     clock.advance(1001)
     sq.requeue()
-    put(sq, "a")
-    with pytest.raises(DuplicateJob):
-        sq.retry_dead_letter("sms", "q1", "a")
+    first = sq.dead_letters("sms")["jobs"]
+    with pytest.raises(DuplicateJob) as refused:
+        sq.enqueue({"other": 1}, 0, "a", "q1", "sms")
+    assert refused.value.details == {"state": "dead"}
+    assert sq.dead_letters("sms")["jobs"] == first
+    sq.delete_dead_letter("sms", "q1", "a")
+    assert put(sq, "a") == {"status": "queued"}
 
 
 def test_touch_extends_an_active_job(sq: SharQ, clock: Clock) -> None:
@@ -276,7 +282,9 @@ def test_duplicate_job_changes_nothing(sq: SharQ) -> None:
         put(sq, "a")  # active counts too
     assert sq.get_queue_length("sms", "q1") == 0
     sq.finish("a", "q1", "sms")
-    assert put(sq, "a") == {"status": "queued"}
+    with pytest.raises(DuplicateJob) as finished:
+        put(sq, "a")  # within the dedupe window
+    assert finished.value.details == {"state": "finished"}
 
 
 def test_same_job_id_in_other_queue_is_fine(sq: SharQ) -> None:
@@ -301,8 +309,7 @@ def test_clear_queue_keeps_active_jobs(sq: SharQ) -> None:
     assert sq.clear_queue("sms", "q1")["deleted"] == 2
     assert sq.get_queue_length("sms", "q1") == 0
     assert sq.finish("a", "q1", "sms") == {"status": "success"}
-    with pytest.raises(NotFound):
-        sq.clear_queue("sms", "q1")
+    assert sq.clear_queue("sms", "q1") == {"status": "failure", "message": "queue holds nothing to delete"}
 
 
 def test_clear_queue_purge_all(sq: SharQ) -> None:
@@ -310,8 +317,7 @@ def test_clear_queue_purge_all(sq: SharQ) -> None:
         put(sq, job)
     take(sq)
     assert sq.clear_queue("sms", "q1", purge_all=True)["deleted"] == 2
-    with pytest.raises(NotFound):
-        sq.finish("a", "q1", "sms")
+    assert sq.finish("a", "q1", "sms")["status"] == "failure"
     assert sq.metrics("sms")["queue_ids"] == []
     assert take(sq)["status"] == "failure"
 
@@ -336,7 +342,8 @@ def test_metrics_buckets_and_counts(sq: SharQ, clock: Clock) -> None:
     assert per_queue["queue_length"] == 1
     assert per_queue["enqueue_counts"][keys[-1]] == 1
     assert per_queue["dequeue_counts"][keys[-2]] == 1
-    assert sq.metrics("sms") == {"status": "success", "queue_ids": ["q1", "q2"]}
+    assert sq.metrics("sms") == {"status": "success", "queue_ids": ["q1", "q2"], "total": 2}
+    assert sq.metrics("sms", limit=1, offset=1) == {"status": "success", "queue_ids": ["q2"], "total": 2}
     clock.advance(10 * 60_000)
     assert sum(sq.metrics()["enqueue_counts"].values()) == 0
 

@@ -20,6 +20,7 @@ from sharq_core import Config, DuplicateJob, NotFound, QueueFull, SharQ
 from tests.support import Clock
 
 EXPIRE = 100
+WINDOW = 200  # the dedupe window (ms): a finished job_id is refused this long
 QUEUES = st.sampled_from(["qa", "qb"])
 JOBS = st.sampled_from(["j1", "j2", "j3"])
 INTERVALS = st.sampled_from([0, 30, 150])
@@ -39,6 +40,7 @@ class Model:
         self.last: dict[str, int] = {}
         self.due: dict[str, int] = {}
         self.dead: set[tuple[str, str]] = set()
+        self.done: dict[tuple[str, str], int] = {}  # -> finish time
 
     def _make_due(self, queue: str) -> None:
         last = self.last.get(queue)
@@ -46,7 +48,9 @@ class Model:
         self.due[queue] = max(self.now, wait_until)
 
     def enqueue(self, queue, job, payload, interval, limit, max_length):
-        if (queue, job) in self.jobs:
+        if (queue, job) in self.jobs or (queue, job) in self.dead:
+            return "duplicate"
+        if self.now - self.done.get((queue, job), -WINDOW) < WINDOW:
             return "duplicate"
         if max_length is not None and len(self.fifo.get(queue, ())) >= max_length:
             return "full"
@@ -89,6 +93,7 @@ class Model:
         if self.active.pop((queue, job), None) is None:
             return False
         del self.jobs[(queue, job)]
+        self.done[(queue, job)] = self.now
         self._forget_if_empty(queue)
         return True
 
@@ -177,22 +182,12 @@ class EngineVersusModel(RuleBasedStateMachine):
     @rule(queue=QUEUES, job=JOBS)
     def finish(self, queue: str, job: str) -> None:
         expected = self.model.finish(queue, job)
-        try:
-            self.engine.finish(job, queue, "t")
-            got = True
-        except NotFound:
-            got = False
-        assert got == expected
+        assert (self.engine.finish(job, queue, "t")["status"] == "success") == expected
 
     @rule(queue=QUEUES, interval=INTERVALS)
     def set_interval(self, queue: str, interval: int) -> None:
         expected = self.model.set_interval(queue, interval)
-        try:
-            self.engine.interval(interval, queue, "t")
-            got = True
-        except NotFound:
-            got = False
-        assert got == expected
+        assert (self.engine.interval(interval, queue, "t")["status"] == "success") == expected
 
     @rule()
     def requeue(self) -> None:
@@ -221,7 +216,8 @@ def test_engine_matches_model(config: Config, redis_client) -> None:
     EngineVersusModel.flush = redis_client.flushall
     EngineVersusModel.clock = Clock()
     EngineVersusModel.engine = SharQ(
-        dataclasses.replace(config, job_expire_interval=EXPIRE), clock=EngineVersusModel.clock
+        dataclasses.replace(config, job_expire_interval=EXPIRE, dedupe_window_ms=WINDOW),
+        clock=EngineVersusModel.clock,
     )
     EngineVersusModel.TestCase.settings = settings(
         max_examples=100, stateful_step_count=50, deadline=None, derandomize=True

@@ -22,14 +22,24 @@ local function mark_ready(ready_key, last_key, queue_id, interval, now)
   redis.call('ZADD', ready_key, due, queue_id)
 end
 
--- A queue's interval changes: the new rate counts from its last dequeue, and that
--- dequeue time is kept at least as long as the new interval needs it.
-local function set_interval(queues_key, ready_key, last_key, queue_id, interval, now, memory)
+-- A queue's interval changes: the new rate counts from its last dequeue (kept
+-- without expiry while the queue holds jobs, see forget_queue).
+local function set_interval(queues_key, ready_key, last_key, queue_id, interval)
   redis.call('HSET', queues_key, queue_id, interval)
   local last = tonumber(redis.call('GET', last_key))
   if last then
     redis.call('ZADD', ready_key, 'XX', last + interval, queue_id)
-    redis.call('PEXPIRE', last_key, math.max(last + math.max(interval, memory) - now, 1))
   end
 end
 
+-- A queue's last queued or active job is gone: it leaves the queues hash, and its
+-- last dequeue time is kept `max(interval, memory)` more ms (never less than it
+-- already has), so a refill within that time still waits for the rate limit.
+local function forget_queue(queues_key, last_key, queue_id, memory)
+  local interval = tonumber(redis.call('HGET', queues_key, queue_id)) or 0
+  redis.call('HDEL', queues_key, queue_id)
+  local keep = math.max(interval, memory)
+  if redis.call('PTTL', last_key) < keep then
+    redis.call('PEXPIRE', last_key, keep)
+  end
+end

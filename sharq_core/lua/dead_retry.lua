@@ -36,6 +36,7 @@ redis.call('HDEL', dead_key, member)
 redis.call('ZREM', dead_at_key, member)
 redis.call('HSET', jobs_key, job_id, limit .. ':' .. limit .. ':' .. dead.payload)
 redis.call('HSET', queues_key, queue_id, interval)
+redis.call('PERSIST', last_key)  -- the queue is live: its rate memory stays
 if redis.call('RPUSH', queue_key, job_id) == 1 then
   mark_ready(ready_key, last_key, queue_id, interval, now)
 end

@@ -13,7 +13,6 @@ ARGV[2]  key base "<prefix>:{<queue_type>}"; the picked queue's keys are
          base..":q:"..id (list), base..":j:"..id (jobs), base..":last:"..id
 ARGV[3]  job_expire_interval (ms)
 ARGV[4]  count: the most jobs to hand out
-ARGV[5]  how long (ms) to remember a dequeue time at least, for the rate limit
 
 Returns { now, wait, then per job: queue_id, job_id, record, queue_length }.
 `wait` is 0 when a job was handed out; otherwise the ms until the earliest queued
@@ -22,7 +21,7 @@ job is due, or -1 when the type holds no queued job. `record` is the job's
 --]]
 local ready_key, active_key, queues_key = KEYS[1], KEYS[2], KEYS[3]
 local now = now_ms(ARGV[1])
-local base, expire, count, memory = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local base, expire, count = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 
 local stats_key = base .. ':stats:' .. (now - (now % 60000))
 local result = { now, 0 }
@@ -50,7 +49,8 @@ while served < count do
     else
       redis.call('ZREM', ready_key, queue_id)
     end
-    redis.call('SET', base .. ':last:' .. queue_id, now, 'PX', math.max(interval, memory))
+    -- kept without expiry while the queue holds jobs (see forget_queue)
+    redis.call('SET', base .. ':last:' .. queue_id, now)
     redis.call('HINCRBY', stats_key, 'd:' .. queue_id, 1)
     result[#result + 1] = queue_id
     result[#result + 1] = job_id
