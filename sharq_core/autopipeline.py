@@ -7,8 +7,8 @@ back in order. One round trip per request stays the rule; the system calls and
 greenlet switches are shared, which is what lifts SharQ above the one-round-trip
 floor of a client that takes a pooled connection per command.
 
-Only for a single Redis (not Cluster) and only where gevent has patched the
-process; everywhere else the engine uses redis-py as it is.
+Only for a single Redis (not Cluster, not TLS) and only where gevent has patched
+the process; everywhere else the engine uses redis-py as it is.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from urllib.parse import unquote, urlparse
 
 import gevent
 import gevent.event
-import gevent.lock
 import hiredis
 import redis
 
@@ -37,7 +36,7 @@ class AutoPipeline:
         self._outbox: list[bytes] = []
         self._waiters: deque[gevent.event.AsyncResult] = deque()
         self._wake_writer = gevent.event.Event()
-        self._connecting = gevent.lock.Semaphore()
+        self._attempt: gevent.event.AsyncResult | None = None
         self._greenlets: list[gevent.Greenlet] = []
 
     def call(self, *args: Any) -> Any:
@@ -63,19 +62,47 @@ class AutoPipeline:
     # -- connection ----------------------------------------------------------
 
     def _connect(self) -> None:
-        with self._connecting:
-            if self._sock is not None:
-                return
-            try:
-                sock = _open_socket(self.settings)
-                _handshake(sock, self.settings)
-            except OSError as error:
-                raise redis.ConnectionError(f"cannot connect to Redis: {error}") from None
-            self._sock = sock
-            self._greenlets = [
-                gevent.spawn(self._write_loop, sock),
-                gevent.spawn(self._read_loop, sock, self._waiters),
-            ]
+        """Connect, or share the attempt already under way.
+
+        Callers arriving while one attempt runs wait for that attempt and get its
+        outcome: with Redis unreachable, every one of them fails after one
+        connect timeout, instead of each trying in turn (k x the timeout).
+        """
+        if self._attempt is not None:
+            self._attempt.get()
+            if self._sock is None:
+                raise redis.ConnectionError("Redis connection lost")
+            return
+        attempt = self._attempt = gevent.event.AsyncResult()
+        try:
+            sock = self._open()
+        except redis.RedisError as error:
+            attempt.set_exception(error)
+            raise
+        finally:
+            self._attempt = None
+        self._sock = sock
+        self._greenlets = [
+            gevent.spawn(self._write_loop, sock),
+            gevent.spawn(self._read_loop, sock, self._waiters),
+        ]
+        attempt.set(True)
+
+    def _open(self) -> socket.socket:
+        """A connected, authenticated socket on the right db."""
+        try:
+            sock = _open_socket(self.settings)
+        except OSError as error:
+            raise redis.ConnectionError(f"cannot connect to Redis: {error}") from None
+        try:
+            _handshake(sock, self.settings)
+        except OSError as error:
+            sock.close()
+            raise redis.ConnectionError(f"cannot connect to Redis: {error}") from None
+        except redis.RedisError:
+            sock.close()
+            raise
+        return sock
 
     def _reset(self, error: Exception, only: socket.socket | None = None) -> None:
         """Drop the connection and fail every command still waiting for a reply.
@@ -177,15 +204,18 @@ def _open_socket(settings: RedisSettings) -> socket.socket:
 
 
 def _handshake(sock: socket.socket, settings: RedisSettings) -> None:
-    """AUTH and SELECT, before the loops start, as redis-py would."""
-    password, db = settings.password, settings.db
+    """AUTH (with the ACL user when one is named) and SELECT, before the loops
+    start, as redis-py does."""
+    username, password, db = settings.username, settings.password, settings.db
     if settings.url:
         url = urlparse(settings.url)
+        username = unquote(url.username) if url.username else username
         password = unquote(url.password) if url.password else password
         query = dict(part.split("=", 1) for part in url.query.split("&") if "=" in part)
         path_db = url.path.strip("/") if url.scheme != "unix" else ""
         db = int(query.get("db") or path_db or 0)
-    commands = ([("AUTH", password)] if password else []) + ([("SELECT", db)] if db else [])
+    auth = [("AUTH", username, password)] if username and password else [("AUTH", password)] if password else []
+    commands = auth + ([("SELECT", db)] if db else [])
     if not commands:
         return
     sock.settimeout(settings.socket_timeout)

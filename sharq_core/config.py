@@ -30,6 +30,7 @@ class RedisSettings:
     host: str = "127.0.0.1"
     port: int = 6379
     db: int = 0
+    username: str = ""
     password: str = ""
     conn_type: str = "tcp_sock"
     unix_socket_path: str = ""

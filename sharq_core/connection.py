@@ -23,6 +23,7 @@ def connect(settings: RedisSettings) -> redis.Redis | RedisCluster:
         "socket_timeout": settings.socket_timeout,
         "socket_connect_timeout": settings.socket_timeout,
         "retry": Retry(NoBackoff(), 0),
+        "username": settings.username or None,
         "password": settings.password or None,
     }
     if settings.clustered:

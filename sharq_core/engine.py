@@ -142,13 +142,16 @@ class SharQ:
         if not isinstance(job, Mapping):
             raise BadArgumentException(f"jobs[{index}] must be an object")
         try:
-            return self._job_args(queue_id=job.get("queue_id"), **self._fields(job))
+            return self._job_args(queue_id=job.get("queue_id"), **self._fields(job, ("queue_id",)))
         except BadArgumentException as exc:
             raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
 
     @staticmethod
-    def _fields(job: Mapping[str, Any]) -> dict[str, Any]:
-        """The job fields of a mapping, an absent payload marked as such."""
+    def _fields(job: Mapping[str, Any], extra: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The job fields of a mapping, an absent payload marked as such; a field
+        that is not one of them is refused (a misspelt requeue_limit must not
+        quietly become "retry forever")."""
+        check.known_fields(job, JOB_FIELDS + extra)
         return {
             "job_id": job.get("job_id"),
             "payload": job.get("payload", _MISSING),
@@ -568,12 +571,14 @@ class SharQ:
 
 
 _MISSING = object()
+JOB_FIELDS = ("job_id", "payload", "interval", "requeue_limit", "max_queued_length")
 
 
 def _auto_pipeline(config: Config) -> Any:
-    """An AutoPipeline when gevent has patched this process and Redis is not a
-    cluster (one connection cannot serve many nodes); None otherwise."""
-    if config.redis.clustered or not config.redis.autopipeline:
+    """An AutoPipeline when gevent has patched this process and Redis is neither a
+    cluster (one connection cannot serve many nodes) nor behind TLS (redis-py
+    speaks TLS with all its options); None otherwise."""
+    if config.redis.clustered or not config.redis.autopipeline or config.redis.url.startswith("rediss:"):
         return None
     try:
         from gevent import monkey

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import ujson
@@ -20,13 +21,27 @@ MAX_OFFSET = 10**9
 
 def identifier(name: str, value: Any) -> str:
     """A queue_type, queue_id or job_id: 1-100 of ``[A-Za-z0-9_-]``."""
+    required(name, value)
     if not isinstance(value, str) or not _IDENTIFIER.match(value):
         raise BadArgumentException(f"{name} must be 1-100 characters of A-Z a-z 0-9 _ -")
     return value
 
 
+def required(name: str, value: Any) -> None:
+    if value is None:
+        raise BadArgumentException(f"{name} is required")
+
+
+def known_fields(mapping: Mapping[str, Any], allowed: Collection[str], where: str = "") -> None:
+    """Refuse a field SharQ does not know: a misspelt option must not pass silently."""
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise BadArgumentException(f"{where}unknown field {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
+
+
 def integer(name: str, value: Any, minimum: int, maximum: int) -> int:
     """A true int (not bool, float or string) within [minimum, maximum]."""
+    required(name, value)
     if type(value) is not int or not minimum <= value <= maximum:
         raise BadArgumentException(f"{name} must be an integer from {minimum} to {maximum}")
     return value
@@ -39,6 +54,11 @@ def optional_integer(name: str, value: Any, minimum: int, maximum: int) -> int |
 def payload_text(payload: Any) -> str:
     """The payload as JSON text; NaN, infinities and non-JSON objects are refused."""
     try:
-        return ujson.dumps(payload, ensure_ascii=False, escape_forward_slashes=False, allow_nan=False)
+        text = ujson.dumps(payload, ensure_ascii=False, escape_forward_slashes=False, allow_nan=False)
     except (TypeError, ValueError, OverflowError) as exc:
         raise BadArgumentException(f"payload is not JSON-serialisable: {exc}") from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadArgumentException("payload holds a lone UTF-16 surrogate (such as \\ud800): not valid text") from None
+    return text

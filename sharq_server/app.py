@@ -6,6 +6,8 @@ turned into responses by `errors.py` alone.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from typing import Any
 
 import ujson
@@ -14,12 +16,15 @@ from flask.json.provider import JSONProvider
 from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
 
 from sharq_core import BadArgumentException, Config, NotFound, SharQ, load_config
+from sharq_core.validation import known_fields
 
 from .auth import require_tokens
 from .errors import failure, register_error_handlers
 from .openapi import document
 
 api = Blueprint("sharq", __name__)
+
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}\Z")  # ASCII digits only: str.isdigit() takes "²"
 
 
 class UJSONProvider(JSONProvider):
@@ -51,8 +56,9 @@ def engine() -> SharQ:
     return current_app.extensions["sharq"]
 
 
-def json_body(required: bool = True) -> dict[str, Any]:
-    """The request body as a JSON object, whatever its Content-Type says."""
+def json_body(required: bool = True, fields: Collection[str] | None = None) -> dict[str, Any]:
+    """The request body as a JSON object, whatever its Content-Type says; with
+    `fields`, a field not among them is refused."""
     raw = _raw_body()
     if not raw and not required:
         return {}
@@ -62,30 +68,59 @@ def json_body(required: bool = True) -> dict[str, Any]:
         raise BadArgumentException("request body must be valid JSON (UTF-8)") from None
     if not isinstance(body, dict):
         raise BadArgumentException("request body must be a JSON object")
+    if fields is not None:
+        known_fields(body, fields)
     return body
 
 
 def _raw_body() -> bytes:
-    """The body bytes; with a Content-Length, read straight from the WSGI input.
+    """The body bytes, read straight from the WSGI input, 413 past max_body_size.
 
-    That skips werkzeug's stream wrappers, a measurable share of an enqueue's CPU;
-    chunked bodies, which carry no length, still go through them (and their limit).
+    That skips werkzeug's stream wrappers, a measurable share of an enqueue's CPU.
+    A chunked body carries no length: it is read up to one byte past the limit,
+    so a longer one is refused whole rather than cut at the limit.
     """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
     length = request.content_length
-    if length is None:
-        return request.get_data(cache=False)
-    if length > current_app.config["MAX_CONTENT_LENGTH"]:
-        raise RequestEntityTooLarge()
-    return request.environ["wsgi.input"].read(length)
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    stream = request.environ["wsgi.input"]
+    if length is not None:
+        return stream.read(length)
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise _too_large(limit)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> RequestEntityTooLarge:
+    return RequestEntityTooLarge(
+        f"request body is larger than {limit} bytes; raise [sharq-server] max_body_size"
+        " (SHARQ_MAX_BODY_SIZE) to accept more"
+    )
 
 
 def query_int(name: str, default: int | None) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 9:
-        raise BadArgumentException(f"{name} must be a whole number")
+    if not _WHOLE_NUMBER.match(raw):
+        raise BadArgumentException(f"{name} must be a whole number of at most 9 digits")
     return int(raw)
+
+
+def found(result: dict[str, Any]) -> dict[str, Any]:
+    """The engine keeps the seed's failure answers for a missing job or queue;
+    over HTTP they are 404s."""
+    if result["status"] == "failure":
+        raise NotFound(result["message"])
+    return result
 
 
 @api.get("/")
@@ -100,7 +135,7 @@ def enqueue(queue_type: str, queue_id: str) -> tuple[dict, int]:
 
 @api.post("/enqueue/<queue_type>/")
 def enqueue_many(queue_type: str) -> tuple[dict, int]:
-    results = engine().enqueue_many(queue_type, json_body().get("jobs"))
+    results = engine().enqueue_many(queue_type, json_body(fields=("jobs",)).get("jobs"))
     return {"status": "success", "results": results}, 200
 
 
@@ -123,7 +158,7 @@ def dequeue(queue_type: str) -> Any:
 
 @api.post("/finish/<queue_type>/<queue_id>/<job_id>/")
 def finish(queue_type: str, queue_id: str, job_id: str) -> dict:
-    return engine().finish(job_id, queue_id, queue_type)
+    return found(engine().finish(job_id, queue_id, queue_type))
 
 
 @api.post("/touch/<queue_type>/<queue_id>/<job_id>/")
@@ -141,20 +176,21 @@ def job_status(queue_type: str, queue_id: str, job_id: str) -> dict:
 
 @api.post("/interval/<queue_type>/<queue_id>/")
 def interval(queue_type: str, queue_id: str) -> dict:
-    return engine().interval(json_body().get("interval"), queue_id, queue_type)
+    return found(engine().interval(json_body(fields=("interval",)).get("interval"), queue_id, queue_type))
 
 
 @api.get("/metrics/")
 @api.get("/metrics/<queue_type>/")
 @api.get("/metrics/<queue_type>/<queue_id>/")
 def metrics(queue_type: str | None = None, queue_id: str | None = None) -> dict:
-    return engine().metrics(queue_type, queue_id)
+    """The per-type view pages its queue ids: ?limit= (default 1000) &offset=."""
+    return engine().metrics(queue_type, queue_id, query_int("limit", 1000), query_int("offset", 0))
 
 
 @api.delete("/deletequeue/<queue_type>/<queue_id>/")
 def delete_queue(queue_type: str, queue_id: str) -> dict:
-    purge_all = json_body(required=False).get("purge_all", False)
-    return engine().clear_queue(queue_type, queue_id, purge_all)
+    purge_all = json_body(required=False, fields=("purge_all",)).get("purge_all", False)
+    return found(engine().clear_queue(queue_type, queue_id, purge_all))
 
 
 @api.get("/deadletter/<queue_type>/")

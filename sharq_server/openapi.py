@@ -55,6 +55,11 @@ def _obj(required: list[str], **properties: Any) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": properties}
 
 
+def _body(required: list[str], **properties: Any) -> dict[str, Any]:
+    """A request body: a field it does not list is refused (400)."""
+    return {**_obj(required, **properties), "additionalProperties": False}
+
+
 def _success(**properties: Any) -> dict[str, Any]:
     return _obj(["status", *properties], status={"const": "success"}, **properties)
 
@@ -68,7 +73,7 @@ _ERRORS = {
     "401": "missing or wrong bearer token (when auth_tokens is set)",
     "404": "not found",
     "413": "request body too large",
-    "503": "Redis unavailable",
+    "503": "Redis unavailable or refusing writes (`reason`); whether the request took effect is unknown",
 }
 
 
@@ -115,9 +120,13 @@ def _paths() -> dict[str, Any]:
             "post": _operation(
                 "Enqueue one job",
                 ("201", QUEUED),
-                _obj(["job_id", "payload", "interval"], **JOB_FIELDS),
+                _body(["job_id", "payload", "interval"], **JOB_FIELDS),
                 responses={
-                    "409": _json(FAILURE, "job_id already queued or active in this queue"),
+                    "409": _json(
+                        FAILURE,
+                        "job_id already known in this queue: `state` is queued, active, dead, or finished"
+                        " (within dedupe_window_ms)",
+                    ),
                     "429": _json(FAILURE, "queue already holds max_queued_length jobs"),
                 },
             ),
@@ -127,13 +136,15 @@ def _paths() -> dict[str, Any]:
             "post": _operation(
                 "Enqueue up to 100 jobs of one type atomically, one result each",
                 ("200", _success(results={"type": "array", "items": _obj(["queue_id", "job_id", "status"])})),
-                _obj(
+                _body(
                     ["jobs"],
                     jobs={
                         "type": "array",
                         "minItems": 1,
                         "maxItems": 100,
-                        "items": _obj(["queue_id", "job_id", "payload", "interval"], queue_id=IDENTIFIER, **JOB_FIELDS),
+                        "items": _body(
+                            ["queue_id", "job_id", "payload", "interval"], queue_id=IDENTIFIER, **JOB_FIELDS
+                        ),
                     },
                 ),
             ),
@@ -153,8 +164,8 @@ def _paths() -> dict[str, Any]:
         "/job/{queue_type}/{queue_id}/{job_id}/": {
             "parameters": _params(*job),
             "get": _operation(
-                "Where a job is: queued, active (with expires_at) or dead",
-                ("200", _success(state={"enum": ["queued", "active", "dead"]})),
+                "Where a job is: queued, active (with expires_at), dead, or finished (within the dedupe window)",
+                ("200", _success(state={"enum": ["queued", "active", "dead", "finished"]})),
             ),
         },
         "/interval/{queue_type}/{queue_id}/": {
@@ -162,15 +173,16 @@ def _paths() -> dict[str, Any]:
             "post": _operation(
                 "Change a queue's rate limit",
                 ("200", _success()),
-                _obj(["interval"], interval=JOB_FIELDS["interval"]),
+                _body(["interval"], interval=JOB_FIELDS["interval"]),
             ),
         },
         "/metrics/": {"get": _operation("Queue types and overall per-minute counts", ("200", METRICS))},
         "/metrics/{queue_type}/": {
             "parameters": _params("queue_type"),
             "get": _operation(
-                "Queue ids holding queued or active jobs",
-                ("200", _success(queue_ids={"type": "array", "items": IDENTIFIER})),
+                "Queue ids holding queued or active jobs, in id order, a page at a time",
+                ("200", _success(queue_ids={"type": "array", "items": IDENTIFIER}, total={"type": "integer"})),
+                parameters=[_query("limit", 1, 10_000), _query("offset", 0, 10**9)],
             ),
         },
         "/metrics/{queue_type}/{queue_id}/": {
@@ -188,11 +200,7 @@ def _paths() -> dict[str, Any]:
                 ),
                 "requestBody": {
                     "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {"type": "object", "properties": {"purge_all": {"type": "boolean"}}}
-                        }
-                    },
+                    "content": {"application/json": {"schema": {**PURGE, "additionalProperties": False}}},
                 },
             },
         },

@@ -1,8 +1,8 @@
 """The background requeue loop: one greenlet per worker, one pass at a time overall.
 
 Every worker of every instance runs the loop every `job_requeue_interval` ms;
-a Redis lock (SET NX PX with a random token, released only by its owner) lets
-one pass run at a time. Passes are safe to overlap anyway (each script call is
+a Redis lock (SET NX PX with a random token, kept by a holder that asks again,
+released only by its owner) lets one pass run at a time. Passes are safe to overlap anyway (each script call is
 atomic), so the lock only saves work, and its expiry frees it if a holder dies.
 """
 
@@ -48,8 +48,10 @@ class RequeueLoop:
             log.warning("could not release the requeue lock: %s", error)
 
     def run_once(self) -> dict[str, int] | None:
-        """One pass if this loop wins the lock; None when another process holds it."""
-        if not self.engine.redis.set(self.engine.keys.requeue_lock(), self.token, nx=True, px=self.lock_ms):
+        """One pass if this loop holds the lock (taken now, or already its own: a
+        SET sent before Redis hung may have run after the client gave up on it);
+        None when another process holds it."""
+        if not self.engine.scripts["lock"]([self.engine.keys.requeue_lock()], [self.token, self.lock_ms]):
             return None
         try:
             return self.engine.requeue()

@@ -48,7 +48,33 @@ def main(url: str) -> None:
         except redis.ConnectionError:
             continue
     assert sq._pipeline.call("PING") == b"PONG"
+
+    acl_user(url)
+    tls = SharQ(Config(redis=RedisSettings(url="rediss://" + url.split("://", 1)[1], embedded=False)))
+    assert tls._pipeline is None  # redis-py speaks TLS; the auto-pipeline steps aside
     print("ok")
+
+
+def acl_user(url: str) -> None:
+    """An ACL user in the URL authenticates as AUTH user password (issue 8.2)."""
+    admin = redis.Redis.from_url(url)
+    admin.acl_setuser("sharq-probe", enabled=True, passwords=["+s3cret"], keys=["*"], commands=["+@all"])
+    try:
+        host = url.split("://", 1)[1]
+        sq = SharQ(Config(redis=RedisSettings(url=f"redis://sharq-probe:s3cret@{host}", embedded=False)))
+        assert isinstance(sq._pipeline, AutoPipeline)
+        sq.enqueue("acl", 0, "acl", "q", "t")
+        assert sq.dequeue("t")["payload"] == "acl"
+        assert sq._pipeline.call("ACL", "WHOAMI") == b"sharq-probe"
+        wrong = SharQ(Config(redis=RedisSettings(url=f"redis://sharq-probe:nope@{host}", embedded=False)))
+        try:
+            wrong.enqueue("x", 0, "x", "q", "t")
+        except redis.AuthenticationError:
+            pass
+        else:
+            raise AssertionError("a wrong password must be refused")
+    finally:
+        admin.acl_deluser("sharq-probe")
 
 
 if __name__ == "__main__":

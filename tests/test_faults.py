@@ -261,3 +261,72 @@ def test_kill_9_of_master_takes_embedded_redis_down_cleanly(tmp_path) -> None:
         assert lengths == [10, 10, 10, 10]
     finally:
         assert again.stop() == 0
+
+
+def test_unreachable_redis_answers_every_request_within_one_timeout(tmp_path) -> None:
+    """Issue 8.3: a Redis whose connects time out; 50 requests at once each get 503
+    within about one socket_timeout (they used to queue: the k-th after k timeouts)."""
+    with socket.socket() as blackhole:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(0)
+        port = blackhole.getsockname()[1]
+        filler = socket.create_connection(("127.0.0.1", port))  # fills the backlog: later connects hang
+        env = {"SHARQ_REDIS_URL": f"redis://127.0.0.1:{port}/0", "SHARQ_REDIS_SOCKET_TIMEOUT": str(SOCKET_TIMEOUT)}
+        server = ServerProcess(str(tmp_path / "sharq"), workers=1, env=env).start()
+        try:
+            results: list[tuple[int, float, dict]] = []
+            body = {"job_id": "j", "payload": 1, "interval": 0}
+            threads = [
+                threading.Thread(target=lambda n=n: results.append(timed(server, "POST", f"/enqueue/t/q{n}/", body)))
+                for n in range(50)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            assert len(results) == 50
+            assert {status for status, _, _ in results} == {503}
+            slowest = max(seconds for _, seconds, _ in results)
+            print(f"\n50 concurrent requests on an unreachable Redis: slowest 503 after {slowest:.2f} s")
+            assert slowest < 2.5 * SOCKET_TIMEOUT
+            assert "took effect is unknown" in results[0][2]["message"]
+        finally:
+            filler.close()
+            server.stop()
+
+
+@pytest.mark.parametrize("refusal", ["READONLY", "OOM"])
+def test_redis_refusing_writes_is_503_and_writes_nothing(redis_server: EmbeddedRedis, tmp_path, refusal) -> None:
+    """Issue 8.4: a read-only replica after a failover, or maxmemory reached: 503 on
+    both paths (redis-py in the test client, the auto-pipeline in the real server)."""
+    primary = EmbeddedRedis(str(tmp_path / "primary"), port=free_port(), persistent=False)
+    primary.start()
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        server = sharq_on(redis_server, tmp_path)
+        assert server.call("POST", "/enqueue/sms/u1/", {"job_id": "a", "payload": 1, "interval": 0})[0] == 201
+        assert server.call("GET", "/dequeue/sms/")[0] == 200
+        before = admin.dbsize()
+        if refusal == "READONLY":
+            admin.replicaof("127.0.0.1", primary.port)
+            admin.config_set("replica-serve-stale-data", "yes")
+            wait_for(lambda: admin.info("replication")["master_link_status"] == "up", what="the replica link")
+            before = admin.dbsize()
+        else:
+            admin.config_set("maxmemory", 1)
+        calls = [
+            ("POST", "/enqueue/sms/u1/", {"job_id": "b", "payload": 1, "interval": 0}),
+            ("POST", "/enqueue/sms/", {"jobs": [{"queue_id": "u2", "job_id": "c", "payload": 1, "interval": 0}]}),
+        ]
+        if refusal == "READONLY":  # under maxmemory, a finish (which frees memory) is still allowed
+            calls.append(("POST", "/finish/sms/u1/a/", None))
+        for call in calls:
+            status, reply = server.call(*call)
+            assert (status, reply.get("reason")) == (503, refusal), (call, reply)
+        assert admin.dbsize() == before
+        assert "internal error" not in server.log()
+        server.stop()
+    finally:
+        admin.replicaof("NO", "ONE")
+        admin.config_set("maxmemory", 0)
+        primary.stop()

@@ -6,9 +6,11 @@ import dataclasses
 
 import pytest
 from flask.testing import FlaskClient
+from redis import exceptions as redis_errors
 
 from sharq_core import Config
 from sharq_server import create_app
+from sharq_server.errors import unavailable_reason
 from sharq_server.requeue import RequeueLoop
 from tests.support import free_port, wait_for
 
@@ -113,6 +115,8 @@ def test_duplicate_and_full(client: FlaskClient, redis_client) -> None:
         b'{"job_id": "j1", "payload": 1, "interval": 0, "max_queued_length": 0}',
         b'{"job_id": "j1", "payload": "\xff\xfe", "interval": 0}',
         b"[" * 100_000,
+        b'{"job_id": "j1", "payload": "\\ud800", "interval": 0}',
+        b'{"job_id": "j1", "payload": 1, "interval": 0, "requeue_limt": 0}',
     ],
 )
 def test_bad_enqueue_is_400_and_changes_nothing(client: FlaskClient, redis_client, body: bytes) -> None:
@@ -134,8 +138,60 @@ def test_bad_identifiers_in_path(client: FlaskClient, redis_client, path: str) -
 def test_body_over_one_mib_is_413(client: FlaskClient, redis_client) -> None:
     response = client.post("/enqueue/sms/u1/", json={**JOB, "payload": "x" * (1024 * 1024)})
     assert response.status_code == 413
-    assert response.get_json()["status"] == "failure"
+    assert response.get_json() == {
+        "status": "failure",
+        "message": "request body is larger than 1048576 bytes; raise [sharq-server] max_body_size"
+        " (SHARQ_MAX_BODY_SIZE) to accept more",
+    }
     assert redis_client.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        (
+            "/enqueue/sms/u1/",
+            {"job_id": "j1", "payload": 1, "interval": 0, "requeue_limt": 0},
+            "unknown field 'requeue_limt'",
+        ),
+        ("/enqueue/sms/", {"jobs": [{**JOB, "queue_id": "u1", "intervall": 5}]}, "jobs[0]: unknown field 'intervall'"),
+        ("/enqueue/sms/", {"jobs": [], "atomic": True}, "unknown field 'atomic'"),
+        ("/interval/sms/u1/", {"interval": 5, "queue": "u1"}, "unknown field 'queue'"),
+        ("/enqueue/sms/u1/", {"job_id": "j1", "payload": 1}, "interval is required"),
+        ("/enqueue/sms/u1/", {"payload": 1, "interval": 0}, "job_id is required"),
+        ("/enqueue/sms/", {"jobs": [{"job_id": "j1", "payload": 1, "interval": 0}]}, "jobs[0]: queue_id is required"),
+    ],
+)
+def test_misspelt_and_missing_fields_are_named(client: FlaskClient, redis_client, path, body, message) -> None:
+    """Issue 8: a misspelt field is refused by name, a missing one said to be required."""
+    response = client.post(path, json=body)
+    assert response.status_code == 400
+    assert response.get_json()["message"].startswith(message)
+    assert redis_client.dbsize() == 0
+
+
+def test_delete_queue_refuses_unknown_fields(client: FlaskClient) -> None:
+    enqueue(client)
+    response = client.delete("/deletequeue/sms/u1/", json={"purge": True})
+    assert response.status_code == 400
+    assert client.get("/metrics/sms/u1/").get_json()["queue_length"] == 1
+
+
+@pytest.mark.parametrize("query", ["?count=\u00b2", "?count=%C2%B2", "?count=\u0663", "?count=1234567890"])
+def test_non_ascii_digits_in_the_query_are_400(client: FlaskClient, query: str) -> None:
+    """Issue 8.8: str.isdigit() takes "²" and "٣"; int() does not."""
+    enqueue(client)
+    assert client.get("/dequeue/sms/" + query).status_code == 400
+    assert client.get("/deadletter/sms/?limit=%C2%B2").status_code == 400
+    assert client.get("/metrics/sms/?limit=%C2%B2").status_code == 400
+
+
+def test_metrics_of_a_type_pages(client: FlaskClient) -> None:
+    for queue in ("c", "a", "b"):
+        enqueue(client, queue_id=queue)
+    assert client.get("/metrics/sms/?limit=2").get_json() == {"status": "success", "queue_ids": ["a", "b"], "total": 3}
+    assert client.get("/metrics/sms/?limit=2&offset=2").get_json()["queue_ids"] == ["c"]
+    assert client.get("/metrics/sms/?limit=0").status_code == 400
 
 
 def test_unknown_route_and_wrong_method(client: FlaskClient) -> None:
@@ -170,7 +226,7 @@ def test_metrics(client: FlaskClient) -> None:
     assert overall["queue_types"] == ["sms"]
     assert len(overall["enqueue_counts"]) == len(overall["dequeue_counts"]) == 10
     assert sum(overall["enqueue_counts"].values()) == 1
-    assert client.get("/metrics/sms/").get_json() == {"status": "success", "queue_ids": ["u1"]}
+    assert client.get("/metrics/sms/").get_json() == {"status": "success", "queue_ids": ["u1"], "total": 1}
     queue = client.get("/metrics/sms/u1/").get_json()
     assert queue["queue_length"] == 1
     assert sum(queue["enqueue_counts"].values()) == 1
@@ -257,3 +313,35 @@ def test_requeue_lock_lets_one_pass_run(app) -> None:
     first.stop()
     assert engine.redis.get(engine.keys.requeue_lock()) is None
     assert second.run_once() == {"requeued": 0, "dead": 0}
+
+
+def test_requeue_loop_recognises_its_own_lock(app) -> None:
+    """Issue 8 (faults): a lock SET that timed out on the client but ran when Redis
+    resumed belongs to this loop; the next pass must run, not wait for the expiry."""
+    loop, engine = RequeueLoop(app.extensions["sharq"]), app.extensions["sharq"]
+    engine.redis.set(engine.keys.requeue_lock(), loop.token, px=60_000)
+    assert loop.run_once() == {"requeued": 0, "dead": 0}
+    assert engine.redis.get(engine.keys.requeue_lock()) is None
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (redis_errors.ReadOnlyError("You can't write against a read only replica."), "READONLY"),
+        (redis_errors.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."), "OOM"),
+        (redis_errors.ResponseError("Error running script (call to f_1): @user_script:9: -READONLY You"), "READONLY"),
+        (redis_errors.ResponseError("OOM command not allowed when used memory > 'maxmemory'. script: 1a"), "OOM"),
+        (redis_errors.MasterDownError("Link with MASTER is down"), "MASTERDOWN"),
+        (redis_errors.ResponseError("MASTERDOWN Link with MASTER is down"), "MASTERDOWN"),
+        (redis_errors.ClusterDownError("The cluster is down"), "CLUSTERDOWN"),
+        (redis_errors.TryAgainError("Multiple keys request during rehashing of slot"), "TRYAGAIN"),
+        (redis_errors.ResponseError("CLUSTERDOWN Hash slot not served"), "CLUSTERDOWN"),
+        (redis_errors.BusyLoadingError("Redis is loading the dataset in memory"), "LOADING"),
+        (redis_errors.TimeoutError("Timeout reading from socket"), "timeout"),
+        (redis_errors.ResponseError("ERR unknown command 'NOPE'"), None),
+        (redis_errors.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), None),
+    ],
+)
+def test_redis_errors_that_mean_unavailable(error: Exception, reason: str | None) -> None:
+    """Issue 8.4: redis-py's classes (which strip the code) and codes inside script errors."""
+    assert unavailable_reason(error) == reason
