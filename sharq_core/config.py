@@ -78,6 +78,7 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
     environ = os.environ if environ is None else environ
     path = path or environ.get("SHARQ_CONFIG") or None
     parser = _read_ini(path)
+    _refuse_unknown_options(parser, path)
     values = {name: _section_values(name, prefix, parser, environ) for name, prefix in _SECTIONS}
     redis_values = values["redis"]
     redis_values["embedded"] = not (_EXTERNAL_REDIS & redis_values.keys())
@@ -100,6 +101,27 @@ def _read_ini(path: str | None) -> configparser.ConfigParser:
         except configparser.Error as exc:
             raise ConfigError(f"cannot parse {path}: {exc}") from exc
     return parser
+
+
+# What each section of the file may set (`embedded` is derived, never set).
+_SECTION_FIELDS = {
+    "sharq": Config,
+    "sharq-server": ServerSettings,
+    "redis": RedisSettings,
+}
+
+
+def _refuse_unknown_options(parser: configparser.ConfigParser, path: str | None) -> None:
+    """A misspelt option (``job_expire_intervall``) must stop the start, not be ignored."""
+    for section, cls in _SECTION_FIELDS.items():
+        if not parser.has_section(section):
+            continue
+        known = {f.name for f in dataclasses.fields(cls) if f.type in _CONVERTERS and f.name != "embedded"}
+        for option in parser.options(section):
+            if option.replace("-", "_") not in known:
+                raise ConfigError(
+                    f"{path}: unknown option {option!r} in [{section}] (known: {', '.join(sorted(known))})"
+                )
 
 
 def _section_values(

