@@ -6,10 +6,14 @@ import http.client
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from sharq_server.cli import build_config, parse_args
 from tests.support import ServerProcess, processes_mentioning, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -105,3 +109,27 @@ def test_chunked_body_over_the_limit_is_413(tmp_path) -> None:
         assert send_chunked(valid)[0] == 201
     finally:
         assert server.stop() == 0
+
+
+def test_cli_help_port_taken_and_redis_url(tmp_path) -> None:
+    """Issue 8: --help lists the environment, --redis-url names an outside Redis, and a
+    taken port is said plainly with how to pick another."""
+    command = [os.path.join(os.path.dirname(sys.executable), "sharq-server")]
+    shown = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=30).stdout
+    assert "--redis-url" in shown and "SHARQ_REDIS_URL" in shown and "SHARQ_DEDUPE_WINDOW_MS" in shown
+    config = build_config(parse_args(["--redis-url", "redis://10.0.0.9:6380/2"]))
+    assert (config.redis.url, config.redis.embedded) == ("redis://10.0.0.9:6380/2", False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [*command, "--port", str(port), "--data-dir", str(tmp_path / "data")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode != 0
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
+    assert 'make run ARGS="--port 9000"' in done.stderr
+    assert not (tmp_path / "data").exists()  # nothing was started
