@@ -13,18 +13,25 @@ Key layout (``P`` is ``[redis] key_prefix``, ``T`` the queue type, ``Q`` the que
 =========================  =======  ===========================================  ==================================
 key                        type     holds                                        lifetime
 =========================  =======  ===========================================  ==================================
-``P:queue_types``          set      every queue type ever enqueued to            forever
+``P:queue_types``          set      queue types holding queued, active or        while they do
+                                    dead jobs
 ``P:{T}:ready``            zset     Q -> ms its next job may be dequeued         while Q has queued jobs
 ``P:{T}:active``           zset     ``Q:J`` -> ms the dequeued job expires       until finished or requeued
 ``P:{T}:queues``           hash     Q -> interval (ms)                           while Q has queued or active jobs
 ``P:{T}:q:Q``              list     queued job ids, head first                   while non-empty
 ``P:{T}:j:Q``              hash     J -> ``remaining:limit:payload``             queued and active jobs of Q
-``P:{T}:last:Q``           string   ms of Q's last dequeue (the rate limit)      max(interval, 10 min)
+``P:{T}:last:Q``           string   ms of Q's last dequeue (the rate limit)      while Q holds jobs, then
+                                                                                 max(interval, 10 min)
 ``P:{T}:stats:M``          hash     ``e``/``d`` and ``e:Q``/``d:Q`` counts for   11 minutes after minute M starts
                                     the minute starting at M (epoch ms)
 ``P:{T}:dead``             hash     ``Q:J`` -> JSON {payload, requeue_limit,     until retried or deleted
                                     interval, reason}
 ``P:{T}:dead_at``          zset     ``Q:J`` -> ms the job died                   as ``P:{T}:dead``
+``P:{T}:done``             zset     ``Q:J`` -> ms the job was finished           ``dedupe_window_ms``
+``P:{T}:receipts``         hash     ``Q:J`` -> receipt of its current delivery   while active
+                                    (``retry``: failed, waiting to be retried)
+``P:{T}:errors``           hash     ``Q:J`` -> last error a worker reported      until finished or dead-lettered
+``P:ready``                channel  a queue type whose jobs may be ready now     (pub/sub)
 ``P:requeue_lock``         string   token of the process running requeue         a few requeue intervals
 ``P:deep_status``          string   write probe of ``deep_status()``             10 s
 =========================  =======  ===========================================  ==================================
@@ -41,6 +48,7 @@ from .exceptions import (
     NotFound,
     QueueFull,
     SharqError,
+    StaleReceipt,
 )
 
 if TYPE_CHECKING:
@@ -72,5 +80,6 @@ __all__ = [
     "ServerSettings",
     "SharQ",
     "SharqError",
+    "StaleReceipt",
     "load_config",
 ]

@@ -60,7 +60,7 @@ class ServerSettings:
 class Config:
     """Queue semantics (``[sharq]``) plus the server and Redis sections."""
 
-    job_expire_interval: int = 1000
+    job_expire_interval: int = 30_000
     job_requeue_interval: int = 1000
     default_job_requeue_limit: int = -1
     dedupe_window_ms: int = 300_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -14,7 +15,7 @@ from redis.exceptions import NoScriptError
 from . import validation as check
 from .config import Config, load_config
 from .connection import connect
-from .exceptions import BadArgumentException, DuplicateJob, NotFound, QueueFull
+from .exceptions import BadArgumentException, DuplicateJob, NotFound, QueueFull, StaleReceipt
 from .jobs import DequeuedJob
 from .keys import Keys, member
 from .scripts import load_scripts
@@ -230,48 +231,156 @@ class SharQ:
         nothing queued). The server answers from this without re-encoding payloads."""
         check.identifier("queue_type", queue_type)
         check.integer("count", count, 1, MAX_BATCH)
-        keys = [self.keys.ready(queue_type), self.keys.active(queue_type), self.keys.queues(queue_type)]
-        args = [
-            self._now(),
-            self.keys.base(queue_type),
-            self.config.job_expire_interval,
-            count,
+        keys = [
+            self.keys.ready(queue_type),
+            self.keys.active(queue_type),
+            self.keys.queues(queue_type),
+            self.keys.receipts(queue_type),
         ]
-        reply = self._script("dequeue", keys, args)
-        now, wait = int(reply[0]), int(reply[1])
-        jobs = [DequeuedJob.from_reply(now, *reply[i : i + 4]) for i in range(2, len(reply), 4)]
+        args = [self._now(), self.keys.base(queue_type), self.config.job_expire_interval, count, _token()]
+        return self._taken(self._script("dequeue", keys, args), 2)
+
+    def _taken(self, reply: list[Any], start: int) -> tuple[list[DequeuedJob], int | None]:
+        """The jobs a dequeue or finish script handed out from `reply[start:]`."""
+        now, wait, expire = int(reply[0]), int(reply[1]), self.config.job_expire_interval
+        jobs = [DequeuedJob.from_reply(now, expire, *reply[i : i + 5]) for i in range(start, len(reply), 5)]
         return jobs, (None if wait < 0 else wait)
 
     @_seed_answer
-    def finish(self, job_id: str, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
-        """Acknowledge an active job; a failure answer when it is not active."""
+    def finish(
+        self, job_id: str, queue_id: str, queue_type: str = "default", receipt: str | None = None
+    ) -> dict[str, Any]:
+        """Acknowledge an active job; a failure answer when it is not active.
+
+        With `receipt`, only the delivery it names may finish the job: StaleReceipt
+        when the job has been delivered again (or went back to its queue) since.
+        """
         self._check_job(queue_type, queue_id, job_id)
-        done = self._script(
-            "finish",
-            [
-                self.keys.active(queue_type),
-                self.keys.jobs(queue_type, queue_id),
-                self.keys.queues(queue_type),
-                self.keys.last(queue_type, queue_id),
-                self.keys.done(queue_type),
-            ],
-            [self._now(), queue_id, job_id, RATE_MEMORY_MS, self.config.dedupe_window_ms],
-        )
-        if not done:
-            raise NotFound("job is not active (never dequeued, finished, or expired and requeued)")
+        results, _, _ = self.finish_many(queue_type, [{"queue_id": queue_id, "job_id": job_id, "receipt": receipt}])
+        result = results[0]
+        if result["status"] == "failure":
+            raise (StaleReceipt if result["code"] == StaleReceipt.status else NotFound)(result["message"])
         return {"status": "success"}
 
-    def touch(self, job_id: str, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
+    def finish_many(
+        self, queue_type: str, jobs: Any, next_count: int = 0
+    ) -> tuple[list[dict[str, Any]], list[DequeuedJob], int | None]:
+        """Finish up to MAX_BATCH jobs of one type in one atomic call, one result each
+        (``{"queue_id", "job_id", "status", "code"?, "message"?}``); then, with
+        `next_count`, hand out up to that many jobs in the same call. Returns the
+        results, the jobs taken and, when none was, the ms until one is due."""
+        check.identifier("queue_type", queue_type)
+        check.integer("next", next_count, 0, MAX_BATCH)
+        if not isinstance(jobs, list) or len(jobs) > MAX_BATCH or not (jobs or next_count):
+            raise BadArgumentException(f"jobs must be a list of up to {MAX_BATCH} jobs (or empty, with next)")
+        acks = [self._ack(index, job) for index, job in enumerate(jobs)]
+        keys = [
+            self.keys.active(queue_type),
+            self.keys.queues(queue_type),
+            self.keys.done(queue_type),
+            self.keys.receipts(queue_type),
+            self.keys.errors(queue_type),
+            self.keys.ready(queue_type),
+        ]
+        args: list[Any] = [
+            self._now(),
+            self.keys.base(queue_type),
+            RATE_MEMORY_MS,
+            self.config.dedupe_window_ms,
+            self.config.job_expire_interval,
+            next_count,
+            _token(),
+        ]
+        for queue_id, job_id, receipt in acks:
+            keys += [self.keys.jobs(queue_type, queue_id), self.keys.last(queue_type, queue_id)]
+            args += [queue_id, job_id, receipt]
+        reply = self._script("finish", keys, args)
+        count = int(reply[2])
+        results = [_ack_result(ack, int(code)) for ack, code in zip(acks, reply[3 : 3 + count], strict=True)]
+        taken, wait = self._taken(reply, 3 + count)
+        return results, taken, wait
+
+    def _ack(self, index: int, job: Any) -> tuple[str, str, str]:
+        """One entry of a finish batch as (queue_id, job_id, receipt or "")."""
+        try:
+            if not isinstance(job, Mapping):
+                raise BadArgumentException("must be an object")
+            check.known_fields(job, ("queue_id", "job_id", "receipt"))
+            receipt = job.get("receipt")
+            return (
+                check.identifier("queue_id", job.get("queue_id")),
+                check.identifier("job_id", job.get("job_id")),
+                "" if receipt is None else check.receipt(receipt),
+            )
+        except BadArgumentException as exc:
+            raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
+
+    def touch(
+        self, job_id: str, queue_id: str, queue_type: str = "default", receipt: str | None = None
+    ) -> dict[str, Any]:
         """Heartbeat: push an active job's expiry out by job_expire_interval."""
         self._check_job(queue_type, queue_id, job_id)
-        expiry = self._script(
-            "touch",
-            [self.keys.active(queue_type)],
-            [self._now(), member(queue_id, job_id), self.config.job_expire_interval],
+        expiry = int(
+            self._script(
+                "touch",
+                [self.keys.active(queue_type), self.keys.receipts(queue_type)],
+                [self._now(), member(queue_id, job_id), self.config.job_expire_interval, _receipt(receipt)],
+            )
         )
-        if int(expiry) < 0:
+        if expiry == -1:
             raise NotFound("job is not active")
-        return {"status": "success", "expires_at": int(expiry)}
+        if expiry == -2:
+            raise StaleReceipt(STALE_RECEIPT)
+        return {"status": "success", "expires_at": expiry}
+
+    def fail(
+        self,
+        queue_type: str,
+        queue_id: str,
+        job_id: str,
+        receipt: str | None = None,
+        error: str | None = None,
+        retry_after_ms: int | None = None,
+        dead: bool = False,
+    ) -> dict[str, Any]:
+        """A worker reports that an active job failed: it goes back to the front of
+        its queue at once (or after `retry_after_ms`), counting against its
+        requeue_limit like an expiry; with none left, or with `dead`, it goes to
+        the dead letters with `error` as its reason."""
+        self._check_job(queue_type, queue_id, job_id)
+        retry_after = check.optional_integer("retry_after_ms", retry_after_ms, 0, check.MAX_INTERVAL) or 0
+        if error is not None and (not isinstance(error, str) or len(error) > MAX_ERROR):
+            raise BadArgumentException(f"error must be a string of at most {MAX_ERROR} characters")
+        if not isinstance(dead, bool):
+            raise BadArgumentException("dead must be true or false")
+        args = [_receipt(receipt), check.text("error", error or ""), retry_after, "1" if dead else "0", "1"]
+        code = self._fail(queue_type, queue_id, job_id, args)
+        if code == 0:
+            raise NotFound("job is not active (never dequeued, finished, or expired and requeued)")
+        if code == -1:
+            raise StaleReceipt(STALE_RECEIPT)
+        return {"status": "success", "state": "dead" if code == 2 else "queued" if not retry_after else "retrying"}
+
+    def release(self, queue_type: str, jobs: Iterable[DequeuedJob]) -> None:
+        """Put jobs whose client never received them back at the front of their
+        queues at once, without counting a requeue (the server calls this when a
+        response could not be written)."""
+        for job in jobs:
+            self._fail(queue_type, job.queue_id, job.job_id, [job.receipt, "", 0, "0", "0"])
+
+    def _fail(self, queue_type: str, queue_id: str, job_id: str, args: list[Any]) -> int:
+        keys = [
+            self.keys.active(queue_type),
+            self.keys.ready(queue_type),
+            self.keys.queues(queue_type),
+            self.keys.dead(queue_type),
+            self.keys.dead_index(queue_type),
+            self.keys.receipts(queue_type),
+            self.keys.errors(queue_type),
+            self.keys.jobs(queue_type, queue_id),
+        ]
+        head = [self._now(), self.keys.base(queue_type), queue_id, job_id]
+        return int(self._script("fail", keys, [*head, *args, RATE_MEMORY_MS]))
 
     def requeue(self, discover: bool | None = None) -> dict[str, int]:
         """Put every expired job of every type back (or into its dead-letter store).
@@ -302,6 +411,8 @@ class SharQ:
             self.keys.dead(queue_type),
             self.keys.dead_index(queue_type),
             self.keys.done(queue_type),
+            self.keys.receipts(queue_type),
+            self.keys.errors(queue_type),
         ]
         args = [self._now(), self.keys.base(queue_type), REQUEUE_BATCH, RATE_MEMORY_MS, self.config.dedupe_window_ms]
         totals = {"requeued": 0, "dead": 0}
@@ -358,7 +469,7 @@ class SharQ:
                 self.keys.ready(queue_type),
                 self.keys.last(queue_type, queue_id),
             ],
-            [queue_id, interval],
+            [queue_id, interval, self.keys.base(queue_type)],
         )
         if not updated:
             raise NotFound("queue holds no queued or active job")
@@ -381,6 +492,8 @@ class SharQ:
             self.keys.queues(queue_type),
             self.keys.active(queue_type),
             self.keys.last(queue_type, queue_id),
+            self.keys.receipts(queue_type),
+            self.keys.errors(queue_type),
         ]
         deleted, at = 0, b"queued"
         while at != b"done":
@@ -397,22 +510,30 @@ class SharQ:
         return int(self.redis.llen(self.keys.queue(queue_type, queue_id)))
 
     def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
-        """Where a job is: queued, active (with `expires_at`), dead, or unknown."""
+        """Where a job is: queued, active (with `expires_at`), retrying (with
+        `due_at`), dead, finished (within the dedupe window), or unknown; with the
+        last error a worker reported, if any."""
         self._check_job(queue_type, queue_id, job_id)
-        state, detail = self._script(
+        state, detail, last_error = self._script(
             "status",
             [
                 self.keys.active(queue_type),
                 self.keys.jobs(queue_type, queue_id),
                 self.keys.dead(queue_type),
                 self.keys.done(queue_type),
+                self.keys.receipts(queue_type),
+                self.keys.errors(queue_type),
             ],
             [member(queue_id, job_id), job_id],
         )
         state = state.decode()
         result: dict[str, Any] = {"status": "success", "state": state}
+        if last_error:
+            result["last_error"] = last_error.decode()
         if state == "active":
             result["expires_at"] = int(float(detail))
+        elif state == "retrying":
+            result["due_at"] = int(float(detail))
         elif state == "queued":
             remaining, limit, _ = detail.split(b":", 2)
             result.update(requeues_remaining=int(remaining), requeue_limit=int(limit))
@@ -457,7 +578,7 @@ class SharQ:
                 self.keys.queues(queue_type),
                 self.keys.last(queue_type, queue_id),
             ],
-            [self._now(), queue_id, job_id],
+            [self._now(), queue_id, job_id, self.keys.base(queue_type)],
         )
         if code == 0:
             raise NotFound("no such dead-lettered job")
@@ -571,6 +692,9 @@ class SharQ:
 
 
 _MISSING = object()
+NOT_ACTIVE = "job is not active (never dequeued, finished, or expired and requeued)"
+STALE_RECEIPT = "receipt is from an earlier delivery: the job was delivered again or went back to its queue"
+MAX_ERROR = 4000
 JOB_FIELDS = ("job_id", "payload", "interval", "requeue_limit", "max_queued_length")
 
 
@@ -602,7 +726,26 @@ def _dead_record(raw: bytes) -> dict[str, Any]:
         "payload": ujson.loads(record["payload"]),
         "requeue_limit": record["requeue_limit"],
         "reason": record["reason"],
+        "last_error": record.get("last_error"),
     }
+
+
+def _token() -> str:
+    """The receipt stem of one dequeue call; job n of the call gets "<token>.<n>"."""
+    return secrets.token_hex(8)
+
+
+def _receipt(receipt: str | None) -> str:
+    return "" if receipt is None else check.receipt(receipt)
+
+
+def _ack_result(ack: tuple[str, str, str], code: int) -> dict[str, Any]:
+    result = {"queue_id": ack[0], "job_id": ack[1]}
+    if code == 1:
+        return {**result, "status": "success"}
+    if code == -1:
+        return {**result, "status": "failure", "code": StaleReceipt.status, "message": STALE_RECEIPT}
+    return {**result, "status": "failure", "code": NotFound.status, "message": NOT_ACTIVE}
 
 
 def _batch_result(job: list[Any], code: int) -> dict[str, Any]:

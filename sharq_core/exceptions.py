@@ -36,6 +36,13 @@ class DuplicateJob(SharqError):
     status = 409
 
 
+class StaleReceipt(SharqError):
+    """The receipt names an earlier delivery of the job: another worker may hold it
+    now (or it went back to its queue); nothing changed."""
+
+    status = 409
+
+
 class QueueFull(SharqError):
     """The queue already holds `max_queued_length` jobs; nothing changed."""
 

@@ -14,6 +14,9 @@ class DequeuedJob:
 
     `dequeued_at` is the Redis time (ms) of the dequeue: the clock the rate limit
     is kept by, so a client can check the spacing without its own clock's jitter.
+    `receipt` names this delivery: finish, touch and fail with it act only while
+    no other delivery of the job has begun. `expires_at` is when the job goes back
+    to its queue unless finished or touched.
     """
 
     queue_id: str
@@ -22,11 +25,16 @@ class DequeuedJob:
     requeues_remaining: int
     current_queue_length: int
     dequeued_at: int
+    receipt: str
+    expires_at: int
 
     @classmethod
-    def from_reply(cls, now: int, queue_id: bytes, job_id: bytes, record: bytes, length: int) -> DequeuedJob:
+    def from_reply(
+        cls, now: int, expire: int, queue_id: bytes, job_id: bytes, record: bytes, length: int, receipt: bytes
+    ) -> DequeuedJob:
         remaining, _, payload = record.split(b":", 2)
-        return cls(queue_id.decode(), job_id.decode(), payload, int(remaining), int(length), now)
+        queue, job = queue_id.decode(), job_id.decode()
+        return cls(queue, job, payload, int(remaining), int(length), now, receipt.decode(), now + expire)
 
     def as_dict(self) -> dict[str, Any]:
         """The job as the library API returns it, payload decoded."""
@@ -37,6 +45,8 @@ class DequeuedJob:
             "requeues_remaining": self.requeues_remaining,
             "current_queue_length": self.current_queue_length,
             "dequeued_at": self.dequeued_at,
+            "receipt": self.receipt,
+            "expires_at": self.expires_at,
         }
 
     def json_members(self) -> bytes:
@@ -50,4 +60,9 @@ class DequeuedJob:
             self.job_id.encode(),
             self.payload_json,
             self.requeues_remaining,
-        ) + b'"current_queue_length":%d,"dequeued_at":%d' % (self.current_queue_length, self.dequeued_at)
+        ) + b'"current_queue_length":%d,"dequeued_at":%d,"receipt":"%s","expires_at":%d' % (
+            self.current_queue_length,
+            self.dequeued_at,
+            self.receipt.encode(),
+            self.expires_at,
+        )

@@ -47,6 +47,18 @@ class Keys:
         """ZSET ``Q:J`` -> ms it was finished, for the dedupe window."""
         return f"{self.base(queue_type)}:done"
 
+    def receipts(self, queue_type: str) -> str:
+        """HASH ``Q:J`` -> receipt of the job's current delivery."""
+        return f"{self.base(queue_type)}:receipts"
+
+    def errors(self, queue_type: str) -> str:
+        """HASH ``Q:J`` -> the last error a worker reported for the job."""
+        return f"{self.base(queue_type)}:errors"
+
+    def ready_channel(self) -> str:
+        """Pub/sub channel: the message is a queue type that may have a job ready."""
+        return f"{self.prefix}:ready"
+
     def queue(self, queue_type: str, queue_id: str) -> str:
         return f"{self.base(queue_type)}:q:{queue_id}"
 

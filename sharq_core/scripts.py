@@ -23,6 +23,7 @@ NAMES = (
     "clear",
     "dead_retry",
     "dead_delete",
+    "fail",
     "lock",
     "unlock",
 )

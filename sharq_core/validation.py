@@ -11,6 +11,7 @@ import ujson
 from .exceptions import BadArgumentException
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}\Z")
+_RECEIPT = re.compile(r"[0-9a-f]{16}\.[0-9]{1,3}\Z")
 
 # Bounds keep every time sum exact in Lua's doubles and in 14-digit score strings.
 MAX_INTERVAL = 10**12
@@ -24,6 +25,22 @@ def identifier(name: str, value: Any) -> str:
     required(name, value)
     if not isinstance(value, str) or not _IDENTIFIER.match(value):
         raise BadArgumentException(f"{name} must be 1-100 characters of A-Z a-z 0-9 _ -")
+    return value
+
+
+def receipt(value: Any) -> str:
+    """A receipt as dequeue hands them out."""
+    if not isinstance(value, str) or not _RECEIPT.match(value):
+        raise BadArgumentException("receipt must be a receipt a dequeue handed out")
+    return value
+
+
+def text(name: str, value: str) -> str:
+    """A string Redis can store: valid UTF-8 (no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadArgumentException(f"{name} holds a lone UTF-16 surrogate: not valid text") from None
     return value
 
 

@@ -58,7 +58,9 @@ def main(url: str) -> None:
 def acl_user(url: str) -> None:
     """An ACL user in the URL authenticates as AUTH user password (issue 8.2)."""
     admin = redis.Redis.from_url(url)
-    admin.acl_setuser("sharq-probe", enabled=True, passwords=["+s3cret"], keys=["*"], commands=["+@all"])
+    admin.acl_setuser(
+        "sharq-probe", enabled=True, passwords=["+s3cret"], keys=["*"], channels=["*"], commands=["+@all"]
+    )
     try:
         host = url.split("://", 1)[1]
         sq = SharQ(Config(redis=RedisSettings(url=f"redis://sharq-probe:s3cret@{host}", embedded=False)))

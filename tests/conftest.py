@@ -96,7 +96,8 @@ def redis_client(redis_setup: RedisSetup):
 
 @pytest.fixture
 def config(redis_setup: RedisSetup) -> Config:
-    base = Config()
+    """The defaults on the test Redis, with a 1 s expiry the tests step past."""
+    base = Config(job_expire_interval=1000)
     settings = dataclasses.replace(base.redis, url=redis_setup.url, clustered=redis_setup.clustered, embedded=False)
     return dataclasses.replace(base, redis=settings)
 

@@ -15,7 +15,7 @@ SEED = str(Path(__file__).parent / "data" / "seed-sharq.conf")
 def test_defaults_mean_embedded_redis() -> None:
     config = load_config(None, environ={})
     assert (config.job_expire_interval, config.job_requeue_interval, config.default_job_requeue_limit) == (
-        1000,
+        30_000,
         1000,
         -1,
     )

@@ -29,6 +29,7 @@ def test_enqueue_dequeue_round_trip_keeps_payload(sq: SharQ) -> None:
     payload = {"text": "héllo / wörld", "n": [1, 2.5, None, True], "big": 2**70, "nested": {"a": {}}}
     assert sq.enqueue(payload, 1000, "j1", "user001", "sms") == {"status": "queued"}
     job = take(sq)
+    assert len(job.pop("receipt")) == 18
     assert job == {
         "status": "success",
         "queue_id": "user001",
@@ -37,6 +38,7 @@ def test_enqueue_dequeue_round_trip_keeps_payload(sq: SharQ) -> None:
         "requeues_remaining": -1,
         "current_queue_length": 0,
         "dequeued_at": sq._clock(),
+        "expires_at": sq._clock() + 1000,
     }
 
 
@@ -180,6 +182,7 @@ def test_requeue_limit_counts_down_then_dead_letter(sq: SharQ, clock: Clock) -> 
         "payload": {"job": "a"},
         "requeue_limit": 2,
         "reason": "expired with no requeue left",
+        "last_error": None,
         "died_at": 0,
     }
     assert sq.job_status("sms", "q1", "a")["state"] == "dead"

@@ -55,6 +55,8 @@ def test_lua_derives_the_keys_python_names(sq: SharQ, clock: Clock, redis_client
         keys.dead("sms"),
         keys.dead_index("sms"),
         keys.done("sms"),
+        keys.receipts("sms"),
+        keys.errors("sms"),
         *(keys.queue("sms", q) for q in ("q1", "q3")),
         *(keys.jobs("sms", q) for q in ("q1", "q3")),
         *(keys.last("sms", q) for q in ("q1", "q2")),

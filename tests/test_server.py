@@ -43,6 +43,8 @@ def test_enqueue_dequeue_finish(client: FlaskClient) -> None:
     assert response.status_code == 200
     body = response.get_json()
     assert body.pop("dequeued_at") > 1_700_000_000_000  # Redis time, ms
+    assert body.pop("expires_at") > 1_700_000_000_000
+    assert len(body.pop("receipt")) == 18
     assert body == {
         "status": "success",
         "queue_id": "u1",

@@ -14,6 +14,8 @@ KEYS[3]  ready zset    queue_id -> next-ready time (ms)
 KEYS[4]  queues hash   queue_id -> interval (ms)
 KEYS[5]  active zset   "<queue_id>:<job_id>" -> expiry time (ms)
 KEYS[6]  last key      time (ms) of the queue's last dequeue
+KEYS[7]  receipts hash "<queue_id>:<job_id>" -> receipt of its current delivery
+KEYS[8]  errors hash   "<queue_id>:<job_id>" -> the last error a worker reported
 ARGV[1]  queue_id
 ARGV[2]  "1" to purge active jobs too, "0" for queued jobs only
 ARGV[3]  batch: the most jobs to delete in this call
@@ -31,6 +33,7 @@ if at == 'queued' then
   local queued = redis.call('LRANGE', queue_key, 0, batch - 1)
   for _, job_id in ipairs(queued) do
     redis.call('HDEL', jobs_key, job_id)
+    redis.call('HDEL', KEYS[8], queue_id .. ':' .. job_id)
   end
   deleted = #queued
   redis.call('LTRIM', queue_key, #queued, -1)
@@ -46,7 +49,10 @@ else
   local page = redis.call('HSCAN', jobs_key, at, 'COUNT', batch)
   local fields = page[2]
   for i = 1, #fields, 2 do
-    if redis.call('ZREM', active_key, queue_id .. ':' .. fields[i]) == 1 then
+    local member = queue_id .. ':' .. fields[i]
+    if redis.call('ZREM', active_key, member) == 1 then
+      redis.call('HDEL', KEYS[7], member)
+      redis.call('HDEL', KEYS[8], member)
       redis.call('HDEL', jobs_key, fields[i])
       deleted = deleted + 1
     end

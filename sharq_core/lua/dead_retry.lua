@@ -13,6 +13,7 @@ KEYS[7]  last key      time (ms) of the queue's last dequeue
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  queue_id
 ARGV[3]  job_id
+ARGV[4]  key base "<prefix>:{<queue_type>}" (to wake long-polling workers)
 
 Returns 1 requeued, 0 no such dead letter, -1 the job_id is queued or active again.
 --]]
@@ -40,4 +41,5 @@ redis.call('PERSIST', last_key)  -- the queue is live: its rate memory stays
 if redis.call('RPUSH', queue_key, job_id) == 1 then
   mark_ready(ready_key, last_key, queue_id, interval, now)
 end
+announce(ARGV[4])
 return 1

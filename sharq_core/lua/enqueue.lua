@@ -77,7 +77,10 @@ for i = 1, n do
 end
 -- the first count of the minute sets the expiry: the oldest of the ten buckets
 -- metrics reads started 9 minutes before this one
-if queued > 0 and redis.call('HINCRBY', stats_key, 'e', queued) == queued then
-  redis.call('PEXPIRE', stats_key, minute + 660000 - now)
+if queued > 0 then
+  if redis.call('HINCRBY', stats_key, 'e', queued) == queued then
+    redis.call('PEXPIRE', stats_key, minute + 660000 - now)
+  end
+  announce(ARGV[2])
 end
 return result
