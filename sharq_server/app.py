@@ -6,6 +6,7 @@ turned into responses by `errors.py` alone.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Collection
 from typing import Any
@@ -16,13 +17,16 @@ from flask.json.provider import JSONProvider
 from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
 
 from sharq_core import BadArgumentException, Config, NotFound, SharQ, load_config
+from sharq_core.jobs import DequeuedJob
 from sharq_core.validation import known_fields
 
 from .auth import require_tokens
 from .errors import failure, register_error_handlers
+from .longpoll import LongPoll, client_alive
 from .openapi import document
 
 api = Blueprint("sharq", __name__)
+log = logging.getLogger(__name__)
 
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,9}\Z")  # ASCII digits only: str.isdigit() takes "²"
 
@@ -45,6 +49,7 @@ def create_app(config: Config | None = None, engine: SharQ | None = None) -> Fla
     app.url_map.strict_slashes = False  # /dequeue and /dequeue/ both answer, no redirect
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_size
     app.extensions["sharq"] = engine or SharQ(config)
+    app.extensions["sharq_longpoll"] = LongPoll(app.extensions["sharq"])
     register_error_handlers(app)
     if config.server.auth_tokens:
         require_tokens(app, config.server.auth_tokens)
@@ -142,28 +147,90 @@ def enqueue_many(queue_type: str) -> tuple[dict, int]:
 @api.get("/dequeue/", defaults={"queue_type": "default"})
 @api.get("/dequeue/<queue_type>/")
 def dequeue(queue_type: str) -> Any:
-    """One job, or with ?count=N up to N: the payloads go out as stored, unparsed."""
+    """One job, or with ?count=N up to N; with ?wait=S the request waits up to S
+    seconds for one. The payloads go out as stored, unparsed."""
     if request.method == "HEAD":  # Flask adds HEAD to GET routes; it must not take a job
         raise MethodNotAllowed(valid_methods=["GET"])
-    count = query_int("count", None)
-    jobs, wait = engine().take(queue_type, 1 if count is None else count)
+    count, wait = query_int("count", None), query_int("wait", 0)
+    jobs, due = long_poll().take(queue_type, 1 if count is None else count, wait, _client_alive)
     if not jobs:
-        return failure(404, "no job is ready", retry_after_ms=wait)
+        return failure(404, "no job is ready", retry_after_ms=due)
     if count is None:
-        body = b'{"status":"success",' + jobs[0].json_members() + b"}"
-    else:
-        body = b'{"status":"success","jobs":[' + b",".join(b"{" + job.json_members() + b"}" for job in jobs) + b"]}"
-    return current_app.response_class(body, mimetype="application/json")
+        return _deliver(queue_type, jobs, b'{"status":"success",' + jobs[0].json_members() + b"}", wait)
+    return _deliver(queue_type, jobs, b'{"status":"success","jobs":' + _job_list(jobs) + b"}", wait)
 
 
 @api.post("/finish/<queue_type>/<queue_id>/<job_id>/")
 def finish(queue_type: str, queue_id: str, job_id: str) -> dict:
-    return found(engine().finish(job_id, queue_id, queue_type))
+    receipt = json_body(required=False, fields=("receipt",)).get("receipt")
+    return found(engine().finish(job_id, queue_id, queue_type, receipt))
+
+
+@api.post("/finish/<queue_type>/")
+def finish_many(queue_type: str) -> Any:
+    """Finish up to 100 jobs in one atomic call; with ?next=N (and ?wait=S) the
+    same call hands out up to N jobs: one request per batch for a busy worker."""
+    jobs = json_body(fields=("jobs",)).get("jobs")
+    next_count = query_int("next", 0)
+    results, taken, due = engine().finish_many(queue_type, jobs, next_count)
+    wait = query_int("wait", 0)
+    if next_count and not taken and wait:
+        taken, due = long_poll().take(queue_type, next_count, wait, _client_alive)
+    head = b'{"status":"success","results":' + ujson.dumps(results).encode()
+    if not next_count:
+        return current_app.response_class(head + b"}", mimetype="application/json")
+    tail = b',"jobs":' + _job_list(taken) + (b"}" if taken else b',"retry_after_ms":%s}' % ujson.dumps(due).encode())
+    return _deliver(queue_type, taken, head + tail, wait)
 
 
 @api.post("/touch/<queue_type>/<queue_id>/<job_id>/")
 def touch(queue_type: str, queue_id: str, job_id: str) -> dict:
-    return engine().touch(job_id, queue_id, queue_type)
+    receipt = json_body(required=False, fields=("receipt",)).get("receipt")
+    return engine().touch(job_id, queue_id, queue_type, receipt)
+
+
+@api.post("/fail/<queue_type>/<queue_id>/<job_id>/")
+def fail(queue_type: str, queue_id: str, job_id: str) -> dict:
+    body = json_body(required=False, fields=FAIL_FIELDS)
+    return engine().fail(queue_type, queue_id, job_id, **body)
+
+
+FAIL_FIELDS = ("receipt", "error", "retry_after_ms", "dead")
+
+
+def long_poll() -> LongPoll:
+    return current_app.extensions["sharq_longpoll"]
+
+
+def _client_alive() -> bool:
+    return client_alive(request.environ.get("gunicorn.socket"))
+
+
+def _job_list(jobs: list[DequeuedJob]) -> bytes:
+    return b"[" + b",".join(b"{" + job.json_members() + b"}" for job in jobs) + b"]"
+
+
+def _deliver(queue_type: str, jobs: list[DequeuedJob], body: bytes, waited: int) -> Any:
+    """The answer that hands out `jobs`. After a long poll (`waited`), should it
+    not be written to the client (it went away meanwhile), the jobs go back to
+    their queues at once rather than after job_expire_interval."""
+    if not jobs or not waited:
+        return current_app.response_class(body, mimetype="application/json")
+    sq = engine()
+
+    def stream() -> Any:
+        written = False
+        try:
+            yield body
+            written = True  # the server asks for more only once the body is out
+        finally:
+            if not written:
+                log.warning("client gone before its %d job(s) were written: returned to their queues", len(jobs))
+                sq.release(queue_type, jobs)
+
+    response = current_app.response_class(stream(), mimetype="application/json")
+    response.headers["Content-Length"] = str(len(body))
+    return response
 
 
 @api.get("/job/<queue_type>/<queue_id>/<job_id>/")

@@ -42,8 +42,11 @@ DEQUEUED_JOB = {
         "requeues_remaining": {"type": "integer", "minimum": -1},
         "current_queue_length": {"type": "integer", "minimum": 0},
         "dequeued_at": {"type": "integer", "description": "Redis time of the dequeue, epoch ms"},
+        "receipt": {"type": "string", "description": "names this delivery; give it to finish, touch and fail"},
+        "expires_at": {"type": "integer", "description": "when the job returns to its queue unless finished, epoch ms"},
     },
 }
+RECEIPT = {"type": ["string", "null"], "pattern": "^[0-9a-f]{16}\\.[0-9]{1,3}$"}
 FAILURE = {
     "type": "object",
     "required": ["status", "message"],
@@ -105,9 +108,17 @@ DEQUEUE = _operation(
     "Dequeue the job due first across the type's queues (or up to `count` jobs)",
     ("200", {"oneOf": [{**DEQUEUED_JOB, "properties": {**DEQUEUED_JOB["properties"], "status": {"const": "success"}}},
                        _success(jobs={"type": "array", "items": DEQUEUED_JOB})]}),
-    parameters=[_query("count", 1, 100)],
+    parameters=[_query("count", 1, 100), _query("wait", 0, 30)],
     responses={"404": NOT_READY},
 )  # fmt: skip
+STALE = {"409": _json(FAILURE, "the receipt is from an earlier delivery of the job; nothing changed")}
+
+
+def _receipt_body(**more: Any) -> dict[str, Any]:
+    """An optional body naming the delivery (`receipt`) and, for fail, more."""
+    return {"required": False, "content": {"application/json": {"schema": _body([], receipt=RECEIPT, **more)}}}
+
+
 METRICS = _success(queue_types=IDENTIFIERS, enqueue_counts=COUNTS, dequeue_counts=COUNTS)
 
 
@@ -153,19 +164,70 @@ def _paths() -> dict[str, Any]:
         "/dequeue/{queue_type}/": {"parameters": _params("queue_type"), "get": DEQUEUE},
         "/finish/{queue_type}/{queue_id}/{job_id}/": {
             "parameters": _params(*job),
-            "post": _operation("Acknowledge an active job", ("200", _success())),
+            "post": {
+                **_operation("Acknowledge an active job", ("200", _success()), responses=STALE),
+                "requestBody": _receipt_body(),
+            },
+        },
+        "/finish/{queue_type}/": {
+            "parameters": _params("queue_type"),
+            "post": _operation(
+                "Acknowledge up to 100 jobs atomically, one result each; with `next`, also take up to that many",
+                (
+                    "200",
+                    {
+                        **_success(results={"type": "array", "items": _obj(["queue_id", "job_id", "status"])}),
+                        "properties": {
+                            "status": {"const": "success"},
+                            "results": {"type": "array", "items": _obj(["queue_id", "job_id", "status"])},
+                            "jobs": {"type": "array", "items": DEQUEUED_JOB, "description": "with ?next= only"},
+                            "retry_after_ms": {"type": ["integer", "null"]},
+                        },
+                    },
+                ),
+                _body(
+                    ["jobs"],
+                    jobs={
+                        "type": "array",
+                        "maxItems": 100,
+                        "items": _body(["queue_id", "job_id"], queue_id=IDENTIFIER, job_id=IDENTIFIER, receipt=RECEIPT),
+                    },
+                ),
+                parameters=[_query("next", 0, 100), _query("wait", 0, 30)],
+            ),
         },
         "/touch/{queue_type}/{queue_id}/{job_id}/": {
             "parameters": _params(*job),
-            "post": _operation(
-                "Heartbeat: push an active job's expiry out", ("200", _success(expires_at={"type": "integer"}))
-            ),
+            "post": {
+                **_operation(
+                    "Heartbeat: push an active job's expiry out",
+                    ("200", _success(expires_at={"type": "integer"})),
+                    responses=STALE,
+                ),
+                "requestBody": _receipt_body(),
+            },
+        },
+        "/fail/{queue_type}/{queue_id}/{job_id}/": {
+            "parameters": _params(*job),
+            "post": {
+                **_operation(
+                    "A job failed: back to the front of its queue (now or after retry_after_ms), or dead",
+                    ("200", _success(state={"enum": ["queued", "retrying", "dead"]})),
+                    responses=STALE,
+                ),
+                "requestBody": _receipt_body(
+                    error={"type": ["string", "null"], "maxLength": 4000},
+                    retry_after_ms={"type": ["integer", "null"], "minimum": 0, "maximum": 10**12},
+                    dead={"type": "boolean"},
+                ),
+            },
         },
         "/job/{queue_type}/{queue_id}/{job_id}/": {
             "parameters": _params(*job),
             "get": _operation(
-                "Where a job is: queued, active (with expires_at), dead, or finished (within the dedupe window)",
-                ("200", _success(state={"enum": ["queued", "active", "dead", "finished"]})),
+                "Where a job is: queued, active (with expires_at), retrying (with due_at), dead, or finished"
+                " (within the dedupe window); last_error when a worker reported one",
+                ("200", _success(state={"enum": ["queued", "active", "retrying", "dead", "finished"]})),
             ),
         },
         "/interval/{queue_type}/{queue_id}/": {

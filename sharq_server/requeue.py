@@ -17,6 +17,8 @@ from flask import Flask
 
 from sharq_core import SharQ
 
+from .longpoll import close_on_shutdown
+
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 5.0
@@ -77,8 +79,11 @@ class RequeueLoop:
 
 
 def start_requeue_loop(app: Flask) -> RequeueLoop:
-    """Start this process's requeue loop for `app`'s engine; kept in app.extensions."""
+    """In a gunicorn worker: start this process's requeue loop for `app`'s engine
+    (kept in app.extensions), and have parked long-polls answer at once when the
+    worker is told to stop."""
     loop = RequeueLoop(app.extensions["sharq"])
     app.extensions["sharq_requeue"] = loop
     loop.start()
+    close_on_shutdown(app.extensions["sharq_longpoll"])
     return loop

@@ -1,0 +1,197 @@
+"""Long-poll dequeue: park requests until a job of their type is ready.
+
+Every script that makes a job ready (enqueue, requeue, a failed job's return, a
+dead letter's retry, a lower interval) publishes the queue type on
+``<prefix>:ready``. One listener per worker process subscribes to it, so the
+wake-up crosses gunicorn workers and server instances, on a single Redis or a
+cluster (PUBLISH reaches every node).
+
+Parked requests of one type stand in line, first come first served. Only the
+head of the line asks Redis: when a message names its type, or when the
+earliest rate-limited queue of the type comes due (the dequeue script says
+when), so a queue is handed out at its due time and parked requests never poll.
+When the head leaves (with jobs, or at its deadline) the next one asks at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from sharq_core import SharQ
+from sharq_core import validation as check
+from sharq_core.jobs import DequeuedJob
+
+log = logging.getLogger(__name__)
+
+MAX_WAIT_S = 30
+_RECONNECT_MAX_S = 5.0
+
+
+class _Waiter:
+    """One parked request: woken by setting `event`."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+
+class LongPoll:
+    """The parked requests of one worker process and the listener that wakes them."""
+
+    def __init__(self, engine: SharQ) -> None:
+        self.engine = engine
+        self._lines: dict[str, deque[_Waiter]] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._listener: threading.Thread | None = None
+        self._subscribed = threading.Event()
+
+    def take(
+        self, queue_type: str, count: int, wait: Any, alive: Callable[[], bool] = lambda: True
+    ) -> tuple[list[DequeuedJob], int | None]:
+        """Up to `count` jobs, waiting up to `wait` seconds for one to be ready.
+
+        `alive` says whether the client is still there: nothing is taken for a
+        client that has gone. Returns the jobs (none after the wait, or when the
+        server is shutting down) and, with none, the ms until one is due.
+        """
+        check.integer("wait", wait, 0, MAX_WAIT_S)
+        if wait == 0 or self._closing.is_set():
+            return self.engine.take(queue_type, count)
+        self._listen()
+        deadline = time.monotonic() + wait
+        waiter = _Waiter()
+        line = self._join(queue_type, waiter)
+        try:
+            due: int | None = None
+            waiter.event.set()  # the head asks at once; the others when they become head
+            while not self._closing.is_set():
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    break
+                if due is not None:
+                    timeout = min(timeout, due / 1000)
+                woken = waiter.event.wait(timeout)
+                waiter.event.clear()
+                if self._closing.is_set() or line[0] is not waiter:
+                    continue
+                if not woken and due is None:
+                    continue
+                if not alive():
+                    return [], None
+                jobs, due = self.engine.take(queue_type, count)
+                if jobs:
+                    return jobs, 0
+            return [], due
+        finally:
+            self._leave(queue_type, line, waiter)
+
+    def close(self) -> None:
+        """Shutting down: every parked request answers now, none parks again."""
+        self._closing.set()
+        with self._lock:
+            waiters = [waiter for line in self._lines.values() for waiter in line]
+        for waiter in waiters:
+            waiter.event.set()
+
+    # -- the line of one type ----------------------------------------------------
+
+    def _join(self, queue_type: str, waiter: _Waiter) -> deque[_Waiter]:
+        with self._lock:
+            line = self._lines.setdefault(queue_type, deque())
+            line.append(waiter)
+            return line
+
+    def _leave(self, queue_type: str, line: deque[_Waiter], waiter: _Waiter) -> None:
+        with self._lock:
+            was_head = line[0] is waiter
+            line.remove(waiter)
+            if not line:
+                self._lines.pop(queue_type, None)
+            elif was_head:
+                line[0].event.set()  # the next in line asks at once
+
+    def _wake(self, queue_type: str | None = None) -> None:
+        """Wake the head of `queue_type`'s line (of every line when None)."""
+        with self._lock:
+            lines = list(self._lines.values()) if queue_type is None else [self._lines.get(queue_type)]
+            heads = [line[0] for line in lines if line]
+        for head in heads:
+            head.event.set()
+
+    # -- the listener ----------------------------------------------------------------
+
+    def _listen(self) -> None:
+        """Start this process's listener on first use, and wait (briefly) until it
+        has subscribed, so a job announced meanwhile is not missed."""
+        if self._listener is None:
+            with self._lock:
+                if self._listener is None:
+                    self._listener = threading.Thread(target=self._run, name="sharq-longpoll", daemon=True)
+                    self._listener.start()
+        self._subscribed.wait(self.engine.config.redis.socket_timeout)
+
+    def _run(self) -> None:
+        channel = self.engine.keys.ready_channel()
+        delay = 0.1
+        while not self._closing.is_set():
+            pubsub = self.engine.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(channel)
+                pubsub.get_message(timeout=self.engine.config.redis.socket_timeout)  # the subscribe reply
+                self._subscribed.set()
+                self._wake()  # anything announced before the subscription took is looked at now
+                delay = 0.1
+                while not self._closing.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._wake(message["data"].decode())
+            except (redis.RedisError, OSError) as error:
+                self._subscribed.clear()
+                log.warning("long-poll listener lost Redis (%s); again in %.1fs", error, delay)
+                self._closing.wait(delay)
+                delay = min(delay * 2, _RECONNECT_MAX_S)
+            finally:
+                pubsub.close()
+
+
+def client_alive(sock: Any) -> bool:
+    """False once the client has closed its end of the connection (its socket
+    reads as end-of-file); True when unknown."""
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return not readable or sock.recv(1, socket.MSG_PEEK) != b""
+    except (OSError, ValueError):
+        return False
+
+
+def close_on_shutdown(longpoll: LongPoll) -> None:
+    """In a gunicorn gevent worker: on SIGTERM, SIGINT or SIGQUIT, answer every
+    parked request at once (then let gunicorn's own handler stop the worker)."""
+    import gevent  # only gunicorn's gevent workers get here
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        previous = signal.getsignal(signum)
+        if not callable(previous):
+            continue
+
+        def handler(number: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
+            # out of the signal handler, as gunicorn's own handlers do: waking
+            # greenlets must not switch inside it
+            gevent.spawn(longpoll.close)
+            previous(number, frame)
+
+        signal.signal(signum, handler)
