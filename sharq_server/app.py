@@ -277,7 +277,9 @@ def delete_dead_letter(queue_type: str, queue_id: str, job_id: str) -> dict:
 
 @api.get("/deepstatus/")
 def deep_status() -> dict:
-    return engine().deep_status()
+    """Redis answers and accepts writes; also how many long polls this worker
+    process holds parked."""
+    return {**engine().deep_status(), "parked": long_poll().parked}
 
 
 @api.get("/openapi.json")

@@ -97,6 +97,12 @@ class LongPoll:
         finally:
             self._leave(queue_type, line, waiter)
 
+    @property
+    def parked(self) -> int:
+        """How many requests wait in this process now."""
+        with self._lock:
+            return sum(len(line) for line in self._lines.values())
+
     def close(self) -> None:
         """Shutting down: every parked request answers now, none parks again."""
         self._closing.set()

@@ -286,7 +286,12 @@ def _paths() -> dict[str, Any]:
             "parameters": _params(*job),
             "delete": _operation("Delete a dead-lettered job", ("200", _success())),
         },
-        "/deepstatus/": {"get": _operation("Redis answers and accepts writes", ("200", _success()))},
+        "/deepstatus/": {
+            "get": _operation(
+                "Redis answers and accepts writes; `parked`: long polls the answering worker process holds",
+                ("200", _success(parked={"type": "integer"})),
+            )
+        },
         "/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}
         },

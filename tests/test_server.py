@@ -347,3 +347,31 @@ def test_requeue_loop_recognises_its_own_lock(app) -> None:
 def test_redis_errors_that_mean_unavailable(error: Exception, reason: str | None) -> None:
     """Issue 8.4: redis-py's classes (which strip the code) and codes inside script errors."""
     assert unavailable_reason(error) == reason
+
+
+def test_receipts_fail_and_ack_and_take_over_http(client: FlaskClient) -> None:
+    """Issue 9 over HTTP: receipts (409 for a stale one), fail, finish batches with ?next."""
+    for n in range(4):
+        enqueue(client, f"j{n}", requeue_limit=2)
+    first = client.get("/dequeue/sms/").get_json()
+    failed = client.post("/fail/sms/u1/j0/", json={"receipt": first["receipt"], "error": "upstream 500"})
+    assert failed.get_json() == {"status": "success", "state": "queued"}
+    again = client.get("/dequeue/sms/").get_json()
+    assert (again["job_id"], again["requeues_remaining"]) == ("j0", 1)
+    stale = client.post("/finish/sms/u1/j0/", json={"receipt": first["receipt"]})
+    assert stale.status_code == 409 and "earlier delivery" in stale.get_json()["message"]
+    assert client.post("/fail/sms/u1/j0/", json={"receipt": again["receipt"], "retry": 5}).status_code == 400
+    assert client.get("/job/sms/u1/j0/").get_json()["last_error"] == "upstream 500"
+    body = {"jobs": [{"queue_id": "u1", "job_id": "j0", "receipt": again["receipt"]}]}
+    batch = client.post("/finish/sms/?next=2", json=body).get_json()
+    assert batch["results"] == [{"queue_id": "u1", "job_id": "j0", "status": "success"}]
+    assert [job["job_id"] for job in batch["jobs"]] == ["j1", "j2"]
+    acks = [{"queue_id": "u1", "job_id": job["job_id"], "receipt": job["receipt"]} for job in batch["jobs"]]
+    last = client.post("/finish/sms/?next=5", json={"jobs": acks}).get_json()
+    assert [job["job_id"] for job in last["jobs"]] == ["j3"]
+    done = client.post("/fail/sms/u1/j3/", json={"error": "bad number", "dead": True}).get_json()
+    assert done == {"status": "success", "state": "dead"}
+    empty = client.post("/finish/sms/?next=1", json={"jobs": []}).get_json()
+    assert empty == {"status": "success", "results": [], "jobs": [], "retry_after_ms": None}
+    assert client.post("/finish/sms/", json={"jobs": [{"queue_id": "u1"}]}).status_code == 400
+    assert client.get("/dequeue/sms/?wait=31").status_code == 400

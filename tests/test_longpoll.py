@@ -1,0 +1,194 @@
+"""Long-poll dequeue (issue 9): wake-ups, deadlines, order, hand-out on time,
+shutdown and vanished clients, on real Redis and real servers."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from sharq_core import Config, SharQ
+from sharq_server.longpoll import LongPoll
+from tests.support import ServerProcess, http, wait_for
+
+JOB = {"payload": 1, "interval": 0}
+
+
+@pytest.fixture
+def longpoll(config: Config, redis_client):
+    poll = LongPoll(SharQ(config))
+    yield poll
+    poll.close()
+
+
+def park(poll: LongPoll, results: list, count: int = 1, wait: int = 10) -> threading.Thread:
+    thread = threading.Thread(target=lambda: results.append(poll.take("t", count, wait)), daemon=True)
+    thread.start()
+    return thread
+
+
+def parked(poll: LongPoll, n: int) -> None:
+    wait_for(lambda: len(poll._lines.get("t", ())) == n, what=f"{n} parked request(s)")
+
+
+def test_an_enqueue_wakes_a_parked_request(longpoll: LongPoll) -> None:
+    got: list = []
+    thread = park(longpoll, got)
+    parked(longpoll, 1)
+    started = time.monotonic()
+    longpoll.engine.enqueue(1, 0, "a", "q", "t")
+    thread.join(5)
+    assert [job.job_id for job in got[0][0]] == ["a"]
+    assert time.monotonic() - started < 1
+
+
+def test_waiters_are_served_first_come_first_served(longpoll: LongPoll) -> None:
+    results: dict[str, list] = {name: [] for name in "abc"}
+    threads = []
+    for n, name in enumerate("abc"):
+        threads.append(park(longpoll, results[name]))
+        parked(longpoll, n + 1)
+    for n in range(3):
+        longpoll.engine.enqueue(n, 0, f"j{n}", "q", "t")
+        threads[n].join(5)
+    assert [results[name][0][0][0].job_id for name in "abc"] == ["j0", "j1", "j2"]
+
+
+def test_the_wait_ends_with_nothing(longpoll: LongPoll) -> None:
+    started = time.monotonic()
+    assert longpoll.take("t", 1, 1) == ([], None)
+    assert 0.9 < time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("event", ["requeue", "fail", "dead_retry", "interval"])
+def test_every_way_a_job_becomes_ready_wakes(longpoll: LongPoll, event: str) -> None:
+    sq = longpoll.engine
+    sq.enqueue(1, 0 if event != "interval" else 60_000, "a", "q", "t", requeue_limit=0 if event == "dead_retry" else 5)
+    first = sq.dequeue("t")
+    if event == "interval":
+        sq.enqueue(2, 60_000, "b", "q", "t")
+    elif event == "dead_retry":
+        sq.fail("t", "q", "a", dead=True)
+    got: list = []
+    thread = park(longpoll, got)
+    parked(longpoll, 1)
+    if event == "requeue":
+        sq.touch("a", "q", "t")  # still active: only the expiry brings it back
+        sq.redis.zadd(sq.keys.active("t"), {"q:a": 0})  # expire it now
+        sq.requeue()
+    elif event == "fail":
+        sq.fail("t", "q", "a", receipt=first["receipt"], error="boom")
+    elif event == "dead_retry":
+        sq.retry_dead_letter("t", "q", "a")
+    else:
+        sq.interval(0, "q", "t")
+    thread.join(5)
+    assert got and got[0][0], f"{event} did not wake the parked request"
+
+
+def test_a_rate_limited_queue_is_handed_out_at_its_due_time(longpoll: LongPoll) -> None:
+    sq = longpoll.engine
+    for job in ("a", "b"):
+        sq.enqueue(job, 300, job, "q", "t")
+    first = sq.dequeue("t")
+    jobs, _ = longpoll.take("t", 1, 5)
+    gap = jobs[0].dequeued_at - first["dequeued_at"]
+    assert 300 <= gap < 400, gap
+
+
+def test_a_client_gone_gets_no_job(longpoll: LongPoll) -> None:
+    alive = threading.Event()
+    alive.set()
+    got: list = []
+    thread = threading.Thread(target=lambda: got.append(longpoll.take("t", 1, 10, alive.is_set)), daemon=True)
+    thread.start()
+    parked(longpoll, 1)
+    alive.clear()  # the client hangs up
+    longpoll.engine.enqueue(1, 0, "a", "q", "t")
+    thread.join(5)
+    assert got == [([], None)]
+    assert longpoll.engine.job_status("t", "q", "a")["state"] == "queued"
+
+
+def test_close_answers_every_parked_request(longpoll: LongPoll) -> None:
+    results: list = []
+    threads = [park(longpoll, results, wait=30) for _ in range(5)]
+    parked(longpoll, 5)
+    started = time.monotonic()
+    longpoll.close()
+    for thread in threads:
+        thread.join(5)
+    assert results == [([], None)] * 5
+    assert time.monotonic() - started < 1
+
+
+# -- through real servers -----------------------------------------------------------
+
+
+@pytest.fixture
+def server(tmp_path):
+    server = ServerProcess(str(tmp_path / "data"), workers=2).start()
+    yield server
+    server.stop()
+
+
+def test_two_hundred_parked_requests_share_two_hundred_jobs(server: ServerProcess) -> None:
+    with ThreadPoolExecutor(200) as pool:
+        polls = [pool.submit(http, "GET", f"{server.url}/dequeue/t/?wait=20", timeout=30) for _ in range(200)]
+        for start in range(0, 200, 100):
+            jobs = [{"queue_id": f"q{n % 20}", "job_id": f"j{n}", **JOB} for n in range(start, start + 100)]
+            assert server.call("POST", "/enqueue/t/", {"jobs": jobs})[0] == 200
+        answers = [poll.result() for poll in polls]
+    assert {status for status, _ in answers} == {200}
+    taken = sorted(body["job_id"] for _, body in answers)
+    assert taken == sorted(f"j{n}" for n in range(200))
+
+
+def test_wake_up_crosses_workers_and_instances(server: ServerProcess, tmp_path) -> None:
+    other = ServerProcess(str(tmp_path / "other"), workers=1, env={"SHARQ_REDIS_URL": _redis_url(server)}).start()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            polls = [pool.submit(http, "GET", f"{server.url}/dequeue/t/?wait=10", timeout=20) for _ in range(4)]
+            for n in range(4):
+                started = time.monotonic()
+                assert other.call("POST", f"/enqueue/t/q{n}/", {"job_id": f"j{n}", **JOB})[0] == 201
+            answers = [poll.result() for poll in polls]
+        assert sorted(body["job_id"] for _, body in answers) == ["j0", "j1", "j2", "j3"]
+        assert time.monotonic() - started < 5
+    finally:
+        other.stop()
+
+
+def _redis_url(server: ServerProcess) -> str:
+    return f"unix://{server.data_dir}/redis.sock?db=0"
+
+
+def test_sigterm_answers_parked_requests_promptly(tmp_path) -> None:
+    server = ServerProcess(str(tmp_path / "data"), workers=1).start()
+    with ThreadPoolExecutor(10) as pool:
+        polls = [pool.submit(http, "GET", f"{server.url}/dequeue/t/?wait=30", timeout=40) for _ in range(10)]
+        wait_for(lambda: server.call("GET", "/deepstatus/")[1]["parked"] == 10, what="10 parked requests")
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        answers = [poll.result() for poll in polls]
+    answered = time.monotonic() - started
+    assert {status for status, _ in answers} == {404}
+    assert server.process.wait(20) == 0
+    print(f"\n10 parked requests answered {answered * 1000:.0f} ms after SIGTERM")
+    assert answered < 2
+    assert "Traceback" not in server.log()
+
+
+def test_a_vanished_long_poll_takes_nothing(server: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.port)) as gone:
+        gone.sendall(b"GET /dequeue/t/?wait=20 HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(lambda: any(server.call("GET", "/deepstatus/")[1]["parked"] for _ in range(4)), what="it to park")
+    assert server.call("POST", "/enqueue/t/q/", {"job_id": "a", **JOB})[0] == 201
+    status, job = http("GET", f"{server.url}/dequeue/t/?wait=5")
+    assert (status, job["job_id"]) == (200, "a")
+    counts = server.call("GET", "/metrics/t/q/")[1]["dequeue_counts"]
+    assert sum(counts.values()) == 1  # never handed to the client that hung up
