@@ -276,7 +276,7 @@ def test_batch_enqueue_and_dequeue(client: FlaskClient) -> None:
 
 
 def test_deep_status(client: FlaskClient) -> None:
-    assert client.get("/deepstatus/").get_json() == {"status": "success"}
+    assert client.get("/deepstatus/").get_json() == {"status": "success", "parked": 0}
 
 
 def test_redis_down_is_503(config: Config) -> None:

@@ -1,0 +1,43 @@
+"""sharq_client: a Python client and worker for a SharQ server.
+
+    from sharq_client import Client, Worker
+
+    client = Client("http://127.0.0.1:8080")
+    client.enqueue("sms", "user001", "j1", {"to": "+15550100"}, interval=1000)
+    Worker(client, "sms", send_sms, concurrency=8).run()
+
+It needs neither Flask nor gevent: only requests.
+"""
+
+from .client import Batch, Client, Job
+from .errors import (
+    BadRequest,
+    Conflict,
+    DuplicateJob,
+    NotFound,
+    PayloadTooLarge,
+    QueueFull,
+    SharqClientError,
+    StaleReceipt,
+    Unauthorized,
+    Unavailable,
+)
+from .worker import Retry, Worker
+
+__all__ = [
+    "BadRequest",
+    "Batch",
+    "Client",
+    "Conflict",
+    "DuplicateJob",
+    "Job",
+    "NotFound",
+    "PayloadTooLarge",
+    "QueueFull",
+    "Retry",
+    "SharqClientError",
+    "StaleReceipt",
+    "Unauthorized",
+    "Unavailable",
+    "Worker",
+]

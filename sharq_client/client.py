@@ -1,0 +1,196 @@
+"""`Client`: every SharQ endpoint as a method, over one keep-alive HTTP session.
+
+Built on requests (connection pooling and keep-alive through urllib3, a timeout
+on every call). Importing it needs neither Flask nor gevent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from .errors import NotFound, SharqClientError, Unavailable, error_for
+
+
+@dataclass(frozen=True)
+class Job:
+    """One delivered job. `receipt` names this delivery: finish, touch and fail
+    with it act only while no other delivery of the job has begun."""
+
+    queue_type: str
+    queue_id: str
+    job_id: str
+    payload: Any
+    receipt: str
+    requeues_remaining: int
+    current_queue_length: int
+    dequeued_at: int
+    expires_at: int
+
+    @classmethod
+    def from_json(cls, queue_type: str, data: dict[str, Any]) -> Job:
+        fields = ("queue_id", "job_id", "payload", "receipt", "requeues_remaining", "current_queue_length")
+        return cls(queue_type, *(data[name] for name in fields), data["dequeued_at"], data["expires_at"])
+
+    def ack(self) -> dict[str, str]:
+        """This job as an entry of a finish batch."""
+        return {"queue_id": self.queue_id, "job_id": self.job_id, "receipt": self.receipt}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What an ack-and-take call answered: one result per finished job, the jobs
+    taken, and when none was, the ms until one is due (None: none queued)."""
+
+    results: list[dict[str, Any]]
+    jobs: list[Job]
+    retry_after_ms: int | None
+
+
+class Client:
+    """A SharQ server at `url`; `token` when it requires one; `timeout` (s) for
+    every call (a long poll gets its wait on top)."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def clone(self) -> Client:
+        """A client of its own (its own connections) for another thread."""
+        return Client(self.url, self.token, self.timeout)
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- producers -------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        queue_type: str,
+        queue_id: str,
+        job_id: str,
+        payload: Any,
+        interval: int,
+        requeue_limit: int | None = None,
+        max_queued_length: int | None = None,
+    ) -> None:
+        """Queue one job; DuplicateJob (with `.state`) or QueueFull when refused."""
+        body = {"job_id": job_id, "payload": payload, "interval": interval}
+        body.update(_given(requeue_limit=requeue_limit, max_queued_length=max_queued_length))
+        self._call("POST", f"/enqueue/{queue_type}/{queue_id}/", body)
+
+    def enqueue_many(self, queue_type: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Up to 100 jobs (each with queue_id, job_id, payload, interval...) in one
+        atomic call; one result each."""
+        return self._call("POST", f"/enqueue/{queue_type}/", {"jobs": jobs})["results"]
+
+    # -- workers -----------------------------------------------------------------------
+
+    def dequeue(self, queue_type: str = "default", count: int = 1, wait: int = 0) -> list[Job]:
+        """Up to `count` jobs, waiting up to `wait` s (0-30) for one; [] when none."""
+        query = {"count": count, "wait": wait}
+        try:
+            data = self._call("GET", f"/dequeue/{queue_type}/", query=query, extra_timeout=wait)
+        except NotFound:
+            return []
+        return [Job.from_json(queue_type, job) for job in data["jobs"]]
+
+    def finish(self, queue_type: str, queue_id: str, job_id: str, receipt: str | None = None) -> None:
+        """Acknowledge a job; NotFound when it is not active, StaleReceipt when the
+        receipt names an earlier delivery."""
+        self._call("POST", f"/finish/{queue_type}/{queue_id}/{job_id}/", _given(receipt=receipt))
+
+    def finish_many(self, queue_type: str, jobs: list[Job | dict[str, Any]], take: int = 0, wait: int = 0) -> Batch:
+        """Finish up to 100 jobs atomically and, with `take`, take up to that many
+        in the same call (waiting up to `wait` s when none is ready): ack-and-take."""
+        acks = [job.ack() if isinstance(job, Job) else job for job in jobs]
+        query = {"next": take, "wait": wait} if take else None
+        data = self._call("POST", f"/finish/{queue_type}/", {"jobs": acks}, query=query, extra_timeout=wait)
+        taken = [Job.from_json(queue_type, job) for job in data.get("jobs", [])]
+        return Batch(data["results"], taken, data.get("retry_after_ms"))
+
+    def touch(self, queue_type: str, queue_id: str, job_id: str, receipt: str | None = None) -> int:
+        """Heartbeat: push the job's expiry out; returns the new expiry (epoch ms)."""
+        path = f"/touch/{queue_type}/{queue_id}/{job_id}/"
+        return self._call("POST", path, _given(receipt=receipt))["expires_at"]
+
+    def fail(
+        self,
+        queue_type: str,
+        queue_id: str,
+        job_id: str,
+        receipt: str | None = None,
+        error: str | None = None,
+        retry_after_ms: int | None = None,
+        dead: bool = False,
+    ) -> str:
+        """Report a failure: back to the front of its queue now (or after
+        `retry_after_ms`), or dead; returns the job's state (queued, retrying, dead)."""
+        body = _given(receipt=receipt, error=error, retry_after_ms=retry_after_ms) | ({"dead": True} if dead else {})
+        return self._call("POST", f"/fail/{queue_type}/{queue_id}/{job_id}/", body)["state"]
+
+    # -- administration and views ------------------------------------------------------
+
+    def job(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/job/{queue_type}/{queue_id}/{job_id}/")
+
+    def interval(self, queue_type: str, queue_id: str, interval: int) -> None:
+        self._call("POST", f"/interval/{queue_type}/{queue_id}/", {"interval": interval})
+
+    def metrics(self, queue_type: str | None = None, queue_id: str | None = None, **page: int) -> dict[str, Any]:
+        path = "/metrics/" + "".join(f"{part}/" for part in (queue_type, queue_id) if part)
+        return self._call("GET", path, query=page or None)
+
+    def delete_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> int:
+        """Delete the queue's queued jobs (with `purge_all` its active ones too)."""
+        return self._call("DELETE", f"/deletequeue/{queue_type}/{queue_id}/", {"purge_all": purge_all})["deleted"]
+
+    def dead_letters(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        return self._call("GET", f"/deadletter/{queue_type}/", query={"limit": limit, "offset": offset})
+
+    def retry_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> None:
+        self._call("POST", f"/deadletter/{queue_type}/{queue_id}/{job_id}/retry/")
+
+    def delete_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> None:
+        self._call("DELETE", f"/deadletter/{queue_type}/{queue_id}/{job_id}/")
+
+    def deep_status(self) -> dict[str, Any]:
+        return self._call("GET", "/deepstatus/")
+
+    # -- the one request path --------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, Any] | None = None,
+        extra_timeout: float = 0,
+    ) -> dict[str, Any]:
+        """One request; the JSON answer, or the exception its failure maps to."""
+        try:
+            response = self.session.request(
+                method, self.url + path, json=body, params=query, timeout=self.timeout + extra_timeout
+            )
+        except requests.RequestException as error:
+            raise Unavailable(f"SharQ at {self.url} did not answer: {error}", status=None) from error
+        try:
+            data = response.json()
+        except ValueError:
+            data = {"message": response.text[:200]}
+        if response.status_code >= 400:
+            raise error_for(response.status_code, data if isinstance(data, dict) else {})
+        if not isinstance(data, dict):
+            raise SharqClientError(f"unexpected answer from {path}", response.status_code)
+        return data
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields that were given (not None)."""
+    return {name: value for name, value in fields.items() if value is not None}

@@ -1,0 +1,97 @@
+"""The server's JSON errors as exceptions, one class per status.
+
+Every failure answer is ``{"status": "failure", "message": ...}``; the class says
+what happened, `message` says why, `body` holds the whole answer (a duplicate's
+`state`, say).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SharqClientError(Exception):
+    """Base of every error the client raises; `status` is the HTTP status (None
+    when no answer came at all)."""
+
+    status: int | None = None
+
+    def __init__(self, message: str, status: int | None = None, body: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status if status is not None else type(self).status
+        self.body = body or {}
+
+
+class BadRequest(SharqClientError):
+    """400: an argument is missing, of the wrong type, unknown or out of range."""
+
+    status = 400
+
+
+class Unauthorized(SharqClientError):
+    """401: no token, or not one the server accepts."""
+
+    status = 401
+
+
+class NotFound(SharqClientError):
+    """404: no such job or queue in the state the call needs (or no job ready)."""
+
+    status = 404
+
+
+class Conflict(SharqClientError):
+    """409: see DuplicateJob and StaleReceipt."""
+
+    status = 409
+
+
+class DuplicateJob(Conflict):
+    """409 on enqueue: the job_id is known in that queue; `state` says how."""
+
+    @property
+    def state(self) -> str | None:
+        return self.body.get("state")
+
+
+class StaleReceipt(Conflict):
+    """409 on finish, touch or fail: the receipt names an earlier delivery."""
+
+
+class PayloadTooLarge(SharqClientError):
+    """413: the request body is larger than the server's max_body_size."""
+
+    status = 413
+
+
+class QueueFull(SharqClientError):
+    """429: the queue already holds max_queued_length jobs."""
+
+    status = 429
+
+
+class Unavailable(SharqClientError):
+    """503 (Redis trouble; the outcome is unknown and a retry is safe), or the
+    server could not be reached at all (`status` None)."""
+
+    status = 503
+
+
+_BY_STATUS: dict[int, type[SharqClientError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    429: QueueFull,
+    503: Unavailable,
+}
+
+
+def error_for(status: int, body: dict[str, Any]) -> SharqClientError:
+    """The exception for one failure answer."""
+    message = str(body.get("message") or f"HTTP {status}")
+    if status == 409:
+        return DuplicateJob(message, status, body) if "state" in body else StaleReceipt(message, status, body)
+    return _BY_STATUS.get(status, SharqClientError)(message, status, body)

@@ -1,0 +1,247 @@
+"""`Worker`: run a handler on the jobs of one queue type, N at a time.
+
+Three threads share the work, each with a client (connection) of its own:
+
+- the fetcher asks for as many jobs as there are free slots, carrying the acks
+  of the jobs done since its last call (ack-and-take: one request per batch),
+  and long-polls when nothing is ready, so an idle worker makes no request in
+  vain and picks a job up the moment it is enqueued;
+- the handlers (a thread pool of `concurrency`) run the handler;
+- the upkeep thread sends acks that would otherwise wait behind a long poll,
+  reports failures, and touches every job still running at a third of its
+  expiry, so a long job is never delivered twice.
+
+When the server is away the worker backs off and tries again; it never crashes.
+`stop()` (or SIGTERM/SIGINT under `run()`) stops taking jobs, lets the running
+ones finish within `grace` seconds and sends their acks.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from .client import Client, Job
+from .errors import NotFound, SharqClientError, StaleReceipt, Unavailable
+
+log = logging.getLogger("sharq_client.worker")
+
+MAX_BACKOFF_S = 5.0
+UPKEEP_TICK_S = 0.05
+# An ack waits for the fetcher's next call unless that call has been out this
+# long (a long poll): then the upkeep thread sends it on its own.
+PARKED_AFTER_S = 0.1
+
+
+class Retry(Exception):
+    """Raise from a handler to have the job retried after `after_ms` (it counts
+    against its requeue_limit, as any failure does)."""
+
+    def __init__(self, after_ms: int = 0, reason: str = "") -> None:
+        super().__init__(reason or f"retry in {after_ms} ms")
+        self.after_ms = after_ms
+
+
+class Worker:
+    """Run `handler(job)` on the jobs of `queue_type`; a return finishes the job, an
+    exception fails it (with its text as the error), `Retry` retries it later."""
+
+    def __init__(
+        self,
+        client: Client,
+        queue_type: str,
+        handler: Callable[[Job], Any],
+        concurrency: int = 1,
+        batch: int = 50,
+        wait: int = 10,
+        grace: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.queue_type = queue_type
+        self.handler = handler
+        self.concurrency = concurrency
+        self.batch = min(batch, 100)
+        self.wait = wait
+        self.grace = grace
+        self.processed = 0
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._running: dict[tuple[str, str], _Running] = {}
+        self._acks: list[Job] = []
+        self._failures: list[tuple[Job, BaseException]] = []
+        self._fetch_started: float | None = None  # when the fetcher's current call went out
+
+    # -- running --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Work until SIGTERM or SIGINT (or `stop()`), then drain and return."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda number, frame: self.stop())
+        self.start().join()
+
+    def start(self) -> threading.Thread:
+        """Work in background threads; returns the fetcher thread (join it)."""
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sharq-handler")
+        self._upkeep = threading.Thread(target=self._upkeep_loop, args=(self.client.clone(),), daemon=True)
+        self._upkeep.start()
+        fetcher = threading.Thread(target=self._fetch_loop, args=(self.client,), name="sharq-fetcher", daemon=True)
+        fetcher.start()
+        return fetcher
+
+    def stop(self) -> None:
+        """Take no more jobs; the running ones get `grace` seconds to finish."""
+        if not self._stopping.is_set():
+            log.info("stopping: no new jobs; %d running get %.0fs to finish", len(self._running), self.grace)
+        self._stopping.set()
+        with self._changed:
+            self._changed.notify_all()
+
+    # -- the fetcher ----------------------------------------------------------------------
+
+    def _fetch_loop(self, client: Client) -> None:
+        delay = 0.1
+        while not self._stopping.is_set():
+            with self._changed:
+                while len(self._running) >= self.concurrency and not self._stopping.is_set():
+                    self._changed.wait()
+                free = min(self.concurrency - len(self._running), self.batch)
+                acks, self._acks = self._acks[:100], self._acks[100:]
+                self._fetch_started = time.monotonic()
+            if self._stopping.is_set():
+                self._requeue_acks(acks)
+                break
+            try:
+                # a poll returns at once with whatever is ready, else when a job is
+                # enqueued (or comes due), else after `wait` s
+                reply = client.finish_many(self.queue_type, acks, take=free, wait=self.wait)
+            except (SharqClientError, OSError) as error:
+                self._requeue_acks(acks)
+                log.warning("SharQ unavailable (%s); trying again in %.1fs", error, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+                continue
+            finally:
+                with self._lock:
+                    self._fetch_started = None
+            delay = 0.1
+            _log_results(reply.results)
+            for job in reply.jobs:
+                self._start(job)  # a poll out when stop() came still brings its jobs: they run
+        self._drain(client)
+
+    def _start(self, job: Job) -> None:
+        with self._lock:
+            self._running[(job.queue_id, job.job_id)] = _Running(job)
+        self._pool.submit(self.handler, job).add_done_callback(lambda done, job=job: self._done(job, done))
+
+    def _done(self, job: Job, future: Future[Any]) -> None:
+        error = future.exception()
+        with self._changed:
+            self._running.pop((job.queue_id, job.job_id), None)
+            self.processed += 1
+            if error is None:
+                self._acks.append(job)
+            else:
+                self._failures.append((job, error))
+            self._changed.notify_all()
+
+    def _requeue_acks(self, acks: list[Job]) -> None:
+        with self._lock:
+            self._acks[:0] = acks
+
+    def _drain(self, client: Client) -> None:
+        """Let running jobs finish within the grace period, then send every ack."""
+        deadline = time.monotonic() + self.grace
+        with self._changed:
+            while self._running and time.monotonic() < deadline:
+                self._changed.wait(deadline - time.monotonic())
+            left = len(self._running)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if left:
+            log.warning("%d job(s) still running after %.0fs: they will be delivered again", left, self.grace)
+        self._upkeep.join(self.grace)
+        self._send_pending(client, final=True)
+        log.info("stopped after %d job(s)", self.processed)
+
+    # -- the upkeep thread --------------------------------------------------------------
+
+    def _upkeep_loop(self, client: Client) -> None:
+        while not (self._stopping.is_set() and not self._running):
+            with self._changed:
+                self._changed.wait(UPKEEP_TICK_S)
+            try:
+                self._send_pending(client)
+                self._heartbeats(client)
+            except (SharqClientError, OSError) as error:
+                log.warning("SharQ unavailable (%s)", error)
+                self._stopping.wait(1.0)
+
+    def _send_pending(self, client: Client, final: bool = False) -> None:
+        """Acks the fetcher is not about to carry, and failure reports."""
+        with self._lock:
+            failures, self._failures = self._failures, []
+            parked = self._fetch_started is not None and time.monotonic() - self._fetch_started > PARKED_AFTER_S
+            send_acks = self._acks and (final or parked or self._stopping.is_set())
+            acks, self._acks = (self._acks[:100], self._acks[100:]) if send_acks else ([], self._acks)
+        for index, (job, error) in enumerate(failures):
+            try:
+                self._report(client, job, error)
+            except Unavailable:
+                with self._lock:
+                    self._failures[:0] = failures[index:]
+                self._requeue_acks(acks)
+                raise
+        if acks:
+            try:
+                _log_results(client.finish_many(self.queue_type, acks).results)
+            except Unavailable:
+                self._requeue_acks(acks)
+                raise
+
+    def _report(self, client: Client, job: Job, error: BaseException) -> None:
+        retry_after = error.after_ms if isinstance(error, Retry) else None
+        text = str(error) if isinstance(error, Retry) else f"{type(error).__name__}: {error}"
+        try:
+            state = client.fail(job.queue_type, job.queue_id, job.job_id, job.receipt, text[:4000], retry_after)
+            log.warning("job %s/%s failed (%s): now %s", job.queue_id, job.job_id, text, state)
+        except (NotFound, StaleReceipt) as gone:
+            log.warning("job %s/%s failed, but is no longer this worker's: %s", job.queue_id, job.job_id, gone)
+
+    def _heartbeats(self, client: Client) -> None:
+        """Touch every running job a third of its expiry after its last touch."""
+        now = time.monotonic()
+        with self._lock:
+            due = [running for running in self._running.values() if now >= running.next_touch]
+        for running in due:
+            job = running.job
+            try:
+                client.touch(job.queue_type, job.queue_id, job.job_id, job.receipt)
+                running.next_touch = now + running.period
+            except (NotFound, StaleReceipt) as error:
+                log.warning("job %s/%s is no longer this worker's: %s", job.queue_id, job.job_id, error)
+                running.next_touch = float("inf")
+
+
+class _Running:
+    """A job being handled and when it next needs a heartbeat."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.period = max((job.expires_at - job.dequeued_at) / 3000, 0.05)
+        self.next_touch = time.monotonic() + self.period
+
+
+def _log_results(results: list[dict[str, Any]]) -> None:
+    for result in results:
+        if result["status"] != "success":
+            log.warning("finish of %s/%s refused: %s", result["queue_id"], result["job_id"], result["message"])
+
+
+__all__ = ["Retry", "SharqClientError", "Worker"]

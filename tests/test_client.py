@@ -1,0 +1,188 @@
+"""sharq_client's Client and Worker against a real sharq-server (issue 9)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from sharq_client import (
+    BadRequest,
+    Client,
+    DuplicateJob,
+    NotFound,
+    Retry,
+    StaleReceipt,
+    Unauthorized,
+    Unavailable,
+    Worker,
+)
+from tests.support import ServerProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    env = {"SHARQ_JOB_EXPIRE_INTERVAL": "900", "SHARQ_JOB_REQUEUE_INTERVAL": "100", "SHARQ_AUTH_TOKENS": "tok"}
+    server = ServerProcess(str(tmp_path_factory.mktemp("client") / "data"), env=env).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(server: ServerProcess):
+    client = Client(server.url, token="tok", timeout=5)
+    yield client
+    client.close()
+
+
+def test_client_covers_the_api_with_typed_errors(client: Client, server: ServerProcess) -> None:
+    client.enqueue("api", "q1", "a", {"n": 1}, interval=0, requeue_limit=2)
+    with pytest.raises(DuplicateJob) as duplicate:
+        client.enqueue("api", "q1", "a", {"n": 1}, interval=0)
+    assert duplicate.value.state == "queued" and duplicate.value.status == 409
+    with pytest.raises(BadRequest, match="unknown field"):
+        client._call("POST", "/enqueue/api/q1/", {"job_id": "b", "payload": 1, "interval": 0, "intervall": 1})
+    results = client.enqueue_many("api", [{"queue_id": "q2", "job_id": "b", "payload": 2, "interval": 0}])
+    assert results[0]["status"] == "queued"
+    [job] = client.dequeue("api")
+    assert (job.job_id, job.payload, job.requeues_remaining) == ("a", {"n": 1}, 2)
+    assert client.touch("api", "q1", "a", job.receipt) > job.dequeued_at
+    assert client.fail("api", "q1", "a", job.receipt, error="boom") == "queued"
+    assert client.job("api", "q1", "a")["last_error"] == "boom"
+    with pytest.raises(StaleReceipt):
+        client.finish("api", "q1", "a", job.receipt)
+    batch = client.finish_many("api", [], take=5)
+    assert sorted(j.job_id for j in batch.jobs) == ["a", "b"]
+    assert [r["status"] for r in client.finish_many("api", batch.jobs).results] == ["success", "success"]
+    with pytest.raises(NotFound):
+        client.finish("api", "q1", "a")
+    assert client.dequeue("api", wait=1) == []
+    assert client.metrics("api")["status"] == "success"
+    assert client.deep_status()["status"] == "success"
+    with pytest.raises(Unauthorized):
+        Client(server.url).metrics()
+    with pytest.raises(Unavailable):
+        Client("http://127.0.0.1:9").metrics()
+
+
+def test_client_imports_without_flask_or_gevent() -> None:
+    code = "import sys; sys.modules['flask'] = sys.modules['gevent'] = None; import sharq_client; print('ok')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def run_worker(client: Client, queue_type: str, handler, **options) -> tuple[Worker, threading.Thread]:
+    worker = Worker(client, queue_type, handler, **options)
+    return worker, worker.start()
+
+
+def test_worker_runs_every_job_once_and_acks_it(client: Client) -> None:
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def handler(job) -> None:
+        with lock:
+            seen.append(job.job_id)
+
+    worker, thread = run_worker(client, "w1", handler, concurrency=4, wait=1)
+    jobs = [{"queue_id": f"q{n % 5}", "job_id": f"j{n}", "payload": n, "interval": 0} for n in range(60)]
+    client.enqueue_many("w1", jobs[:30])
+    client.enqueue_many("w1", jobs[30:])
+    wait_for(lambda: len(seen) == 60, what="60 jobs handled")
+    worker.stop()
+    thread.join(10)
+    assert sorted(seen) == sorted(job["job_id"] for job in jobs)
+    assert {client.job("w1", job["queue_id"], job["job_id"])["state"] for job in jobs} == {"finished"}
+
+
+def test_a_job_longer_than_the_expiry_is_touched_and_runs_once(client: Client) -> None:
+    runs: list[str] = []
+
+    def slow(job) -> None:
+        runs.append(job.job_id)
+        time.sleep(2.0)  # the work itself: over twice the server's 900 ms expiry
+
+    worker, thread = run_worker(client, "w2", slow, wait=1)
+    client.enqueue("w2", "q", "long", 1, interval=0)
+    wait_for(lambda: client.job("w2", "q", "long")["state"] == "finished", timeout=15, what="the long job to finish")
+    worker.stop()
+    thread.join(10)
+    assert runs == ["long"]
+
+
+def test_failures_and_retries_are_reported(client: Client) -> None:
+    def handler(job) -> None:
+        if job.job_id == "boom":
+            raise ValueError("upstream said no")
+        raise Retry(after_ms=60_000)
+
+    worker, thread = run_worker(client, "w3", handler, wait=1)
+    client.enqueue("w3", "q", "boom", 1, interval=0, requeue_limit=0)
+    client.enqueue("w3", "q", "later", 1, interval=0, requeue_limit=3)
+    wait_for(lambda: client.job("w3", "q", "boom")["state"] == "dead", what="boom to be dead-lettered")
+    wait_for(lambda: client.job("w3", "q", "later")["state"] == "retrying", what="later to wait for its retry")
+    worker.stop()
+    thread.join(10)
+    dead = client.dead_letters("w3")["jobs"][0]
+    assert dead["reason"] == "ValueError: upstream said no"
+
+
+def test_worker_survives_a_server_restart(tmp_path) -> None:
+    server = ServerProcess(str(tmp_path / "data"), workers=1).start()
+    client = Client(server.url, timeout=3)
+    seen: list[str] = []
+    worker, thread = run_worker(client, "w4", lambda job: seen.append(job.job_id), wait=1)
+    try:
+        client.enqueue("w4", "q", "before", 1, interval=0)
+        wait_for(lambda: seen == ["before"], what="the first job")
+        assert server.stop() == 0
+        server.start()  # same port, same data
+        client.enqueue("w4", "q", "after", 1, interval=0)
+        wait_for(lambda: seen == ["before", "after"], timeout=20, what="the worker to reconnect")
+    finally:
+        worker.stop()
+        thread.join(10)
+        server.stop()
+    assert not thread.is_alive()
+
+
+HANDLERS = """
+import pathlib, time
+
+def slow(job):
+    folder = pathlib.Path(job.payload["folder"])
+    (folder / ("started-" + job.job_id)).touch()
+    time.sleep(1.0)
+    (folder / ("done-" + job.job_id)).touch()
+"""
+
+
+def test_sharq_worker_cli_finishes_what_it_holds_on_sigterm(client: Client, server: ServerProcess, tmp_path) -> None:
+    (tmp_path / "handlers.py").write_text(textwrap.dedent(HANDLERS))
+    command = [os.path.join(os.path.dirname(sys.executable), "sharq-worker"), "handlers:slow", "--type", "w5"]
+    env = {**os.environ, "SHARQ_URL": server.url, "SHARQ_TOKEN": "tok"}
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        client.enqueue("w5", "q", "first", {"folder": str(tmp_path)}, interval=0)
+        client.enqueue("w5", "q", "second", {"folder": str(tmp_path)}, interval=0)
+        wait_for(lambda: (tmp_path / "started-first").exists(), what="the first job to start")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    output = log_path.read_text()
+    assert (tmp_path / "done-first").exists(), output
+    assert client.job("w5", "q", "first")["state"] == "finished"
+    assert client.job("w5", "q", "second")["state"] == "queued"  # never taken
+    assert "stopping" in output and "Traceback" not in output
