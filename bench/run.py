@@ -33,6 +33,8 @@ from sharq_core import Config, RedisSettings, SharQ
 from sharq_server.embedded import EmbeddedRedis
 from tests.support import free_port, http, wait_for
 
+from . import workers as workers_bench
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
 CONNECTIONS = 32
@@ -197,7 +199,7 @@ def smallest_gap(url: str, bench: Bench) -> tuple[int, int]:
     return min(gaps), sum(map(len, seen.values()))
 
 
-def run(rounds: int, seconds: float, sharq_bin: str) -> list[tuple[str, str, str]]:
+def run(rounds: int, seconds: float, sharq_bin: str, parts: str) -> list[tuple[str, str, str]]:
     data_dir = tempfile.mkdtemp(prefix="sharq-bench-")
     executable = shutil.which("redis-server") or None
     # no append-only file: a rewrite forked in the middle of a run would skew it
@@ -208,9 +210,21 @@ def run(rounds: int, seconds: float, sharq_bin: str) -> list[tuple[str, str, str
     bench = Bench(seconds, store.url)
     rows: list[tuple[str, str, str]] = []
     try:
-        for workers, cpu in ((1, "0"), (2, None)):
-            rows += measure_workers(bench, env, workers, cpu, rounds, sharq_bin)
-        rows.append(("Redis bytes per queued job", f"{bytes_per_job(bench):.0f}", "target <= 200"))
+        if parts in ("all", "server"):
+            for workers, cpu in ((1, "0"), (2, None)):
+                rows += measure_workers(bench, env, workers, cpu, rounds, sharq_bin)
+            rows.append(("Redis bytes per queued job", f"{bytes_per_job(bench):.0f}", "target <= 200"))
+        if parts in ("all", "workers"):
+            bench.client.flushdb()
+            server, url = workers_bench.start_server(store.url, workers=2)
+            try:
+                rows += [
+                    (f"2w {name}", value, note)
+                    for name, value, note in workers_bench.measure(url, server.pid, bench.client)
+                ]
+            finally:
+                server.terminate()
+                server.wait(30)
     finally:
         store.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -267,9 +281,10 @@ def main() -> None:
     parser.add_argument(
         "--sharq-bin", default=os.path.join(BIN, "sharq-server"), help="the sharq-server to measure (another build)"
     )
+    parser.add_argument("--parts", choices=["all", "server", "workers"], default="all", help="what to measure")
     options = parser.parse_args()
     started = time.monotonic()
-    rows = run(options.rounds, options.seconds, options.sharq_bin)
+    rows = run(options.rounds, options.seconds, options.sharq_bin, options.parts)
     width = max(len(row[0]) for row in rows)
     print(f"\n| {'measure':<{width}} | absolute | ratio to empty app |")
     print(f"|{'-' * (width + 2)}|---|---|")
