@@ -6,7 +6,7 @@
     client.enqueue("sms", "user001", "j1", {"to": "+15550100"}, interval=1000)
     Worker(client, "sms", send_sms, concurrency=8).run()
 
-It needs neither Flask nor gevent: only requests.
+It needs neither Flask nor gevent: only urllib3.
 """
 
 from .client import Batch, Client, Job

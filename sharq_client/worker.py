@@ -2,7 +2,8 @@
 
 Three threads share the work, each with a client (connection) of its own:
 
-- the fetcher asks for as many jobs as there are free slots, carrying the acks
+- the fetcher keeps up to max(concurrency, batch) jobs in hand (running or
+  waiting for a handler) and asks for as many as it lacks, carrying the acks
   of the jobs done since its last call (ack-and-take: one request per batch),
   and long-polls when nothing is ready, so an idle worker makes no request in
   vain and picks a job up the moment it is enqueued;
@@ -66,6 +67,7 @@ class Worker:
         self.handler = handler
         self.concurrency = concurrency
         self.batch = min(batch, 100)
+        self.capacity = max(concurrency, self.batch)  # jobs held: running or waiting for a handler
         self.wait = wait
         self.grace = grace
         self.processed = 0
@@ -109,9 +111,9 @@ class Worker:
         delay = 0.1
         while not self._stopping.is_set():
             with self._changed:
-                while len(self._running) >= self.concurrency and not self._stopping.is_set():
+                while len(self._running) >= self.capacity and not self._stopping.is_set():
                     self._changed.wait()
-                free = min(self.concurrency - len(self._running), self.batch)
+                free = min(self.capacity - len(self._running), self.batch)
                 acks, self._acks = self._acks[:100], self._acks[100:]
                 self._fetch_started = time.monotonic()
             if self._stopping.is_set():

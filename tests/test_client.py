@@ -182,7 +182,9 @@ def test_sharq_worker_cli_finishes_what_it_holds_on_sigterm(client: Client, serv
         if worker.poll() is None:
             worker.kill()
     output = log_path.read_text()
-    assert (tmp_path / "done-first").exists(), output
+    assert (tmp_path / "done-first").exists() and (tmp_path / "done-second").exists(), output
     assert client.job("w5", "q", "first")["state"] == "finished"
-    assert client.job("w5", "q", "second")["state"] == "queued"  # never taken
+    assert client.job("w5", "q", "second")["state"] == "finished"  # it held both: it finished both
+    client.enqueue("w5", "q", "third", {"folder": str(tmp_path)}, interval=0)
+    assert client.job("w5", "q", "third")["state"] == "queued"  # nobody takes it any more
     assert "stopping" in output and "Traceback" not in output
