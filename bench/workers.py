@@ -197,10 +197,9 @@ def rate_share(url: str, queues: int = 1000, seconds: float = 10.0) -> float:
             times.append(job.dequeued_at)
 
     worker = Worker(Client(url), "rated", record, concurrency=16, batch=100, wait=5, grace=5)
-    thread = worker.start()
+    worker.start()
     time.sleep(seconds + 2)
-    worker.stop()
-    thread.join(30)
+    worker.join()
     first = min(times)
     window = [t for t in times if first <= t < first + seconds * 1000]
     return len(window) / (queues * seconds)  # the first second's burst counts in the window

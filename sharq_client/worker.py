@@ -13,8 +13,10 @@ Three threads share the work, each with a client (connection) of its own:
   expiry, so a long job is never delivered twice.
 
 When the server is away the worker backs off and tries again; it never crashes.
-`stop()` (or SIGTERM/SIGINT under `run()`) stops taking jobs, lets the running
-ones finish within `grace` seconds and sends their acks.
+`stop()` (or SIGTERM/SIGINT under `run()`) stops taking jobs; `join()` lets the
+running ones finish within `grace` seconds and sends their acks. A long poll still
+out is abandoned: when the process exits, the server sees its client gone and
+hands it nothing (or takes back what it could not deliver).
 """
 
 from __future__ import annotations
@@ -82,20 +84,23 @@ class Worker:
     # -- running --------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Work until SIGTERM or SIGINT (or `stop()`), then drain and return."""
+        """Work until SIGTERM or SIGINT (or `stop()`), then `join()`."""
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda number, frame: self.stop())
-        self.start().join()
+        self.start()
+        while not self._stopping.wait(1.0):
+            pass
+        self.join()
 
-    def start(self) -> threading.Thread:
-        """Work in background threads; returns the fetcher thread (join it)."""
+    def start(self) -> Worker:
+        """Work in background threads until `stop()`."""
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sharq-handler")
         self._upkeep = threading.Thread(target=self._upkeep_loop, args=(self.client.clone(),), daemon=True)
         self._upkeep.start()
         fetcher = threading.Thread(target=self._fetch_loop, args=(self.client,), name="sharq-fetcher", daemon=True)
         fetcher.start()
-        return fetcher
+        return self
 
     def stop(self) -> None:
         """Take no more jobs; the running ones get `grace` seconds to finish."""
@@ -136,12 +141,17 @@ class Worker:
             _log_results(reply.results)
             for job in reply.jobs:
                 self._start(job)  # a poll out when stop() came still brings its jobs: they run
-        self._drain(client)
 
     def _start(self, job: Job) -> None:
         with self._lock:
             self._running[(job.queue_id, job.job_id)] = _Running(job)
-        self._pool.submit(self.handler, job).add_done_callback(lambda done, job=job: self._done(job, done))
+        try:
+            future = self._pool.submit(self.handler, job)
+        except RuntimeError:  # joined already: the job comes back after its expiry
+            with self._lock:
+                self._running.pop((job.queue_id, job.job_id), None)
+            return
+        future.add_done_callback(lambda done, job=job: self._done(job, done))
 
     def _done(self, job: Job, future: Future[Any]) -> None:
         error = future.exception()
@@ -158,8 +168,11 @@ class Worker:
         with self._lock:
             self._acks[:0] = acks
 
-    def _drain(self, client: Client) -> None:
-        """Let running jobs finish within the grace period, then send every ack."""
+    def join(self) -> None:
+        """After `stop()`: let running jobs finish within the grace period, then send
+        every ack and failure report."""
+        self.stop()
+        client = self.client.clone()
         deadline = time.monotonic() + self.grace
         with self._changed:
             while self._running and time.monotonic() < deadline:
@@ -169,7 +182,10 @@ class Worker:
         if left:
             log.warning("%d job(s) still running after %.0fs: they will be delivered again", left, self.grace)
         self._upkeep.join(self.grace)
-        self._send_pending(client, final=True)
+        try:
+            self._send_pending(client, final=True)
+        except (SharqClientError, OSError) as error:
+            log.warning("could not send the last acks (%s): those jobs will be delivered again", error)
         log.info("stopped after %d job(s)", self.processed)
 
     # -- the upkeep thread --------------------------------------------------------------

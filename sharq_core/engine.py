@@ -693,7 +693,7 @@ class SharQ:
 
 _MISSING = object()
 NOT_ACTIVE = "job is not active (never dequeued, finished, or expired and requeued)"
-STALE_RECEIPT = "receipt is from an earlier delivery: the job was delivered again or went back to its queue"
+STALE_RECEIPT = "receipt does not name the job's current delivery: it was delivered again, or went back to its queue"
 MAX_ERROR = 4000
 JOB_FIELDS = ("job_id", "payload", "interval", "requeue_limit", "max_queued_length")
 

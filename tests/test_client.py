@@ -79,9 +79,8 @@ def test_client_imports_without_flask_or_gevent() -> None:
     assert done.stdout.strip() == "ok", done.stderr
 
 
-def run_worker(client: Client, queue_type: str, handler, **options) -> tuple[Worker, threading.Thread]:
-    worker = Worker(client, queue_type, handler, **options)
-    return worker, worker.start()
+def run_worker(client: Client, queue_type: str, handler, **options) -> Worker:
+    return Worker(client, queue_type, handler, **options).start()
 
 
 def test_worker_runs_every_job_once_and_acks_it(client: Client) -> None:
@@ -92,13 +91,12 @@ def test_worker_runs_every_job_once_and_acks_it(client: Client) -> None:
         with lock:
             seen.append(job.job_id)
 
-    worker, thread = run_worker(client, "w1", handler, concurrency=4, wait=1)
+    worker = run_worker(client, "w1", handler, concurrency=4, wait=1)
     jobs = [{"queue_id": f"q{n % 5}", "job_id": f"j{n}", "payload": n, "interval": 0} for n in range(60)]
     client.enqueue_many("w1", jobs[:30])
     client.enqueue_many("w1", jobs[30:])
     wait_for(lambda: len(seen) == 60, what="60 jobs handled")
-    worker.stop()
-    thread.join(10)
+    worker.join()
     assert sorted(seen) == sorted(job["job_id"] for job in jobs)
     assert {client.job("w1", job["queue_id"], job["job_id"])["state"] for job in jobs} == {"finished"}
 
@@ -110,11 +108,10 @@ def test_a_job_longer_than_the_expiry_is_touched_and_runs_once(client: Client) -
         runs.append(job.job_id)
         time.sleep(2.0)  # the work itself: over twice the server's 900 ms expiry
 
-    worker, thread = run_worker(client, "w2", slow, wait=1)
+    worker = run_worker(client, "w2", slow, wait=1)
     client.enqueue("w2", "q", "long", 1, interval=0)
     wait_for(lambda: client.job("w2", "q", "long")["state"] == "finished", timeout=15, what="the long job to finish")
-    worker.stop()
-    thread.join(10)
+    worker.join()
     assert runs == ["long"]
 
 
@@ -124,13 +121,12 @@ def test_failures_and_retries_are_reported(client: Client) -> None:
             raise ValueError("upstream said no")
         raise Retry(after_ms=60_000)
 
-    worker, thread = run_worker(client, "w3", handler, wait=1)
+    worker = run_worker(client, "w3", handler, wait=1)
     client.enqueue("w3", "q", "boom", 1, interval=0, requeue_limit=0)
     client.enqueue("w3", "q", "later", 1, interval=0, requeue_limit=3)
     wait_for(lambda: client.job("w3", "q", "boom")["state"] == "dead", what="boom to be dead-lettered")
     wait_for(lambda: client.job("w3", "q", "later")["state"] == "retrying", what="later to wait for its retry")
-    worker.stop()
-    thread.join(10)
+    worker.join()
     dead = client.dead_letters("w3")["jobs"][0]
     assert dead["reason"] == "ValueError: upstream said no"
 
@@ -139,7 +135,7 @@ def test_worker_survives_a_server_restart(tmp_path) -> None:
     server = ServerProcess(str(tmp_path / "data"), workers=1).start()
     client = Client(server.url, timeout=3)
     seen: list[str] = []
-    worker, thread = run_worker(client, "w4", lambda job: seen.append(job.job_id), wait=1)
+    worker = run_worker(client, "w4", lambda job: seen.append(job.job_id), wait=1)
     try:
         client.enqueue("w4", "q", "before", 1, interval=0)
         wait_for(lambda: seen == ["before"], what="the first job")
@@ -148,10 +144,8 @@ def test_worker_survives_a_server_restart(tmp_path) -> None:
         client.enqueue("w4", "q", "after", 1, interval=0)
         wait_for(lambda: seen == ["before", "after"], timeout=20, what="the worker to reconnect")
     finally:
-        worker.stop()
-        thread.join(10)
+        worker.join()
         server.stop()
-    assert not thread.is_alive()
 
 
 HANDLERS = """

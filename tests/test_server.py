@@ -359,7 +359,7 @@ def test_receipts_fail_and_ack_and_take_over_http(client: FlaskClient) -> None:
     again = client.get("/dequeue/sms/").get_json()
     assert (again["job_id"], again["requeues_remaining"]) == ("j0", 1)
     stale = client.post("/finish/sms/u1/j0/", json={"receipt": first["receipt"]})
-    assert stale.status_code == 409 and "earlier delivery" in stale.get_json()["message"]
+    assert stale.status_code == 409 and "current delivery" in stale.get_json()["message"]
     assert client.post("/fail/sms/u1/j0/", json={"receipt": again["receipt"], "retry": 5}).status_code == 400
     assert client.get("/job/sms/u1/j0/").get_json()["last_error"] == "upstream 500"
     body = {"jobs": [{"queue_id": "u1", "job_id": "j0", "receipt": again["receipt"]}]}
