@@ -6,6 +6,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY sharq_core ./sharq_core
 COPY sharq_server ./sharq_server
+COPY sharq_client ./sharq_client
 COPY config ./config
 COPY wsgi.py ./
 RUN pip install . && useradd --system --uid 10001 --home-dir /app sharq && mkdir /data && chown sharq /data
