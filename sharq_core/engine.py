@@ -41,6 +41,7 @@ _ENQUEUE_FAILURES = {
     -3: (DuplicateJob, "job_id is already active in this queue", "active"),
     -4: (DuplicateJob, "job_id is dead-lettered in this queue: retry or delete the dead letter first", "dead"),
     -5: (DuplicateJob, "job_id was finished within the dedupe window (dedupe_window_ms)", "finished"),
+    -6: (DuplicateJob, "job_id is already scheduled in this queue", "scheduled"),
 }
 
 
@@ -111,14 +112,22 @@ class SharQ:
         queue_type: str = "default",
         requeue_limit: int | None = None,
         max_queued_length: int | None = None,
+        delay_ms: int | None = None,
+        not_before: int | None = None,
     ) -> dict[str, Any]:
-        """Queue one job; raises DuplicateJob or QueueFull and then changes nothing."""
-        job = self._job_args(queue_id, job_id, payload, interval, requeue_limit, max_queued_length)
+        """Queue one job; raises DuplicateJob or QueueFull and then changes nothing.
+
+        With `delay_ms` (from now) or `not_before` (epoch ms, on the Redis clock) the
+        job is scheduled: it joins the back of its queue when due.
+        """
+        job = self._job_args(
+            queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before
+        )
         code = self._enqueue(check.identifier("queue_type", queue_type), [job])[0]
         if code in _ENQUEUE_FAILURES:
             error, message, state = _ENQUEUE_FAILURES[code]
             raise error(message, **({"state": state} if state else {}))
-        return {"status": "queued"}
+        return {"status": "scheduled" if code == 2 else "queued"}
 
     def enqueue_fields(self, queue_type: str, queue_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """`enqueue` from a mapping such as a request body (job_id, payload, interval...)."""
@@ -159,6 +168,8 @@ class SharQ:
             "interval": job.get("interval"),
             "requeue_limit": job.get("requeue_limit"),
             "max_queued_length": job.get("max_queued_length"),
+            "delay_ms": job.get("delay_ms"),
+            "not_before": job.get("not_before"),
         }
 
     def _job_args(
@@ -169,10 +180,17 @@ class SharQ:
         interval: Any,
         requeue_limit: Any,
         max_queued_length: Any,
+        delay_ms: Any = None,
+        not_before: Any = None,
     ) -> list[Any]:
-        """Validate one job into the six ARGV values enqueue.lua takes."""
+        """Validate one job into the seven ARGV values enqueue.lua takes."""
         if payload is _MISSING:
             raise BadArgumentException("payload is required")
+        if delay_ms is not None and not_before is not None:
+            raise BadArgumentException("give delay_ms or not_before, not both")
+        delay = check.optional_integer("delay_ms", delay_ms, 0, check.MAX_INTERVAL)
+        due = check.optional_integer("not_before", not_before, 0, check.MAX_TIME)
+        due_spec = f"+{delay}" if delay else ("" if due is None else due)
         if requeue_limit is None:
             requeue_limit = self.config.default_job_requeue_limit
         max_length = check.optional_integer("max_queued_length", max_queued_length, 1, check.MAX_QUEUED_LENGTH)
@@ -183,24 +201,14 @@ class SharQ:
             check.integer("interval", interval, 0, check.MAX_INTERVAL),
             check.integer("requeue_limit", requeue_limit, -1, check.MAX_REQUEUE_LIMIT),
             "" if max_length is None else max_length,
+            due_spec,
         ]
 
     def _enqueue(self, queue_type: str, jobs: list[list[Any]]) -> list[int]:
-        keys = [
-            self.keys.ready(queue_type),
-            self.keys.queues(queue_type),
-            self.keys.active(queue_type),
-            self.keys.dead(queue_type),
-            self.keys.done(queue_type),
-        ]
+        keys = self.keys.type_keys(queue_type)
         args: list[Any] = [self._now(), self.keys.base(queue_type), self.config.dedupe_window_ms]
         for job in jobs:
-            queue_id = job[0]
-            keys += [
-                self.keys.queue(queue_type, queue_id),
-                self.keys.jobs(queue_type, queue_id),
-                self.keys.last(queue_type, queue_id),
-            ]
+            keys += [self.keys.queue(queue_type, job[0]), self.keys.jobs(queue_type, job[0])]
             args += job
         type_was_empty, *codes = self._script("enqueue", keys, args)
         if type_was_empty:
@@ -231,14 +239,8 @@ class SharQ:
         nothing queued). The server answers from this without re-encoding payloads."""
         check.identifier("queue_type", queue_type)
         check.integer("count", count, 1, MAX_BATCH)
-        keys = [
-            self.keys.ready(queue_type),
-            self.keys.active(queue_type),
-            self.keys.queues(queue_type),
-            self.keys.receipts(queue_type),
-        ]
         args = [self._now(), self.keys.base(queue_type), self.config.job_expire_interval, count, _token()]
-        return self._taken(self._script("dequeue", keys, args), 2)
+        return self._taken(self._script("dequeue", self.keys.type_keys(queue_type), args), 2)
 
     def _taken(self, reply: list[Any], start: int) -> tuple[list[DequeuedJob], int | None]:
         """The jobs a dequeue or finish script handed out from `reply[start:]`."""
@@ -274,14 +276,7 @@ class SharQ:
         if not isinstance(jobs, list) or len(jobs) > MAX_BATCH or not (jobs or next_count):
             raise BadArgumentException(f"jobs must be a list of up to {MAX_BATCH} jobs (or empty, with next)")
         acks = [self._ack(index, job) for index, job in enumerate(jobs)]
-        keys = [
-            self.keys.active(queue_type),
-            self.keys.queues(queue_type),
-            self.keys.done(queue_type),
-            self.keys.receipts(queue_type),
-            self.keys.errors(queue_type),
-            self.keys.ready(queue_type),
-        ]
+        keys = self.keys.type_keys(queue_type)
         args: list[Any] = [
             self._now(),
             self.keys.base(queue_type),
@@ -292,7 +287,7 @@ class SharQ:
             _token(),
         ]
         for queue_id, job_id, receipt in acks:
-            keys += [self.keys.jobs(queue_type, queue_id), self.keys.last(queue_type, queue_id)]
+            keys.append(self.keys.jobs(queue_type, queue_id))
             args += [queue_id, job_id, receipt]
         reply = self._script("finish", keys, args)
         count = int(reply[2])
@@ -342,45 +337,45 @@ class SharQ:
         error: str | None = None,
         retry_after_ms: int | None = None,
         dead: bool = False,
+        throttle: bool = False,
     ) -> dict[str, Any]:
         """A worker reports that an active job failed: it goes back to the front of
         its queue at once (or after `retry_after_ms`), counting against its
         requeue_limit like an expiry; with none left, or with `dead`, it goes to
-        the dead letters with `error` as its reason."""
+        the dead letters with `error` as its reason. With `throttle` (its upstream
+        answered 429) it goes back to the front without counting, and the whole
+        queue is paused for `retry_after_ms`."""
         self._check_job(queue_type, queue_id, job_id)
         retry_after = check.optional_integer("retry_after_ms", retry_after_ms, 0, check.MAX_INTERVAL) or 0
         if error is not None and (not isinstance(error, str) or len(error) > MAX_ERROR):
             raise BadArgumentException(f"error must be a string of at most {MAX_ERROR} characters")
         if not isinstance(dead, bool):
             raise BadArgumentException("dead must be true or false")
-        args = [_receipt(receipt), check.text("error", error or ""), retry_after, "1" if dead else "0", "1"]
+        if not isinstance(throttle, bool):
+            raise BadArgumentException("throttle must be true or false")
+        if throttle and not retry_after:
+            raise BadArgumentException("throttle needs retry_after_ms: how long the upstream asked to wait")
+        flags = ["1" if dead else "0", "0" if throttle else "1", "1" if throttle else "0"]
+        args = [_receipt(receipt), check.text("error", error or ""), retry_after, *flags]
         code = self._fail(queue_type, queue_id, job_id, args)
         if code == 0:
             raise NotFound("job is not active (never dequeued, finished, or expired and requeued)")
         if code == -1:
             raise StaleReceipt(STALE_RECEIPT)
-        return {"status": "success", "state": "dead" if code == 2 else "queued" if not retry_after else "retrying"}
+        state = "dead" if code == 2 else "queued" if throttle or not retry_after else "retrying"
+        return {"status": "success", "state": state}
 
     def release(self, queue_type: str, jobs: Iterable[DequeuedJob]) -> None:
         """Put jobs whose client never received them back at the front of their
         queues at once, without counting a requeue (the server calls this when a
         response could not be written)."""
         for job in jobs:
-            self._fail(queue_type, job.queue_id, job.job_id, [job.receipt, "", 0, "0", "0"])
+            self._fail(queue_type, job.queue_id, job.job_id, [job.receipt, "", 0, "0", "0", "0"])
 
     def _fail(self, queue_type: str, queue_id: str, job_id: str, args: list[Any]) -> int:
-        keys = [
-            self.keys.active(queue_type),
-            self.keys.ready(queue_type),
-            self.keys.queues(queue_type),
-            self.keys.dead(queue_type),
-            self.keys.dead_index(queue_type),
-            self.keys.receipts(queue_type),
-            self.keys.errors(queue_type),
-            self.keys.jobs(queue_type, queue_id),
-        ]
+        keys = [*self.keys.type_keys(queue_type), self.keys.jobs(queue_type, queue_id)]
         head = [self._now(), self.keys.base(queue_type), queue_id, job_id]
-        return int(self._script("fail", keys, [*head, *args, RATE_MEMORY_MS]))
+        return int(self._script("fail", keys, [*head, *args[:5], RATE_MEMORY_MS, *args[5:]]))
 
     def requeue(self, discover: bool | None = None) -> dict[str, int]:
         """Put every expired job of every type back (or into its dead-letter store).
@@ -404,23 +399,14 @@ class SharQ:
 
     def requeue_type(self, queue_type: str) -> dict[str, int]:
         """Requeue one type's expired jobs in batches of REQUEUE_BATCH until none is left."""
-        keys = [
-            self.keys.active(queue_type),
-            self.keys.ready(queue_type),
-            self.keys.queues(queue_type),
-            self.keys.dead(queue_type),
-            self.keys.dead_index(queue_type),
-            self.keys.done(queue_type),
-            self.keys.receipts(queue_type),
-            self.keys.errors(queue_type),
-        ]
+        keys = self.keys.type_keys(queue_type)
         args = [self._now(), self.keys.base(queue_type), REQUEUE_BATCH, RATE_MEMORY_MS, self.config.dedupe_window_ms]
         totals = {"requeued": 0, "dead": 0}
         while True:
-            handled, requeued, dead, trimmed, live = self._script("requeue", keys, args)
+            handled, requeued, dead, trimmed, live, promoted = self._script("requeue", keys, args)
             totals["requeued"] += requeued
             totals["dead"] += dead
-            if handled < REQUEUE_BATCH and trimmed < REQUEUE_BATCH:
+            if max(handled, trimmed, promoted) < REQUEUE_BATCH:
                 break
         if not live:
             self._forget_type(queue_type)
@@ -434,7 +420,8 @@ class SharQ:
         it finds the type empty and lists the type itself (see `_enqueue`).
         """
         self.redis.srem(self.keys.queue_types(), queue_type)
-        if self.redis.exists(self.keys.queues(queue_type), self.keys.dead(queue_type)):
+        live = (self.keys.queues, self.keys.dead, self.keys.limits, self.keys.paused, self.keys.type_paused)
+        if self.redis.exists(*(key(queue_type) for key in live)):
             self.redis.sadd(self.keys.queue_types(), queue_type)
 
     def discover_types(self) -> list[str]:
@@ -463,13 +450,7 @@ class SharQ:
         self._check_queue(queue_type, queue_id)
         check.integer("interval", interval, 0, check.MAX_INTERVAL)
         updated = self._script(
-            "interval",
-            [
-                self.keys.queues(queue_type),
-                self.keys.ready(queue_type),
-                self.keys.last(queue_type, queue_id),
-            ],
-            [queue_id, interval, self.keys.base(queue_type)],
+            "interval", self.keys.type_keys(queue_type), [queue_id, interval, self.keys.base(queue_type), self._now()]
         )
         if not updated:
             raise NotFound("queue holds no queued or active job")
@@ -485,19 +466,11 @@ class SharQ:
         self._check_queue(queue_type, queue_id)
         if not isinstance(purge_all, bool):
             raise BadArgumentException("purge_all must be true or false")
-        keys = [
-            self.keys.queue(queue_type, queue_id),
-            self.keys.jobs(queue_type, queue_id),
-            self.keys.ready(queue_type),
-            self.keys.queues(queue_type),
-            self.keys.active(queue_type),
-            self.keys.last(queue_type, queue_id),
-            self.keys.receipts(queue_type),
-            self.keys.errors(queue_type),
-        ]
+        keys = self._queue_keys(queue_type, queue_id)
+        base, purge = self.keys.base(queue_type), "1" if purge_all else "0"
         deleted, at = 0, b"queued"
         while at != b"done":
-            args = [queue_id, "1" if purge_all else "0", REQUEUE_BATCH, at, RATE_MEMORY_MS]
+            args = [queue_id, purge, REQUEUE_BATCH, at, RATE_MEMORY_MS, self._now(), base]
             count, at = self._script("clear", keys, args)
             deleted += count
         if not deleted:
@@ -510,33 +483,23 @@ class SharQ:
         return int(self.redis.llen(self.keys.queue(queue_type, queue_id)))
 
     def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
-        """Where a job is: queued, active (with `expires_at`), retrying (with
-        `due_at`), dead, finished (within the dedupe window), or unknown; with the
-        last error a worker reported, if any."""
+        """Where a job is: queued, scheduled (with `due_at`), active (with
+        `expires_at`), retrying (with `due_at`), dead, finished (within the dedupe
+        window), or unknown; with the last error a worker reported, if any."""
         self._check_job(queue_type, queue_id, job_id)
-        state, detail, last_error = self._script(
-            "status",
-            [
-                self.keys.active(queue_type),
-                self.keys.jobs(queue_type, queue_id),
-                self.keys.dead(queue_type),
-                self.keys.done(queue_type),
-                self.keys.receipts(queue_type),
-                self.keys.errors(queue_type),
-            ],
-            [member(queue_id, job_id), job_id],
-        )
+        keys = [*self.keys.type_keys(queue_type), self.keys.jobs(queue_type, queue_id)]
+        state, detail, last_error = self._script("status", keys, [member(queue_id, job_id), job_id])
         state = state.decode()
         result: dict[str, Any] = {"status": "success", "state": state}
         if last_error:
             result["last_error"] = last_error.decode()
         if state == "active":
             result["expires_at"] = int(float(detail))
-        elif state == "retrying":
+        elif state in ("retrying", "scheduled"):
             result["due_at"] = int(float(detail))
         elif state == "queued":
-            remaining, limit, _ = detail.split(b":", 2)
-            result.update(requeues_remaining=int(remaining), requeue_limit=int(limit))
+            remaining, limit, enqueued, _ = detail.split(b":", 3)
+            result.update(requeues_remaining=int(remaining), requeue_limit=int(limit), enqueued_at=int(enqueued))
         elif state == "dead":
             result.update(_dead_record(detail))
         elif state == "finished":
@@ -567,19 +530,8 @@ class SharQ:
     def retry_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Put a dead-lettered job back at the end of its queue with its full requeue_limit."""
         self._check_job(queue_type, queue_id, job_id)
-        code = self._script(
-            "dead_retry",
-            [
-                self.keys.dead(queue_type),
-                self.keys.dead_index(queue_type),
-                self.keys.queue(queue_type, queue_id),
-                self.keys.jobs(queue_type, queue_id),
-                self.keys.ready(queue_type),
-                self.keys.queues(queue_type),
-                self.keys.last(queue_type, queue_id),
-            ],
-            [self._now(), queue_id, job_id, self.keys.base(queue_type)],
-        )
+        keys = self._queue_keys(queue_type, queue_id)
+        code = self._script("dead_retry", keys, [self._now(), queue_id, job_id, self.keys.base(queue_type)])
         if code == 0:
             raise NotFound("no such dead-lettered job")
         if code < 0:
@@ -679,6 +631,14 @@ class SharQ:
         seconds, micros = self.redis.time()
         return seconds * 1000 + micros // 1000
 
+    def _queue_keys(self, queue_type: str, queue_id: str) -> list[str]:
+        """The type's keys, then the queue's list and jobs hash."""
+        return [
+            *self.keys.type_keys(queue_type),
+            self.keys.queue(queue_type, queue_id),
+            self.keys.jobs(queue_type, queue_id),
+        ]
+
     @staticmethod
     def _check_queue(queue_type: Any, queue_id: Any) -> None:
         check.identifier("queue_type", queue_type)
@@ -695,7 +655,7 @@ _MISSING = object()
 NOT_ACTIVE = "job is not active (never dequeued, finished, or expired and requeued)"
 STALE_RECEIPT = "receipt does not name the job's current delivery: it was delivered again, or went back to its queue"
 MAX_ERROR = 4000
-JOB_FIELDS = ("job_id", "payload", "interval", "requeue_limit", "max_queued_length")
+JOB_FIELDS = ("job_id", "payload", "interval", "requeue_limit", "max_queued_length", "delay_ms", "not_before")
 
 
 def _auto_pipeline(config: Config) -> Any:
@@ -754,4 +714,4 @@ def _batch_result(job: list[Any], code: int) -> dict[str, Any]:
         error, message, state = _ENQUEUE_FAILURES[code]
         failure = {**result, "status": "failure", "code": error.status, "message": message}
         return {**failure, "state": state} if state else failure
-    return {**result, "status": "queued"}
+    return {**result, "status": "scheduled" if code == 2 else "queued"}

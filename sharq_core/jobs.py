@@ -32,7 +32,7 @@ class DequeuedJob:
     def from_reply(
         cls, now: int, expire: int, queue_id: bytes, job_id: bytes, record: bytes, length: int, receipt: bytes
     ) -> DequeuedJob:
-        remaining, _, payload = record.split(b":", 2)
+        remaining, _, _, payload = record.split(b":", 3)
         queue, job = queue_id.decode(), job_id.decode()
         return cls(queue, job, payload, int(remaining), int(length), now, receipt.decode(), now + expire)
 

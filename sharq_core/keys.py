@@ -15,6 +15,7 @@ class Keys:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        self._type_keys: dict[str, list[str]] = {}
 
     def queue_types(self) -> str:
         """SET of every queue type ever enqueued to (written by Python, not Lua)."""
@@ -54,6 +55,48 @@ class Keys:
     def errors(self, queue_type: str) -> str:
         """HASH ``Q:J`` -> the last error a worker reported for the job."""
         return f"{self.base(queue_type)}:errors"
+
+    def limits(self, queue_type: str) -> str:
+        """HASH Q -> "<interval>|<burst>|<max_active>": a queue's own limits."""
+        return f"{self.base(queue_type)}:limits"
+
+    def nactive(self, queue_type: str) -> str:
+        """HASH Q -> how many of its jobs hold a concurrency slot (are active)."""
+        return f"{self.base(queue_type)}:nactive"
+
+    def paused(self, queue_type: str) -> str:
+        """HASH Q -> ms its pause ends (-1: until resumed)."""
+        return f"{self.base(queue_type)}:paused"
+
+    def type_paused(self, queue_type: str) -> str:
+        """STRING ms the whole type's pause ends (-1: until resumed)."""
+        return f"{self.base(queue_type)}:type_paused"
+
+    def scheduled(self, queue_type: str) -> str:
+        """ZSET ``Q:J`` -> ms a delayed job is due."""
+        return f"{self.base(queue_type)}:scheduled"
+
+    def nsched(self, queue_type: str) -> str:
+        """HASH Q -> how many delayed jobs it holds."""
+        return f"{self.base(queue_type)}:nsched"
+
+    def known(self, queue_type: str) -> str:
+        """ZSET Q -> 0: the queues holding jobs or limits of their own, in id order."""
+        return f"{self.base(queue_type)}:known"
+
+    def type_keys(self, queue_type: str) -> list[str]:
+        """The 15 keys every script of a type takes first, in _helpers.lua's order."""
+        keys = self._type_keys.get(queue_type)
+        if keys is None:
+            names = (
+                self.ready, self.active, self.queues, self.receipts, self.errors, self.dead, self.dead_index,
+                self.done, self.limits, self.nactive, self.paused, self.type_paused, self.scheduled, self.nsched,
+                self.known,
+            )  # fmt: skip
+            keys = self._type_keys[queue_type] = [name(queue_type) for name in names]
+            if len(self._type_keys) > 10_000:  # clients choose type names: keep the cache bounded
+                self._type_keys.clear()
+        return list(keys)
 
     def ready_channel(self) -> str:
         """Pub/sub channel: the message is a queue type that may have a job ready."""

@@ -18,6 +18,7 @@ MAX_INTERVAL = 10**12
 MAX_REQUEUE_LIMIT = 10**9
 MAX_QUEUED_LENGTH = 10**12
 MAX_OFFSET = 10**9
+MAX_TIME = 10**13  # epoch ms, until the year 2286
 
 
 def identifier(name: str, value: Any) -> str:

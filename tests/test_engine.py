@@ -273,6 +273,7 @@ def test_job_status_states(sq: SharQ) -> None:
     put(sq, "a", requeue_limit=3)
     assert sq.job_status("sms", "q1", "a") == {
         "status": "success", "state": "queued", "requeues_remaining": 3, "requeue_limit": 3,
+        "enqueued_at": 1_700_000_000_000,
     }  # fmt: skip
 
 

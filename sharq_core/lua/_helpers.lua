@@ -1,4 +1,33 @@
 -- Prepended to every script by scripts.py (once, at load): the helpers they share.
+--
+-- Scripts that work on a queue type take the type's keys first, always in this
+-- order (keys.py `type_keys`), and read them with type_keys():
+--   KEYS[1]  ready        zset    queue_id -> ms its next job may be dequeued
+--   KEYS[2]  active       zset    "<queue_id>:<job_id>" -> ms the delivery expires
+--   KEYS[3]  queues       hash    queue_id -> interval (ms) the last enqueue gave
+--   KEYS[4]  receipts     hash    "<q>:<j>" -> receipt of the current delivery ('retry': none)
+--   KEYS[5]  errors       hash    "<q>:<j>" -> the last error a worker reported
+--   KEYS[6]  dead         hash    "<q>:<j>" -> JSON dead-letter record
+--   KEYS[7]  dead_at      zset    "<q>:<j>" -> ms it died
+--   KEYS[8]  done         zset    "<q>:<j>" -> ms it was finished (dedupe window)
+--   KEYS[9]  limits       hash    queue_id -> "<interval>|<burst>|<max_active>" override
+--   KEYS[10] nactive      hash    queue_id -> jobs of the queue holding a slot (active)
+--   KEYS[11] paused       hash    queue_id -> ms the pause ends (-1: until resumed)
+--   KEYS[12] type_paused  string  ms the type's pause ends (-1: until resumed)
+--   KEYS[13] scheduled    zset    "<q>:<j>" -> ms the delayed job is due
+--   KEYS[14] nsched       hash    queue_id -> delayed jobs of the queue
+--   KEYS[15] known        zset    queue_id -> 0, queues holding jobs or limits (id order)
+-- A queue's own keys are "<base>:q:<id>" (list), ":j:<id>" (jobs) and ":last:<id>"
+-- (rate state), base being "<prefix>:{<queue_type>}".
+local TYPE_KEYS = 15
+
+local function type_keys()
+  return {
+    ready = KEYS[1], active = KEYS[2], queues = KEYS[3], receipts = KEYS[4], errors = KEYS[5],
+    dead = KEYS[6], dead_at = KEYS[7], done = KEYS[8], limits = KEYS[9], nactive = KEYS[10],
+    paused = KEYS[11], type_paused = KEYS[12], scheduled = KEYS[13], nsched = KEYS[14], known = KEYS[15],
+  }
+end
 
 -- The time in ms: the caller's explicit clock when ARGV gives one, else Redis
 -- TIME, so every server process agrees on one clock whatever its host's.
@@ -11,91 +40,164 @@ local function now_ms(given)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- A queue that was empty has a job again: list it in the ready set, due now or,
--- if it was dequeued less than `interval` ago, once its rate limit allows.
-local function mark_ready(ready_key, last_key, queue_id, interval, now)
-  local due = now
-  local last = tonumber(redis.call('GET', last_key))
-  if last and last + interval > now then
-    due = last + interval
+-- A queue's effective limits: interval, burst, max_active (nil: no cap). An
+-- override (PUT /limits) wins over the interval the last enqueue gave.
+local function queue_limits(k, queue_id)
+  local interval = tonumber(redis.call('HGET', k.queues, queue_id)) or 0
+  local override = redis.call('HGET', k.limits, queue_id)
+  if not override then
+    return interval, 1, nil
   end
-  redis.call('ZADD', ready_key, due, queue_id)
+  local i, b, m = string.match(override, '^([^|]*)|([^|]*)|([^|]*)$')
+  return tonumber(i) or interval, tonumber(b) or 1, tonumber(m)
 end
 
--- A queue's interval changes: the new rate counts from its last dequeue (kept
--- without expiry while the queue holds jobs, see forget_queue).
-local function set_interval(queues_key, ready_key, last_key, queue_id, interval)
-  redis.call('HSET', queues_key, queue_id, interval)
-  local last = tonumber(redis.call('GET', last_key))
+-- List a queue in the ready set at the time its next job may go, or take it out
+-- while it cannot be served: empty, at its concurrency cap, or paused until
+-- resumed. The rate is a generic cell rate algorithm with one stored time per
+-- queue, L (its ":last:" key): the theoretical arrival time less one interval,
+-- so that with burst 1 it is simply the last dequeue. A dequeue conforms from
+-- L + interval - (burst - 1) x interval on, and moves L to max(L + interval,
+-- now). An interval change needs no bookkeeping: it counts from L.
+local function schedule_queue(k, base, queue_id, now)
+  if redis.call('LLEN', base .. ':q:' .. queue_id) == 0 then
+    redis.call('ZREM', k.ready, queue_id)
+    return
+  end
+  local interval, burst, cap = queue_limits(k, queue_id)
+  local paused = tonumber(redis.call('HGET', k.paused, queue_id))
+  if paused and paused >= 0 and paused <= now then
+    redis.call('HDEL', k.paused, queue_id)  -- a timed pause that is over
+    paused = nil
+  end
+  if paused == -1 or (cap and (tonumber(redis.call('HGET', k.nactive, queue_id)) or 0) >= cap) then
+    redis.call('ZREM', k.ready, queue_id)
+    return
+  end
+  -- a queue already listed keeps its place (fairness: the longest waiting goes
+  -- first) unless its rate says otherwise; one listed anew is due now at the earliest
+  local listed = tonumber(redis.call('ZSCORE', k.ready, queue_id))
+  local last = tonumber(redis.call('GET', base .. ':last:' .. queue_id))
+  local due = listed or now
   if last then
-    redis.call('ZADD', ready_key, 'XX', last + interval, queue_id)
+    due = last + interval - (burst - 1) * interval
+    if not listed then due = math.max(due, now) end
   end
+  if paused then
+    due = math.max(due, paused)
+  end
+  redis.call('ZADD', k.ready, due, queue_id)
 end
 
--- A queue's last queued or active job is gone: it leaves the queues hash, and its
--- last dequeue time is kept `max(interval, memory)` more ms (never less than it
--- already has), so a refill within that time still waits for the rate limit.
-local function forget_queue(queues_key, last_key, queue_id, memory)
-  local interval = tonumber(redis.call('HGET', queues_key, queue_id)) or 0
-  redis.call('HDEL', queues_key, queue_id)
-  local keep = math.max(interval, memory)
+-- A queue's last queued, scheduled or active job is gone: it leaves the queues
+-- hash (and the known set, unless it has limits of its own), and its rate state
+-- is kept `max(interval, memory)` more ms (never less than it already has), so a
+-- refill within that time still waits for the rate limit.
+local function forget_queue(k, base, queue_id, memory, now)
+  local interval = queue_limits(k, queue_id)
+  local last_key = base .. ':last:' .. queue_id
+  redis.call('HDEL', k.queues, queue_id)
+  redis.call('HDEL', k.nactive, queue_id)
+  if redis.call('HEXISTS', k.limits, queue_id) == 0 then
+    redis.call('ZREM', k.known, queue_id)
+  end
+  local last = tonumber(redis.call('GET', last_key))
+  local keep = math.max(interval, memory, (last or 0) + interval - now)
   if redis.call('PTTL', last_key) < keep then
     redis.call('PEXPIRE', last_key, keep)
   end
 end
 
 -- Tell every server that a job of this type may be ready now: long-polling
--- requests parked on the type wake up (`base` is "<prefix>:{<queue_type>}";
--- the channel is "<prefix>:ready", the message the queue type).
+-- requests parked on the type wake up (the channel is "<prefix>:ready", the
+-- message the queue type).
 local function announce(base)
   local prefix, queue_type = string.match(base, '^(.*):{([^}]*)}$')
   redis.call('PUBLISH', prefix .. ':ready', queue_type)
 end
 
+-- A delivery of the queue ended (finished, failed, expired or handed back): its
+-- concurrency slot frees, and a queue that was at its cap may be served again.
+local function free_slot(k, base, queue_id, now)
+  local left = redis.call('HINCRBY', k.nactive, queue_id, -1)
+  if left <= 0 then
+    redis.call('HDEL', k.nactive, queue_id)
+  end
+  local _, _, cap = queue_limits(k, queue_id)
+  if cap and left == cap - 1 then
+    schedule_queue(k, base, queue_id, now)
+    return true
+  end
+  return false
+end
+
+-- Move delayed jobs that are due to the back of their queues, at most `limit`,
+-- earliest first. Returns how many moved.
+local function promote(k, base, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', k.scheduled, '-inf', now, 'LIMIT', 0, limit)
+  for _, member in ipairs(due) do
+    local sep = string.find(member, ':', 1, true)
+    local queue_id, job_id = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
+    redis.call('ZREM', k.scheduled, member)
+    if redis.call('HINCRBY', k.nsched, queue_id, -1) <= 0 then
+      redis.call('HDEL', k.nsched, queue_id)
+    end
+    if redis.call('RPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
+      schedule_queue(k, base, queue_id, now)
+    end
+  end
+  return #due
+end
+
 -- Hand out up to `count` ready jobs, fairest queue first, each under a fresh
 -- receipt `token`.<n>. Appends queue_id, job_id, record, queue_length, receipt
 -- per job to `out`; returns how many were served and, when none was, the ms
--- until the earliest queued job is due (-1: nothing queued).
-local function take(ready_key, active_key, queues_key, receipts_key, base, now, expire, count, token, out)
+-- until the earliest queued or delayed job is due (-1: none, or the type is
+-- paused until resumed).
+local function take(k, base, now, expire, count, token, out)
+  local type_paused = tonumber(redis.call('GET', k.type_paused))
+  if type_paused then
+    return 0, type_paused < 0 and -1 or type_paused - now
+  end
+  promote(k, base, now, 100)
   local stats_key = base .. ':stats:' .. (now - (now % 60000))
   local served, wait = 0, 0
   while served < count do
-    local head = redis.call('ZRANGE', ready_key, 0, 0, 'WITHSCORES')
-    if #head == 0 then
-      if served == 0 then wait = -1 end
+    local head = redis.call('ZRANGE', k.ready, 0, 0, 'WITHSCORES')
+    if #head == 0 or tonumber(head[2]) > now then
+      if served == 0 then
+        wait = #head == 0 and -1 or tonumber(head[2]) - now
+        local next_delayed = redis.call('ZRANGE', k.scheduled, 0, 0, 'WITHSCORES')
+        if #next_delayed > 0 and (wait < 0 or tonumber(next_delayed[2]) - now < wait) then
+          wait = math.max(tonumber(next_delayed[2]) - now, 0)
+        end
+      end
       break
     end
-    local queue_id, due = head[1], tonumber(head[2])
-    if due > now then
-      if served == 0 then wait = due - now end
-      break
-    end
-    local queue_key = base .. ':q:' .. queue_id
+    local queue_id = head[1]
+    local queue_key, last_key = base .. ':q:' .. queue_id, base .. ':last:' .. queue_id
     local job_id = redis.call('LPOP', queue_key)
     if job_id then
       local member = queue_id .. ':' .. job_id
       local record = redis.call('HGET', base .. ':j:' .. queue_id, job_id)
-      local interval = tonumber(redis.call('HGET', queues_key, queue_id)) or 0
-      local length = redis.call('LLEN', queue_key)
+      local interval = queue_limits(k, queue_id)
       local receipt = token .. '.' .. served
-      redis.call('ZADD', active_key, now + expire, member)
-      redis.call('HSET', receipts_key, member, receipt)
-      if length > 0 then
-        redis.call('ZADD', ready_key, now + interval, queue_id)
-      else
-        redis.call('ZREM', ready_key, queue_id)
-      end
-      -- kept without expiry while the queue holds jobs (see forget_queue)
-      redis.call('SET', base .. ':last:' .. queue_id, now)
+      redis.call('ZADD', k.active, now + expire, member)
+      redis.call('HSET', k.receipts, member, receipt)
+      redis.call('HINCRBY', k.nactive, queue_id, 1)
+      -- the rate state: kept without expiry while the queue holds jobs (forget_queue)
+      local last = tonumber(redis.call('GET', last_key))
+      redis.call('SET', last_key, last and math.max(last + interval, now) or now)
+      schedule_queue(k, base, queue_id, now)
       redis.call('HINCRBY', stats_key, 'd:' .. queue_id, 1)
       out[#out + 1] = queue_id
       out[#out + 1] = job_id
       out[#out + 1] = record
-      out[#out + 1] = length
+      out[#out + 1] = redis.call('LLEN', queue_key)
       out[#out + 1] = receipt
       served = served + 1
     else
-      redis.call('ZREM', ready_key, queue_id)
+      redis.call('ZREM', k.ready, queue_id)
     end
   end
   -- the first count of the minute sets the expiry (see enqueue.lua)
@@ -105,34 +207,39 @@ local function take(ready_key, active_key, queues_key, receipts_key, base, now, 
   return served, wait
 end
 
--- The parts of a job record "<requeues_remaining>:<requeue_limit>:<payload>".
+-- The parts of a job record "<requeues_remaining>:<requeue_limit>:<enqueued_ms>:<payload>".
 local function parse_record(record)
   local a = string.find(record, ':', 1, true)
   local b = string.find(record, ':', a + 1, true)
-  return tonumber(string.sub(record, 1, a - 1)), string.sub(record, a + 1, b - 1), string.sub(record, b + 1)
+  local c = string.find(record, ':', b + 1, true)
+  return tonumber(string.sub(record, 1, a - 1)), string.sub(record, a + 1, b - 1),
+    string.sub(record, b + 1, c - 1), string.sub(record, c + 1)
 end
 
 -- An active job's delivery is over and it returns to its queue: to the front
 -- with one requeue fewer (when `counts` and its limit is not -1), or, when it
 -- has none left or `dead` is asked, to the dead letters with `reason`. The
--- caller has removed it from the active set. `k` holds the type's keys: ready,
--- queues, dead, dead_at, receipts, errors. Returns 'requeued' or 'dead'.
+-- caller has removed it from the active set. Returns 'requeued', 'dead' or 'gone'.
 local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, memory)
   local member = queue_id .. ':' .. job_id
-  local jobs_key, last_key = base .. ':j:' .. queue_id, base .. ':last:' .. queue_id
+  local jobs_key = base .. ':j:' .. queue_id
   local record = redis.call('HGET', jobs_key, job_id)
+  local held_slot = redis.call('HGET', k.receipts, member) ~= 'retry'
   redis.call('HDEL', k.receipts, member)
+  if held_slot then
+    free_slot(k, base, queue_id, now)
+  end
   if not record then
     return 'gone'
   end
-  local remaining, limit, payload = parse_record(record)
-  local interval = tonumber(redis.call('HGET', k.queues, queue_id)) or 0
+  local remaining, limit, enqueued, payload = parse_record(record)
   if dead or (counts and remaining == 0) then
     local last_error = redis.call('HGET', k.errors, member)
+    local interval = queue_limits(k, queue_id)
     redis.call('HDEL', k.errors, member)
     redis.call('HDEL', jobs_key, job_id)
     if redis.call('EXISTS', jobs_key) == 0 then
-      forget_queue(k.queues, last_key, queue_id, memory)
+      forget_queue(k, base, queue_id, memory, now)
     end
     redis.call('HSET', k.dead, member, cjson.encode({
       payload = payload, requeue_limit = tonumber(limit), interval = interval,
@@ -141,10 +248,10 @@ local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, me
     return 'dead'
   end
   if counts and remaining > 0 then
-    redis.call('HSET', jobs_key, job_id, (remaining - 1) .. ':' .. limit .. ':' .. payload)
+    redis.call('HSET', jobs_key, job_id, (remaining - 1) .. ':' .. limit .. ':' .. enqueued .. ':' .. payload)
   end
   if redis.call('LPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
-    mark_ready(k.ready, last_key, queue_id, interval, now)
+    schedule_queue(k, base, queue_id, now)
   end
   return 'requeued'
 end

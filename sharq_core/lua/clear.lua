@@ -1,65 +1,74 @@
---[[ clear: delete a queue's queued jobs (with purge_all, its active jobs too), one
-bounded batch per call.
+--[[ clear: delete a queue's queued and delayed jobs (with purge_all, its active
+jobs too), one bounded batch per call.
 
 Without purge_all, active jobs stay (they may still be finished). Either way the
-queue's last dequeue time stays, so a refill still waits for the rate limit. The
-caller repeats with the returned `next` until it is 'done':
+queue's rate state, limits and pause stay, so a refill still waits for the rate
+limit. The caller repeats with the returned `next` until it is 'done':
   'queued'  (the first call) delete up to `batch` jobs from the head of the list;
-  a cursor  (purge_all, once the list is empty) an HSCAN position in the jobs
-            hash: delete up to about `batch` of the queue's active jobs.
+  a cursor  once the list is empty: an HSCAN position in the jobs hash; delete up
+            to about `batch` of the queue's delayed jobs (and active ones, with
+            purge_all).
 
-KEYS[1]  queue list    job_ids in FIFO order
-KEYS[2]  jobs hash     job_id -> record
-KEYS[3]  ready zset    queue_id -> next-ready time (ms)
-KEYS[4]  queues hash   queue_id -> interval (ms)
-KEYS[5]  active zset   "<queue_id>:<job_id>" -> expiry time (ms)
-KEYS[6]  last key      time (ms) of the queue's last dequeue
-KEYS[7]  receipts hash "<queue_id>:<job_id>" -> receipt of its current delivery
-KEYS[8]  errors hash   "<queue_id>:<job_id>" -> the last error a worker reported
+KEYS[1..15]  the type's keys (see _helpers.lua)
+KEYS[16]     queue list    job_ids in FIFO order
+KEYS[17]     jobs hash     job_id -> record
 ARGV[1]  queue_id
-ARGV[2]  "1" to purge active jobs too, "0" for queued jobs only
+ARGV[2]  "1" to purge active jobs too, "0" for queued and delayed jobs only
 ARGV[3]  batch: the most jobs to delete in this call
 ARGV[4]  where to go on: 'queued' or an HSCAN cursor
 ARGV[5]  how long (ms) to remember a dequeue time at least, once the queue is empty
+ARGV[6]  now in ms, or "" to read Redis TIME
+ARGV[7]  key base "<prefix>:{<queue_type>}"
 
 Returns { deleted, next } with next 'queued', a cursor, or 'done'.
 --]]
-local queue_key, jobs_key, ready_key, queues_key, active_key, last_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local k = type_keys()
+local queue_key, jobs_key = KEYS[TYPE_KEYS + 1], KEYS[TYPE_KEYS + 2]
 local queue_id, purge_all, batch, at, memory = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local now, base = now_ms(ARGV[6]), ARGV[7]
 
 local deleted, next = 0, 'done'
 if at == 'queued' then
   local queued = redis.call('LRANGE', queue_key, 0, batch - 1)
   for _, job_id in ipairs(queued) do
     redis.call('HDEL', jobs_key, job_id)
-    redis.call('HDEL', KEYS[8], queue_id .. ':' .. job_id)
+    redis.call('HDEL', k.errors, queue_id .. ':' .. job_id)
   end
   deleted = #queued
   redis.call('LTRIM', queue_key, #queued, -1)
   if redis.call('EXISTS', queue_key) == 1 then
     next = 'queued'
   else
-    redis.call('ZREM', ready_key, queue_id)
-    if purge_all then next = '0' end
+    redis.call('ZREM', k.ready, queue_id)
+    if purge_all or redis.call('HEXISTS', k.nsched, queue_id) == 1 then next = '0' end
   end
 else
-  -- only the queue's queued jobs were deleted before, so what is left is active
-  -- (or was enqueued meanwhile, and is skipped: it is in the list, not active)
+  -- only the queue's queued jobs were deleted before, so what is left is delayed
+  -- or active (or was enqueued meanwhile, and is skipped: it is in the list)
   local page = redis.call('HSCAN', jobs_key, at, 'COUNT', batch)
   local fields = page[2]
   for i = 1, #fields, 2 do
     local member = queue_id .. ':' .. fields[i]
-    if redis.call('ZREM', active_key, member) == 1 then
-      redis.call('HDEL', KEYS[7], member)
-      redis.call('HDEL', KEYS[8], member)
+    local gone = false
+    if redis.call('ZREM', k.scheduled, member) == 1 then
+      if redis.call('HINCRBY', k.nsched, queue_id, -1) <= 0 then redis.call('HDEL', k.nsched, queue_id) end
+      gone = true
+    elseif purge_all and redis.call('ZREM', k.active, member) == 1 then
+      if redis.call('HGET', k.receipts, member) ~= 'retry' then
+        free_slot(k, base, queue_id, now)
+      end
+      redis.call('HDEL', k.receipts, member)
+      gone = true
+    end
+    if gone then
+      redis.call('HDEL', k.errors, member)
       redis.call('HDEL', jobs_key, fields[i])
       deleted = deleted + 1
     end
   end
   if page[1] ~= '0' then next = page[1] end
 end
-if next == 'done' and redis.call('EXISTS', jobs_key) == 0 and redis.call('HEXISTS', queues_key, queue_id) == 1 then
-  forget_queue(queues_key, last_key, queue_id, memory)
+if next == 'done' and redis.call('EXISTS', jobs_key) == 0 and redis.call('HEXISTS', k.queues, queue_id) == 1 then
+  forget_queue(k, base, queue_id, memory, now)
 end
 return { deleted, next }

@@ -7,15 +7,8 @@ so an enqueue of it in the same queue is refused meanwhile (see enqueue). With
 `next` > 0 the same call then hands out up to `next` jobs, as dequeue does: a
 busy worker acknowledges a batch and takes the next in one round trip.
 
-KEYS[1]  active zset    "<queue_id>:<job_id>" -> expiry time (ms)
-KEYS[2]  queues hash    queue_id -> interval (ms)
-KEYS[3]  done zset      "<queue_id>:<job_id>" -> time (ms) it was finished
-KEYS[4]  receipts hash  "<queue_id>:<job_id>" -> receipt of its current delivery
-KEYS[5]  errors hash    "<queue_id>:<job_id>" -> the last error a worker reported
-KEYS[6]  ready zset     queue_id -> next-ready time (ms), for `next`
-then for job i (i = 1..n), two keys at 6 + 2(i-1):
-  +1 jobs hash  job_id -> record, of its queue
-  +2 last key   time (ms) of its queue's last dequeue
+KEYS[1..15]  the type's keys (see _helpers.lua)
+then for job i (i = 1..n), one key at 15 + i: the jobs hash of its queue
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  key base "<prefix>:{<queue_type>}"
 ARGV[3]  how long (ms) to remember a dequeue time at least, once a queue is empty
@@ -31,36 +24,36 @@ record, queue_length, receipt }: code_i is 1 finished, 0 not active (never
 dequeued, finished already, or expired), -1 the receipt is not the current
 delivery's; `wait` is as in dequeue.lua.
 --]]
-local active_key, queues_key, done_key, receipts_key, errors_key, ready_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local k = type_keys()
 local now = now_ms(ARGV[1])
 local base, memory, window = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local expire, next_count, token = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 
 local n = (#ARGV - 7) / 3
 local result = { now, 0, n }
-local finished = 0
+local finished, freed = 0, false
 for i = 1, n do
-  local jobs_key, last_key = KEYS[6 + 2 * i - 1], KEYS[6 + 2 * i]
+  local jobs_key = KEYS[TYPE_KEYS + i]
   local queue_id, job_id, receipt = ARGV[7 + 3 * i - 2], ARGV[7 + 3 * i - 1], ARGV[7 + 3 * i]
   local member = queue_id .. ':' .. job_id
   local code = 1
-  local current = redis.call('HGET', receipts_key, member)
-  if not redis.call('ZSCORE', active_key, member) or current == 'retry' then
+  local current = redis.call('HGET', k.receipts, member)
+  if not redis.call('ZSCORE', k.active, member) or current == 'retry' then
     -- not active (or failed and waiting to be retried): no delivery to finish
     code = redis.call('HEXISTS', jobs_key, job_id) == 1 and receipt ~= '' and -1 or 0
   elseif receipt ~= '' and current ~= receipt then
     code = -1
   else
-    redis.call('ZREM', active_key, member)
-    redis.call('HDEL', receipts_key, member)
-    redis.call('HDEL', errors_key, member)
+    redis.call('ZREM', k.active, member)
+    redis.call('HDEL', k.receipts, member)
+    redis.call('HDEL', k.errors, member)
     redis.call('HDEL', jobs_key, job_id)
+    freed = free_slot(k, base, queue_id, now) or freed
     if redis.call('EXISTS', jobs_key) == 0 then
-      forget_queue(queues_key, last_key, queue_id, memory)
+      forget_queue(k, base, queue_id, memory, now)
     end
     if window > 0 then
-      redis.call('ZADD', done_key, now, member)
+      redis.call('ZADD', k.done, now, member)
     end
     finished = finished + 1
   end
@@ -69,10 +62,13 @@ end
 if finished > 0 and window > 0 then
   -- the whole set goes once nothing was finished for a window (the requeue pass
   -- trims it while the type is busy)
-  redis.call('PEXPIRE', done_key, window)
+  redis.call('PEXPIRE', k.done, window)
+end
+if freed then
+  announce(base)  -- a queue at its concurrency cap can be served again
 end
 if next_count > 0 then
-  local _, wait = take(ready_key, active_key, queues_key, receipts_key, base, now, expire, next_count, token, result)
+  local _, wait = take(k, base, now, expire, next_count, token, result)
   result[2] = wait
 end
 return result

@@ -1,23 +1,30 @@
 --[[ interval: change a queue's rate limit while it runs.
 
 The new interval counts from the queue's last dequeue, so raising it delays the
-next job and lowering it lets the next one out sooner.
+next job and lowering it lets the next one out sooner. When the queue has limits
+of its own (PUT /limits), their interval is the one changed.
 
-KEYS[1]  queues hash   queue_id -> interval (ms)
-KEYS[2]  ready zset    queue_id -> next-ready time (ms)
-KEYS[3]  last key      time (ms) of the queue's last dequeue
+KEYS[1..15]  the type's keys (see _helpers.lua)
 ARGV[1]  queue_id
 ARGV[2]  interval (ms)
-ARGV[3]  key base "<prefix>:{<queue_type>}" (a lower interval may make it due now)
+ARGV[3]  key base "<prefix>:{<queue_type>}"
+ARGV[4]  now in ms, or "" to read Redis TIME
 
 Returns 1 updated, 0 the queue holds no queued or active job.
 --]]
-local queues_key, ready_key, last_key = KEYS[1], KEYS[2], KEYS[3]
-local queue_id, interval = ARGV[1], tonumber(ARGV[2])
+local k = type_keys()
+local queue_id, interval, base = ARGV[1], ARGV[2], ARGV[3]
+local now = now_ms(ARGV[4])
 
-if redis.call('HEXISTS', queues_key, queue_id) == 0 then
+if redis.call('HEXISTS', k.queues, queue_id) == 0 then
   return 0
 end
-set_interval(queues_key, ready_key, last_key, queue_id, interval)
-announce(ARGV[3])
+local override = redis.call('HGET', k.limits, queue_id)
+if override then
+  redis.call('HSET', k.limits, queue_id, interval .. string.match(override, '^[^|]*(|.*)$'))
+else
+  redis.call('HSET', k.queues, queue_id, interval)
+end
+schedule_queue(k, base, queue_id, now)
+announce(base)
 return 1

@@ -1,0 +1,42 @@
+--[[ limits: set or clear a queue's own limits, which win over what enqueues carry.
+
+Each of interval, burst and max_active is given as a number (set it), "" (keep
+it) or "-" (clear it). The override stays when the queue runs empty, until every
+field is cleared. A queue may get limits before it holds any job.
+
+KEYS[1..15]  the type's keys (see _helpers.lua)
+ARGV[1]  queue_id
+ARGV[2]  key base "<prefix>:{<queue_type>}"
+ARGV[3]  now in ms, or "" to read Redis TIME
+ARGV[4]  interval (ms)
+ARGV[5]  burst
+ARGV[6]  max_active
+
+Returns 1.
+--]]
+local k = type_keys()
+local queue_id, base = ARGV[1], ARGV[2]
+local now = now_ms(ARGV[3])
+
+local current = redis.call('HGET', k.limits, queue_id) or '||'
+local fields = { string.match(current, '^([^|]*)|([^|]*)|([^|]*)$') }
+for i = 1, 3 do
+  local given = ARGV[3 + i]
+  if given == '-' then
+    fields[i] = ''
+  elseif given ~= '' then
+    fields[i] = given
+  end
+end
+if fields[1] == '' and fields[2] == '' and fields[3] == '' then
+  redis.call('HDEL', k.limits, queue_id)
+  if redis.call('HEXISTS', k.queues, queue_id) == 0 then
+    redis.call('ZREM', k.known, queue_id)
+  end
+else
+  redis.call('HSET', k.limits, queue_id, table.concat(fields, '|'))
+  redis.call('ZADD', k.known, 0, queue_id)
+end
+schedule_queue(k, base, queue_id, now)
+announce(base)
+return 1

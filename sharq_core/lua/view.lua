@@ -1,0 +1,60 @@
+--[[ view: what one queue, or one page of a type's queues, looks like now.
+
+Read only. The page walks the type's known queues (those holding jobs or limits
+of their own) in queue_id order, so its cost grows with the page, not the type.
+
+KEYS[1..15]  the type's keys (see _helpers.lua)
+ARGV[1]  key base "<prefix>:{<queue_type>}"
+ARGV[2]  now in ms, or "" to read Redis TIME
+ARGV[3]  "one" (ARGV[4] queue_id) or "page" (ARGV[4] offset, ARGV[5] limit)
+
+Returns { now, total known queues, type paused until (or false), then per queue
+14 values: queue_id, queue_length, active, scheduled, interval, interval_source,
+burst, burst_source, max_active, max_active_source, paused_until, next_ready_at,
+oldest_enqueued_at, has_jobs } with false for what does not apply.
+--]]
+local k = type_keys()
+local base, now = ARGV[1], now_ms(ARGV[2])
+local ids
+if ARGV[3] == 'one' then
+  ids = { ARGV[4] }
+else
+  local offset = tonumber(ARGV[4])
+  ids = redis.call('ZRANGE', k.known, offset, offset + tonumber(ARGV[5]) - 1)
+end
+
+local result = { now, redis.call('ZCARD', k.known), tonumber(redis.call('GET', k.type_paused)) or false }
+for _, queue_id in ipairs(ids) do
+  local queue_key = base .. ':q:' .. queue_id
+  local given = tonumber(redis.call('HGET', k.queues, queue_id))
+  local override = redis.call('HGET', k.limits, queue_id) or '||'
+  local i, b, m = string.match(override, '^([^|]*)|([^|]*)|([^|]*)$')
+  local oldest = false
+  local head = redis.call('LINDEX', queue_key, 0)
+  if head then
+    local record = redis.call('HGET', base .. ':j:' .. queue_id, head)
+    if record then
+      local _, _, enqueued = parse_record(record)
+      oldest = tonumber(enqueued)
+    end
+  end
+  local paused = tonumber(redis.call('HGET', k.paused, queue_id))
+  if paused and paused >= 0 and paused <= now then paused = nil end
+  local values = {
+    queue_id,
+    redis.call('LLEN', queue_key),
+    tonumber(redis.call('HGET', k.nactive, queue_id)) or 0,
+    tonumber(redis.call('HGET', k.nsched, queue_id)) or 0,
+    tonumber(i) or given or false, i ~= '' and 'override' or (given and 'last enqueue' or 'default'),
+    tonumber(b) or 1, b ~= '' and 'override' or 'default',
+    tonumber(m) or false, m ~= '' and 'override' or 'default',
+    paused or false,
+    tonumber(redis.call('ZSCORE', k.ready, queue_id)) or false,
+    oldest,
+    redis.call('HEXISTS', k.queues, queue_id),
+  }
+  for _, value in ipairs(values) do
+    result[#result + 1] = value
+  end
+end
+return result
