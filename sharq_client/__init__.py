@@ -22,7 +22,7 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
-from .worker import Retry, Worker
+from .worker import Retry, Throttle, Worker
 
 __all__ = [
     "BadRequest",
@@ -37,6 +37,7 @@ __all__ = [
     "Retry",
     "SharqClientError",
     "StaleReceipt",
+    "Throttle",
     "Unauthorized",
     "Unavailable",
     "Worker",

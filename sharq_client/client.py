@@ -134,10 +134,14 @@ class Client:
         error: str | None = None,
         retry_after_ms: int | None = None,
         dead: bool = False,
+        throttle: bool = False,
     ) -> str:
         """Report a failure: back to the front of its queue now (or after
-        `retry_after_ms`), or dead; returns the job's state (queued, retrying, dead)."""
-        body = _given(receipt=receipt, error=error, retry_after_ms=retry_after_ms) | ({"dead": True} if dead else {})
+        `retry_after_ms`), or dead; with `throttle` (the upstream said 429) back to
+        the front uncounted and the queue paused `retry_after_ms`. Returns the
+        job's state (queued, retrying, dead)."""
+        body = _given(receipt=receipt, error=error, retry_after_ms=retry_after_ms)
+        body |= ({"dead": True} if dead else {}) | ({"throttle": True} if throttle else {})
         return self._call("POST", f"/fail/{queue_type}/{queue_id}/{job_id}/", body)["state"]
 
     # -- administration and views ------------------------------------------------------
@@ -164,6 +168,31 @@ class Client:
 
     def delete_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> None:
         self._call("DELETE", f"/deadletter/{queue_type}/{queue_id}/{job_id}/")
+
+    def set_limits(self, queue_type: str, queue_id: str, **limits: int | None) -> dict[str, Any]:
+        """interval=, burst=, max_active=: a value sets one, None clears it."""
+        return self._call("PUT", f"/limits/{queue_type}/{queue_id}/", limits)["limits"]
+
+    def limits(self, queue_type: str, queue_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/limits/{queue_type}/{queue_id}/")["limits"]
+
+    def clear_limits(self, queue_type: str, queue_id: str) -> None:
+        self._call("DELETE", f"/limits/{queue_type}/{queue_id}/")
+
+    def pause(self, queue_type: str, queue_id: str | None = None, for_ms: int | None = None) -> int | None:
+        """Pause a queue (or the whole type); returns when it ends (None: until resumed)."""
+        path = f"/pause/{queue_type}/" + (f"{queue_id}/" if queue_id else "")
+        return self._call("POST", path, _given(for_ms=for_ms))["paused_until"]
+
+    def resume(self, queue_type: str, queue_id: str | None = None) -> None:
+        self._call("POST", f"/resume/{queue_type}/" + (f"{queue_id}/" if queue_id else ""))
+
+    def queue(self, queue_type: str, queue_id: str) -> dict[str, Any]:
+        """One queue now: lengths, effective limits, pause, next ready, oldest job's age."""
+        return self._call("GET", f"/queue/{queue_type}/{queue_id}/")
+
+    def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        return self._call("GET", f"/queues/{queue_type}/", query={"limit": limit, "offset": offset})
 
     def deep_status(self) -> dict[str, Any]:
         return self._call("GET", "/deepstatus/")

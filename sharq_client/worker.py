@@ -50,6 +50,16 @@ class Retry(Exception):
         self.after_ms = after_ms
 
 
+class Throttle(Exception):
+    """Raise from a handler when the job's upstream said 429: the job goes back to
+    the front of its queue without counting a requeue, and the whole queue is
+    paused `retry_after_ms`, so no other worker hammers that upstream meanwhile."""
+
+    def __init__(self, retry_after_ms: int, reason: str = "") -> None:
+        super().__init__(reason or f"upstream throttled: retry in {retry_after_ms} ms")
+        self.retry_after_ms = retry_after_ms
+
+
 class Worker:
     """Run `handler(job)` on the jobs of `queue_type`; a return finishes the job, an
     exception fails it (with its text as the error), `Retry` retries it later."""
@@ -224,10 +234,13 @@ class Worker:
                 raise
 
     def _report(self, client: Client, job: Job, error: BaseException) -> None:
-        retry_after = error.after_ms if isinstance(error, Retry) else None
-        text = str(error) if isinstance(error, Retry) else f"{type(error).__name__}: {error}"
+        throttle = isinstance(error, Throttle)
+        retry_after = error.after_ms if isinstance(error, Retry) else error.retry_after_ms if throttle else None
+        text = str(error) if isinstance(error, (Retry, Throttle)) else f"{type(error).__name__}: {error}"
         try:
-            state = client.fail(job.queue_type, job.queue_id, job.job_id, job.receipt, text[:4000], retry_after)
+            state = client.fail(
+                job.queue_type, job.queue_id, job.job_id, job.receipt, text[:4000], retry_after, throttle=throttle
+            )
             log.warning("job %s/%s failed (%s): now %s", job.queue_id, job.job_id, text, state)
         except (NotFound, StaleReceipt) as gone:
             log.warning("job %s/%s failed, but is no longer this worker's: %s", job.queue_id, job.job_id, gone)
@@ -262,4 +275,4 @@ def _log_results(results: list[dict[str, Any]]) -> None:
             log.warning("finish of %s/%s refused: %s", result["queue_id"], result["job_id"], result["message"])
 
 
-__all__ = ["Retry", "SharqClientError", "Worker"]
+__all__ = ["Retry", "SharqClientError", "Throttle", "Worker"]

@@ -33,6 +33,8 @@ MAX_PAGE = 10_000
 # How often (s) requeue() also scans the keyspace for types missing from the
 # registry (a lost write or a lost key), so no type can hold jobs unseen.
 DISCOVERY_INTERVAL_S = 30.0
+MAX_LIMIT = 10**6
+KEEP: Any = object()  # set_limits: leave this field as it is
 
 # enqueue.lua's codes: the exception, its message and the job's state
 _ENQUEUE_FAILURES = {
@@ -506,6 +508,81 @@ class SharQ:
             result["finished_at"] = int(float(detail))
         return result
 
+    # -- tenant controls -------------------------------------------------------
+
+    def set_limits(
+        self, queue_type: str, queue_id: str, interval: Any = KEEP, burst: Any = KEEP, max_active: Any = KEEP
+    ) -> dict[str, Any]:
+        """Store limits of the queue's own that win over what enqueues carry: each
+        given value is set, None clears it, KEEP leaves it. They stay when the
+        queue runs empty, until cleared; a queue may get them before its first job."""
+        self._check_queue(queue_type, queue_id)
+        values = [
+            _limit("interval", interval, 0, check.MAX_INTERVAL),
+            _limit("burst", burst, 1, MAX_LIMIT),
+            _limit("max_active", max_active, 1, MAX_LIMIT),
+        ]
+        self._script(
+            "limits", self.keys.type_keys(queue_type), [queue_id, self.keys.base(queue_type), self._now(), *values]
+        )
+        self.redis.sadd(self.keys.queue_types(), queue_type)
+        return self.limits(queue_type, queue_id)
+
+    def clear_limits(self, queue_type: str, queue_id: str) -> dict[str, Any]:
+        """Drop the queue's own limits: enqueues' intervals and the defaults apply again."""
+        return self.set_limits(queue_type, queue_id, None, None, None)
+
+    def limits(self, queue_type: str, queue_id: str) -> dict[str, Any]:
+        """The queue's effective limits, each with where it comes from: "override",
+        "last enqueue" or "default"."""
+        info = self.queue_info(queue_type, queue_id)
+        return {"status": "success", "queue_id": queue_id, "limits": info["limits"]}
+
+    def pause(self, queue_type: str, queue_id: str | None = None, for_ms: int | None = None) -> dict[str, Any]:
+        """Hold a queue (or with no queue_id the whole type) back until `resume`, or
+        for `for_ms`: enqueues are still accepted and active jobs can still finish."""
+        return self._pause(
+            "pause", queue_type, queue_id, check.optional_integer("for_ms", for_ms, 1, check.MAX_INTERVAL)
+        )
+
+    def resume(self, queue_type: str, queue_id: str | None = None) -> dict[str, Any]:
+        """Let a paused queue (or type) be served again."""
+        return self._pause("resume", queue_type, queue_id, None)
+
+    def _pause(self, action: str, queue_type: str, queue_id: str | None, for_ms: int | None) -> dict[str, Any]:
+        check.identifier("queue_type", queue_type)
+        if queue_id is not None:
+            check.identifier("queue_id", queue_id)
+        args = [action, queue_id or "", "" if for_ms is None else for_ms, self.keys.base(queue_type), self._now()]
+        until = int(self._script("pause", self.keys.type_keys(queue_type), args))
+        if action == "pause":
+            self.redis.sadd(self.keys.queue_types(), queue_type)
+            return {"status": "success", "paused_until": None if until < 0 else until}
+        return {"status": "success"}
+
+    def queue_info(self, queue_type: str, queue_id: str) -> dict[str, Any]:
+        """One queue now: queue_length, active, scheduled, its effective limits,
+        paused_until, next_ready_at and the age of its oldest queued job."""
+        self._check_queue(queue_type, queue_id)
+        _, type_paused, queues = self._view(queue_type, ["one", queue_id])
+        return {"status": "success", **queues[0], **_type_pause(type_paused)}
+
+    def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """A page of the type's queues (holding jobs or limits of their own) in
+        queue_id order, each as `queue_info` describes it; the cost grows with the
+        page, not with the number of queues."""
+        check.identifier("queue_type", queue_type)
+        check.integer("limit", limit, 1, 1000)
+        check.integer("offset", offset, 0, check.MAX_OFFSET)
+        total, type_paused, queues = self._view(queue_type, ["page", offset, limit])
+        return {"status": "success", "total": total, **_type_pause(type_paused), "queues": queues}
+
+    def _view(self, queue_type: str, args: list[Any]) -> tuple[int, int | None, list[dict[str, Any]]]:
+        """view.lua's answer: known queues, the type's pause, and the queues asked."""
+        reply = self._script("view", self.keys.type_keys(queue_type), [self.keys.base(queue_type), self._now(), *args])
+        now = int(reply[0])
+        return int(reply[1]), reply[2], [_queue_view(now, reply[i : i + 14]) for i in range(3, len(reply), 14)]
+
     # -- dead letters --------------------------------------------------------
 
     def dead_letters(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
@@ -673,6 +750,40 @@ def _auto_pipeline(config: Config) -> Any:
     from .autopipeline import AutoPipeline
 
     return AutoPipeline(config.redis)
+
+
+def _limit(name: str, value: Any, minimum: int, maximum: int) -> Any:
+    """One field of set_limits as limits.lua takes it: a number, "-" to clear, "" to keep."""
+    if value is KEEP:
+        return ""
+    if value is None:
+        return "-"
+    return check.integer(name, value, minimum, maximum)
+
+
+def _type_pause(until: Any) -> dict[str, Any]:
+    return {} if until is None else {"type_paused_until": None if int(until) < 0 else int(until)}
+
+
+def _queue_view(now: int, values: list[Any]) -> dict[str, Any]:
+    """view.lua's 14 values of one queue as the answer's object."""
+    queue_id, length, active, scheduled, interval, interval_source, burst, burst_source = values[:8]
+    max_active, max_active_source, paused, next_ready, oldest, _ = values[8:]
+    return {
+        "queue_id": queue_id.decode(),
+        "queue_length": length,
+        "active": active,
+        "scheduled": scheduled,
+        "limits": {
+            "interval": {"value": interval, "source": interval_source.decode()},
+            "burst": {"value": burst, "source": burst_source.decode()},
+            "max_active": {"value": max_active, "source": max_active_source.decode()},
+        },
+        "paused_until": None if paused is None else (None if paused < 0 else paused),
+        "paused": paused is not None,
+        "next_ready_at": next_ready,
+        "oldest_queued_age_ms": None if oldest is None else max(now - oldest, 0),
+    }
 
 
 def _glob_escape(text: str) -> str:

@@ -24,6 +24,9 @@ NAMES = (
     "dead_retry",
     "dead_delete",
     "fail",
+    "limits",
+    "pause",
+    "view",
     "lock",
     "unlock",
 )

@@ -195,7 +195,8 @@ def fail(queue_type: str, queue_id: str, job_id: str) -> dict:
     return engine().fail(queue_type, queue_id, job_id, **body)
 
 
-FAIL_FIELDS = ("receipt", "error", "retry_after_ms", "dead")
+FAIL_FIELDS = ("receipt", "error", "retry_after_ms", "dead", "throttle")
+LIMIT_FIELDS = ("interval", "burst", "max_active")
 
 
 def long_poll() -> LongPoll:
@@ -273,6 +274,46 @@ def retry_dead_letter(queue_type: str, queue_id: str, job_id: str) -> dict:
 @api.delete("/deadletter/<queue_type>/<queue_id>/<job_id>/")
 def delete_dead_letter(queue_type: str, queue_id: str, job_id: str) -> dict:
     return engine().delete_dead_letter(queue_type, queue_id, job_id)
+
+
+@api.put("/limits/<queue_type>/<queue_id>/")
+def set_limits(queue_type: str, queue_id: str) -> dict:
+    """Any of interval, burst, max_active: a value sets it, null clears it."""
+    return engine().set_limits(queue_type, queue_id, **json_body(fields=LIMIT_FIELDS))
+
+
+@api.get("/limits/<queue_type>/<queue_id>/")
+def limits(queue_type: str, queue_id: str) -> dict:
+    return engine().limits(queue_type, queue_id)
+
+
+@api.delete("/limits/<queue_type>/<queue_id>/")
+def clear_limits(queue_type: str, queue_id: str) -> dict:
+    return engine().clear_limits(queue_type, queue_id)
+
+
+@api.post("/pause/<queue_type>/", defaults={"queue_id": None})
+@api.post("/pause/<queue_type>/<queue_id>/")
+def pause(queue_type: str, queue_id: str | None) -> dict:
+    return engine().pause(queue_type, queue_id, json_body(required=False, fields=("for_ms",)).get("for_ms"))
+
+
+@api.post("/resume/<queue_type>/", defaults={"queue_id": None})
+@api.post("/resume/<queue_type>/<queue_id>/")
+def resume(queue_type: str, queue_id: str | None) -> dict:
+    json_body(required=False, fields=())
+    return engine().resume(queue_type, queue_id)
+
+
+@api.get("/queue/<queue_type>/<queue_id>/")
+def queue_info(queue_type: str, queue_id: str) -> dict:
+    return engine().queue_info(queue_type, queue_id)
+
+
+@api.get("/queues/<queue_type>/")
+def queues(queue_type: str) -> dict:
+    """A page of the type's queues in queue_id order: ?limit= (default 100) &offset=."""
+    return engine().queues(queue_type, query_int("limit", 100), query_int("offset", 0))
 
 
 @api.get("/deepstatus/")

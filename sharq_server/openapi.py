@@ -31,6 +31,8 @@ JOB_FIELDS = {
     # optional: null or absent means the config's default / no limit
     "requeue_limit": {"type": ["integer", "null"], "minimum": -1, "maximum": 10**9},
     "max_queued_length": {"type": ["integer", "null"], "minimum": 1, "maximum": 10**12},
+    "delay_ms": {"type": ["integer", "null"], "minimum": 0, "maximum": 10**12, "description": "schedule it"},
+    "not_before": {"type": ["integer", "null"], "minimum": 0, "maximum": 10**13, "description": "epoch ms"},
 }
 DEQUEUED_JOB = {
     "type": "object",
@@ -99,7 +101,7 @@ def _query(name: str, minimum: int, maximum: int) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
-QUEUED = _obj(["status"], status={"const": "queued"})
+QUEUED = _obj(["status"], status={"enum": ["queued", "scheduled"]})
 NOT_READY = _json(
     {**FAILURE, "properties": {**FAILURE["properties"], "retry_after_ms": {"type": ["integer", "null"]}}},
     "no job is ready; retry_after_ms says when the earliest is due (null: none queued)",
@@ -119,6 +121,41 @@ def _receipt_body(**more: Any) -> dict[str, Any]:
     return {"required": False, "content": {"application/json": {"schema": _body([], receipt=RECEIPT, **more)}}}
 
 
+LIMIT_FIELDS = {
+    "interval": {"type": ["integer", "null"], "minimum": 0, "maximum": 10**12},
+    "burst": {"type": ["integer", "null"], "minimum": 1, "maximum": 10**6},
+    "max_active": {"type": ["integer", "null"], "minimum": 1, "maximum": 10**6},
+}
+_SOURCED = _obj(
+    ["value", "source"], value={"type": ["integer", "null"]}, source={"enum": ["override", "last enqueue", "default"]}
+)
+EFFECTIVE = _obj(["interval", "burst", "max_active"], interval=_SOURCED, burst=_SOURCED, max_active=_SOURCED)
+LIMITS = _success(queue_id=IDENTIFIER, limits=EFFECTIVE)
+PAUSED = _success(paused_until={"type": ["integer", "null"], "description": "null: until resumed"})
+FOR_MS = {
+    "required": False,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"for_ms": {"type": ["integer", "null"], "minimum": 1, "maximum": 10**12}},
+                "additionalProperties": False,
+            }
+        }
+    },
+}
+QUEUE = _obj(
+    ["queue_id", "queue_length", "active", "scheduled", "limits", "paused_until", "next_ready_at"],
+    queue_id=IDENTIFIER,
+    queue_length=INTEGER,
+    active=INTEGER,
+    scheduled=INTEGER,
+    limits=EFFECTIVE,
+    paused={"type": "boolean"},
+    paused_until={"type": ["integer", "null"]},
+    next_ready_at={"type": ["integer", "null"]},
+    oldest_queued_age_ms={"type": ["integer", "null"]},
+)
 METRICS = _success(queue_types=IDENTIFIERS, enqueue_counts=COUNTS, dequeue_counts=COUNTS)
 
 
@@ -219,6 +256,7 @@ def _paths() -> dict[str, Any]:
                     error={"type": ["string", "null"], "maxLength": 4000},
                     retry_after_ms={"type": ["integer", "null"], "minimum": 0, "maximum": 10**12},
                     dead={"type": "boolean"},
+                    throttle={"type": "boolean", "description": "upstream said 429: pause the queue retry_after_ms"},
                 ),
             },
         },
@@ -227,7 +265,7 @@ def _paths() -> dict[str, Any]:
             "get": _operation(
                 "Where a job is: queued, active (with expires_at), retrying (with due_at), dead, or finished"
                 " (within the dedupe window); last_error when a worker reported one",
-                ("200", _success(state={"enum": ["queued", "active", "retrying", "dead", "finished"]})),
+                ("200", _success(state={"enum": ["queued", "scheduled", "active", "retrying", "dead", "finished"]})),
             ),
         },
         "/interval/{queue_type}/{queue_id}/": {
@@ -285,6 +323,44 @@ def _paths() -> dict[str, Any]:
         "/deadletter/{queue_type}/{queue_id}/{job_id}/": {
             "parameters": _params(*job),
             "delete": _operation("Delete a dead-lettered job", ("200", _success())),
+        },
+        "/limits/{queue_type}/{queue_id}/": {
+            "parameters": _params("queue_type", "queue_id"),
+            "put": _operation(
+                "Set the queue's own limits (a value sets one, null clears it); they win over enqueues'",
+                ("200", LIMITS),
+                _body([], **LIMIT_FIELDS),
+            ),
+            "get": _operation("The queue's effective limits and where each comes from", ("200", LIMITS)),
+            "delete": _operation("Drop the queue's own limits", ("200", LIMITS)),
+        },
+        "/pause/{queue_type}/": {
+            "parameters": _params("queue_type"),
+            "post": {**_operation("Pause the whole type", ("200", PAUSED)), "requestBody": FOR_MS},
+        },
+        "/pause/{queue_type}/{queue_id}/": {
+            "parameters": _params("queue_type", "queue_id"),
+            "post": {**_operation("Pause one queue", ("200", PAUSED)), "requestBody": FOR_MS},
+        },
+        "/resume/{queue_type}/": {
+            "parameters": _params("queue_type"),
+            "post": _operation("Resume the whole type", ("200", _success())),
+        },
+        "/resume/{queue_type}/{queue_id}/": {
+            "parameters": _params("queue_type", "queue_id"),
+            "post": _operation("Resume one queue", ("200", _success())),
+        },
+        "/queue/{queue_type}/{queue_id}/": {
+            "parameters": _params("queue_type", "queue_id"),
+            "get": _operation("One queue now: lengths, limits, pause, next ready, oldest job's age", ("200", QUEUE)),
+        },
+        "/queues/{queue_type}/": {
+            "parameters": _params("queue_type"),
+            "get": _operation(
+                "A page of the type's queues in queue_id order",
+                ("200", _success(total={"type": "integer"}, queues={"type": "array", "items": QUEUE})),
+                parameters=[_query("limit", 1, 1000), _query("offset", 0, 10**9)],
+            ),
         },
         "/deepstatus/": {
             "get": _operation(
