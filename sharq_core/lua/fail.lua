@@ -67,5 +67,8 @@ if put_back(k, base, queue_id, job_id, counts, dead, reason, now, memory) == 'de
   announce(base)  -- its slot is free
   return 2
 end
+if throttle then
+  schedule_queue(k, base, queue_id, now)  -- listed again from the end of the pause
+end
 announce(base)
 return 1
