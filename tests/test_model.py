@@ -1,8 +1,17 @@
 """Hypothesis drives the engine and a plain-Python model of SPEC's semantics side by side.
 
-The model keeps, per queue, a FIFO of job ids, the interval, the last dequeue time
-and the time the queue is next due; dequeue serves the earliest-due queue (ties by
-queue id, as a Redis sorted set orders them). Every step's result must be equal.
+The model keeps, per queue, a FIFO of job ids, the interval (the last enqueue's, or
+the queue's own limits), the rate state, the time the queue is next due, its
+active jobs, its pause and its delayed jobs; dequeue serves the earliest-due
+queue (ties by queue id, as a Redis sorted set orders them). Every step's result
+must be equal.
+
+The rate is a generic cell rate algorithm with one stored time per queue, L:
+with burst 1 it is the last dequeue, and the next job is due at L + interval
+(SPEC's rule); with burst B it is due at L + interval - (B-1) x interval, and a
+dequeue moves L to max(L + interval, now). So over any window of T ms a queue
+serves at most B + T // interval jobs; `test_burst_window_bound` checks that
+directly on the engine.
 """
 
 from __future__ import annotations
@@ -34,37 +43,94 @@ class Model:
     def __init__(self) -> None:
         self.now = 0
         self.fifo: dict[str, deque[str]] = {}
-        self.jobs: dict[tuple[str, str], dict] = {}  # queued or active
+        self.jobs: dict[tuple[str, str], dict] = {}  # queued, delayed or active
         self.active: dict[tuple[str, str], int] = {}  # -> expiry
-        self.interval: dict[str, int] = {}
-        self.last: dict[str, int] = {}
-        self.due: dict[str, int] = {}
+        self.retrying: set[tuple[str, str]] = set()  # active entries waiting for retry_after_ms
+        self.interval: dict[str, int] = {}  # the last enqueue's, while the queue holds jobs
+        self.limits: dict[str, dict] = {}  # the queue's own: interval, burst, cap
+        self.last: dict[str, int] = {}  # the rate state L
+        self.due: dict[str, int] = {}  # the ready set
+        self.paused: dict[str, int] = {}  # -> end, -1 until resumed
+        self.delayed: dict[tuple[str, str], int] = {}  # -> due
         self.dead: set[tuple[str, str]] = set()
         self.done: dict[tuple[str, str], int] = {}  # -> finish time
 
-    def _make_due(self, queue: str) -> None:
-        last = self.last.get(queue)
-        wait_until = last + self.interval[queue] if last is not None else self.now
-        self.due[queue] = max(self.now, wait_until)
+    # -- the queue's limits and place in the ready set ----------------------------
 
-    def enqueue(self, queue, job, payload, interval, limit, max_length):
-        if (queue, job) in self.jobs or (queue, job) in self.dead:
+    def _limits(self, queue: str) -> tuple[int, int, int | None]:
+        own = self.limits.get(queue, {})
+        interval = own.get("interval")
+        return (self.interval.get(queue, 0) if interval is None else interval), own.get("burst", 1), own.get("cap")
+
+    def _active_count(self, queue: str) -> int:
+        return sum(1 for (q, j) in self.active if q == queue and (q, j) not in self.retrying)
+
+    def _schedule(self, queue: str) -> None:
+        """Where the queue stands in the ready set: absent when it cannot be served."""
+        if not self.fifo.get(queue):
+            self.due.pop(queue, None)
+            return
+        interval, burst, cap = self._limits(queue)
+        paused = self.paused.get(queue)
+        if paused is not None and 0 <= paused <= self.now:
+            del self.paused[queue]
+            paused = None
+        if paused == -1 or (cap is not None and self._active_count(queue) >= cap):
+            self.due.pop(queue, None)
+            return
+        listed = self.due.get(queue)
+        due = self.now if listed is None else listed
+        if queue in self.last:
+            due = self.last[queue] + interval - (burst - 1) * interval
+            if listed is None:
+                due = max(due, self.now)
+        if paused is not None:
+            due = max(due, paused)
+        self.due[queue] = due
+
+    def _free_slot(self, queue: str) -> None:
+        """Called after the job left the active set."""
+        cap = self._limits(queue)[2]
+        if cap is not None and self._active_count(queue) == cap - 1:
+            self._schedule(queue)
+
+    def _forget_if_empty(self, queue: str) -> None:
+        if not any(q == queue for q, _ in self.jobs):
+            self.interval.pop(queue, None)
+
+    # -- the operations ---------------------------------------------------------------
+
+    def enqueue(self, queue, job, payload, interval, limit, max_length, delay):
+        key = (queue, job)
+        if key in self.jobs or key in self.dead or self.now - self.done.get(key, -WINDOW) < WINDOW:
             return "duplicate"
-        if self.now - self.done.get((queue, job), -WINDOW) < WINDOW:
-            return "duplicate"
-        if max_length is not None and len(self.fifo.get(queue, ())) >= max_length:
+        held = len(self.fifo.get(queue, ())) + sum(1 for q, _ in self.delayed if q == queue)
+        if max_length is not None and held >= max_length:
             return "full"
-        self.jobs[(queue, job)] = {"payload": payload, "remaining": limit, "limit": limit}
-        old = self.interval.get(queue)
-        self.interval[queue] = interval
+        self.jobs[key] = {"payload": payload, "remaining": limit, "limit": limit}
+        if self.interval.get(queue) != interval:
+            self.interval[queue] = interval
+            self._schedule(queue)
+        if delay:
+            self.delayed[key] = self.now + delay
+            return "queued"
         self.fifo.setdefault(queue, deque()).append(job)
         if len(self.fifo[queue]) == 1:
-            self._make_due(queue)
-        elif old != interval and queue in self.last:
-            self.due[queue] = self.last[queue] + interval
+            self._schedule(queue)
         return "queued"
 
+    def _promote(self) -> None:
+        for (queue, job), _ in sorted(
+            ((key, due) for key, due in self.delayed.items() if due <= self.now),
+            key=lambda item: (item[1], ":".join(item[0])),
+        ):
+            del self.delayed[(queue, job)]
+            self.fifo.setdefault(queue, deque()).append(job)
+            if len(self.fifo[queue]) == 1:
+                self._schedule(queue)
+
     def dequeue(self, count):
+        self._promote()
         served = []
         while len(served) < count and self.due:
             queue = min(self.due, key=lambda q: (self.due[q], q))
@@ -72,38 +138,97 @@ class Model:
                 break
             job = self.fifo[queue].popleft()
             self.active[(queue, job)] = self.now + EXPIRE
-            self.last[queue] = self.now
-            if self.fifo[queue]:
-                self.due[queue] = self.now + self.interval[queue]
-            else:
-                del self.due[queue], self.fifo[queue]
+            interval = self._limits(queue)[0]
+            self.last[queue] = max(self.last[queue] + interval, self.now) if queue in self.last else self.now
+            self._schedule(queue)
+            if not self.fifo[queue]:
+                del self.fifo[queue]
             record = self.jobs[(queue, job)]
             served.append((queue, job, record["payload"], record["remaining"], len(self.fifo.get(queue, ()))))
         if served:
             return served, 0
-        if not self.due:
-            return [], None
-        return [], min(self.due.values()) - self.now
-
-    def _forget_if_empty(self, queue):
-        if not any(q == queue for q, _ in self.jobs):
-            self.interval.pop(queue, None)
+        wait = min(self.due.values()) - self.now if self.due else None
+        if self.delayed:
+            soonest = min(self.delayed.values()) - self.now
+            if wait is None or soonest < wait:
+                wait = max(soonest, 0)
+        return [], wait
 
     def finish(self, queue, job):
-        if self.active.pop((queue, job), None) is None:
+        key = (queue, job)
+        if key not in self.active or key in self.retrying:
             return False
-        del self.jobs[(queue, job)]
-        self.done[(queue, job)] = self.now
+        del self.active[key], self.jobs[key]
+        self._free_slot(queue)
+        self.done[key] = self.now
         self._forget_if_empty(queue)
         return True
+
+    def _put_back(self, queue, job, counts, dead=False):
+        key = (queue, job)
+        held_slot = key not in self.retrying
+        self.retrying.discard(key)
+        if held_slot:
+            self._free_slot(queue)
+        record = self.jobs[key]
+        if dead or (counts and record["remaining"] == 0):
+            del self.jobs[key]
+            self.dead.add(key)
+            self._forget_if_empty(queue)
+            return "dead"
+        if counts and record["remaining"] > 0:
+            record["remaining"] -= 1
+        self.fifo.setdefault(queue, deque()).appendleft(job)
+        if len(self.fifo[queue]) == 1:
+            self._schedule(queue)
+        return "requeued"
+
+    def fail(self, queue, job, retry_after, throttle):
+        key = (queue, job)
+        if key not in self.active or key in self.retrying:
+            return None
+        if throttle:
+            end = self.now + retry_after
+            if self.paused.get(queue) != -1 and self.paused.get(queue, end - 1) < end:
+                self.paused[queue] = end
+            retry_after = 0
+        if retry_after and self.jobs[key]["remaining"] != 0:
+            self.active[key] = self.now + retry_after
+            self.retrying.add(key)
+            self._free_slot(queue)
+            return "retrying"
+        del self.active[key]
+        state = self._put_back(queue, job, counts=not throttle)
+        if throttle:
+            self._schedule(queue)
+        return "dead" if state == "dead" else "queued"
 
     def set_interval(self, queue, interval):
         if queue not in self.interval:
             return False
-        self.interval[queue] = interval
-        if queue in self.due and queue in self.last:
-            self.due[queue] = self.last[queue] + interval
+        if queue in self.limits:
+            self.limits[queue]["interval"] = interval
+        else:
+            self.interval[queue] = interval
+        self._schedule(queue)
         return True
+
+    def set_limits(self, queue, interval, burst, cap):
+        own = {name: value for name, value in (("interval", interval), ("burst", burst), ("cap", cap)) if value}
+        if own:
+            self.limits[queue] = own
+        else:
+            self.limits.pop(queue, None)
+        self._schedule(queue)
+
+    def pause(self, queue, for_ms):
+        self.paused[queue] = self.now + for_ms if for_ms else -1
+        self._schedule(queue)
+
+    def resume(self, queue):
+        self.paused.pop(queue, None)
+        self.due.pop(queue, None)
+        self._schedule(queue)
 
     def requeue(self):
         expired = sorted(((t, f"{q}:{j}") for (q, j), t in self.active.items() if t <= self.now), reverse=True)
@@ -111,23 +236,15 @@ class Model:
         for _, name in expired:
             queue, job = name.split(":")
             del self.active[(queue, job)]
-            record = self.jobs[(queue, job)]
-            if record["remaining"] == 0:
-                del self.jobs[(queue, job)]
-                self.dead.add((queue, job))
-                self._forget_if_empty(queue)
+            if self._put_back(queue, job, counts=True) == "dead":
                 dead += 1
-                continue
-            if record["remaining"] > 0:
-                record["remaining"] -= 1
-            self.fifo.setdefault(queue, deque()).appendleft(job)
-            if len(self.fifo[queue]) == 1:
-                self._make_due(queue)
-            requeued += 1
+            else:
+                requeued += 1
+        self._promote()
         return {"requeued": requeued, "dead": dead}
 
     def touch(self, queue, job):
-        if (queue, job) not in self.active:
+        if (queue, job) not in self.active or (queue, job) in self.retrying:
             return None
         self.active[(queue, job)] = self.now + EXPIRE
         return self.now + EXPIRE
@@ -156,11 +273,12 @@ class EngineVersusModel(RuleBasedStateMachine):
         interval=INTERVALS,
         limit=st.sampled_from([-1, 0, 1, 2]),
         max_length=st.sampled_from([None, 2]),
+        delay=st.sampled_from([0, 0, 0, 30, 150]),
     )
-    def enqueue(self, queue, job, payload, interval, limit, max_length) -> None:
-        expected = self.model.enqueue(queue, job, payload, interval, limit, max_length)
+    def enqueue(self, queue, job, payload, interval, limit, max_length, delay) -> None:
+        expected = self.model.enqueue(queue, job, payload, interval, limit, max_length, delay)
         try:
-            self.engine.enqueue(payload, interval, job, queue, "t", limit, max_length)
+            self.engine.enqueue(payload, interval, job, queue, "t", limit, max_length, delay_ms=delay or None)
             got = "queued"
         except DuplicateJob:
             got = "duplicate"
@@ -184,10 +302,41 @@ class EngineVersusModel(RuleBasedStateMachine):
         expected = self.model.finish(queue, job)
         assert (self.engine.finish(job, queue, "t")["status"] == "success") == expected
 
+    @rule(queue=QUEUES, job=JOBS, retry_after=st.sampled_from([0, 0, 100]), throttle=st.sampled_from([False, True]))
+    def fail(self, queue: str, job: str, retry_after: int, throttle: bool) -> None:
+        if throttle and not retry_after:
+            retry_after = 30
+        expected = self.model.fail(queue, job, retry_after, throttle)
+        try:
+            got = self.engine.fail("t", queue, job, retry_after_ms=retry_after or None, throttle=throttle)["state"]
+        except NotFound:
+            got = None
+        assert got == expected
+
     @rule(queue=QUEUES, interval=INTERVALS)
     def set_interval(self, queue: str, interval: int) -> None:
         expected = self.model.set_interval(queue, interval)
         assert (self.engine.interval(interval, queue, "t")["status"] == "success") == expected
+
+    @rule(
+        queue=QUEUES,
+        interval=st.sampled_from([None, 30, 150]),
+        burst=st.sampled_from([None, 2, 3]),
+        cap=st.sampled_from([None, 1, 2]),
+    )
+    def set_limits(self, queue: str, interval, burst, cap) -> None:
+        self.model.set_limits(queue, interval, burst, cap)
+        self.engine.set_limits("t", queue, interval=interval, burst=burst, max_active=cap)
+
+    @rule(queue=QUEUES, for_ms=st.sampled_from([None, 30, 150]))
+    def pause(self, queue: str, for_ms) -> None:
+        self.model.pause(queue, for_ms)
+        self.engine.pause("t", queue, for_ms)
+
+    @rule(queue=QUEUES)
+    def resume(self, queue: str) -> None:
+        self.model.resume(queue)
+        self.engine.resume("t", queue)
 
     @rule()
     def requeue(self) -> None:
@@ -220,6 +369,26 @@ def test_engine_matches_model(config: Config, redis_client) -> None:
         clock=EngineVersusModel.clock,
     )
     EngineVersusModel.TestCase.settings = settings(
-        max_examples=100, stateful_step_count=50, deadline=None, derandomize=True
+        max_examples=300, stateful_step_count=50, deadline=None, derandomize=True
     )
     EngineVersusModel.TestCase().runTest()
+
+
+@pytest.mark.parametrize("burst", [1, 2, 4])
+def test_burst_window_bound(sq: SharQ, clock: Clock, burst: int) -> None:
+    """Over any window of T ms a queue serves at most burst + T // interval jobs, and
+    an idle queue serves `burst` back to back."""
+    interval = 100
+    sq.set_limits("t", "q", interval=interval, burst=burst)
+    for n in range(60):
+        sq.enqueue(n, 0, f"j{n}", "q", "t")
+    times: list[int] = []
+    steps = [0, 7, 33, 50, 99, 100, 1, 250, 13, 400, 0, 61]
+    for step in steps * 3:
+        clock.advance(step)
+        times += [job["dequeued_at"] for job in sq.dequeue_many("t", 10)["jobs"]]
+    assert times[:burst] == [times[0]] * burst
+    for i, start in enumerate(times):
+        for end in times[i:]:
+            inside = sum(1 for t in times if start <= t <= end)
+            assert inside <= burst + (end - start) // interval, (start, end, inside)
