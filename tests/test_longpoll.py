@@ -90,6 +90,33 @@ def test_every_way_a_job_becomes_ready_wakes(longpoll: LongPoll, event: str) -> 
     assert got and got[0][0], f"{event} did not wake the parked request"
 
 
+@pytest.mark.parametrize("control", ["delayed", "paused", "capped"])
+def test_tenant_controls_wake_parked_requests_on_time(longpoll: LongPoll, control: str) -> None:
+    """Issue 10: a delayed job coming due, a resumed queue and a freed slot wake a
+    parked request (the first two without any other event)."""
+    sq = longpoll.engine
+    if control == "delayed":
+        sq.enqueue(1, 0, "a", "q", "t", delay_ms=300)
+    elif control == "paused":
+        sq.pause("t", "q", for_ms=300)
+        sq.enqueue(1, 0, "a", "q", "t")
+    else:
+        sq.set_limits("t", "q", max_active=1)
+        for job in ("held", "a"):
+            sq.enqueue(1, 0, job, "q", "t")
+        held = sq.dequeue("t")
+    started = time.monotonic()
+    got: list = []
+    thread = park(longpoll, got, wait=5)
+    parked(longpoll, 1)
+    if control == "capped":
+        sq.finish("held", "q", "t", receipt=held["receipt"])
+    thread.join(5)
+    assert [job.job_id for job in got[0][0]] == ["a"]
+    elapsed = time.monotonic() - started
+    assert (0.25 < elapsed < 1.5) if control != "capped" else elapsed < 1.5
+
+
 def test_a_rate_limited_queue_is_handed_out_at_its_due_time(longpoll: LongPoll) -> None:
     sq = longpoll.engine
     for job in ("a", "b"):

@@ -375,3 +375,33 @@ def test_receipts_fail_and_ack_and_take_over_http(client: FlaskClient) -> None:
     assert empty == {"status": "success", "results": [], "jobs": [], "retry_after_ms": None}
     assert client.post("/finish/sms/", json={"jobs": [{"queue_id": "u1"}]}).status_code == 400
     assert client.get("/dequeue/sms/?wait=31").status_code == 400
+
+
+def test_tenant_controls_over_http(client: FlaskClient) -> None:
+    """Issue 10 over HTTP: limits, pause and resume, the queue views, throttle, delay."""
+    put = client.put("/limits/sms/acme/", json={"interval": 60_000, "max_active": 2})
+    assert put.get_json()["limits"]["interval"] == {"value": 60_000, "source": "override"}
+    assert client.put("/limits/sms/acme/", json={"burts": 2}).status_code == 400
+    assert client.put("/limits/sms/acme/", json={"burst": 0}).status_code == 400
+    enqueue(client, "a", "acme", interval=500)
+    assert client.get("/limits/sms/acme/").get_json()["limits"]["interval"]["source"] == "override"
+    assert client.post("/pause/sms/acme/", json={"for_ms": 60_000}).get_json()["paused_until"] > 0
+    assert client.get("/dequeue/sms/").status_code == 404
+    assert client.post("/resume/sms/acme/").get_json() == {"status": "success"}
+    job = client.get("/dequeue/sms/").get_json()
+    throttled = client.post(
+        "/fail/sms/acme/a/", json={"receipt": job["receipt"], "retry_after_ms": 5000, "throttle": True}
+    )
+    assert throttled.get_json() == {"status": "success", "state": "queued"}
+    info = client.get("/queue/sms/acme/").get_json()
+    assert (info["queue_length"], info["paused"], info["limits"]["max_active"]["value"]) == (1, True, 2)
+    assert client.post("/pause/sms/").get_json() == {"status": "success", "paused_until": None}
+    assert client.post("/resume/sms/").status_code == 200
+    assert client.post("/enqueue/sms/later/", json={**JOB, "job_id": "d", "delay_ms": 1000}).get_json() == {
+        "status": "scheduled"
+    }
+    assert client.get("/job/sms/later/d/").get_json()["state"] == "scheduled"
+    page = client.get("/queues/sms/?limit=1").get_json()
+    assert (page["total"], [q["queue_id"] for q in page["queues"]]) == (2, ["acme"])
+    assert client.delete("/limits/sms/acme/").get_json()["limits"]["interval"]["source"] == "last enqueue"
+    assert client.post("/pause/sms/acme/", json={"for": 5}).status_code == 400
