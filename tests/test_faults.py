@@ -146,10 +146,16 @@ def test_kill_9_of_redis_keeps_every_acknowledged_job(redis_server: EmbeddedRedi
 
 
 def test_two_instances_twenty_pollers(redis_server: EmbeddedRedis, tmp_path) -> None:
-    """Every job once, never to two pollers, never closer than its queue's interval."""
+    """Every job once, never to two pollers; for every queue, no window of T ms holds
+    more than burst + T // interval dequeues and no more than max_active jobs are
+    active at once, all measured on the Redis clock (issue 10's limits on a third
+    of the queues: bursts of 3, caps of 1 and 2)."""
     interval, queues, total = 50, 40, 2000
+    limits = {f"q{n}": {"burst": 3, "max_active": 1 + n % 2} for n in range(0, queues, 3)}
     servers = [sharq_on(redis_server, tmp_path, f"sharq{n}", SHARQ_JOB_EXPIRE_INTERVAL="60000") for n in range(2)]
     try:
+        for queue_id, limit in limits.items():
+            assert servers[1].call("PUT", f"/limits/sms/{queue_id}/", limit)[0] == 200
         enqueue_batch(servers[0], "sms", [(f"q{n % queues}", f"j{n}") for n in range(total)], interval)
         deliveries: list[tuple[str, str, int]] = []
         lock = threading.Lock()
@@ -190,16 +196,51 @@ def test_two_instances_twenty_pollers(redis_server: EmbeddedRedis, tmp_path) -> 
         by_queue: dict[str, list[int]] = defaultdict(list)
         for queue_id, _, at in deliveries:
             by_queue[queue_id].append(at)
-        gaps = [b - a for times in map(sorted, by_queue.values()) for a, b in itertools.pairwise(times)]
+        plain = [times for queue_id, times in by_queue.items() if queue_id not in limits]
+        gaps = [b - a for times in map(sorted, plain) for a, b in itertools.pairwise(times)]
         duplicates = len(job_ids) - len(set(job_ids))
         print(f"\n{len(deliveries)} deliveries of {total} jobs in {elapsed:.1f} s, {duplicates} duplicates, "
               f"smallest gap {min(gaps)} ms (interval {interval})")  # fmt: skip
         assert len(set(job_ids)) == total
         assert len(job_ids) == total
         assert min(gaps) >= interval
+        for queue_id, times in by_queue.items():
+            burst = limits.get(queue_id, {}).get("burst", 1)
+            assert_window_bound(sorted(times), burst, interval)
+        finished = finish_times(redis_server, deliveries)
+        for queue_id, limit in limits.items():
+            spans = [(at, finished[job_id]) for q, job_id, at in deliveries if q == queue_id]
+            assert most_at_once(spans) <= limit["max_active"], queue_id
     finally:
         for server in servers:
             assert server.stop() == 0
+
+
+def assert_window_bound(times: list[int], burst: int, interval: int) -> None:
+    """No window [a, b] holds more than burst + (b - a) // interval of `times`."""
+    for i, start in enumerate(times):
+        for j in range(i, len(times)):
+            assert j - i + 1 <= burst + (times[j] - start) // interval, (times[i : j + 1], burst)
+
+
+def finish_times(redis_server: EmbeddedRedis, deliveries: list[tuple[str, str, int]]) -> dict[str, int]:
+    """When each job was finished, on the Redis clock (the dedupe window's record)."""
+    client = redis.Redis.from_url(redis_server.url)
+    with client.pipeline(transaction=False) as pipe:
+        for queue_id, job_id, _ in deliveries:
+            pipe.zscore("sharq:{sms}:done", f"{queue_id}:{job_id}")
+        scores = pipe.execute()
+    return {job_id: int(score) for (_, job_id, _), score in zip(deliveries, scores, strict=True)}
+
+
+def most_at_once(spans: list[tuple[int, int]]) -> int:
+    """The most spans [start, end) open at one moment."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans], key=lambda e: (e[0], e[1]))
+    most = current = 0
+    for _, change in events:
+        current += change
+        most = max(most, current)
+    return most
 
 
 def refuses_connections(port: int) -> bool:
