@@ -129,6 +129,23 @@ class Bench:
         self.client.flushdb()
         return 50 * rate
 
+    def dequeue_mix(self, url: str, controlled: bool) -> float:
+        """Dequeues/s over 1,000 queues after each was served once; with `controlled`
+        half of them are paused (250) or at a concurrency cap of 1 (250)."""
+        queue_type = self.fresh_type()
+        if controlled:
+            for n in range(1, 500, 2):
+                self.engine.set_limits(queue_type, f"q{n}", max_active=1)
+        self.fill(queue_type, 1_000, 30_000)
+        for _ in range(10):
+            self.engine.take(queue_type, 100)
+        if controlled:
+            for n in range(0, 500, 2):
+                self.engine.pause(queue_type, f"q{n}")
+        rate = wrk(f"{url}/dequeue/{queue_type}/", self.seconds)[0]
+        self.client.flushdb()
+        return rate
+
     def dequeue_batch(self, url: str) -> float:
         queue_type = self.fresh_type()
         self.fill(queue_type, 100, 60_000)
@@ -254,6 +271,8 @@ def measure_workers(
                     "dequeue/s at 1,000 ready queues": lambda: bench.dequeue(url, 1_000),
                     "dequeue/s at 10,000 ready queues": lambda: bench.dequeue(url, 10_000),
                     "dequeue/s at 50,000 ready queues": lambda: bench.dequeue(url, 50_000),
+                    "dequeue/s, 1,000 queues": lambda: bench.dequeue_mix(url, controlled=False),
+                    "dequeue/s, 1,000 queues, half paused or at their cap": lambda: bench.dequeue_mix(url, True),
                     "batch enqueue, jobs/s (50 per call)": lambda: bench.enqueue_batch(url),
                     "batch dequeue, jobs/s (count=50)": lambda: bench.dequeue_batch(url),
                 }
@@ -263,6 +282,11 @@ def measure_workers(
         if workers == 1:
             flat = result["dequeue/s at 50,000 ready queues"][1] / result["dequeue/s (10 ready queues)"][1]
             rows.append(("1w dequeue at 50,000 / at 10 ready queues", f"{flat:.2f}", "target >= 0.9"))
+            plain, mixed = (
+                result["dequeue/s, 1,000 queues"][1],
+                result["dequeue/s, 1,000 queues, half paused or at their cap"][1],
+            )
+            rows.append(("1w dequeue, half paused or capped / plain mix", f"{mixed / plain:.2f}", "target >= 0.9"))
             bench.fill("latency", 10, 20_000)
             for name, base in (("empty app GET /", empty), ("dequeue", url)):
                 p50, p99 = latency(base, "/" if base is empty else "/dequeue/latency/")
