@@ -19,9 +19,9 @@ key                        type     holds                                       
 ``P:{T}:active``           zset     ``Q:J`` -> ms the dequeued job expires       until finished or requeued
 ``P:{T}:queues``           hash     Q -> interval (ms)                           while Q has queued or active jobs
 ``P:{T}:q:Q``              list     queued job ids, head first                   while non-empty
-``P:{T}:j:Q``              hash     J -> ``remaining:limit:payload``             queued and active jobs of Q
-``P:{T}:last:Q``           string   ms of Q's last dequeue (the rate limit)      while Q holds jobs, then
-                                                                                 max(interval, 10 min)
+``P:{T}:j:Q``              hash     J -> ``remaining:limit:enqueued:payload``    queued, delayed and active jobs
+``P:{T}:last:Q``           string   Q's rate state: its last dequeue (GCRA:     while Q holds jobs, then
+                                    the theoretical arrival less one interval)   max(interval, 10 min)
 ``P:{T}:stats:M``          hash     ``e``/``d`` and ``e:Q``/``d:Q`` counts for   11 minutes after minute M starts
                                     the minute starting at M (epoch ms)
 ``P:{T}:dead``             hash     ``Q:J`` -> JSON {payload, requeue_limit,     until retried or deleted
@@ -31,6 +31,13 @@ key                        type     holds                                       
 ``P:{T}:receipts``         hash     ``Q:J`` -> receipt of its current delivery   while active
                                     (``retry``: failed, waiting to be retried)
 ``P:{T}:errors``           hash     ``Q:J`` -> last error a worker reported      until finished or dead-lettered
+``P:{T}:limits``           hash     Q -> ``interval|burst|max_active`` override  until cleared
+``P:{T}:nactive``          hash     Q -> its jobs holding a concurrency slot     while Q has active jobs
+``P:{T}:paused``           hash     Q -> ms its pause ends (-1: until resumed)   until resumed or over
+``P:{T}:type_paused``      string   ms the type's pause ends (-1: until resumed) until resumed or over
+``P:{T}:scheduled``        zset     ``Q:J`` -> ms a delayed job is due            until due
+``P:{T}:nsched``           hash     Q -> how many delayed jobs it holds          while it holds some
+``P:{T}:known``            zset     Q -> 0, queues with jobs or limits (id order) while they have them
 ``P:ready``                channel  a queue type whose jobs may be ready now     (pub/sub)
 ``P:requeue_lock``         string   token of the process running requeue         a few requeue intervals
 ``P:deep_status``          string   write probe of ``deep_status()``             10 s
