@@ -180,20 +180,28 @@ local function take(k, base, now, expire, count, token, out)
     if job_id then
       local member = queue_id .. ':' .. job_id
       local record = redis.call('HGET', base .. ':j:' .. queue_id, job_id)
-      local interval = queue_limits(k, queue_id)
+      local interval, burst, cap = queue_limits(k, queue_id)
       local receipt = token .. '.' .. served
       redis.call('ZADD', k.active, now + expire, member)
       redis.call('HSET', k.receipts, member, receipt)
-      redis.call('HINCRBY', k.nactive, queue_id, 1)
+      local running = redis.call('HINCRBY', k.nactive, queue_id, 1)
       -- the rate state: kept without expiry while the queue holds jobs (forget_queue)
       local last = tonumber(redis.call('GET', last_key))
-      redis.call('SET', last_key, last and math.max(last + interval, now) or now)
-      schedule_queue(k, base, queue_id, now)
+      last = last and math.max(last + interval, now) or now
+      redis.call('SET', last_key, last)
+      -- what schedule_queue would do, from what is known here: the queue was
+      -- listed and due, so it is not paused
+      local length = redis.call('LLEN', queue_key)
+      if length == 0 or (cap and running >= cap) then
+        redis.call('ZREM', k.ready, queue_id)
+      else
+        redis.call('ZADD', k.ready, last + interval - (burst - 1) * interval, queue_id)
+      end
       redis.call('HINCRBY', stats_key, 'd:' .. queue_id, 1)
       out[#out + 1] = queue_id
       out[#out + 1] = job_id
       out[#out + 1] = record
-      out[#out + 1] = redis.call('LLEN', queue_key)
+      out[#out + 1] = length
       out[#out + 1] = receipt
       served = served + 1
     else
