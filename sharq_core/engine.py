@@ -34,6 +34,8 @@ MAX_PAGE = 10_000
 # registry (a lost write or a lost key), so no type can hold jobs unseen.
 DISCOVERY_INTERVAL_S = 30.0
 MAX_LIMIT = 10**6
+# the counters every type keeps since it began (the "totals" hash)
+COUNTERS = ("enqueued", "dequeued", "finished", "failed", "requeued", "dead")
 KEEP: Any = object()  # set_limits: leave this field as it is
 
 # enqueue.lua's codes: the exception, its message and the job's state
@@ -681,6 +683,23 @@ class SharQ:
             enqueued[minute] += int(e or 0)
             dequeued[minute] += int(d or 0)
         return {"enqueue_counts": enqueued, "dequeue_counts": dequeued}
+
+    def type_stats(self, queue_type: str) -> dict[str, Any]:
+        """One type's monitoring figures in one round trip: counters since it began
+        (enqueued, dequeued, finished, failed, requeued, dead), jobs by state
+        (queued, active, scheduled, dead) and queues by state (ready, waiting,
+        paused, capped)."""
+        check.identifier("queue_type", queue_type)
+        reply = self._script("stats", self.keys.type_keys(queue_type), [self._now()])
+        totals = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
+        count = {name: int(totals.get(name.encode(), 0)) for name in COUNTERS}
+        active, scheduled, dead, ready, waiting, paused, capped, type_paused = (int(value) for value in reply[2:])
+        return {
+            "counters": count,
+            "jobs": {"queued": int(totals.get(b"queued", 0)), "active": active, "scheduled": scheduled, "dead": dead},
+            "queues": {"ready": ready, "waiting": waiting, "paused": paused, "capped": capped},
+            "type_paused": bool(type_paused),
+        }
 
     def deep_status(self) -> dict[str, Any]:
         """Prove Redis answers and accepts writes (a full disk refuses them)."""

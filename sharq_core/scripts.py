@@ -27,6 +27,7 @@ NAMES = (
     "limits",
     "pause",
     "view",
+    "stats",
     "lock",
     "unlock",
 )

@@ -24,6 +24,8 @@ from .auth import require_tokens
 from .errors import failure, register_error_handlers
 from .longpoll import LongPoll, client_alive
 from .openapi import document
+from .prometheus import ACCEPTED as PROMETHEUS_TYPES
+from .prometheus import exposition, registry_for
 
 api = Blueprint("sharq", __name__)
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ def create_app(config: Config | None = None, engine: SharQ | None = None) -> Fla
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_size
     app.extensions["sharq"] = engine or SharQ(config)
     app.extensions["sharq_longpoll"] = LongPoll(app.extensions["sharq"])
+    app.extensions["sharq_prometheus"] = registry_for(app.extensions["sharq"])
     register_error_handlers(app)
     if config.server.auth_tokens:
         require_tokens(app, config.server.auth_tokens)
@@ -250,9 +253,31 @@ def interval(queue_type: str, queue_id: str) -> dict:
 @api.get("/metrics/")
 @api.get("/metrics/<queue_type>/")
 @api.get("/metrics/<queue_type>/<queue_id>/")
-def metrics(queue_type: str | None = None, queue_id: str | None = None) -> dict:
-    """The per-type view pages its queue ids: ?limit= (default 1000) &offset=."""
+def metrics(queue_type: str | None = None, queue_id: str | None = None) -> Any:
+    """The seed's JSON; the overall view in Prometheus' format when the scrape asks
+    for it. The per-type view pages its queue ids: ?limit= (default 1000) &offset=."""
+    if queue_type is None and _wants_prometheus():
+        body, content_type = exposition(current_app.extensions["sharq_prometheus"], request.headers.get("Accept", ""))
+        return current_app.response_class(body, content_type=content_type)
     return engine().metrics(queue_type, queue_id, query_int("limit", 1000), query_int("offset", 0))
+
+
+def _wants_prometheus() -> bool:
+    """?format=prometheus, or an Accept header that rates a Prometheus format above
+    JSON (a scrape's types carry a version parameter, which plain matching misses)."""
+    given = request.args.get("format")
+    if given is not None and given not in ("prometheus", "json"):
+        raise BadArgumentException("format must be prometheus or json")
+    if given is not None:
+        return given == "prometheus"
+    prometheus = json = 0.0
+    for value, quality in request.accept_mimetypes:
+        mimetype = value.split(";", 1)[0].strip().lower()
+        if mimetype in PROMETHEUS_TYPES:
+            prometheus = max(prometheus, quality)
+        elif mimetype in ("application/json", "application/*", "*/*"):
+            json = max(json, quality)
+    return prometheus > json
 
 
 @api.delete("/deletequeue/<queue_type>/<queue_id>/")

@@ -157,6 +157,16 @@ QUEUE = _obj(
     oldest_queued_age_ms={"type": ["integer", "null"]},
 )
 METRICS = _success(queue_types=IDENTIFIERS, enqueue_counts=COUNTS, dequeue_counts=COUNTS)
+_PROMETHEUS_TEXT = {"schema": {"type": "string"}}
+METRICS_OVERALL = _operation(
+    "Queue types and overall per-minute counts; the Prometheus exposition when Accept prefers"
+    " text/plain or application/openmetrics-text, or with ?format=prometheus",
+    ("200", METRICS),
+    parameters=[{"name": "format", "in": "query", "required": False, "schema": {"enum": ["prometheus", "json"]}}],
+)
+METRICS_OVERALL["responses"]["200"]["content"].update(
+    {"text/plain": _PROMETHEUS_TEXT, "application/openmetrics-text": _PROMETHEUS_TEXT}
+)
 
 
 def _paths() -> dict[str, Any]:
@@ -276,7 +286,7 @@ def _paths() -> dict[str, Any]:
                 _body(["interval"], interval=JOB_FIELDS["interval"]),
             ),
         },
-        "/metrics/": {"get": _operation("Queue types and overall per-minute counts", ("200", METRICS))},
+        "/metrics/": {"get": METRICS_OVERALL},
         "/metrics/{queue_type}/": {
             "parameters": _params("queue_type"),
             "get": _operation(

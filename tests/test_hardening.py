@@ -186,3 +186,10 @@ def test_seed_answers_failure_dicts_and_housekeeping(sq: SharQ, config: Config) 
     sq.reload_config(dataclasses.replace(config, job_expire_interval=5000))
     assert sq.config.job_expire_interval == 5000
     assert take(sq)["job_id"] == "a"
+
+
+def test_purging_a_queue_with_nothing_queued(sq: SharQ) -> None:
+    """Found by Schemathesis: a purge whose first batch deleted nothing sent Redis "-0"."""
+    put(sq, "a")
+    take(sq)
+    assert sq.clear_queue("sms", "q1", purge_all=True)["deleted"] == 1

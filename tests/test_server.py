@@ -405,3 +405,37 @@ def test_tenant_controls_over_http(client: FlaskClient) -> None:
     assert (page["total"], [q["queue_id"] for q in page["queues"]]) == (2, ["acme"])
     assert client.delete("/limits/sms/acme/").get_json()["limits"]["interval"]["source"] == "last enqueue"
     assert client.post("/pause/sms/acme/", json={"for": 5}).status_code == 400
+
+
+def test_metrics_negotiate_prometheus(client: FlaskClient, app) -> None:
+    """Issue 11 (first part): a Prometheus scrape gets the text exposition, values
+    equal to what the store holds after a scripted sequence; curl keeps the JSON."""
+    engine = app.extensions["sharq"]
+    for n in range(4):
+        enqueue(client, f"j{n}", f"u{n % 2}")
+    client.post("/enqueue/sms/later/", json={**JOB, "job_id": "d", "delay_ms": 60_000})
+    first = client.get("/dequeue/sms/").get_json()
+    client.post(f"/finish/sms/{first['queue_id']}/{first['job_id']}/")
+    second = client.get("/dequeue/sms/").get_json()
+    client.post(f"/fail/sms/{second['queue_id']}/{second['job_id']}/", json={"dead": True})
+    client.post("/pause/sms/u0/")
+    scrape = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    response = client.get("/metrics/", headers={"Accept": scrape})
+    assert response.content_type.startswith("application/openmetrics-text")
+    text = response.get_data(as_text=True)
+    for line in (
+        'sharq_jobs{queue_type="sms",state="queued"} 2.0',
+        'sharq_jobs{queue_type="sms",state="scheduled"} 1.0',
+        'sharq_jobs{queue_type="sms",state="dead"} 1.0',
+        'sharq_jobs_enqueued_total{queue_type="sms"} 5.0',
+        'sharq_jobs_dequeued_total{queue_type="sms"} 2.0',
+        'sharq_jobs_finished_total{queue_type="sms"} 1.0',
+        'sharq_jobs_failed_total{queue_type="sms"} 1.0',
+        'sharq_jobs_dead_total{queue_type="sms"} 1.0',
+        'sharq_queues{queue_type="sms",state="paused"} 1.0',
+    ):
+        assert line in text, line
+    assert engine.type_stats("sms")["jobs"]["queued"] == 2
+    plain = client.get("/metrics/?format=prometheus")
+    assert plain.content_type.startswith("text/plain") and "sharq_jobs{" in plain.get_data(as_text=True)
+    assert client.get("/metrics/", headers={"Accept": "*/*"}).get_json()["status"] == "success"

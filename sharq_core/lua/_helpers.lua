@@ -17,15 +17,18 @@
 --   KEYS[13] scheduled    zset    "<q>:<j>" -> ms the delayed job is due
 --   KEYS[14] nsched       hash    queue_id -> delayed jobs of the queue
 --   KEYS[15] known        zset    queue_id -> 0, queues holding jobs or limits (id order)
+--   KEYS[16] totals       hash    counters since the type began: enqueued, dequeued,
+--                                 finished, failed, requeued, dead; and queued (jobs in lists)
 -- A queue's own keys are "<base>:q:<id>" (list), ":j:<id>" (jobs) and ":last:<id>"
 -- (rate state), base being "<prefix>:{<queue_type>}".
-local TYPE_KEYS = 15
+local TYPE_KEYS = 16
 
 local function type_keys()
   return {
     ready = KEYS[1], active = KEYS[2], queues = KEYS[3], receipts = KEYS[4], errors = KEYS[5],
     dead = KEYS[6], dead_at = KEYS[7], done = KEYS[8], limits = KEYS[9], nactive = KEYS[10],
     paused = KEYS[11], type_paused = KEYS[12], scheduled = KEYS[13], nsched = KEYS[14], known = KEYS[15],
+    totals = KEYS[16],
   }
 end
 
@@ -146,6 +149,9 @@ local function promote(k, base, now, limit)
       schedule_queue(k, base, queue_id, now)
     end
   end
+  if #due > 0 then
+    redis.call('HINCRBY', k.totals, 'queued', #due)
+  end
   return #due
 end
 
@@ -209,8 +215,12 @@ local function take(k, base, now, expire, count, token, out)
     end
   end
   -- the first count of the minute sets the expiry (see enqueue.lua)
-  if served > 0 and redis.call('HINCRBY', stats_key, 'd', served) == served then
-    redis.call('PEXPIRE', stats_key, 660000 - (now % 60000))
+  if served > 0 then
+    if redis.call('HINCRBY', stats_key, 'd', served) == served then
+      redis.call('PEXPIRE', stats_key, 660000 - (now % 60000))
+    end
+    redis.call('HINCRBY', k.totals, 'dequeued', served)
+    redis.call('HINCRBY', k.totals, 'queued', -served)
   end
   return served, wait
 end
@@ -253,6 +263,7 @@ local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, me
       payload = payload, requeue_limit = tonumber(limit), interval = interval,
       reason = reason, last_error = last_error or cjson.null }))
     redis.call('ZADD', k.dead_at, now, member)
+    redis.call('HINCRBY', k.totals, 'dead', 1)
     return 'dead'
   end
   if counts and remaining > 0 then
@@ -261,5 +272,6 @@ local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, me
   if redis.call('LPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
     schedule_queue(k, base, queue_id, now)
   end
+  redis.call('HINCRBY', k.totals, 'queued', 1)
   return 'requeued'
 end

@@ -6,8 +6,8 @@ first, so no record is ever overwritten) or finished less than the dedupe window
 ago (so a producer retrying after a 503 never queues a second copy). A job with
 a due time later than now is scheduled: it joins the back of its queue when due.
 
-KEYS[1..15]  the type's keys (see _helpers.lua)
-then for job i (i = 1..n), two keys at 15 + 2(i-1):
+KEYS[1..16]  the type's keys (see _helpers.lua)
+then for job i (i = 1..n), two keys at 16 + 2(i-1):
   +1 queue list  job_ids in FIFO order
   +2 jobs hash   job_id -> "<requeues_remaining>:<requeue_limit>:<enqueued_ms>:<payload>"
 ARGV[1]  now in ms, or "" to read Redis TIME
@@ -82,6 +82,7 @@ for i = 1, n do
       if redis.call('RPUSH', queue_key, job_id) == 1 then
         schedule_queue(k, base, queue_id, now)
       end
+      redis.call('HINCRBY', k.totals, 'queued', 1)
       code = 1
     end
     redis.call('HINCRBY', stats_key, 'e:' .. queue_id, 1)
@@ -95,6 +96,7 @@ if added > 0 then
   if redis.call('HINCRBY', stats_key, 'e', added) == added then
     redis.call('PEXPIRE', stats_key, minute + 660000 - now)
   end
+  redis.call('HINCRBY', k.totals, 'enqueued', added)
   announce(base)
 end
 return result

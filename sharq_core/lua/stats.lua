@@ -1,0 +1,36 @@
+--[[ stats: one type's figures for monitoring, read in one consistent step.
+
+Constant work per type but for `capped`, which visits the queues that have
+limits of their own (HGETALL of the limits hash).
+
+KEYS[1..16]  the type's keys (see _helpers.lua)
+ARGV[1]  now in ms, or "" to read Redis TIME
+
+Returns { now, totals (flat HGETALL of the totals hash), active, scheduled, dead,
+ready, waiting, paused, capped, type_paused }: `ready` queues are due now,
+`waiting` ones wait for their rate (or a timed pause), `paused` counts queue
+pauses, `capped` queues at their concurrency cap, `type_paused` 1 when the whole
+type is paused.
+--]]
+local k = type_keys()
+local now = now_ms(ARGV[1])
+local capped = 0
+local limits = redis.call('HGETALL', k.limits)
+for i = 1, #limits, 2 do
+  local cap = tonumber(string.match(limits[i + 1], '^[^|]*|[^|]*|([^|]*)$'))
+  if cap and (tonumber(redis.call('HGET', k.nactive, limits[i])) or 0) >= cap then
+    capped = capped + 1
+  end
+end
+return {
+  now,
+  redis.call('HGETALL', k.totals),
+  redis.call('ZCARD', k.active),
+  redis.call('ZCARD', k.scheduled),
+  redis.call('HLEN', k.dead),
+  redis.call('ZCOUNT', k.ready, '-inf', now),
+  redis.call('ZCOUNT', k.ready, '(' .. now, '+inf'),
+  redis.call('HLEN', k.paused),
+  capped,
+  redis.call('EXISTS', k.type_paused),
+}
