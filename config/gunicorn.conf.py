@@ -1,7 +1,9 @@
 """gunicorn settings for ``gunicorn -c config/gunicorn.conf.py wsgi:app``.
 
 `sharq-server` sets the same itself; use this file when you run gunicorn directly
-(in Docker, say) against a Redis configured through SHARQ_REDIS_URL.
+(in Docker, say) against a Redis configured through SHARQ_REDIS_URL. Set
+PROMETHEUS_MULTIPROC_DIR to an empty directory so /metrics/ sums the HTTP and
+requeue figures of all workers.
 """
 
 import os
@@ -23,3 +25,11 @@ def worker_exit(server, worker):
     loop = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("sharq_requeue")
     if loop:
         loop.stop()
+
+
+def child_exit(server, worker):
+    """A dead worker's figures stop counting as live (prometheus_client multiprocess)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

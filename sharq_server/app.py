@@ -25,7 +25,7 @@ from .errors import failure, register_error_handlers
 from .longpoll import LongPoll, client_alive
 from .openapi import document
 from .prometheus import ACCEPTED as PROMETHEUS_TYPES
-from .prometheus import exposition, registry_for
+from .prometheus import count_requests, exposition, registry_for
 
 api = Blueprint("sharq", __name__)
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ def create_app(config: Config | None = None, engine: SharQ | None = None) -> Fla
     app.extensions["sharq"] = engine or SharQ(config)
     app.extensions["sharq_longpoll"] = LongPoll(app.extensions["sharq"])
     app.extensions["sharq_prometheus"] = registry_for(app.extensions["sharq"])
+    count_requests(app)
     register_error_handlers(app)
     if config.server.auth_tokens:
         require_tokens(app, config.server.auth_tokens)

@@ -14,8 +14,11 @@ import argparse
 import dataclasses
 import errno
 import logging
+import os
+import shutil
 import socket
 import sys
+import tempfile
 import textwrap
 from typing import Any
 
@@ -51,6 +54,7 @@ class SharqApplication(BaseApplication):
             "when_ready": self._when_ready,
             "post_worker_init": _start_requeue_loop,
             "worker_exit": _stop_requeue_loop,
+            "child_exit": _worker_gone,
         }
         if self.embedded is not None:
             settings["on_starting"] = lambda arbiter: self.embedded.start(supervise=True)
@@ -152,6 +156,24 @@ def _check_port_free(host: str, port: int) -> None:
             )
 
 
+def _share_process_metrics() -> str | None:
+    """prometheus_client's multiprocess mode: the workers (forked after this, and
+    importing prometheus_client only then) keep their counters in files here, so a
+    scrape of any worker sums them all. Unless the environment names a directory;
+    returns the one made here (removed at exit)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sharq-metrics-")
+    return folder
+
+
+def _worker_gone(arbiter: Any, worker: Any) -> None:
+    """A dead worker's live gauges must not be summed any more."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
     args = parse_args(argv)
@@ -160,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as error:
         sys.exit(f"sharq-server: {error}")
     _check_port_free(config.server.host, config.server.port)
+    metrics_dir = _share_process_metrics()
     embedded = None
     if config.redis.embedded:
         try:
@@ -173,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if embedded is not None:  # on_exit stopped it already unless gunicorn failed
             embedded.stop()
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,22 @@ JSON views (``/queue/``, ``/queues/``), as cardinality advice asks.
 The figures come from Redis, so every instance reports the same cluster-wide
 values: when several instances are scraped, aggregate with ``max by
 (queue_type, state)`` (or scrape one instance), not ``sum``.
+
+The process figures (HTTP requests and their durations per route and status,
+requeue passes) are counted in each gunicorn worker; `sharq-server` sets
+``PROMETHEUS_MULTIPROC_DIR`` so a scrape of any worker sums them over all of an
+instance's workers (prometheus_client's multiprocess mode). Sum those across
+instances.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 
+from flask import Flask, Response, g, request
+from prometheus_client import Counter, Histogram, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -32,6 +42,20 @@ _COUNTER_HELP = {
     "dead": "Jobs moved to the dead letters",
 }
 ACCEPTED = ("application/openmetrics-text", "text/plain")
+
+# process figures: with PROMETHEUS_MULTIPROC_DIR set (sharq-server does) they are
+# files shared by the instance's workers
+HTTP_REQUESTS = Counter("sharq_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=None)
+HTTP_DURATION = Histogram(
+    "sharq_http_request_duration_seconds",
+    "Time to answer an HTTP request (a long poll's wait included)",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=None,
+)
+REQUEUE_PASSES = Counter("sharq_requeue_passes", "Requeue passes this instance ran", registry=None)
+REQUEUE_FAILURES = Counter("sharq_requeue_failures", "Requeue passes that failed (Redis trouble)", registry=None)
+PROCESS_METRICS = (HTTP_REQUESTS, HTTP_DURATION, REQUEUE_PASSES, REQUEUE_FAILURES)
 
 
 class QueueCollector(Collector):
@@ -65,9 +89,33 @@ class QueueCollector(Collector):
 
 
 def registry_for(engine: SharQ) -> CollectorRegistry:
+    """The queue figures, plus the process figures of every worker of this instance
+    (or of this process alone when no multiprocess directory is set)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QueueCollector(engine))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        for metric in PROCESS_METRICS:
+            registry.register(metric)
     return registry
+
+
+def count_requests(app: Flask) -> None:
+    """Count every answer and its duration, per method, route (the URL rule, so
+    queue ids do not make labels) and status."""
+
+    @app.before_request
+    def started() -> None:
+        g.sharq_started = time.perf_counter()
+
+    @app.after_request
+    def answered(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        labels = (request.method, route, str(response.status_code))
+        HTTP_REQUESTS.labels(*labels).inc()
+        HTTP_DURATION.labels(*labels).observe(time.perf_counter() - g.get("sharq_started", time.perf_counter()))
+        return response
 
 
 def exposition(registry: CollectorRegistry, accept: str) -> tuple[bytes, str]:

@@ -18,6 +18,7 @@ from flask import Flask
 from sharq_core import SharQ
 
 from .longpoll import close_on_shutdown
+from .prometheus import REQUEUE_FAILURES, REQUEUE_PASSES
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +69,17 @@ class RequeueLoop:
         while not self._stopped.wait(delay):
             try:
                 counts = self.run_once()
+                if counts is not None:
+                    REQUEUE_PASSES.inc()
                 if counts and any(counts.values()):
                     log.info("requeued %(requeued)d expired job(s), dead-lettered %(dead)d", counts)
                 delay = self.interval_s
             except redis.RedisError as error:
+                REQUEUE_FAILURES.inc()
                 delay = min(max(delay * 2, self.interval_s), MAX_BACKOFF_S)
                 log.warning("requeue pass failed (%s); next try in %.1fs", error, delay)
             except Exception:
+                REQUEUE_FAILURES.inc()
                 log.exception("requeue pass failed")
 
 

