@@ -49,7 +49,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
-    accesslog: str = ""
+    accesslog: str = "-"
+    log_format: str = "text"
     auth_tokens: tuple[str, ...] = ()
     max_body_size: int = 1024 * 1024
     data_dir: str = "./sharq-data"
@@ -194,5 +195,7 @@ def _check(config: Config) -> None:
         raise ConfigError("socket_timeout must be > 0 seconds")
     if redis.appendfsync not in ("always", "everysec", "no"):
         raise ConfigError("appendfsync must be always, everysec or no")
+    if config.server.log_format not in ("text", "json"):
+        raise ConfigError("log_format must be text or json")
     if config.server.max_body_size <= 0 or config.server.workers <= 0:
         raise ConfigError("max_body_size and workers must be > 0")

@@ -27,6 +27,8 @@ from gunicorn.app.base import BaseApplication
 from sharq_core import Config, ConfigError, RedisSettings, ServerSettings, __version__, load_config
 
 from .embedded import EmbeddedRedis
+from .logs import ACCESS_FORMAT, SharqLogger
+from .logs import configure as configure_logs
 
 log = logging.getLogger("sharq_server")
 
@@ -46,7 +48,9 @@ class SharqApplication(BaseApplication):
             "workers": server.workers,
             "worker_class": "gevent",
             "worker_connections": 1000,
-            "accesslog": server.accesslog or None,
+            "accesslog": None if server.accesslog in ("", "off") else server.accesslog,
+            "access_log_format": ACCESS_FORMAT,
+            "logger_class": _logger_class(server.log_format),
             "graceful_timeout": server.graceful_timeout,
             "timeout": 30,
             "keepalive": 5,
@@ -75,6 +79,11 @@ class SharqApplication(BaseApplication):
         server = self.config.server
         where = self.embedded.url if self.embedded else "the configured Redis"
         log.info("SharQ %s listening on http://%s:%d (Redis: %s)", __version__, server.host, server.port, where)
+
+
+def _logger_class(kind: str) -> type:
+    """gunicorn's logger in SharQ's format (`kind`: text or json)."""
+    return type("SharqLogger", (SharqLogger,), {"log_format": kind})
 
 
 def _start_requeue_loop(worker: Any) -> None:
@@ -116,6 +125,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
     parser.add_argument("--workers", type=int, help="gunicorn worker processes (default 1)")
     parser.add_argument("--data-dir", help="embedded Redis data directory (default ./sharq-data)")
+    parser.add_argument("--log-format", choices=["text", "json"], help="log lines as text (default) or JSON")
     parser.add_argument("--redis-url", help="use this Redis (redis://, rediss://, unix://) instead of an embedded one")
     parser.add_argument("--version", action="version", version=f"sharq-server {__version__}")
     return parser.parse_args(argv)
@@ -131,6 +141,7 @@ def build_config(args: argparse.Namespace) -> Config:
             ("port", args.port),
             ("workers", args.workers),
             ("data_dir", args.data_dir),
+            ("log_format", args.log_format),
         )
         if value is not None
     }
@@ -175,12 +186,12 @@ def _worker_gone(arbiter: Any, worker: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
     args = parse_args(argv)
     try:
         config = build_config(args)
     except ConfigError as error:
         sys.exit(f"sharq-server: {error}")
+    configure_logs(config.server.log_format)
     _check_port_free(config.server.host, config.server.port)
     metrics_dir = _share_process_metrics()
     embedded = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -181,3 +182,35 @@ def test_prometheus_scrape_sums_the_workers(tmp_path) -> None:
     finally:
         assert server.stop() == 0
     assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("kind", ["text", "json"])
+def test_one_log_format_with_an_access_log(tmp_path, kind: str) -> None:
+    """Issue 11 (logs): gunicorn's lines and SharQ's in one format (text, or one JSON
+    object a line), an access line per request with its duration in ms, and an idle
+    long poll's 404 kept out of the log at INFO."""
+    server = ServerProcess(str(tmp_path / "data"), workers=1, env={"SHARQ_LOG_FORMAT": kind}).start()
+    try:
+        assert server.call("GET", "/")[0] == 200
+        assert server.call("GET", "/dequeue/idle/?wait=1")[0] == 404
+        assert server.call("GET", "/dequeue/busy/")[0] == 404
+    finally:
+        assert server.stop() == 0
+    lines = [line for line in server.log().splitlines() if line.strip()]
+    if kind == "json":
+        records = [json.loads(line) for line in lines]
+        assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
+        access = [record for record in records if record["logger"] == "gunicorn.access"]
+        assert {(a["method"], a["path"], a["status"]) for a in access} == {
+            ("GET", "/", 200),
+            ("GET", "/dequeue/busy/", 404),
+        }
+        assert all(isinstance(a["duration_ms"], int) for a in access)
+        assert any(record["logger"] == "sharq_server.embedded" for record in records)
+    else:
+        pattern = re.compile(r"^\[[\d-]+ [\d:,]+\] \[\d+\] \[(INFO|WARNING|ERROR|DEBUG)\] [\w.]+: ")
+        assert all(pattern.match(line) for line in lines), [line for line in lines if not pattern.match(line)]
+        access = [line for line in lines if "gunicorn.access" in line]
+        assert re.search(r'"GET / HTTP/1.1" 200 \d+ \d+ms$', access[0])
+        assert any("/dequeue/busy/" in line for line in access)
+        assert not any("wait=1" in line for line in access)
