@@ -665,6 +665,10 @@ class SharQ:
             **self._counts([queue_type], f":{queue_id}"),
         }
 
+    def minute_counts(self, queue_type: str) -> dict[str, dict[str, int]]:
+        """One type's enqueue and dequeue counts of the last ten minutes."""
+        return self._counts([check.identifier("queue_type", queue_type)], "")
+
     def _counts(self, queue_types: Iterable[str], suffix: str) -> dict[str, dict[str, int]]:
         """Ten per-minute enqueue and dequeue buckets summed over `queue_types`."""
         now = int(self._now() or self._redis_time())

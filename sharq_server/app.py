@@ -7,12 +7,13 @@ turned into responses by `errors.py` alone.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Collection
 from typing import Any
 
 import ujson
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, Flask, current_app, request, send_from_directory
 from flask.json.provider import JSONProvider
 from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
 
@@ -28,6 +29,7 @@ from .prometheus import ACCEPTED as PROMETHEUS_TYPES
 from .prometheus import count_requests, exposition, registry_for
 
 api = Blueprint("sharq", __name__)
+DASHBOARD = os.path.join(os.path.dirname(__file__), "dashboard")
 log = logging.getLogger(__name__)
 
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,9}\Z")  # ASCII digits only: str.isdigit() takes "²"
@@ -57,6 +59,7 @@ def create_app(config: Config | None = None, engine: SharQ | None = None) -> Fla
     register_error_handlers(app)
     if config.server.auth_tokens:
         require_tokens(app, config.server.auth_tokens)
+        app.config["SHARQ_AUTH"] = True
     app.register_blueprint(api)
     return app
 
@@ -340,6 +343,25 @@ def queue_info(queue_type: str, queue_id: str) -> dict:
 def queues(queue_type: str) -> dict:
     """A page of the type's queues in queue_id order: ?limit= (default 100) &offset=."""
     return engine().queues(queue_type, query_int("limit", 100), query_int("offset", 0))
+
+
+@api.get("/stats/<queue_type>/")
+def type_stats(queue_type: str) -> dict:
+    """One type's figures (as Prometheus gets them) and its per-minute counts."""
+    sq = engine()
+    return {"status": "success", **sq.type_stats(queue_type), **sq.minute_counts(queue_type)}
+
+
+@api.get("/dashboard/", defaults={"asset": "index.html"})
+@api.get("/dashboard/<asset>")
+def dashboard(asset: str) -> Any:
+    """The dashboard's page and its assets, packaged with the server (no CDN). The
+    page says whether the API wants a token, so it asks for one before any call."""
+    if asset != "index.html":
+        return send_from_directory(DASHBOARD, asset, max_age=60)
+    with open(os.path.join(DASHBOARD, "index.html"), encoding="utf-8") as page:
+        auth = "required" if current_app.config.get("SHARQ_AUTH") else "off"
+        return current_app.response_class(page.read().replace("{{auth}}", auth), mimetype="text/html")
 
 
 @api.get("/deepstatus/")

@@ -17,13 +17,14 @@ class Unauthorized(SharqError):
 
 
 def require_tokens(app: Flask, tokens: tuple[str, ...]) -> None:
-    """Every route but ``GET /`` needs ``Authorization: Bearer <token>``."""
+    """Every route but ``GET /`` and the dashboard's static page needs
+    ``Authorization: Bearer <token>``."""
     expected = [token.encode() for token in tokens]
 
     @app.before_request
     def check_token() -> None:
-        if request.path == "/":
-            return
+        if request.path == "/" or request.path.startswith("/dashboard/"):
+            return  # the page asks for the token and sends it with its API calls
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         given_bytes = given.strip().encode("utf-8", "surrogateescape")

@@ -92,6 +92,10 @@ def _operation(summary: str, ok: tuple[str, dict[str, Any]], body: dict[str, Any
     return operation
 
 
+def _page(media: str) -> dict[str, Any]:
+    return {"description": "a file of the dashboard", "content": {media: {"schema": {"type": "string"}}}}
+
+
 def _params(*names: str) -> list[dict[str, Any]]:
     return [{"name": name, "in": "path", "required": True, "schema": IDENTIFIER} for name in names]
 
@@ -371,6 +375,21 @@ def _paths() -> dict[str, Any]:
                 ("200", _success(total={"type": "integer"}, queues={"type": "array", "items": QUEUE})),
                 parameters=[_query("limit", 1, 1000), _query("offset", 0, 10**9)],
             ),
+        },
+        "/stats/{queue_type}/": {
+            "parameters": _params("queue_type"),
+            "get": _operation(
+                "One type's jobs and queues by state, counters since it began, per-minute counts",
+                ("200", _success(jobs=OBJECT, queues=OBJECT, counters=OBJECT, enqueue_counts=COUNTS)),
+            ),
+        },
+        "/dashboard/": {"get": {"summary": "The dashboard page", "responses": {"200": _page("text/html")}}},
+        "/dashboard/{asset}": {
+            "parameters": [{"name": "asset", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {
+                "summary": "The dashboard's assets",
+                "responses": {"200": _page("*/*"), "404": _json(FAILURE, "no such asset")},
+            },
         },
         "/deepstatus/": {
             "get": _operation(

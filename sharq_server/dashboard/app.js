@@ -1,0 +1,189 @@
+// SharQ dashboard: plain JavaScript over the JSON API, refreshed every 2 s.
+// The bearer token (when auth is on) is asked for once, kept in sessionStorage
+// and sent as an Authorization header, never in a URL.
+"use strict";
+
+const REFRESH_MS = 2000;
+const PAGE = 20;
+const state = { token: sessionStorage.getItem("sharq-token"), type: null, offset: 0 };
+const $ = (selector) => document.querySelector(selector);
+
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.token) headers.Authorization = "Bearer " + state.token;
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await response.json();
+  if (response.status === 401) {
+    $("#token-form").hidden = false;
+    throw new Error("this server needs a bearer token");
+  }
+  return { status: response.status, data };
+}
+
+function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text === null || text === undefined ? "–" : String(text);
+  if (className) td.className = className;
+  return td;
+}
+
+function button(parent, label, action) {
+  const b = document.createElement("button");
+  b.textContent = label;
+  b.addEventListener("click", async () => {
+    await action();
+    refreshing = false;  // the answer must show at once, whatever refresh was under way
+    await refresh();
+  });
+  parent.appendChild(b);
+  return b;
+}
+
+function when(ms) {
+  return ms === null || ms === undefined ? "–" : new Date(ms).toLocaleTimeString();
+}
+
+let refreshing = false;
+
+async function refresh() {
+  if (refreshing) return;
+  refreshing = true;
+  try {
+    await overview();
+    if (state.type) await details(state.type);
+    $("#error").hidden = true;
+    $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (error) {
+    $("#error").textContent = error.message;
+    $("#error").hidden = false;
+  } finally {
+    refreshing = false;
+  }
+}
+
+async function overview() {
+  const { data } = await api("GET", "/metrics/");
+  const body = $("#types tbody");
+  body.replaceChildren();
+  for (const type of data.queue_types) {
+    const stats = (await api("GET", `/stats/${type}/`)).data;
+    const row = body.insertRow();
+    row.dataset.type = type;
+    if (type === state.type) row.className = "selected";
+    cell(row, type);
+    for (const name of ["queued", "active", "scheduled", "dead"]) cell(row, stats.jobs[name], "num");
+    for (const name of ["ready", "waiting", "paused", "capped"]) cell(row, stats.queues[name], "num");
+    button(row.insertCell(), "Open", async () => { state.type = type; state.offset = 0; });
+  }
+  chart(data.enqueue_counts, data.dequeue_counts);
+}
+
+function chart(enqueued, dequeued) {
+  const svg = $("#chart");
+  const minutes = Object.keys(enqueued);
+  const top = Math.max(1, ...Object.values(enqueued), ...Object.values(dequeued));
+  const width = 640 / minutes.length;
+  const bars = [];
+  minutes.forEach((minute, i) => {
+    for (const [series, values, shift] of [["enq", enqueued, 0], ["deq", dequeued, width / 2 - 2]]) {
+      const height = Math.round((values[minute] / top) * 110);
+      bars.push(`<rect class="${series}" x="${i * width + 2 + shift}" y="${120 - height}" width="${width / 2 - 4}"` +
+        ` height="${height}" fill="${series === "enq" ? "#3a7bd5" : "#2ca02c"}"><title>${values[minute]}</title></rect>`);
+    }
+    bars.push(`<text x="${i * width + 4}" y="136" font-size="10">${new Date(Number(minute)).toLocaleTimeString().slice(0, 5)}</text>`);
+  });
+  svg.innerHTML = bars.join("");
+}
+
+async function details(type) {
+  $("#details").hidden = false;
+  $("#type-name").textContent = type;
+  const page = (await api("GET", `/queues/${type}/?limit=${PAGE}&offset=${state.offset}`)).data;
+  const sort = $("#sort").value;
+  const queues = [...page.queues].sort((a, b) =>
+    sort === "queue_id" ? a.queue_id.localeCompare(b.queue_id)
+      : sort === "queue_length" ? b.queue_length - a.queue_length
+        : (a.next_ready_at ?? Infinity) - (b.next_ready_at ?? Infinity));
+  $("#page").textContent = `${state.offset + 1}–${state.offset + queues.length} of ${page.total}`;
+  const body = $("#queues tbody");
+  body.replaceChildren();
+  for (const queue of queues) {
+    const row = body.insertRow();
+    row.dataset.queue = queue.queue_id;
+    cell(row, queue.queue_id);
+    for (const name of ["queue_length", "active", "scheduled"]) cell(row, queue[name], "num");
+    for (const name of ["interval", "burst", "max_active"]) cell(row, queue.limits[name].value, "num");
+    cell(row, queue.paused ? "paused" + (queue.paused_until ? " until " + when(queue.paused_until) : "") : "running",
+      queue.paused ? "paused" : "");
+    cell(row, when(queue.next_ready_at));
+    cell(row, queue.oldest_queued_age_ms === null ? "–" : Math.round(queue.oldest_queued_age_ms / 1000) + " s", "num");
+    const actions = row.insertCell();
+    if (queue.paused) button(actions, "Resume", () => api("POST", `/resume/${type}/${queue.queue_id}/`));
+    else button(actions, "Pause", () => api("POST", `/pause/${type}/${queue.queue_id}/`));
+    button(actions, "Limits…", () => editLimits(type, queue));
+  }
+  await deadLetters(type);
+}
+
+async function editLimits(type, queue) {
+  const limits = {};
+  for (const name of ["interval", "burst", "max_active"]) {
+    const answer = prompt(`${name} for ${queue.queue_id} (empty: clear)`, queue.limits[name].value ?? "");
+    if (answer === null) return;
+    limits[name] = answer.trim() === "" ? null : Number(answer);
+  }
+  const { status, data } = await api("PUT", `/limits/${type}/${queue.queue_id}/`, limits);
+  if (status !== 200) alert(data.message);
+}
+
+async function deadLetters(type) {
+  const { data } = await api("GET", `/deadletter/${type}/?limit=50`);
+  const body = $("#dead tbody");
+  body.replaceChildren();
+  for (const job of data.jobs) {
+    const row = body.insertRow();
+    row.dataset.job = job.job_id;
+    cell(row, job.queue_id);
+    cell(row, job.job_id);
+    cell(row, when(job.died_at));
+    cell(row, job.reason);
+    const payload = cell(row, "");
+    payload.innerHTML = "<code></code>";
+    payload.firstChild.textContent = JSON.stringify(job.payload);
+    const actions = row.insertCell();
+    button(actions, "Retry", () => api("POST", `/deadletter/${type}/${job.queue_id}/${job.job_id}/retry/`));
+    button(actions, "Delete", () => api("DELETE", `/deadletter/${type}/${job.queue_id}/${job.job_id}/`));
+  }
+}
+
+async function everyDeadLetter(method, suffix) {
+  const type = state.type;
+  const { data } = await api("GET", `/deadletter/${type}/?limit=1000`);
+  for (const job of data.jobs) await api(method, `/deadletter/${type}/${job.queue_id}/${job.job_id}/${suffix}`);
+}
+
+$("#retry-all").addEventListener("click", async () => { await everyDeadLetter("POST", "retry/"); await refresh(); });
+$("#delete-all").addEventListener("click", async () => { await everyDeadLetter("DELETE", ""); await refresh(); });
+$("#pause-type").addEventListener("click", async () => { await api("POST", `/pause/${state.type}/`); await refresh(); });
+$("#resume-type").addEventListener("click", async () => { await api("POST", `/resume/${state.type}/`); await refresh(); });
+$("#sort").addEventListener("change", refresh);
+$("#prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); refresh(); });
+$("#next").addEventListener("click", () => { state.offset += PAGE; refresh(); });
+$("#lookup").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const { data } = await api("GET", `/job/${state.type}/${$("#lookup-queue").value}/${$("#lookup-job").value}/`);
+  $("#lookup-result").textContent = JSON.stringify(data, null, 2);
+});
+$("#token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.token = $("#token").value;
+  sessionStorage.setItem("sharq-token", state.token);
+  $("#token-form").hidden = true;
+  refresh();
+});
+
+// with auth on, ask for the token first rather than meet a 401
+const authRequired = document.querySelector('meta[name="sharq-auth"]').content === "required";
+if (authRequired && !state.token) $("#token-form").hidden = false;
+else refresh();
+setInterval(() => { if (!authRequired || state.token) refresh(); }, REFRESH_MS);
