@@ -90,7 +90,7 @@ function chart(enqueued, dequeued) {
       bars.push(`<rect class="${series}" x="${i * width + 2 + shift}" y="${120 - height}" width="${width / 2 - 4}"` +
         ` height="${height}" fill="${series === "enq" ? "#3a7bd5" : "#2ca02c"}"><title>${values[minute]}</title></rect>`);
     }
-    bars.push(`<text x="${i * width + 4}" y="136" font-size="10">${new Date(Number(minute)).toLocaleTimeString().slice(0, 5)}</text>`);
+    bars.push(`<text x="${i * width + 4}" y="136" font-size="10">${new Date(Number(minute)).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}</text>`);
   });
   svg.innerHTML = bars.join("");
 }
