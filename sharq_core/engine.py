@@ -697,12 +697,14 @@ class SharQ:
         reply = self._script("stats", self.keys.type_keys(queue_type), [self._now()])
         totals = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
         count = {name: int(totals.get(name.encode(), 0)) for name in COUNTERS}
-        active, scheduled, dead, ready, waiting, paused, capped, type_paused = (int(value) for value in reply[2:])
+        active, scheduled, dead, ready, waiting, paused, capped, type_paused = (int(value) for value in reply[2:10])
+        oldest = reply[10]
         return {
             "counters": count,
             "jobs": {"queued": int(totals.get(b"queued", 0)), "active": active, "scheduled": scheduled, "dead": dead},
             "queues": {"ready": ready, "waiting": waiting, "paused": paused, "capped": capped},
             "type_paused": bool(type_paused),
+            "oldest_queued_age_ms": None if oldest is None else max(int(reply[0]) - int(oldest), 0),
         }
 
     def deep_status(self) -> dict[str, Any]:

@@ -72,6 +72,11 @@ class QueueCollector(Collector):
             labels=["queue_type", "state"],
         )
         paused = GaugeMetricFamily("sharq_queue_type_paused", "1 while the whole type is paused", labels=["queue_type"])
+        oldest = GaugeMetricFamily(
+            "sharq_oldest_queued_job_age_seconds",
+            "Age of the type's oldest queued job (0 when none is queued)",
+            labels=["queue_type"],
+        )
         counters = {
             name: CounterMetricFamily(f"sharq_jobs_{name}", _COUNTER_HELP[name], labels=["queue_type"])
             for name in COUNTERS
@@ -83,9 +88,10 @@ class QueueCollector(Collector):
             for state, value in stats["queues"].items():
                 queues.add_metric([queue_type, state], value)
             paused.add_metric([queue_type], int(stats["type_paused"]))
+            oldest.add_metric([queue_type], (stats["oldest_queued_age_ms"] or 0) / 1000)
             for name, value in stats["counters"].items():
                 counters[name].add_metric([queue_type], value)
-        yield from (jobs, queues, paused, *counters.values())
+        yield from (jobs, queues, paused, oldest, *counters.values())
 
 
 def registry_for(engine: SharQ) -> CollectorRegistry:

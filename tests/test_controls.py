@@ -212,3 +212,25 @@ def test_queue_view_and_pages(sq: SharQ, clock: Clock) -> None:
     page = sq.queues("t", limit=2)
     assert page["total"] == 3 and [queue["queue_id"] for queue in page["queues"]] == ["a", "b"]
     assert [queue["queue_id"] for queue in sq.queues("t", limit=2, offset=2)["queues"]] == ["c"]
+
+
+def test_type_stats_follow_every_move(sq: SharQ, clock: Clock) -> None:
+    """Issue 11's figures equal what the store holds after a scripted sequence."""
+    put(sq, "a", "q1")
+    clock.advance(100)
+    put(sq, "b", "q1")
+    put(sq, "c", "q2", delay_ms=50)
+    put(sq, "d", "q3")
+    clock.advance(400)
+    stats = sq.type_stats("t")
+    assert stats["jobs"] == {"queued": 3, "active": 0, "scheduled": 1, "dead": 0}
+    assert stats["oldest_queued_age_ms"] == 500
+    first = take(sq)  # a leaves; q1's head is now b, enqueued 400 ms ago
+    assert sq.type_stats("t")["oldest_queued_age_ms"] == 400
+    sq.fail("t", "q1", "a", receipt=first["receipt"])  # back in front: 500 ms old again
+    assert sq.type_stats("t")["oldest_queued_age_ms"] == 500
+    sq.clear_queue("t", "q1")
+    taken(sq)  # c is due: it moves and is taken with d
+    stats = sq.type_stats("t")
+    assert stats["jobs"]["queued"] == 0 and stats["oldest_queued_age_ms"] is None
+    assert stats["counters"] == {"enqueued": 4, "dequeued": 3, "finished": 0, "failed": 1, "requeued": 0, "dead": 0}

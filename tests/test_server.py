@@ -433,6 +433,7 @@ def test_metrics_negotiate_prometheus(client: FlaskClient, app) -> None:
         'sharq_jobs_failed_total{queue_type="sms"} 1.0',
         'sharq_jobs_dead_total{queue_type="sms"} 1.0',
         'sharq_queues{queue_type="sms",state="paused"} 1.0',
+        'sharq_oldest_queued_job_age_seconds{queue_type="sms"}',
     ):
         assert line in text, line
     assert engine.type_stats("sms")["jobs"]["queued"] == 2

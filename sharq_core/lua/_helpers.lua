@@ -19,16 +19,17 @@
 --   KEYS[15] known        zset    queue_id -> 0, queues holding jobs or limits (id order)
 --   KEYS[16] totals       hash    counters since the type began: enqueued, dequeued,
 --                                 finished, failed, requeued, dead; and queued (jobs in lists)
+--   KEYS[17] heads        zset    queue_id -> ms its head (oldest) queued job was enqueued
 -- A queue's own keys are "<base>:q:<id>" (list), ":j:<id>" (jobs) and ":last:<id>"
 -- (rate state), base being "<prefix>:{<queue_type>}".
-local TYPE_KEYS = 16
+local TYPE_KEYS = 17
 
 local function type_keys()
   return {
     ready = KEYS[1], active = KEYS[2], queues = KEYS[3], receipts = KEYS[4], errors = KEYS[5],
     dead = KEYS[6], dead_at = KEYS[7], done = KEYS[8], limits = KEYS[9], nactive = KEYS[10],
     paused = KEYS[11], type_paused = KEYS[12], scheduled = KEYS[13], nsched = KEYS[14], known = KEYS[15],
-    totals = KEYS[16],
+    totals = KEYS[16], heads = KEYS[17],
   }
 end
 
@@ -119,6 +120,20 @@ local function announce(base)
   redis.call('PUBLISH', prefix .. ':ready', queue_type)
 end
 
+-- Record when the queue's head job (`job_id`; nil: the queue is empty) was
+-- enqueued: the type's oldest queued job is the lowest of these.
+local function set_head(k, base, queue_id, job_id)
+  local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
+  if not record then
+    redis.call('ZREM', k.heads, queue_id)
+    return
+  end
+  local a = string.find(record, ':', 1, true)
+  local b = string.find(record, ':', a + 1, true)
+  local c = string.find(record, ':', b + 1, true)
+  redis.call('ZADD', k.heads, tonumber(string.sub(record, b + 1, c - 1)), queue_id)
+end
+
 -- A delivery of the queue ended (finished, failed, expired or handed back): its
 -- concurrency slot frees, and a queue that was at its cap may be served again.
 local function free_slot(k, base, queue_id, now)
@@ -146,6 +161,7 @@ local function promote(k, base, now, limit)
       redis.call('HDEL', k.nsched, queue_id)
     end
     if redis.call('RPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
+      set_head(k, base, queue_id, job_id)
       schedule_queue(k, base, queue_id, now)
     end
   end
@@ -198,6 +214,7 @@ local function take(k, base, now, expire, count, token, out)
       -- what schedule_queue would do, from what is known here: the queue was
       -- listed and due, so it is not paused
       local length = redis.call('LLEN', queue_key)
+      set_head(k, base, queue_id, length > 0 and redis.call('LINDEX', queue_key, 0) or nil)
       if length == 0 or (cap and running >= cap) then
         redis.call('ZREM', k.ready, queue_id)
       else
@@ -269,6 +286,7 @@ local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, me
   if counts and remaining > 0 then
     redis.call('HSET', jobs_key, job_id, (remaining - 1) .. ':' .. limit .. ':' .. enqueued .. ':' .. payload)
   end
+  redis.call('ZADD', k.heads, enqueued, queue_id)  -- back in front: the queue's oldest
   if redis.call('LPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
     schedule_queue(k, base, queue_id, now)
   end

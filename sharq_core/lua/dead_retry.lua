@@ -3,9 +3,9 @@
 It comes back with its original requeue_limit, and the queue's current interval
 (or the one it had when it died, if the queue has gone since).
 
-KEYS[1..16]  the type's keys (see _helpers.lua)
-KEYS[17]     queue list    job_ids in FIFO order
-KEYS[18]     jobs hash     job_id -> record
+KEYS[1..17]  the type's keys (see _helpers.lua)
+KEYS[18]     queue list    job_ids in FIFO order
+KEYS[19]     jobs hash     job_id -> record
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  queue_id
 ARGV[3]  job_id
@@ -36,6 +36,7 @@ if redis.call('HSETNX', k.queues, queue_id, dead.interval) == 1 then
 end
 redis.call('PERSIST', base .. ':last:' .. queue_id)  -- the queue is live: its rate state stays
 if redis.call('RPUSH', queue_key, job_id) == 1 then
+  redis.call('ZADD', k.heads, now, queue_id)
   schedule_queue(k, base, queue_id, now)
 end
 redis.call('HINCRBY', k.totals, 'queued', 1)

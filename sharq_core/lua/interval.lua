@@ -4,7 +4,7 @@ The new interval counts from the queue's last dequeue, so raising it delays the
 next job and lowering it lets the next one out sooner. When the queue has limits
 of its own (PUT /limits), their interval is the one changed.
 
-KEYS[1..16]  the type's keys (see _helpers.lua)
+KEYS[1..17]  the type's keys (see _helpers.lua)
 ARGV[1]  queue_id
 ARGV[2]  interval (ms)
 ARGV[3]  key base "<prefix>:{<queue_type>}"

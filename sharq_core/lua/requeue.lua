@@ -7,7 +7,7 @@ an active job whose expiry is its due time. Delayed jobs that are due join their
 queues, and finished job_ids older than the dedupe window are trimmed. The
 caller repeats until all came short of `batch`, so no call blocks Redis for long.
 
-KEYS[1..16]  the type's keys (see _helpers.lua)
+KEYS[1..17]  the type's keys (see _helpers.lua)
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  key base "<prefix>:{<queue_type>}"
 ARGV[3]  batch: the most jobs to handle (and to promote, and ids to trim)

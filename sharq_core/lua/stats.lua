@@ -3,14 +3,14 @@
 Constant work per type but for `capped`, which visits the queues that have
 limits of their own (HGETALL of the limits hash).
 
-KEYS[1..16]  the type's keys (see _helpers.lua)
+KEYS[1..17]  the type's keys (see _helpers.lua)
 ARGV[1]  now in ms, or "" to read Redis TIME
 
 Returns { now, totals (flat HGETALL of the totals hash), active, scheduled, dead,
-ready, waiting, paused, capped, type_paused }: `ready` queues are due now,
+ready, waiting, paused, capped, type_paused, oldest }: `ready` queues are due now,
 `waiting` ones wait for their rate (or a timed pause), `paused` counts queue
 pauses, `capped` queues at their concurrency cap, `type_paused` 1 when the whole
-type is paused.
+type is paused, `oldest` the ms the oldest queued job was enqueued (or false).
 --]]
 local k = type_keys()
 local now = now_ms(ARGV[1])
@@ -33,4 +33,5 @@ return {
   redis.call('HLEN', k.paused),
   capped,
   redis.call('EXISTS', k.type_paused),
+  tonumber((redis.call('ZRANGE', k.heads, 0, 0, 'WITHSCORES'))[2]) or false,
 }
