@@ -419,16 +419,27 @@ def test_metrics_negotiate_prometheus(client: FlaskClient, app) -> None:
     second = client.get("/dequeue/sms/").get_json()
     client.post(f"/fail/sms/{second['queue_id']}/{second['job_id']}/", json={"dead": True})
     client.post("/pause/sms/u0/")
+    client.put("/limits/sms/capped/", json={"max_active": 1})
+    enqueue(client, "c1", "capped")
+    enqueue(client, "c2", "capped")
+    enqueue(client, "r1", "rated", interval=60_000)
+    enqueue(client, "r2", "rated", interval=60_000)
+    for _ in range(3):  # u1's last, then one of each: capped is at its cap, rated waits for its rate
+        client.get("/dequeue/sms/")
     scrape = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
     response = client.get("/metrics/", headers={"Accept": scrape})
     assert response.content_type.startswith("application/openmetrics-text")
     text = response.get_data(as_text=True)
+    stats = engine.type_stats("sms")
+    assert stats["queues"] == {"ready": 0, "waiting": 1, "paused": 1, "capped": 1}, stats
     for line in (
-        'sharq_jobs{queue_type="sms",state="queued"} 2.0',
+        'sharq_queues{queue_type="sms",state="capped"} 1.0',
+        'sharq_queues{queue_type="sms",state="waiting"} 1.0',
+        'sharq_jobs{queue_type="sms",state="queued"} 3.0',
         'sharq_jobs{queue_type="sms",state="scheduled"} 1.0',
         'sharq_jobs{queue_type="sms",state="dead"} 1.0',
-        'sharq_jobs_enqueued_total{queue_type="sms"} 5.0',
-        'sharq_jobs_dequeued_total{queue_type="sms"} 2.0',
+        'sharq_jobs_enqueued_total{queue_type="sms"} 9.0',
+        'sharq_jobs_dequeued_total{queue_type="sms"} 5.0',
         'sharq_jobs_finished_total{queue_type="sms"} 1.0',
         'sharq_jobs_failed_total{queue_type="sms"} 1.0',
         'sharq_jobs_dead_total{queue_type="sms"} 1.0',
@@ -436,7 +447,7 @@ def test_metrics_negotiate_prometheus(client: FlaskClient, app) -> None:
         'sharq_oldest_queued_job_age_seconds{queue_type="sms"}',
     ):
         assert line in text, line
-    assert engine.type_stats("sms")["jobs"]["queued"] == 2
+    assert engine.type_stats("sms")["jobs"]["queued"] == 3
     plain = client.get("/metrics/?format=prometheus")
     assert plain.content_type.startswith("text/plain") and "sharq_jobs{" in plain.get_data(as_text=True)
     assert client.get("/metrics/", headers={"Accept": "*/*"}).get_json()["status"] == "success"

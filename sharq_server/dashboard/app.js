@@ -5,7 +5,7 @@
 
 const REFRESH_MS = 2000;
 const PAGE = 20;
-const state = { token: sessionStorage.getItem("sharq-token"), type: null, offset: 0 };
+const state = { token: sessionStorage.getItem("sharq-token"), type: null, offset: 0, stats: {} };
 const $ = (selector) => document.querySelector(selector);
 
 async function api(method, path, body) {
@@ -67,6 +67,7 @@ async function overview() {
   body.replaceChildren();
   for (const type of data.queue_types) {
     const stats = (await api("GET", `/stats/${type}/`)).data;
+    state.stats[type] = stats;
     const row = body.insertRow();
     row.dataset.type = type;
     if (type === state.type) row.className = "selected";
@@ -75,11 +76,11 @@ async function overview() {
     for (const name of ["ready", "waiting", "paused", "capped"]) cell(row, stats.queues[name], "num");
     button(row.insertCell(), "Open", async () => { state.type = type; state.offset = 0; });
   }
-  chart(data.enqueue_counts, data.dequeue_counts);
+  chart("#chart", data.enqueue_counts, data.dequeue_counts);
 }
 
-function chart(enqueued, dequeued) {
-  const svg = $("#chart");
+function chart(selector, enqueued, dequeued) {
+  const svg = $(selector);
   const minutes = Object.keys(enqueued);
   const top = Math.max(1, ...Object.values(enqueued), ...Object.values(dequeued));
   const width = 640 / minutes.length;
@@ -98,6 +99,8 @@ function chart(enqueued, dequeued) {
 async function details(type) {
   $("#details").hidden = false;
   $("#type-name").textContent = type;
+  const stats = state.stats[type];
+  if (stats) chart("#type-chart", stats.enqueue_counts, stats.dequeue_counts);
   const page = (await api("GET", `/queues/${type}/?limit=${PAGE}&offset=${state.offset}`)).data;
   const sort = $("#sort").value;
   const queues = [...page.queues].sort((a, b) =>
