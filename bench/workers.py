@@ -227,7 +227,7 @@ def measure(url: str, master_pid: int, store: redis.Redis) -> list[tuple[str, st
 def start_server(redis_url: str, workers: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [os.path.join(BIN, "sharq-server"), "--workers", str(workers), "--port", str(port)]
-    env = {**os.environ, "SHARQ_REDIS_URL": redis_url, "SHARQ_JOB_EXPIRE_INTERVAL": "30000"}
+    env = {**os.environ, "SHARQ_REDIS_URL": redis_url, "SHARQ_JOB_EXPIRE_INTERVAL": "30000", "SHARQ_ACCESSLOG": "off"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _answers(url), timeout=30, what=url)
