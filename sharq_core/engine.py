@@ -327,7 +327,7 @@ class SharQ:
             )
         )
         if expiry == -1:
-            raise NotFound("job is not active")
+            raise NotFound(NOT_ACTIVE)
         if expiry == -2:
             raise StaleReceipt(STALE_RECEIPT)
         return {"status": "success", "expires_at": expiry}
@@ -359,11 +359,19 @@ class SharQ:
             raise BadArgumentException("throttle must be true or false")
         if throttle and not retry_after:
             raise BadArgumentException("throttle needs retry_after_ms: how long the upstream asked to wait")
-        flags = ["1" if dead else "0", "0" if throttle else "1", "1" if throttle else "0"]
-        args = [_receipt(receipt), check.text("error", error or ""), retry_after, *flags]
-        code = self._fail(queue_type, queue_id, job_id, args)
+        code = self._fail(
+            queue_type,
+            queue_id,
+            job_id,
+            _receipt(receipt),
+            check.text("error", error or ""),
+            retry_after,
+            dead=dead,
+            counts=not throttle,
+            throttle=throttle,
+        )
         if code == 0:
-            raise NotFound("job is not active (never dequeued, finished, or expired and requeued)")
+            raise NotFound(NOT_ACTIVE)
         if code == -1:
             raise StaleReceipt(STALE_RECEIPT)
         state = "dead" if code == 2 else "queued" if throttle or not retry_after else "retrying"
@@ -374,12 +382,26 @@ class SharQ:
         queues at once, without counting a requeue (the server calls this when a
         response could not be written)."""
         for job in jobs:
-            self._fail(queue_type, job.queue_id, job.job_id, [job.receipt, "", 0, "0", "0", "0"])
+            self._fail(queue_type, job.queue_id, job.job_id, job.receipt, counts=False)
 
-    def _fail(self, queue_type: str, queue_id: str, job_id: str, args: list[Any]) -> int:
+    def _fail(
+        self,
+        queue_type: str,
+        queue_id: str,
+        job_id: str,
+        receipt: str,
+        error: str = "",
+        retry_after: int = 0,
+        *,
+        dead: bool = False,
+        counts: bool = True,
+        throttle: bool = False,
+    ) -> int:
+        """fail.lua, its ARGV in order; returns its code."""
         keys = [*self.keys.type_keys(queue_type), self.keys.jobs(queue_type, queue_id)]
-        head = [self._now(), self.keys.base(queue_type), queue_id, job_id]
-        return int(self._script("fail", keys, [*head, *args[:5], RATE_MEMORY_MS, *args[5:]]))
+        args = [self._now(), self.keys.base(queue_type), queue_id, job_id, receipt, error, retry_after]
+        args += [int(dead), int(counts), RATE_MEMORY_MS, int(throttle)]
+        return int(self._script("fail", keys, args))
 
     def requeue(self, discover: bool | None = None) -> dict[str, int]:
         """Put every expired job of every type back (or into its dead-letter store).

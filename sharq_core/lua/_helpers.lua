@@ -44,16 +44,41 @@ local function now_ms(given)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The three fields of a limits override "<interval>|<burst>|<max_active>" as
+-- strings ("" where unset); all "" for no override.
+local function parse_limits(override)
+  return string.match(override or '||', '^([^|]*)|([^|]*)|([^|]*)$')
+end
+
 -- A queue's effective limits: interval, burst, max_active (nil: no cap). An
 -- override (PUT /limits) wins over the interval the last enqueue gave.
 local function queue_limits(k, queue_id)
   local interval = tonumber(redis.call('HGET', k.queues, queue_id)) or 0
-  local override = redis.call('HGET', k.limits, queue_id)
-  if not override then
-    return interval, 1, nil
-  end
-  local i, b, m = string.match(override, '^([^|]*)|([^|]*)|([^|]*)$')
+  local i, b, m = parse_limits(redis.call('HGET', k.limits, queue_id))
   return tonumber(i) or interval, tonumber(b) or 1, tonumber(m)
+end
+
+-- The parts of a job record "<requeues_remaining>:<requeue_limit>:<enqueued_ms>:<payload>".
+local function parse_record(record)
+  local a = string.find(record, ':', 1, true)
+  local b = string.find(record, ':', a + 1, true)
+  local c = string.find(record, ':', b + 1, true)
+  return tonumber(string.sub(record, 1, a - 1)), string.sub(record, a + 1, b - 1),
+    string.sub(record, b + 1, c - 1), string.sub(record, c + 1)
+end
+
+-- Whether a finish or fail with `receipt` ("" = any) may act on the job now:
+-- 1 yes, 0 it is not active (or waits to be retried, so no delivery is under
+-- way), -1 the receipt does not name its current delivery.
+local function check_delivery(k, jobs_key, member, job_id, receipt)
+  local current = redis.call('HGET', k.receipts, member)
+  if not redis.call('ZSCORE', k.active, member) or current == 'retry' then
+    return redis.call('HEXISTS', jobs_key, job_id) == 1 and receipt ~= '' and -1 or 0
+  end
+  if receipt ~= '' and current ~= receipt then
+    return -1
+  end
+  return 1
 end
 
 -- List a queue in the ready set at the time its next job may go, or take it out
@@ -128,10 +153,8 @@ local function set_head(k, base, queue_id, job_id)
     redis.call('ZREM', k.heads, queue_id)
     return
   end
-  local a = string.find(record, ':', 1, true)
-  local b = string.find(record, ':', a + 1, true)
-  local c = string.find(record, ':', b + 1, true)
-  redis.call('ZADD', k.heads, tonumber(string.sub(record, b + 1, c - 1)), queue_id)
+  local _, _, enqueued = parse_record(record)
+  redis.call('ZADD', k.heads, enqueued, queue_id)
 end
 
 -- A delivery of the queue ended (finished, failed, expired or handed back): its
@@ -240,15 +263,6 @@ local function take(k, base, now, expire, count, token, out)
     redis.call('HINCRBY', k.totals, 'queued', -served)
   end
   return served, wait
-end
-
--- The parts of a job record "<requeues_remaining>:<requeue_limit>:<enqueued_ms>:<payload>".
-local function parse_record(record)
-  local a = string.find(record, ':', 1, true)
-  local b = string.find(record, ':', a + 1, true)
-  local c = string.find(record, ':', b + 1, true)
-  return tonumber(string.sub(record, 1, a - 1)), string.sub(record, a + 1, b - 1),
-    string.sub(record, b + 1, c - 1), string.sub(record, c + 1)
 end
 
 -- An active job's delivery is over and it returns to its queue: to the front

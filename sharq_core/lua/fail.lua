@@ -34,12 +34,9 @@ local retry_after, dead, counts, memory = tonumber(ARGV[7]), ARGV[8] == '1', ARG
 local throttle = ARGV[11] == '1'
 local member = queue_id .. ':' .. job_id
 
-local current = redis.call('HGET', k.receipts, member)
-if not redis.call('ZSCORE', k.active, member) or current == 'retry' then
-  return redis.call('HEXISTS', jobs_key, job_id) == 1 and receipt ~= '' and -1 or 0
-end
-if receipt ~= '' and current ~= receipt then
-  return -1
+local allowed = check_delivery(k, jobs_key, member, job_id, receipt)
+if allowed ~= 1 then
+  return allowed
 end
 if error_text ~= '' then
   redis.call('HSET', k.errors, member, error_text)

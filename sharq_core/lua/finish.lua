@@ -36,14 +36,8 @@ for i = 1, n do
   local jobs_key = KEYS[TYPE_KEYS + i]
   local queue_id, job_id, receipt = ARGV[7 + 3 * i - 2], ARGV[7 + 3 * i - 1], ARGV[7 + 3 * i]
   local member = queue_id .. ':' .. job_id
-  local code = 1
-  local current = redis.call('HGET', k.receipts, member)
-  if not redis.call('ZSCORE', k.active, member) or current == 'retry' then
-    -- not active (or failed and waiting to be retried): no delivery to finish
-    code = redis.call('HEXISTS', jobs_key, job_id) == 1 and receipt ~= '' and -1 or 0
-  elseif receipt ~= '' and current ~= receipt then
-    code = -1
-  else
+  local code = check_delivery(k, jobs_key, member, job_id, receipt)
+  if code == 1 then
     redis.call('ZREM', k.active, member)
     redis.call('HDEL', k.receipts, member)
     redis.call('HDEL', k.errors, member)

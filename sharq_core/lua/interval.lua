@@ -21,7 +21,8 @@ if redis.call('HEXISTS', k.queues, queue_id) == 0 then
 end
 local override = redis.call('HGET', k.limits, queue_id)
 if override then
-  redis.call('HSET', k.limits, queue_id, interval .. string.match(override, '^[^|]*(|.*)$'))
+  local _, burst, max_active = parse_limits(override)
+  redis.call('HSET', k.limits, queue_id, interval .. '|' .. burst .. '|' .. max_active)
 else
   redis.call('HSET', k.queues, queue_id, interval)
 end

@@ -18,8 +18,7 @@ local k = type_keys()
 local queue_id, base = ARGV[1], ARGV[2]
 local now = now_ms(ARGV[3])
 
-local current = redis.call('HGET', k.limits, queue_id) or '||'
-local fields = { string.match(current, '^([^|]*)|([^|]*)|([^|]*)$') }
+local fields = { parse_limits(redis.call('HGET', k.limits, queue_id)) }
 for i = 1, 3 do
   local given = ARGV[3 + i]
   if given == '-' then

@@ -17,7 +17,8 @@ local now = now_ms(ARGV[1])
 local capped = 0
 local limits = redis.call('HGETALL', k.limits)
 for i = 1, #limits, 2 do
-  local cap = tonumber(string.match(limits[i + 1], '^[^|]*|[^|]*|([^|]*)$'))
+  local _, _, cap = parse_limits(limits[i + 1])
+  cap = tonumber(cap)
   if cap and (tonumber(redis.call('HGET', k.nactive, limits[i])) or 0) >= cap then
     capped = capped + 1
   end

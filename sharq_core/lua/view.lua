@@ -27,8 +27,7 @@ local result = { now, redis.call('ZCARD', k.known), tonumber(redis.call('GET', k
 for _, queue_id in ipairs(ids) do
   local queue_key = base .. ':q:' .. queue_id
   local given = tonumber(redis.call('HGET', k.queues, queue_id))
-  local override = redis.call('HGET', k.limits, queue_id) or '||'
-  local i, b, m = string.match(override, '^([^|]*)|([^|]*)|([^|]*)$')
+  local i, b, m = parse_limits(redis.call('HGET', k.limits, queue_id))
   local oldest = false
   local head = redis.call('LINDEX', queue_key, 0)
   if head then
