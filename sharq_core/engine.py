@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
 import time
@@ -47,20 +46,6 @@ _ENQUEUE_FAILURES = {
     -5: (DuplicateJob, "job_id was finished within the dedupe window (dedupe_window_ms)", "finished"),
     -6: (DuplicateJob, "job_id is already scheduled in this queue", "scheduled"),
 }
-
-
-def _seed_answer(method: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-    """As the seed library did: a call on a job or queue that is not there answers
-    ``{'status': 'failure', 'message': ...}`` instead of raising NotFound."""
-
-    @functools.wraps(method)
-    def answer(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        try:
-            return method(*args, **kwargs)
-        except NotFound as error:
-            return {"status": "failure", "message": error.message}
-
-    return answer
 
 
 class SharQ:
@@ -252,11 +237,20 @@ class SharQ:
         jobs = [DequeuedJob.from_reply(now, expire, *reply[i : i + 5]) for i in range(start, len(reply), 5)]
         return jobs, (None if wait < 0 else wait)
 
-    @_seed_answer
     def finish(
         self, job_id: str, queue_id: str, queue_type: str = "default", receipt: str | None = None
     ) -> dict[str, Any]:
-        """Acknowledge an active job; a failure answer when it is not active.
+        """The seed's finish: `finish_job`, answering ``{'status': 'failure'}`` when
+        the job is not active."""
+        try:
+            return self.finish_job(job_id, queue_id, queue_type, receipt)
+        except NotFound:
+            return {"status": "failure"}
+
+    def finish_job(
+        self, job_id: str, queue_id: str, queue_type: str = "default", receipt: str | None = None
+    ) -> dict[str, Any]:
+        """Acknowledge an active job; NotFound when it is not active.
 
         With `receipt`, only the delivery it names may finish the job: StaleReceipt
         when the job has been delivered again (or went back to its queue) since.
@@ -322,8 +316,8 @@ class SharQ:
         expiry = int(
             self._script(
                 "touch",
-                [self.keys.active(queue_type), self.keys.receipts(queue_type)],
-                [self._now(), member(queue_id, job_id), self.config.job_expire_interval, _receipt(receipt)],
+                [self.keys.active(queue_type), self.keys.receipts(queue_type), self.keys.jobs(queue_type, queue_id)],
+                [self._now(), member(queue_id, job_id), self.config.job_expire_interval, _receipt(receipt), job_id],
             )
         )
         if expiry == -1:
@@ -470,24 +464,38 @@ class SharQ:
 
     # -- queue administration ----------------------------------------------
 
-    @_seed_answer
     def interval(self, interval: int, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
-        """Change a queue's rate limit live; a failure answer when it holds no job."""
+        """The seed's interval: `set_interval`, answering ``{'status': 'failure'}``
+        when the queue holds no job."""
+        try:
+            return self.set_interval(interval, queue_id, queue_type)
+        except NotFound:
+            return {"status": "failure"}
+
+    def set_interval(self, interval: int, queue_id: str, queue_type: str = "default") -> dict[str, Any]:
+        """Change a queue's rate limit live; NotFound when it holds no job."""
         self._check_queue(queue_type, queue_id)
         check.integer("interval", interval, 0, check.MAX_INTERVAL)
-        updated = self._script(
-            "interval", self.keys.type_keys(queue_type), [queue_id, interval, self.keys.base(queue_type), self._now()]
-        )
+        args = [queue_id, interval, self.keys.base(queue_type), self._now(), RATE_MEMORY_MS]
+        updated = self._script("interval", self.keys.type_keys(queue_type), args)
         if not updated:
             raise NotFound("queue holds no queued or active job")
         return {"status": "success"}
 
-    @_seed_answer
     def clear_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> dict[str, Any]:
+        """The seed's clear_queue: `delete_queue`, answered as the seed did."""
+        try:
+            self.delete_queue(queue_type, queue_id, purge_all)
+        except NotFound:
+            return {"status": "Failure", "message": "No queued calls found"}
+        purged = " and purged related resources" if purge_all else ""
+        return {"status": "Success", "message": "Successfully removed all queued calls" + purged}
+
+    def delete_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> dict[str, Any]:
         """Delete the queued jobs of a queue, and with `purge_all` its active ones too.
 
         In batches of REQUEUE_BATCH, one script call each, so a queue of any length
-        never blocks Redis for long; a failure answer when there was nothing.
+        never blocks Redis for long; NotFound when there was nothing.
         """
         self._check_queue(queue_type, queue_id)
         if not isinstance(purge_all, bool):
@@ -546,9 +554,8 @@ class SharQ:
             _limit("burst", burst, 1, MAX_LIMIT),
             _limit("max_active", max_active, 1, MAX_LIMIT),
         ]
-        self._script(
-            "limits", self.keys.type_keys(queue_type), [queue_id, self.keys.base(queue_type), self._now(), *values]
-        )
+        args = [queue_id, self.keys.base(queue_type), self._now(), *values, RATE_MEMORY_MS]
+        self._script("limits", self.keys.type_keys(queue_type), args)
         self.redis.sadd(self.keys.queue_types(), queue_type)
         return self.limits(queue_type, queue_id)
 
@@ -583,6 +590,11 @@ class SharQ:
             self.redis.sadd(self.keys.queue_types(), queue_type)
             return {"status": "success", "paused_until": None if until < 0 else until}
         return {"status": "success"}
+
+    def type_paused_until(self, queue_type: str) -> int | None:
+        """When the type's pause ends in ms (-1: until resumed), None when not paused."""
+        until = self.redis.get(self.keys.type_paused(check.identifier("queue_type", queue_type)))
+        return None if until is None else int(until)
 
     def queue_info(self, queue_type: str, queue_id: str) -> dict[str, Any]:
         """One queue now: queue_length, active, scheduled, its effective limits,

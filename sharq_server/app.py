@@ -18,12 +18,14 @@ from flask.json.provider import JSONProvider
 from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
 
 from sharq_core import BadArgumentException, Config, NotFound, SharQ, load_config
+from sharq_core import validation as check
+from sharq_core.engine import MAX_BATCH
 from sharq_core.jobs import DequeuedJob
 from sharq_core.validation import known_fields
 
 from .auth import require_tokens
 from .errors import failure, register_error_handlers
-from .longpoll import LongPoll, client_alive
+from .longpoll import MAX_WAIT_S, LongPoll, client_alive
 from .openapi import document
 from .prometheus import ACCEPTED as PROMETHEUS_TYPES
 from .prometheus import count_requests, exposition, registry_for
@@ -127,14 +129,6 @@ def query_int(name: str, default: int | None) -> int | None:
     return int(raw)
 
 
-def found(result: dict[str, Any]) -> dict[str, Any]:
-    """The engine keeps the seed's failure answers for a missing job or queue;
-    over HTTP they are 404s."""
-    if result["status"] == "failure":
-        raise NotFound(result["message"])
-    return result
-
-
 @api.get("/")
 def index() -> dict:
     return {"message": "Hello, SharQ!"}
@@ -158,10 +152,10 @@ def dequeue(queue_type: str) -> Any:
     seconds for one. The payloads go out as stored, unparsed."""
     if request.method == "HEAD":  # Flask adds HEAD to GET routes; it must not take a job
         raise MethodNotAllowed(valid_methods=["GET"])
-    count, wait = query_int("count", None), query_int("wait", 0)
+    count, wait = batch_arg("count", None, 1), wait_arg()
     jobs, due = long_poll().take(queue_type, 1 if count is None else count, wait, _client_alive)
     if not jobs:
-        return failure(404, "no job is ready", retry_after_ms=due)
+        return nothing_ready(queue_type, due)
     if count is None:
         return _deliver(queue_type, jobs, b'{"status":"success",' + jobs[0].json_members() + b"}", wait)
     return _deliver(queue_type, jobs, b'{"status":"success","jobs":' + _job_list(jobs) + b"}", wait)
@@ -170,7 +164,7 @@ def dequeue(queue_type: str) -> Any:
 @api.post("/finish/<queue_type>/<queue_id>/<job_id>/")
 def finish(queue_type: str, queue_id: str, job_id: str) -> dict:
     receipt = json_body(required=False, fields=("receipt",)).get("receipt")
-    return found(engine().finish(job_id, queue_id, queue_type, receipt))
+    return engine().finish_job(job_id, queue_id, queue_type, receipt)
 
 
 @api.post("/finish/<queue_type>/")
@@ -178,9 +172,8 @@ def finish_many(queue_type: str) -> Any:
     """Finish up to 100 jobs in one atomic call; with ?next=N (and ?wait=S) the
     same call hands out up to N jobs: one request per batch for a busy worker."""
     jobs = json_body(fields=("jobs",)).get("jobs")
-    next_count = query_int("next", 0)
+    next_count, wait = batch_arg("next", 0, 0), wait_arg()  # checked before anything changes
     results, taken, due = engine().finish_many(queue_type, jobs, next_count)
-    wait = query_int("wait", 0)
     if next_count and not taken and wait:
         taken, due = long_poll().take(queue_type, next_count, wait, _client_alive)
     head = b'{"status":"success","results":' + ujson.dumps(results).encode()
@@ -206,6 +199,25 @@ FAIL_FIELDS = ("receipt", "error", "retry_after_ms", "dead", "throttle")
 LIMIT_FIELDS = ("interval", "burst", "max_active")
 
 
+def batch_arg(name: str, default: int | None, minimum: int) -> int | None:
+    """?count= or ?next=: how many jobs to hand out, checked before any change."""
+    value = query_int(name, default)
+    return None if value is None else check.integer(name, value, minimum, MAX_BATCH)
+
+
+def wait_arg() -> int:
+    """?wait=S: how long a request may park, checked before any change."""
+    return check.integer("wait", query_int("wait", 0), 0, MAX_WAIT_S)
+
+
+def nothing_ready(queue_type: str, due: int | None) -> tuple[dict, int]:
+    """The 404 of a dequeue that found nothing, saying when to ask again or, when
+    nothing will come until someone resumes it, that the type is paused."""
+    if due is None and engine().type_paused_until(queue_type) == -1:
+        return failure(404, "queue type is paused until resumed", retry_after_ms=None, paused=True)
+    return failure(404, "no job is ready", retry_after_ms=due)
+
+
 def long_poll() -> LongPoll:
     return current_app.extensions["sharq_longpoll"]
 
@@ -224,13 +236,14 @@ def _deliver(queue_type: str, jobs: list[DequeuedJob], body: bytes, waited: int)
     their queues at once rather than after job_expire_interval."""
     if not jobs or not waited:
         return current_app.response_class(body, mimetype="application/json")
-    sq = engine()
+    sq, sock = engine(), request.environ.get("gunicorn.socket")
 
     def stream() -> Any:
         written = False
         try:
-            yield body
-            written = True  # the server asks for more only once the body is out
+            if client_alive(sock):  # a client gone during the take gets nothing
+                yield body
+                written = True  # the server asks for more only once the body is out
         finally:
             if not written:
                 log.warning("client gone before its %d job(s) were written: returned to their queues", len(jobs))
@@ -251,7 +264,7 @@ def job_status(queue_type: str, queue_id: str, job_id: str) -> dict:
 
 @api.post("/interval/<queue_type>/<queue_id>/")
 def interval(queue_type: str, queue_id: str) -> dict:
-    return found(engine().interval(json_body(fields=("interval",)).get("interval"), queue_id, queue_type))
+    return engine().set_interval(json_body(fields=("interval",)).get("interval"), queue_id, queue_type)
 
 
 @api.get("/metrics/")
@@ -287,7 +300,7 @@ def _wants_prometheus() -> bool:
 @api.delete("/deletequeue/<queue_type>/<queue_id>/")
 def delete_queue(queue_type: str, queue_id: str) -> dict:
     purge_all = json_body(required=False, fields=("purge_all",)).get("purge_all", False)
-    return found(engine().clear_queue(queue_type, queue_id, purge_all))
+    return engine().delete_queue(queue_type, queue_id, purge_all)
 
 
 @api.get("/deadletter/<queue_type>/")

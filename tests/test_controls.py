@@ -183,7 +183,7 @@ def test_delayed_jobs_count_for_max_queued_length_and_are_cleared(sq: SharQ, clo
     with pytest.raises(QueueFull):
         put(sq, "c", max_queued_length=2)
     assert sq.queue_info("t", "q1")["scheduled"] == 1
-    assert sq.clear_queue("t", "q1")["deleted"] == 2
+    assert sq.delete_queue("t", "q1")["deleted"] == 2
     clock.advance(1000)
     assert take(sq)["status"] == "failure"
 
@@ -234,3 +234,55 @@ def test_type_stats_follow_every_move(sq: SharQ, clock: Clock) -> None:
     stats = sq.type_stats("t")
     assert stats["jobs"]["queued"] == 0 and stats["oldest_queued_age_ms"] is None
     assert stats["counters"] == {"enqueued": 4, "dequeued": 3, "finished": 0, "failed": 1, "requeued": 0, "dead": 0}
+
+
+# -- found by review (issue 14) -------------------------------------------------------
+
+
+def test_a_bursting_queue_never_jumps_queues_that_were_waiting(sq: SharQ, clock: Clock) -> None:
+    """Burst lets a queue out back to back, but a queue ready earlier goes first:
+    its listing is never put in the past."""
+    sq.set_limits("t", "big", interval=1000, burst=50)
+    for n in range(30):
+        put(sq, f"b{n}", "big")
+    clock.advance(20_000)  # big's rate state would list it 20 s in the past
+    put(sq, "s0", "small")
+    clock.advance(1)
+    served = [taken(sq, 1)[0] for _ in range(4)]
+    assert "s0" in served[:2], served
+    assert sq.queue_info("t", "big")["next_ready_at"] >= clock.now
+
+
+def test_raising_a_limit_on_an_idle_queue_lengthens_its_rate_memory(sq: SharQ, clock: Clock, redis_client) -> None:
+    put(sq, "a", "idle", interval=10)
+    take(sq)
+    sq.finish("a", "idle", "t")  # drained: the rate state now expires
+    last = sq.keys.last("t", "idle")
+    assert 0 < redis_client.pttl(last) <= 600_000
+    sq.set_limits("t", "idle", interval=3_600_000)
+    assert redis_client.pttl(last) > 3_500_000  # lives as long as the new interval needs
+    put(sq, "b", "idle", interval=10)
+    clock.advance(602_000)
+    assert take(sq)["status"] == "failure"  # still an hour from the last job
+
+
+def test_interval_leaves_an_override_without_an_interval_alone(sq: SharQ, clock: Clock) -> None:
+    sq.set_limits("t", "q1", max_active=2)
+    put(sq, "a", interval=100)
+    assert sq.interval(500, "q1", "t") == {"status": "success"}
+    assert sq.limits("t", "q1")["limits"]["interval"] == {"value": 500, "source": "last enqueue"}
+    put(sq, "b", interval=50)  # later enqueues still count: no override was pinned
+    assert sq.limits("t", "q1")["limits"]["interval"] == {"value": 50, "source": "last enqueue"}
+    assert sq.limits("t", "q1")["limits"]["max_active"] == {"value": 2, "source": "override"}
+
+
+def test_ended_timed_pauses_stop_counting_and_let_the_type_go(sq: SharQ, clock: Clock) -> None:
+    put(sq, "a")
+    sq.pause("t", "q1", for_ms=500)
+    sq.pause("t", "other", for_ms=500)
+    assert sq.type_stats("t")["queues"]["paused"] == 2
+    sq.delete_queue("t", "q1")
+    clock.advance(501)
+    assert sq.type_stats("t")["queues"]["paused"] == 0  # over, though nothing came to serve them
+    sq.requeue()
+    assert "t" not in sq.queue_types()  # drained, no pause left: it leaves the registry

@@ -33,6 +33,7 @@ def test_a_stale_receipt_changes_nothing(sq: SharQ, clock: Clock) -> None:
     sq.requeue()
     for call in (
         lambda: sq.finish("a", "q1", "sms", receipt=stale),  # queued again: not this delivery's
+        lambda: sq.touch("a", "q1", "sms", receipt=stale),  # 409 as finish and fail, not 404
         lambda: sq.fail("sms", "q1", "a", receipt=stale),
     ):
         with pytest.raises(StaleReceipt):
@@ -124,6 +125,7 @@ def test_release_returns_jobs_without_counting(sq: SharQ) -> None:
     sq.release("sms", jobs)
     again = take(sq)
     assert (again["job_id"], again["requeues_remaining"]) == ("a", 0)
+    assert sq.type_stats("sms")["counters"]["failed"] == 0  # a hand-back is no worker's failure
 
 
 def test_finish_many_acknowledges_and_takes_in_one_call(sq: SharQ) -> None:

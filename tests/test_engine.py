@@ -105,9 +105,10 @@ def test_interval_update_applies_from_last_dequeue(sq: SharQ, clock: Clock) -> N
 
 
 def test_interval_of_unknown_queue_answers_failure(sq: SharQ) -> None:
-    assert sq.interval(100, "nobody", "sms") == {
-        "status": "failure", "message": "queue holds no queued or active job",
-    }  # fmt: skip
+    """Exactly the seed's answer; the raising form carries the message HTTP gives."""
+    assert sq.interval(100, "nobody", "sms") == {"status": "failure"}
+    with pytest.raises(NotFound, match="queue holds no queued or active job"):
+        sq.set_interval(100, "nobody", "sms")
 
 
 def test_fairness_serves_earliest_ready_queue(sq: SharQ, clock: Clock) -> None:
@@ -139,10 +140,9 @@ def test_finish_and_not_active(sq: SharQ) -> None:
     assert sq.finish("a", "q1", "sms")["status"] == "failure"  # queued, not active
     take(sq)
     assert sq.finish("a", "q1", "sms") == {"status": "success"}
-    assert sq.finish("a", "q1", "sms") == {
-        "status": "failure",
-        "message": "job is not active (never dequeued, finished, or expired and requeued)",
-    }
+    assert sq.finish("a", "q1", "sms") == {"status": "failure"}  # exactly the seed's answer
+    with pytest.raises(NotFound, match="job is not active"):
+        sq.finish_job("a", "q1", "sms")
     assert sq.metrics("sms") == {"status": "success", "queue_ids": [], "total": 0}
 
 
@@ -310,17 +310,19 @@ def test_clear_queue_keeps_active_jobs(sq: SharQ) -> None:
     for job in ("a", "b", "c"):
         put(sq, job)
     take(sq)
-    assert sq.clear_queue("sms", "q1")["deleted"] == 2
+    assert sq.delete_queue("sms", "q1")["deleted"] == 2
     assert sq.get_queue_length("sms", "q1") == 0
     assert sq.finish("a", "q1", "sms") == {"status": "success"}
-    assert sq.clear_queue("sms", "q1") == {"status": "failure", "message": "queue holds nothing to delete"}
+    assert sq.clear_queue("sms", "q1") == {"status": "Failure", "message": "No queued calls found"}  # the seed's
+    with pytest.raises(NotFound, match="queue holds nothing to delete"):
+        sq.delete_queue("sms", "q1")
 
 
 def test_clear_queue_purge_all(sq: SharQ) -> None:
     for job in ("a", "b"):
         put(sq, job)
     take(sq)
-    assert sq.clear_queue("sms", "q1", purge_all=True)["deleted"] == 2
+    assert sq.delete_queue("sms", "q1", purge_all=True)["deleted"] == 2
     assert sq.finish("a", "q1", "sms")["status"] == "failure"
     assert sq.metrics("sms")["queue_ids"] == []
     assert take(sq)["status"] == "failure"

@@ -85,7 +85,7 @@ def test_clear_queue_works_in_bounded_batches(sq: SharQ, redis_client, single_re
         sq.enqueue_many("sms", [{**job, "job_id": f"{job['job_id']}-{start}"} for job in jobs])
     sq.dequeue_many("sms", 100)
     redis_client.config_resetstat()
-    assert sq.clear_queue("sms", "big", purge_all=True)["deleted"] == 3 * REQUEUE_BATCH
+    assert sq.delete_queue("sms", "big", purge_all=True)["deleted"] == 3 * REQUEUE_BATCH
     calls = int(redis_client.info("commandstats")["cmdstat_evalsha"]["calls"])
     assert calls >= 4  # three batches of queued jobs, then the active ones
     assert sq.metrics("sms")["queue_ids"] == []
@@ -96,7 +96,7 @@ def test_clear_without_purge_keeps_active_jobs_past_a_batch(sq: SharQ) -> None:
     for n in range(REQUEUE_BATCH + 10):
         put(sq, f"j{n}", "big")
     take(sq)
-    assert sq.clear_queue("sms", "big")["deleted"] == REQUEUE_BATCH + 9
+    assert sq.delete_queue("sms", "big")["deleted"] == REQUEUE_BATCH + 9
     assert sq.job_status("sms", "big", "j0")["state"] == "active"
     assert sq.finish("j0", "big", "sms") == {"status": "success"}
 
@@ -177,9 +177,16 @@ def test_duplicate_says_the_state(sq: SharQ) -> None:
 
 
 def test_seed_answers_failure_dicts_and_housekeeping(sq: SharQ, config: Config) -> None:
-    assert sq.finish("nope", "q1", "sms")["status"] == "failure"
-    assert sq.interval(10, "q1", "sms")["status"] == "failure"
-    assert sq.clear_queue("sms", "q1")["status"] == "failure"
+    """Exactly the seed library's dicts: code comparing them keeps working."""
+    assert sq.finish("nope", "q1", "sms") == {"status": "failure"}
+    assert sq.interval(10, "q1", "sms") == {"status": "failure"}
+    assert sq.clear_queue("sms", "q1") == {"status": "Failure", "message": "No queued calls found"}
+    put(sq, "a")
+    assert sq.clear_queue("sms", "q1") == {"status": "Success", "message": "Successfully removed all queued calls"}
+    put(sq, "a")
+    assert sq.clear_queue("sms", "q1", purge_all=True) == {
+        "status": "Success", "message": "Successfully removed all queued calls and purged related resources",
+    }  # fmt: skip
     assert sq.redis_client() is sq.redis
     put(sq, "a")
     sq.reload_lua_scripts()
@@ -192,4 +199,4 @@ def test_purging_a_queue_with_nothing_queued(sq: SharQ) -> None:
     """Found by Schemathesis: a purge whose first batch deleted nothing sent Redis "-0"."""
     put(sq, "a")
     take(sq)
-    assert sq.clear_queue("sms", "q1", purge_all=True)["deleted"] == 1
+    assert sq.delete_queue("sms", "q1", purge_all=True)["deleted"] == 1

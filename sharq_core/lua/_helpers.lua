@@ -109,8 +109,9 @@ local function schedule_queue(k, base, queue_id, now)
   local last = tonumber(redis.call('GET', base .. ':last:' .. queue_id))
   local due = listed or now
   if last then
-    due = last + interval - (burst - 1) * interval
-    if not listed then due = math.max(due, now) end
+    -- borrowed burst never puts it before queues that were really waiting: a
+    -- rate that allows a job now lists it at now, or at the place it already had
+    due = math.max(last + interval - (burst - 1) * interval, math.min(listed or now, now))
   end
   if paused then
     due = math.max(due, paused)
@@ -118,22 +119,33 @@ local function schedule_queue(k, base, queue_id, now)
   redis.call('ZADD', k.ready, due, queue_id)
 end
 
+-- An idle queue's rate state (its ":last:" key) must outlive now by
+-- max(interval, memory, last + interval - now) ms, so a refill within that time
+-- still waits for the rate limit. Lengthens its expiry to that (never shortens
+-- it); with `idle_only`, a state kept without expiry (the queue holds jobs) stays so.
+local function remember_rate(k, base, queue_id, memory, now, idle_only)
+  local last_key = base .. ':last:' .. queue_id
+  local ttl = redis.call('PTTL', last_key)
+  if ttl == -2 or (idle_only and ttl == -1) then
+    return
+  end
+  local interval = queue_limits(k, queue_id)
+  local last = tonumber(redis.call('GET', last_key))
+  local keep = math.max(interval, memory, (last or 0) + interval - now)
+  if ttl < keep then
+    redis.call('PEXPIRE', last_key, keep)
+  end
+end
+
 -- A queue's last queued, scheduled or active job is gone: it leaves the queues
 -- hash (and the known set, unless it has limits of its own), and its rate state
--- is kept `max(interval, memory)` more ms (never less than it already has), so a
--- refill within that time still waits for the rate limit.
+-- starts to expire (see remember_rate).
 local function forget_queue(k, base, queue_id, memory, now)
-  local interval = queue_limits(k, queue_id)
-  local last_key = base .. ':last:' .. queue_id
+  remember_rate(k, base, queue_id, memory, now, false)
   redis.call('HDEL', k.queues, queue_id)
   redis.call('HDEL', k.nactive, queue_id)
   if redis.call('HEXISTS', k.limits, queue_id) == 0 then
     redis.call('ZREM', k.known, queue_id)
-  end
-  local last = tonumber(redis.call('GET', last_key))
-  local keep = math.max(interval, memory, (last or 0) + interval - now)
-  if redis.call('PTTL', last_key) < keep then
-    redis.call('PEXPIRE', last_key, keep)
   end
 end
 
@@ -241,7 +253,8 @@ local function take(k, base, now, expire, count, token, out)
       if length == 0 or (cap and running >= cap) then
         redis.call('ZREM', k.ready, queue_id)
       else
-        redis.call('ZADD', k.ready, last + interval - (burst - 1) * interval, queue_id)
+        -- no earlier than now: borrowed burst must not jump queues that waited
+        redis.call('ZADD', k.ready, math.max(last + interval - (burst - 1) * interval, now), queue_id)
       end
       redis.call('HINCRBY', stats_key, 'd:' .. queue_id, 1)
       out[#out + 1] = queue_id

@@ -6,7 +6,7 @@ it back then), and that return counts against its requeue_limit like an
 expiry. With no requeue left, or with `dead`, it goes to the dead letters with
 the error as its reason. Either way it frees its concurrency slot at once. A
 return that does not count (`counts` "0") is how a server hands back a job its
-client never received; with `throttle` (the upstream said 429) it does not
+client never received (not counted as a failure either); with `throttle` (the upstream said 429) it does not
 count either, and the whole queue is paused for `retry_after` ms.
 
 KEYS[1..17]  the type's keys (see _helpers.lua)
@@ -41,7 +41,9 @@ end
 if error_text ~= '' then
   redis.call('HSET', k.errors, member, error_text)
 end
-redis.call('HINCRBY', k.totals, 'failed', 1)
+if counts or throttle then
+  redis.call('HINCRBY', k.totals, 'failed', 1)  -- a worker's report, not a hand-back
+end
 if throttle then
   local until_ms = now + retry_after
   local paused = tonumber(redis.call('HGET', k.paused, queue_id))

@@ -11,6 +11,11 @@ ARGV[3]  now in ms, or "" to read Redis TIME
 ARGV[4]  interval (ms)
 ARGV[5]  burst
 ARGV[6]  max_active
+ARGV[7]  how long (ms) to remember a dequeue time at least, once a queue is empty
+
+An idle queue's rate state is kept long enough for the new interval (see
+remember_rate in _helpers.lua): raising an hour's interval on a drained queue
+still spaces its next job an hour from the last.
 
 Returns 1.
 --]]
@@ -36,6 +41,7 @@ else
   redis.call('HSET', k.limits, queue_id, table.concat(fields, '|'))
   redis.call('ZADD', k.known, 0, queue_id)
 end
+remember_rate(k, base, queue_id, tonumber(ARGV[7]), now, true)
 schedule_queue(k, base, queue_id, now)
 announce(base)
 return 1

@@ -4,7 +4,9 @@ An expired job goes back to the front of its queue with one requeue fewer left;
 a job with none left (requeue_limit spent) moves to the dead-letter store (see
 put_back in _helpers.lua). A job failed with retry_after_ms waits here too, as
 an active job whose expiry is its due time. Delayed jobs that are due join their
-queues, and finished job_ids older than the dedupe window are trimmed. The
+queues, finished job_ids older than the dedupe window are trimmed, and timed
+pauses that are over are dropped (a drained queue's would otherwise keep
+counting as paused and keep its type listed). The
 caller repeats until all came short of `batch`, so no call blocks Redis for long.
 
 KEYS[1..17]  the type's keys (see _helpers.lua)
@@ -42,6 +44,15 @@ if requeued > 0 then
 end
 if requeued + dead + promoted > 0 then
   announce(base)
+end
+
+local pauses = redis.call('HGETALL', k.paused)
+for i = 1, #pauses, 2 do
+  local until_ms = tonumber(pauses[i + 1])
+  if until_ms >= 0 and until_ms <= now then
+    redis.call('HDEL', k.paused, pauses[i])
+    schedule_queue(k, base, pauses[i], now)  -- listed again if it holds jobs
+  end
 end
 
 -- finished ids past the window are the lowest scores: drop at most `batch`

@@ -1,7 +1,7 @@
 --[[ stats: one type's figures for monitoring, read in one consistent step.
 
-Constant work per type but for `capped`, which visits the queues that have
-limits of their own (HGETALL of the limits hash).
+Constant work per type but for `capped` and `paused`, which visit the queues
+that have limits of their own or a pause (HGETALL of those hashes).
 
 KEYS[1..17]  the type's keys (see _helpers.lua)
 ARGV[1]  now in ms, or "" to read Redis TIME
@@ -9,7 +9,7 @@ ARGV[1]  now in ms, or "" to read Redis TIME
 Returns { now, totals (flat HGETALL of the totals hash), active, scheduled, dead,
 ready, waiting, paused, capped, type_paused, oldest }: `ready` queues are due now,
 `waiting` ones wait for their rate (or a timed pause), `paused` counts queue
-pauses, `capped` queues at their concurrency cap, `type_paused` 1 when the whole
+pauses not yet over, `capped` queues at their concurrency cap, `type_paused` 1 when the whole
 type is paused, `oldest` the ms the oldest queued job was enqueued (or false).
 --]]
 local k = type_keys()
@@ -23,6 +23,14 @@ for i = 1, #limits, 2 do
     capped = capped + 1
   end
 end
+local paused = 0
+local pauses = redis.call('HGETALL', k.paused)
+for i = 2, #pauses, 2 do
+  local until_ms = tonumber(pauses[i])
+  if until_ms < 0 or until_ms > now then
+    paused = paused + 1
+  end
+end
 return {
   now,
   redis.call('HGETALL', k.totals),
@@ -31,7 +39,7 @@ return {
   redis.call('HLEN', k.dead),
   redis.call('ZCOUNT', k.ready, '-inf', now),
   redis.call('ZCOUNT', k.ready, '(' .. now, '+inf'),
-  redis.call('HLEN', k.paused),
+  paused,
   capped,
   redis.call('EXISTS', k.type_paused),
   tonumber((redis.call('ZRANGE', k.heads, 0, 0, 'WITHSCORES'))[2]) or false,
