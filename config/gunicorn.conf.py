@@ -11,7 +11,7 @@ import os
 bind = f"{os.environ.get('SHARQ_HOST', '0.0.0.0')}:{os.environ.get('SHARQ_PORT', '8080')}"
 workers = int(os.environ.get("SHARQ_WORKERS", "2"))
 worker_class = "gevent"
-worker_connections = 1000
+worker_connections = int(os.environ.get("SHARQ_WORKER_CONNECTIONS", "1000"))  # the app reads the same
 graceful_timeout = int(os.environ.get("SHARQ_GRACEFUL_TIMEOUT", "10"))
 timeout = 30
 keepalive = 5

@@ -76,8 +76,9 @@ class AutoPipeline:
         attempt = self._attempt = gevent.event.AsyncResult()
         try:
             sock = self._open()
-        except redis.RedisError as error:
-            attempt.set_exception(error)
+        except BaseException as error:  # a killed greenlet too: its waiters must not wait for ever
+            interrupted = redis.ConnectionError("cannot connect to Redis: the connect attempt was interrupted")
+            attempt.set_exception(error if isinstance(error, redis.RedisError) else interrupted)
             raise
         finally:
             self._attempt = None

@@ -55,6 +55,8 @@ class ServerSettings:
     max_body_size: int = 1024 * 1024
     data_dir: str = "./sharq-data"
     graceful_timeout: int = 10
+    # connections one gunicorn worker serves at once; long polls may hold 90% of them
+    worker_connections: int = 1000
 
 
 @dataclass(frozen=True)
@@ -197,5 +199,5 @@ def _check(config: Config) -> None:
         raise ConfigError("appendfsync must be always, everysec or no")
     if config.server.log_format not in ("text", "json"):
         raise ConfigError("log_format must be text or json")
-    if config.server.max_body_size <= 0 or config.server.workers <= 0:
-        raise ConfigError("max_body_size and workers must be > 0")
+    if config.server.max_body_size <= 0 or config.server.workers <= 0 or config.server.worker_connections < 10:
+        raise ConfigError("max_body_size and workers must be > 0, worker_connections at least 10")

@@ -55,7 +55,8 @@ def create_app(config: Config | None = None, engine: SharQ | None = None) -> Fla
     app.url_map.strict_slashes = False  # /dequeue and /dequeue/ both answer, no redirect
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_size
     app.extensions["sharq"] = engine or SharQ(config)
-    app.extensions["sharq_longpoll"] = LongPoll(app.extensions["sharq"])
+    connections = config.server.worker_connections
+    app.extensions["sharq_longpoll"] = LongPoll(app.extensions["sharq"], max_parked=connections - connections // 10)
     app.extensions["sharq_prometheus"] = registry_for(app.extensions["sharq"])
     count_requests(app)
     register_error_handlers(app)

@@ -47,7 +47,7 @@ class SharqApplication(BaseApplication):
             "bind": f"{server.host}:{server.port}",
             "workers": server.workers,
             "worker_class": "gevent",
-            "worker_connections": 1000,
+            "worker_connections": server.worker_connections,
             "accesslog": None if server.accesslog in ("", "off") else server.accesslog,
             "access_log_format": ACCESS_FORMAT,
             "logger_class": _logger_class(server.log_format),

@@ -57,8 +57,15 @@ class QuietLongPolls(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         atoms = record.args if isinstance(record.args, dict) else {}
-        idle = atoms.get("s") == "404" and "wait=" in (atoms.get("q") or "")
+        idle = atoms.get("s") == "404" and _waited(atoms.get("q") or "")
         return not idle or logging.getLogger("gunicorn.access").isEnabledFor(logging.DEBUG)
+
+
+def _waited(query: str) -> bool:
+    """Whether the query string asked to wait (?wait=S with S > 0): a plain
+    dequeue's 404, ?wait=0 included, is logged as any request is."""
+    values = [value for name, _, value in (part.partition("=") for part in query.split("&")) if name == "wait"]
+    return any(value.strip("0") for value in values)
 
 
 def configure(kind: str, level: int = logging.INFO) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import redis
 
-from sharq_core import SharQ
+from sharq_core import SharqError, SharQ
 from sharq_core import validation as check
 from sharq_core.jobs import DequeuedJob
 
@@ -46,11 +46,26 @@ class _Waiter:
         self.event = threading.Event()
 
 
-class LongPoll:
-    """The parked requests of one worker process and the listener that wakes them."""
+class TooManyParked(SharqError):
+    """This worker process already holds its share of parked long polls."""
 
-    def __init__(self, engine: SharQ) -> None:
+    status = 503
+    headers = {"Retry-After": "1"}  # noqa: RUF012 - read-only
+
+
+class LongPoll:
+    """The parked requests of one worker process and the listener that wakes them.
+
+    At most `max_parked` requests park at once: gunicorn's gevent worker serves
+    `worker_connections` connections and leaves the rest in the listen backlog, so
+    parked polls filling them would stall every other client. A poll beyond the
+    cap still takes what is ready now; with nothing, it is refused with 503 and
+    Retry-After, which clients (and `sharq-worker`) answer by backing off.
+    """
+
+    def __init__(self, engine: SharQ, max_parked: int = 900) -> None:
         self.engine = engine
+        self.max_parked = max_parked
         self._lines: dict[str, deque[_Waiter]] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -69,6 +84,11 @@ class LongPoll:
         check.integer("wait", wait, 0, MAX_WAIT_S)
         if wait == 0 or self._closing.is_set():
             return self.engine.take(queue_type, count)
+        if self.parked >= self.max_parked:
+            jobs, due = self.engine.take(queue_type, count)
+            if jobs:
+                return jobs, due
+            raise TooManyParked(f"{self.parked} long polls already wait in this server process; retry shortly")
         self._listen()
         deadline = time.monotonic() + wait
         waiter = _Waiter()

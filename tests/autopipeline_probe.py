@@ -50,6 +50,7 @@ def main(url: str) -> None:
     assert sq._pipeline.call("PING") == b"PONG"
 
     acl_user(url)
+    killed_connect()
     tls = SharQ(Config(redis=RedisSettings(url="rediss://" + url.split("://", 1)[1], embedded=False)))
     assert tls._pipeline is None  # redis-py speaks TLS; the auto-pipeline steps aside
     print("ok")
@@ -77,6 +78,29 @@ def acl_user(url: str) -> None:
             raise AssertionError("a wrong password must be refused")
     finally:
         admin.acl_deluser("sharq-probe")
+
+
+def killed_connect() -> None:
+    """A greenlet killed while it connects for everyone: the callers waiting on
+    that attempt fail at once instead of waiting for ever."""
+    import socket
+
+    with socket.socket() as blackhole:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(0)
+        port = blackhole.getsockname()[1]
+        filler = socket.create_connection(("127.0.0.1", port))  # fills the backlog: connects hang
+        pipeline = AutoPipeline(RedisSettings(url=f"redis://127.0.0.1:{port}/0", socket_timeout=30, embedded=False))
+        connecting = gevent.spawn(pipeline.call, "PING")
+        gevent.sleep(0)  # it runs until it blocks inside connect()
+        assert pipeline._attempt is not None
+        waiting = gevent.spawn(pipeline.call, "PING")
+        gevent.sleep(0)  # it waits on that attempt
+        connecting.kill()
+        waiting.join(timeout=5)
+        filler.close()
+    assert waiting.ready(), "a caller waited for ever on an attempt whose greenlet was killed"
+    assert isinstance(waiting.exception, redis.ConnectionError), waiting.exception
 
 
 if __name__ == "__main__":

@@ -194,6 +194,7 @@ def test_one_log_format_with_an_access_log(tmp_path, kind: str) -> None:
         assert server.call("GET", "/")[0] == 200
         assert server.call("GET", "/dequeue/idle/?wait=1")[0] == 404
         assert server.call("GET", "/dequeue/busy/")[0] == 404
+        assert server.call("GET", "/dequeue/zero/?wait=0")[0] == 404  # asked not to wait: logged
     finally:
         assert server.stop() == 0
     lines = [line for line in server.log().splitlines() if line.strip()]
@@ -204,6 +205,7 @@ def test_one_log_format_with_an_access_log(tmp_path, kind: str) -> None:
         assert {(a["method"], a["path"], a["status"]) for a in access} == {
             ("GET", "/", 200),
             ("GET", "/dequeue/busy/", 404),
+            ("GET", "/dequeue/zero/", 404),
         }
         assert all(isinstance(a["duration_ms"], int) for a in access)
         assert any(record["logger"] == "sharq_server.embedded" for record in records)
@@ -213,4 +215,5 @@ def test_one_log_format_with_an_access_log(tmp_path, kind: str) -> None:
         access = [line for line in lines if "gunicorn.access" in line]
         assert re.search(r'"GET / HTTP/1.1" 200 \d+ \d+ms$', access[0])
         assert any("/dequeue/busy/" in line for line in access)
+        assert any("/dequeue/zero/?wait=0" in line for line in access)
         assert not any("wait=1" in line for line in access)

@@ -219,3 +219,27 @@ def test_a_vanished_long_poll_takes_nothing(server: ServerProcess) -> None:
     assert (status, job["job_id"]) == (200, "a")
     counts = server.call("GET", "/metrics/t/q/")[1]["dequeue_counts"]
     assert sum(counts.values()) == 1  # never handed to the client that hung up
+
+
+def test_long_polls_beyond_the_cap_are_refused_not_stalling_others(tmp_path) -> None:
+    """gunicorn serves worker_connections connections per worker; parked polls may
+    hold 90% of them. One more is answered 503 with Retry-After at once (or given
+    a job that is ready), and other clients are still served."""
+    env = {"SHARQ_WORKER_CONNECTIONS": "20"}
+    server = ServerProcess(str(tmp_path / "data"), workers=1, env=env).start()
+    try:
+        with ThreadPoolExecutor(18) as pool:
+            polls = [pool.submit(http, "GET", f"{server.url}/dequeue/t/?wait=20", timeout=30) for _ in range(18)]
+            wait_for(lambda: server.call("GET", "/deepstatus/")[1]["parked"] == 18, what="18 parked polls")
+            started = time.monotonic()
+            status, body = server.call("GET", "/dequeue/t/?wait=20")
+            assert (status, body["message"]) == (503, "18 long polls already wait in this server process; retry shortly")
+            assert time.monotonic() - started < 2
+            assert server.call("GET", "/")[0] == 200
+            jobs = [{"queue_id": "q", "job_id": f"j{n}", **JOB} for n in range(19)]
+            assert server.call("POST", "/enqueue/t/", {"jobs": jobs})[0] == 200
+            assert {poll.result()[0] for poll in polls} == {200}
+        status, body = server.call("GET", "/dequeue/t/?wait=20")
+        assert (status, body["job_id"]) == (200, "j18")
+    finally:
+        server.stop()

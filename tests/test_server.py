@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
 from flask.testing import FlaskClient
@@ -451,3 +452,63 @@ def test_metrics_negotiate_prometheus(client: FlaskClient, app) -> None:
     plain = client.get("/metrics/?format=prometheus")
     assert plain.content_type.startswith("text/plain") and "sharq_jobs{" in plain.get_data(as_text=True)
     assert client.get("/metrics/", headers={"Accept": "*/*"}).get_json()["status"] == "success"
+
+
+# -- found by review (issue 14) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [("next=1&wait=abc", "wait"), ("next=1&wait=31", "wait"), ("next=101", "next"), ("next=x&wait=1", "next")],
+)
+def test_ack_and_take_checks_every_parameter_before_acting(client: FlaskClient, query: str, name: str) -> None:
+    """A refused ack-and-take applied nothing and took nothing (it used to ack, take
+    a job nobody received, then answer 400)."""
+    for job_id in ("a", "b"):
+        enqueue(client, job_id, requeue_limit=0)
+    job = client.get("/dequeue/sms/").get_json()
+    ack = {"jobs": [{"queue_id": "u1", "job_id": job["job_id"], "receipt": job["receipt"]}]}
+    response = client.post(f"/finish/sms/?{query}", json=ack)
+    assert response.status_code == 400
+    assert name in response.get_json()["message"]
+    assert client.get(f"/job/sms/u1/{job['job_id']}/").get_json()["state"] == "active"  # not acked
+    assert client.get("/job/sms/u1/b/").get_json()["state"] == "queued"  # not taken
+
+
+@pytest.mark.parametrize(
+    ("query", "name"), [("count=0&wait=5", "count"), ("count=101&wait=5", "count"), ("count=2&wait=31", "wait")]
+)
+def test_a_bad_long_poll_is_refused_before_it_parks(client: FlaskClient, app, query: str, name: str) -> None:
+    """Not after standing in line behind a parked request (it used to wait its turn)."""
+    longpoll = app.extensions["sharq_longpoll"]
+    ahead = threading.Thread(target=longpoll.take, args=("sms", 1, 10), daemon=True)
+    ahead.start()
+    wait_for(lambda: longpoll.parked == 1, what="a request parked ahead")
+    response = client.get(f"/dequeue/sms/?{query}")
+    assert response.status_code == 400
+    assert name in response.get_json()["message"]
+    assert longpoll.parked == 1  # answered while the one ahead still waits
+    enqueue(client)  # lets the one ahead go
+    ahead.join(5)
+
+
+def test_a_paused_type_says_so(client: FlaskClient) -> None:
+    enqueue(client)
+    assert client.post("/pause/sms/").status_code == 200
+    response = client.get("/dequeue/sms/")
+    assert response.status_code == 404
+    assert response.get_json() == {
+        "status": "failure", "message": "queue type is paused until resumed", "retry_after_ms": None, "paused": True,
+    }  # fmt: skip
+    client.post("/resume/sms/")
+    assert client.get("/dequeue/sms/").status_code == 200
+
+
+def test_touch_with_a_stale_receipt_is_409(client: FlaskClient, app, redis_client) -> None:
+    enqueue(client)
+    stale = client.get("/dequeue/sms/").get_json()["receipt"]
+    app.extensions["sharq"].release("sms", app.extensions["sharq"].take("sms", 1)[0])  # nothing more active
+    client.post("/fail/sms/u1/j1/", json={"receipt": stale})  # back to its queue
+    client.get("/dequeue/sms/")  # a new delivery
+    response = client.post("/touch/sms/u1/j1/", json={"receipt": stale})
+    assert response.status_code == 409, response.get_json()
