@@ -145,7 +145,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sharq(store: EmbeddedRedis, tmp_path_factory):
-    env = {"SHARQ_REDIS_URL": store.url, "SHARQ_JOB_EXPIRE_INTERVAL": "300", "SHARQ_JOB_REQUEUE_INTERVAL": "100"}
+    env = {"SHARQ_REDIS_URL": store.url, "SHARQ_JOB_EXPIRE_INTERVAL": "1000", "SHARQ_JOB_REQUEUE_INTERVAL": "100"}
     server = ServerProcess(str(tmp_path_factory.mktemp("deploy") / "data"), workers=1, env=env).start()
     yield server
     server.stop()
@@ -238,7 +238,9 @@ def workload(sharq: ServerProcess, prometheus: Prometheus, store: EmbeddedRedis)
     enqueue(sharq, "sms/u2", "comes-back", requeue_limit=1)
     enqueue(sharq, "email/u3", "held")
     assert sharq.call("POST", "/pause/email/")[0] == 200
-    wait_for(lambda: prometheus.has_data('sharq_jobs_dead_total{queue_type="sms"} == 0'), timeout=WAIT)
+    wait_for(
+        lambda: prometheus.has_data('sharq_jobs_dead_total{queue_type="sms"} == 0'), timeout=WAIT, what="sms scraped"
+    )
     assert dequeue(sharq, "push") == "done"
     assert sharq.call("POST", "/finish/push/u4/done/")[0] == 200
     # neither is finished: "dies" goes to the dead letters, "comes-back" back to its queue
