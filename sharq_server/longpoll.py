@@ -27,7 +27,7 @@ from typing import Any
 
 import redis
 
-from sharq_core import SharqError, SharQ
+from sharq_core import SharQ, SharqError
 from sharq_core import validation as check
 from sharq_core.jobs import DequeuedJob
 

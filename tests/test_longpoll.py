@@ -233,7 +233,8 @@ def test_long_polls_beyond_the_cap_are_refused_not_stalling_others(tmp_path) -> 
             wait_for(lambda: server.call("GET", "/deepstatus/")[1]["parked"] == 18, what="18 parked polls")
             started = time.monotonic()
             status, body = server.call("GET", "/dequeue/t/?wait=20")
-            assert (status, body["message"]) == (503, "18 long polls already wait in this server process; retry shortly")
+            assert status == 503
+            assert body["message"] == "18 long polls already wait in this server process; retry shortly"
             assert time.monotonic() - started < 2
             assert server.call("GET", "/")[0] == 200
             jobs = [{"queue_id": "q", "job_id": f"j{n}", **JOB} for n in range(19)]
