@@ -281,3 +281,14 @@ def test_entries_parse_into_roles_and_types() -> None:
         ("viewer", frozenset({"sms"})),
     ]
     assert "digest" not in repr(tokens[0])  # kept out of reprs, and so of logs
+
+
+def test_entries_read_from_the_ini_file(tmp_path) -> None:
+    """The file's own delimiters (``:``, ``=``) leave the entries whole."""
+    path = tmp_path / "sharq.conf"
+    path.write_text("[sharq-server]\nauth_tokens : w=worker:sms+email, v=viewer ; a comment\n")
+    tokens = load_config(str(path), environ={}).server.auth_tokens
+    assert [token.describe() for token in tokens] == [
+        {"role": "worker", "types": ["email", "sms"]},
+        {"role": "viewer", "types": None},
+    ]
