@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .tokens import Token, TokenError, parse_tokens
+
 
 class ConfigError(ValueError):
     """A configuration value is missing its file, malformed or out of range."""
@@ -51,7 +53,7 @@ class ServerSettings:
     workers: int = 1
     accesslog: str = "-"
     log_format: str = "text"
-    auth_tokens: tuple[str, ...] = ()
+    auth_tokens: tuple[Token, ...] = ()  # see tokens.py
     max_body_size: int = 1024 * 1024
     data_dir: str = "./sharq-data"
     graceful_timeout: int = 10
@@ -149,6 +151,8 @@ def _typed(cls: type, raw: Mapping[str, Any]) -> dict[str, Any]:
         if name in fields:
             try:
                 out[name] = _CONVERTERS[fields[name].type](value)
+            except TokenError as exc:  # its message names the entry; the value may hold secrets
+                raise ConfigError(str(exc)) from None
             except ValueError as exc:
                 raise ConfigError(f"invalid value for {name}: {value!r}") from exc
     return out
@@ -165,16 +169,12 @@ def _to_bool(value: str | bool) -> bool:
     raise ValueError(value)
 
 
-def _to_tokens(value: str) -> tuple[str, ...]:
-    return tuple(token.strip() for token in value.split(",") if token.strip())
-
-
 _CONVERTERS = {
     "int": int,
     "float": float,
     "str": str,
     "bool": _to_bool,
-    "tuple[str, ...]": _to_tokens,
+    "tuple[Token, ...]": parse_tokens,
 }
 
 

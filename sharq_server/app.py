@@ -23,7 +23,7 @@ from sharq_core.engine import MAX_BATCH
 from sharq_core.jobs import DequeuedJob
 from sharq_core.validation import known_fields
 
-from .auth import require_tokens
+from .auth import install_auth
 from .errors import failure, register_error_handlers
 from .longpoll import MAX_WAIT_S, LongPoll, client_alive
 from .openapi import document
@@ -60,9 +60,7 @@ def create_app(config: Config | None = None, engine: SharQ | None = None) -> Fla
     app.extensions["sharq_prometheus"] = registry_for(app.extensions["sharq"])
     count_requests(app)
     register_error_handlers(app)
-    if config.server.auth_tokens:
-        require_tokens(app, config.server.auth_tokens)
-        app.config["SHARQ_AUTH"] = True
+    install_auth(app, config.server.auth_tokens)
     app.register_blueprint(api)
     return app
 

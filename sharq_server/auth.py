@@ -1,12 +1,68 @@
-"""Optional bearer-token access control (``[sharq-server] auth_tokens``)."""
+"""Optional bearer-token access control by role (``[sharq-server] auth_tokens``).
+
+Every endpoint is one action (`ACTIONS`, keyed by Flask endpoint name, so views
+declare nothing); every role may take some actions (`ROLE_ACTIONS`); a token
+limited to some queue types may act on those types only. An endpoint missing
+from the table needs admin: a new route stays closed until it is listed.
+
+Views without a queue type: a type-limited token may read `/deepstatus/`,
+`/openapi.json` and `/whoami/` (no type's figures in them) but not the overall
+`/metrics/` (JSON or Prometheus), which covers every type.
+"""
 
 from __future__ import annotations
 
 import hmac
 
-from flask import Flask, request
+from flask import Flask, current_app, g, request
 
 from sharq_core import SharqError
+from sharq_core.tokens import Token, digest_of
+
+OPEN, ANY_TOKEN = "open", "any token"
+ACTIONS = {
+    "sharq.index": OPEN,  # health checks
+    "sharq.dashboard": OPEN,  # the page asks for a token and sends it with its API calls
+    "whoami": ANY_TOKEN,
+    "sharq.enqueue": "enqueue",
+    "sharq.enqueue_many": "enqueue",
+    "sharq.dequeue": "work",
+    "sharq.finish": "work",
+    "sharq.finish_many": "work",
+    "sharq.fail": "work",
+    "sharq.touch": "work",
+    "sharq.job_status": "status",
+    "sharq.metrics": "read",
+    "sharq.type_stats": "read",
+    "sharq.queue_info": "read",
+    "sharq.queues": "read",
+    "sharq.dead_letters": "read",
+    "sharq.limits": "read",
+    "sharq.deep_status": "read",
+    "sharq.openapi": "read",
+    "sharq.interval": "admin",
+    "sharq.set_limits": "admin",
+    "sharq.clear_limits": "admin",
+    "sharq.pause": "admin",
+    "sharq.resume": "admin",
+    "sharq.delete_queue": "admin",
+    "sharq.retry_dead_letter": "admin",
+    "sharq.delete_dead_letter": "admin",
+}
+ROLE_ACTIONS = {
+    "producer": {"enqueue", "status"},
+    "worker": {"work", "status"},
+    "viewer": {"read", "status"},
+    "admin": {"enqueue", "work", "status", "read", "admin"},
+}
+WHAT = {
+    "enqueue": "enqueue jobs",
+    "work": "take, finish, fail or touch jobs",
+    "status": "read a job's status",
+    "read": "read queues and figures",
+    "admin": "change queues, limits, pauses or dead letters",
+}
+TYPELESS_READS = {"sharq.deep_status", "sharq.openapi", "whoami"}
 
 
 class Unauthorized(SharqError):
@@ -16,19 +72,64 @@ class Unauthorized(SharqError):
     headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 - read-only
 
 
-def require_tokens(app: Flask, tokens: tuple[str, ...]) -> None:
-    """Every route but ``GET /`` and the dashboard's static page needs
-    ``Authorization: Bearer <token>``."""
-    expected = [token.encode() for token in tokens]
+class Forbidden(SharqError):
+    """A valid token whose role or queue types do not cover this request."""
 
-    @app.before_request
-    def check_token() -> None:
-        if request.path == "/" or request.path.startswith("/dashboard/"):
-            return  # the page asks for the token and sends it with its API calls
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        given_bytes = given.strip().encode("utf-8", "surrogateescape")
-        # compare against every token so the time taken does not tell which matched
-        matched = [hmac.compare_digest(given_bytes, token) for token in expected]
-        if scheme.lower() != "bearer" or not any(matched):
-            raise Unauthorized("missing or wrong bearer token")
+    status = 403
+
+
+def install_auth(app: Flask, tokens: tuple[Token, ...]) -> None:
+    """`GET /whoami/` always; with tokens configured, every route but the open
+    ones needs ``Authorization: Bearer <token>`` whose role allows it."""
+    app.add_url_rule("/whoami/", "whoami", whoami)
+    if not tokens:
+        return
+    app.config["SHARQ_AUTH"] = True
+    app.extensions["sharq_tokens"] = tokens
+    app.before_request(check_token)
+
+
+def whoami() -> dict:
+    """The token's role and queue types, so a page shows only what it may do."""
+    token = g.get("sharq_token")
+    if token is None:
+        return {"status": "success", "auth": "off", "role": "admin", "types": None}
+    return {"status": "success", "auth": "required", **token.describe()}
+
+
+def check_token() -> None:
+    """401 without a known token, 403 when its role or types do not cover the request."""
+    endpoint = request.endpoint
+    action = ACTIONS.get(endpoint or "", "admin")
+    if action == OPEN:
+        return
+    g.sharq_token = token = bearer(current_app.extensions["sharq_tokens"])
+    if endpoint is None or action == ANY_TOKEN:
+        return  # no route matched: the 404 or 405 follows
+    permit(token, action, endpoint, (request.view_args or {}).get("queue_type"))
+
+
+def bearer(tokens: tuple[Token, ...]) -> Token:
+    """The configured token the request carries; hashed once, then compared with
+    every entry (all of them, so the time taken does not tell which matched)."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    digest = digest_of(given.strip().encode("latin-1", "replace"))  # back to the header's bytes
+    found = None
+    for token in tokens:
+        if hmac.compare_digest(digest, token.digest):
+            found = token
+    if scheme.lower() != "bearer" or not given.strip() or found is None:
+        raise Unauthorized("missing or wrong bearer token")
+    return found
+
+
+def permit(token: Token, action: str, endpoint: str, queue_type: str | None) -> None:
+    if action not in ROLE_ACTIONS[token.role]:
+        raise Forbidden(f"this token's role ({token.role}) may not {WHAT[action]}", role=token.role)
+    if token.types is None or (queue_type is None and endpoint in TYPELESS_READS):
+        return
+    limited = f"this token ({token.role}) is limited to queue types {', '.join(sorted(token.types))}"
+    if queue_type is None:
+        raise Forbidden(f"{limited}; this view covers every type: use the per-type views", role=token.role)
+    if queue_type not in token.types:
+        raise Forbidden(f"{limited}, not {queue_type[:100]!r}", role=token.role, queue_type=queue_type[:100])

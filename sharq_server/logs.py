@@ -4,7 +4,9 @@
 handlers (error and access log) with the same formatter as the root logger's,
 plain text or one JSON object a line (``--log-format json``) for log shippers.
 Access lines carry method, path, status and the duration in ms; an idle long
-poll's 404 is logged only at DEBUG, so parked workers do not flood the log.
+poll's 404 is logged only at DEBUG, so parked workers do not flood the log. A
+refused request (401, 403) is logged with its method and route template only (as
+the app marks it), never the path or query a client chose.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from gunicorn.glogging import Logger
 TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 # gunicorn's access atoms: remote address, request line, status, bytes, duration (ms)
 ACCESS_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+LOG_AS = "sharq.log_as"  # WSGI environ key: the (method, route) a refused request is logged as
 
 
 class JsonFormatter(logging.Formatter):
@@ -88,3 +91,13 @@ class SharqLogger(Logger):
             handler.setFormatter(formatter(self.log_format))
         for handler in self.access_log.handlers:
             handler.addFilter(QuietLongPolls())
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
+        """gunicorn's atoms; for a refused request, the bounded method and route
+        the app put in `LOG_AS` instead of what the client sent."""
+        atoms = super().atoms(resp, req, environ, request_time)
+        if LOG_AS in environ:
+            method, route = environ[LOG_AS]
+            atoms.update(r=f"{method} {route} {atoms['H']}", m=method, U=route, q="")
+            atoms.update({key: "-" for key in atoms if key.startswith("{")})  # headers and environ
+        return atoms

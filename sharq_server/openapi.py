@@ -11,6 +11,7 @@ import functools
 from typing import Any
 
 from sharq_core import __version__
+from sharq_core.tokens import ROLES
 
 IDENTIFIER = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,100}$"}
 IDENTIFIERS = {"type": "array", "items": IDENTIFIER}
@@ -76,6 +77,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 _ERRORS = {
     "400": "invalid input; nothing changed",
     "401": "missing or wrong bearer token (when auth_tokens is set)",
+    "403": "the token's role (or its queue types) does not allow this request",
     "404": "not found",
     "413": "request body too large",
     "503": "Redis unavailable or refusing writes (`reason`); whether the request took effect is unknown",
@@ -171,6 +173,9 @@ METRICS_OVERALL = _operation(
 METRICS_OVERALL["responses"]["200"]["content"].update(
     {"text/plain": _PROMETHEUS_TEXT, "application/openmetrics-text": _PROMETHEUS_TEXT}
 )
+
+
+NULLABLE_TYPES = {"oneOf": [IDENTIFIERS, {"type": "null"}]}
 
 
 def _paths() -> dict[str, Any]:
@@ -395,6 +400,12 @@ def _paths() -> dict[str, Any]:
             "get": _operation(
                 "Redis answers and accepts writes; `parked`: long polls the answering worker process holds",
                 ("200", _success(parked={"type": "integer"})),
+            )
+        },
+        "/whoami/": {
+            "get": _operation(
+                "The token's role and queue types (null: every type); with auth off, admin",
+                ("200", _success(auth={"enum": ["off", "required"]}, role={"enum": list(ROLES)}, types=NULLABLE_TYPES)),
             )
         },
         "/openapi.json": {

@@ -33,6 +33,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sharq_core import SharQ
 from sharq_core.engine import COUNTERS
 
+from .logs import LOG_AS
+
 _COUNTER_HELP = {
     "enqueued": "Jobs enqueued (delayed ones included)",
     "dequeued": "Deliveries handed to workers",
@@ -109,7 +111,7 @@ def registry_for(engine: SharQ) -> CollectorRegistry:
 
 def count_requests(app: Flask) -> None:
     """Count every answer and its duration, per method, route (the URL rule, so
-    queue ids do not make labels) and status."""
+    queue ids do not make labels) and status; labels take bounded values only."""
 
     @app.before_request
     def started() -> None:
@@ -117,11 +119,23 @@ def count_requests(app: Flask) -> None:
 
     @app.after_request
     def answered(response: Response) -> Response:
-        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        labels = (request.method, route, str(response.status_code))
+        labels = (*request_labels(), str(response.status_code))
         HTTP_REQUESTS.labels(*labels).inc()
         HTTP_DURATION.labels(*labels).observe(time.perf_counter() - g.get("sharq_started", time.perf_counter()))
+        if response.status_code in (401, 403):  # the access log tells a refusal by these alone
+            request.environ[LOG_AS] = labels[:2]
         return response
+
+
+# Methods counted by name; any other (a client can send made-up ones) is "other",
+# as a path no route matched is "unmatched": the series never grow with requests.
+KNOWN_METHODS = frozenset(("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"))
+
+
+def request_labels() -> tuple[str, str]:
+    """The request's method and route template, each one of a fixed set of values."""
+    method = request.method if request.method in KNOWN_METHODS else "other"
+    return method, request.url_rule.rule if request.url_rule is not None else "unmatched"
 
 
 def exposition(registry: CollectorRegistry, accept: str) -> tuple[bytes, str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sharq_core import ConfigError, load_config
+from sharq_core.tokens import digest_of
 
 SEED = str(Path(__file__).parent / "data" / "seed-sharq.conf")
 
@@ -42,7 +43,7 @@ def test_environment_alone() -> None:
         },
     )
     assert config.redis.url == "unix:///tmp/r.sock?db=2" and config.redis.embedded is False
-    assert config.server.auth_tokens == ("a", "b", "c")
+    assert [token.digest for token in config.server.auth_tokens] == [digest_of(t) for t in (b"a", b"b", b"c")]
     assert config.server.workers == 4
 
 

@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 from redis import exceptions as redis_errors
 
 from sharq_core import Config
+from sharq_core.tokens import parse_tokens
 from sharq_server import create_app
 from sharq_server.errors import unavailable_reason
 from sharq_server.requeue import RequeueLoop
@@ -296,7 +297,7 @@ def test_redis_down_is_503(config: Config) -> None:
 
 
 def test_auth_tokens(config: Config, redis_client) -> None:
-    server = dataclasses.replace(config.server, auth_tokens=("s3cret", "other"))
+    server = dataclasses.replace(config.server, auth_tokens=parse_tokens("s3cret,other"))
     client = create_app(dataclasses.replace(config, server=server)).test_client()
     assert client.get("/").status_code == 200
     assert client.get("/metrics/").status_code == 401

@@ -1,11 +1,18 @@
 // SharQ dashboard: plain JavaScript over the JSON API, refreshed every 2 s.
 // The bearer token (when auth is on) is asked for once, kept in sessionStorage
-// and sent as an Authorization header, never in a URL.
+// and sent as an Authorization header, never in a URL. GET /whoami/ tells what
+// the token may do: only an admin sees the buttons that change anything, and a
+// token limited to some queue types sees those types (and no all-types chart).
 "use strict";
 
 const REFRESH_MS = 2000;
 const PAGE = 20;
-const state = { token: sessionStorage.getItem("sharq-token"), type: null, offset: 0, stats: {} };
+const MAX_PAGE = 1000;  // the API's largest page
+const PARALLEL = 16;  // requests in flight at once for "Retry all" and "Delete all"
+const READERS = ["viewer", "admin"];
+const state = {
+  token: sessionStorage.getItem("sharq-token"), type: null, offset: 0, total: 0, stats: {}, role: null, types: null,
+};
 const $ = (selector) => document.querySelector(selector);
 
 async function api(method, path, body) {
@@ -14,11 +21,23 @@ async function api(method, path, body) {
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const data = await response.json();
   if (response.status === 401) {
+    state.role = null;
     $("#token-form").hidden = false;
-    throw new Error("this server needs a bearer token");
+    throw new Error("this server needs a bearer token it knows");
   }
   return { status: response.status, data };
 }
+
+async function whoami() {
+  const { data } = await api("GET", "/whoami/");
+  state.role = data.role;
+  state.types = data.types;
+  const limited = data.types === null ? "" : ` for ${data.types.join(", ")}`;
+  $("#role").textContent = data.auth === "off" ? "" : `token: ${data.role}${limited}`;
+  for (const control of document.querySelectorAll(".admin")) control.hidden = !isAdmin();
+}
+
+const isAdmin = () => state.role === "admin";
 
 function cell(row, text, className) {
   const td = row.insertCell();
@@ -49,6 +68,8 @@ async function refresh() {
   if (refreshing) return;
   refreshing = true;
   try {
+    if (state.role === null) await whoami();
+    if (!READERS.includes(state.role)) throw new Error(`this token's role (${state.role}) may not read queues and figures`);
     await overview();
     if (state.type) await details(state.type);
     $("#error").hidden = true;
@@ -62,10 +83,16 @@ async function refresh() {
 }
 
 async function overview() {
-  const { data } = await api("GET", "/metrics/");
+  let types = state.types;  // a token limited to some types may not read the all-types view
+  $("#overall").hidden = types !== null;
+  if (types === null) {
+    const { data } = await api("GET", "/metrics/");
+    types = data.queue_types;
+    chart("#chart", data.enqueue_counts, data.dequeue_counts);
+  }
   const body = $("#types tbody");
   body.replaceChildren();
-  for (const type of data.queue_types) {
+  for (const type of types) {
     const stats = (await api("GET", `/stats/${type}/`)).data;
     state.stats[type] = stats;
     const row = body.insertRow();
@@ -76,7 +103,6 @@ async function overview() {
     for (const name of ["ready", "waiting", "paused", "capped"]) cell(row, stats.queues[name], "num");
     button(row.insertCell(), "Open", async () => { state.type = type; state.offset = 0; });
   }
-  chart("#chart", data.enqueue_counts, data.dequeue_counts);
 }
 
 function chart(selector, enqueued, dequeued) {
@@ -96,21 +122,40 @@ function chart(selector, enqueued, dequeued) {
   svg.innerHTML = bars.join("");
 }
 
+// Orders other than the API's own (queue id): every queue is read, then sorted.
+const ORDER = {
+  queue_length: (a, b) => b.queue_length - a.queue_length,
+  next_ready_at: (a, b) => (a.next_ready_at ?? Infinity) - (b.next_ready_at ?? Infinity),
+};
+
+async function queuePage(type) {
+  const sort = $("#sort").value;
+  if (!(sort in ORDER)) return (await api("GET", `/queues/${type}/?limit=${PAGE}&offset=${state.offset}`)).data;
+  const queues = await everyPage((offset) => `/queues/${type}/?limit=${MAX_PAGE}&offset=${offset}`, "queues");
+  queues.sort((a, b) => ORDER[sort](a, b) || a.queue_id.localeCompare(b.queue_id));
+  return { total: queues.length, queues: queues.slice(state.offset, state.offset + PAGE) };
+}
+
+async function everyPage(url, field) {
+  const items = [];
+  for (;;) {
+    const page = (await api("GET", url(items.length))).data[field];
+    items.push(...page);
+    if (page.length < MAX_PAGE) return items;
+  }
+}
+
 async function details(type) {
   $("#details").hidden = false;
   $("#type-name").textContent = type;
   const stats = state.stats[type];
   if (stats) chart("#type-chart", stats.enqueue_counts, stats.dequeue_counts);
-  const page = (await api("GET", `/queues/${type}/?limit=${PAGE}&offset=${state.offset}`)).data;
-  const sort = $("#sort").value;
-  const queues = [...page.queues].sort((a, b) =>
-    sort === "queue_id" ? a.queue_id.localeCompare(b.queue_id)
-      : sort === "queue_length" ? b.queue_length - a.queue_length
-        : (a.next_ready_at ?? Infinity) - (b.next_ready_at ?? Infinity));
-  $("#page").textContent = `${state.offset + 1}–${state.offset + queues.length} of ${page.total}`;
+  const page = await queuePage(type);
+  state.total = page.total;
+  $("#page").textContent = `${state.offset + 1}–${state.offset + page.queues.length} of ${page.total}`;
   const body = $("#queues tbody");
   body.replaceChildren();
-  for (const queue of queues) {
+  for (const queue of page.queues) {
     const row = body.insertRow();
     row.dataset.queue = queue.queue_id;
     cell(row, queue.queue_id);
@@ -121,6 +166,7 @@ async function details(type) {
     cell(row, when(queue.next_ready_at));
     cell(row, queue.oldest_queued_age_ms === null ? "–" : Math.round(queue.oldest_queued_age_ms / 1000) + " s", "num");
     const actions = row.insertCell();
+    if (!isAdmin()) continue;
     if (queue.paused) button(actions, "Resume", () => api("POST", `/resume/${type}/${queue.queue_id}/`));
     else button(actions, "Pause", () => api("POST", `/pause/${type}/${queue.queue_id}/`));
     button(actions, "Limits…", () => editLimits(type, queue));
@@ -154,24 +200,52 @@ async function deadLetters(type) {
     payload.innerHTML = "<code></code>";
     payload.firstChild.textContent = JSON.stringify(job.payload);
     const actions = row.insertCell();
+    if (!isAdmin()) continue;
     button(actions, "Retry", () => api("POST", `/deadletter/${type}/${job.queue_id}/${job.job_id}/retry/`));
     button(actions, "Delete", () => api("DELETE", `/deadletter/${type}/${job.queue_id}/${job.job_id}/`));
   }
 }
 
+// Acts on every dead letter of the type, a page at a time until none is left. One
+// the API refuses (a retry whose job_id is queued again: 409) stays listed, so the
+// next page starts past it; one gone meanwhile (404) has left the list anyway.
 async function everyDeadLetter(method, suffix) {
   const type = state.type;
-  const { data } = await api("GET", `/deadletter/${type}/?limit=1000`);
-  for (const job of data.jobs) await api(method, `/deadletter/${type}/${job.queue_id}/${job.job_id}/${suffix}`);
+  let kept = 0, done = 0;
+  for (;;) {
+    const { data } = await api("GET", `/deadletter/${type}/?limit=${MAX_PAGE}&offset=${kept}`);
+    if (data.jobs.length === 0) break;
+    for (let i = 0; i < data.jobs.length; i += PARALLEL) {
+      const answers = await Promise.all(data.jobs.slice(i, i + PARALLEL).map(
+        (job) => api(method, `/deadletter/${type}/${job.queue_id}/${job.job_id}/${suffix}`)));
+      kept += answers.filter(({ status }) => status >= 300 && status !== 404).length;
+      done += answers.filter(({ status }) => status < 300).length;
+      $("#bulk").textContent = `${done} done`;
+    }
+  }
+  $("#bulk").textContent = `${done} done` + (kept ? `, ${kept} refused` : "");
 }
 
-$("#retry-all").addEventListener("click", async () => { await everyDeadLetter("POST", "retry/"); await refresh(); });
-$("#delete-all").addEventListener("click", async () => { await everyDeadLetter("DELETE", ""); await refresh(); });
+async function bulk(method, suffix) {
+  for (const control of [$("#retry-all"), $("#delete-all")]) control.disabled = true;
+  try {
+    await everyDeadLetter(method, suffix);
+  } finally {
+    for (const control of [$("#retry-all"), $("#delete-all")]) control.disabled = false;
+  }
+  await refresh();
+}
+
+$("#retry-all").addEventListener("click", () => bulk("POST", "retry/"));
+$("#delete-all").addEventListener("click", () => bulk("DELETE", ""));
 $("#pause-type").addEventListener("click", async () => { await api("POST", `/pause/${state.type}/`); await refresh(); });
 $("#resume-type").addEventListener("click", async () => { await api("POST", `/resume/${state.type}/`); await refresh(); });
-$("#sort").addEventListener("change", refresh);
+$("#sort").addEventListener("change", () => { state.offset = 0; refresh(); });
 $("#prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); refresh(); });
-$("#next").addEventListener("click", () => { state.offset += PAGE; refresh(); });
+$("#next").addEventListener("click", () => {
+  if (state.offset + PAGE < state.total) state.offset += PAGE;
+  refresh();
+});
 $("#lookup").addEventListener("submit", async (event) => {
   event.preventDefault();
   const { data } = await api("GET", `/job/${state.type}/${$("#lookup-queue").value}/${$("#lookup-job").value}/`);
@@ -180,6 +254,7 @@ $("#lookup").addEventListener("submit", async (event) => {
 $("#token-form").addEventListener("submit", (event) => {
   event.preventDefault();
   state.token = $("#token").value;
+  state.role = null;  // a new token: ask again what it may do
   sessionStorage.setItem("sharq-token", state.token);
   $("#token-form").hidden = true;
   refresh();
