@@ -98,6 +98,13 @@ class Keys:
                 self._type_keys.clear()
         return list(keys)
 
+    def live_keys(self, queue_type: str) -> list[str]:
+        """The keys whose existence keeps a type in the registry: queued or active
+        jobs, dead letters, queue limits or a pause. The one list both the requeue
+        script and the engine's forgetting of a drained type read."""
+        return [self.queues(queue_type), self.dead(queue_type), self.limits(queue_type),
+                self.paused(queue_type), self.type_paused(queue_type)]  # fmt: skip
+
     def totals(self, queue_type: str) -> str:
         """HASH counters since the type began (enqueued, dequeued, finished, failed,
         requeued, dead) and the jobs in its lists now (queued)."""

@@ -10,6 +10,7 @@ counting as paused and keep its type listed). The
 caller repeats until all came short of `batch`, so no call blocks Redis for long.
 
 KEYS[1..17]  the type's keys (see _helpers.lua)
+KEYS[18..]   the keys whose existence keeps the type live (keys.py `live_keys`)
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  key base "<prefix>:{<queue_type>}"
 ARGV[3]  batch: the most jobs to handle (and to promote, and ids to trim)
@@ -60,4 +61,4 @@ local stale = math.min(redis.call('ZCOUNT', k.done, '-inf', now - window), batch
 if stale > 0 then
   redis.call('ZREMRANGEBYRANK', k.done, 0, stale - 1)
 end
-return { #expired, requeued, dead, stale, redis.call('EXISTS', k.queues, k.dead, k.limits, k.paused, k.type_paused), promoted }
+return { #expired, requeued, dead, stale, redis.call('EXISTS', unpack(KEYS, TYPE_KEYS + 1)), promoted }

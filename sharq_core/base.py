@@ -1,0 +1,86 @@
+"""What every part of the engine shares: its constants, its state and how it runs a script."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from . import validation as check
+from .config import Config
+from .keys import Keys
+
+# How long a queue's last dequeue time is kept (ms) after it ran empty, at least,
+# so the rate limit still holds when it is refilled, whatever the interval.
+RATE_MEMORY_MS = 600_000
+
+# Jobs handled per requeue or clear script call: keeps each call to a few ms.
+REQUEUE_BATCH = 500
+
+MAX_BATCH = 100
+
+METRIC_MINUTES = 10
+
+MAX_PAGE = 10_000
+
+# How often (s) requeue() also scans the keyspace for types missing from the
+# registry (a lost write or a lost key), so no type can hold jobs unseen.
+DISCOVERY_INTERVAL_S = 30.0
+
+MAX_LIMIT = 10**6
+
+# the counters every type keeps since it began (the "totals" hash)
+COUNTERS = ("enqueued", "dequeued", "finished", "failed", "requeued", "dead")
+
+KEEP: Any = object()  # set_limits: leave this field as it is
+
+
+class EngineBase:
+    """The state the command families share (set up by `SharQ`) and their helpers."""
+
+    config: Config
+    keys: Keys
+    redis: Any
+    scripts: dict[str, Any]
+    _pipeline: Any
+    _clock: Callable[[], int] | None
+    _discovered_at: float | None
+
+    def _script(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+        """Run one Lua script: auto-pipelined under gevent, else through redis-py."""
+        if self._pipeline is None:
+            return self.scripts[name](keys, args)
+        script = self.scripts[name]
+        try:
+            return self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:  # Redis restarted or its script cache was flushed
+            self._pipeline.call("SCRIPT", "LOAD", script.script)
+            return self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def _now(self) -> str | int:
+        """The explicit clock's time in ms, or "" to let each script read Redis TIME."""
+        return "" if self._clock is None else int(self._clock())
+
+    def _redis_time(self) -> int:
+        seconds, micros = self.redis.time()
+        return seconds * 1000 + micros // 1000
+
+    def _queue_keys(self, queue_type: str, queue_id: str) -> list[str]:
+        """The type's keys, then the queue's list and jobs hash."""
+        return [
+            *self.keys.type_keys(queue_type),
+            self.keys.queue(queue_type, queue_id),
+            self.keys.jobs(queue_type, queue_id),
+        ]
+
+    @staticmethod
+    def _check_queue(queue_type: Any, queue_id: Any) -> None:
+        check.identifier("queue_type", queue_type)
+        check.identifier("queue_id", queue_id)
+
+    def _check_job(self, queue_type: Any, queue_id: Any, job_id: Any) -> list[str]:
+        """Validate the three identifiers of one job and return its ARGV pair."""
+        self._check_queue(queue_type, queue_id)
+        check.identifier("job_id", job_id)
+        return [queue_id, job_id]

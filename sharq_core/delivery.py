@@ -1,0 +1,230 @@
+"""Workers' calls: take jobs, then finish, fail, touch or hand them back."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from . import validation as check
+from .base import MAX_BATCH, RATE_MEMORY_MS, EngineBase
+from .exceptions import BadArgumentException, NotFound, StaleReceipt
+from .jobs import DequeuedJob
+from .keys import member
+
+NOT_ACTIVE = "job is not active (never dequeued, finished, or expired and requeued)"
+
+STALE_RECEIPT = "receipt does not name the job's current delivery: it was delivered again, or went back to its queue"
+
+MAX_ERROR = 4000
+
+
+class DeliveryCommands(EngineBase):
+    """The engine's dequeue, take, finish, finish_many, touch, fail, release."""
+
+    def dequeue(self, queue_type: str = "default") -> dict[str, Any]:
+        """The ready job due first across the type's queues, or a failure that says
+        in `retry_after_ms` when the next one is due (None when nothing is queued)."""
+        jobs, wait = self.take(queue_type, 1)
+        if not jobs:
+            return {"status": "failure", "retry_after_ms": wait}
+        return {"status": "success", **jobs[0].as_dict()}
+
+    def dequeue_many(self, queue_type: str, count: int) -> dict[str, Any]:
+        """Up to `count` ready jobs in fairness order, each within its queue's rate."""
+        jobs, wait = self.take(queue_type, count)
+        if not jobs:
+            return {"status": "failure", "retry_after_ms": wait, "jobs": []}
+        return {"status": "success", "jobs": [job.as_dict() for job in jobs]}
+
+    def take(self, queue_type: str, count: int) -> tuple[list[DequeuedJob], int | None]:
+        """Dequeue up to `count` jobs; with none, also the ms until one is due (None:
+        nothing queued). The server answers from this without re-encoding payloads."""
+        check.identifier("queue_type", queue_type)
+        check.integer("count", count, 1, MAX_BATCH)
+        args = [self._now(), self.keys.base(queue_type), self.config.job_expire_interval, count, _token()]
+        return self._taken(self._script("dequeue", self.keys.type_keys(queue_type), args), 2)
+
+    def _taken(self, reply: list[Any], start: int) -> tuple[list[DequeuedJob], int | None]:
+        """The jobs a dequeue or finish script handed out from `reply[start:]`."""
+        now, wait, expire = int(reply[0]), int(reply[1]), self.config.job_expire_interval
+        jobs = [DequeuedJob.from_reply(now, expire, *reply[i : i + 5]) for i in range(start, len(reply), 5)]
+        return jobs, (None if wait < 0 else wait)
+
+    def finish(
+        self, job_id: str, queue_id: str, queue_type: str = "default", receipt: str | None = None
+    ) -> dict[str, Any]:
+        """The seed's finish: `finish_job`, answering ``{'status': 'failure'}`` when
+        the job is not active."""
+        try:
+            return self.finish_job(job_id, queue_id, queue_type, receipt)
+        except NotFound:
+            return {"status": "failure"}
+
+    def finish_job(
+        self, job_id: str, queue_id: str, queue_type: str = "default", receipt: str | None = None
+    ) -> dict[str, Any]:
+        """Acknowledge an active job; NotFound when it is not active.
+
+        With `receipt`, only the delivery it names may finish the job: StaleReceipt
+        when the job has been delivered again (or went back to its queue) since.
+        """
+        self._check_job(queue_type, queue_id, job_id)
+        results, _, _ = self.finish_many(queue_type, [{"queue_id": queue_id, "job_id": job_id, "receipt": receipt}])
+        result = results[0]
+        if result["status"] == "failure":
+            raise (StaleReceipt if result["code"] == StaleReceipt.status else NotFound)(result["message"])
+        return {"status": "success"}
+
+    def finish_many(
+        self, queue_type: str, jobs: Any, next_count: int = 0
+    ) -> tuple[list[dict[str, Any]], list[DequeuedJob], int | None]:
+        """Finish up to MAX_BATCH jobs of one type in one atomic call, one result each
+        (``{"queue_id", "job_id", "status", "code"?, "message"?}``); then, with
+        `next_count`, hand out up to that many jobs in the same call. Returns the
+        results, the jobs taken and, when none was, the ms until one is due."""
+        check.identifier("queue_type", queue_type)
+        check.integer("next", next_count, 0, MAX_BATCH)
+        if not isinstance(jobs, list) or len(jobs) > MAX_BATCH or not (jobs or next_count):
+            raise BadArgumentException(f"jobs must be a list of up to {MAX_BATCH} jobs (or empty, with next)")
+        acks = [self._ack(index, job) for index, job in enumerate(jobs)]
+        keys = self.keys.type_keys(queue_type)
+        args: list[Any] = [
+            self._now(),
+            self.keys.base(queue_type),
+            RATE_MEMORY_MS,
+            self.config.dedupe_window_ms,
+            self.config.job_expire_interval,
+            next_count,
+            _token(),
+        ]
+        for queue_id, job_id, receipt in acks:
+            keys.append(self.keys.jobs(queue_type, queue_id))
+            args += [queue_id, job_id, receipt]
+        reply = self._script("finish", keys, args)
+        count = int(reply[2])
+        results = [_ack_result(ack, int(code)) for ack, code in zip(acks, reply[3 : 3 + count], strict=True)]
+        taken, wait = self._taken(reply, 3 + count)
+        return results, taken, wait
+
+    def _ack(self, index: int, job: Any) -> tuple[str, str, str]:
+        """One entry of a finish batch as (queue_id, job_id, receipt or "")."""
+        try:
+            if not isinstance(job, Mapping):
+                raise BadArgumentException("must be an object")
+            check.known_fields(job, ("queue_id", "job_id", "receipt"))
+            receipt = job.get("receipt")
+            return (
+                check.identifier("queue_id", job.get("queue_id")),
+                check.identifier("job_id", job.get("job_id")),
+                "" if receipt is None else check.receipt(receipt),
+            )
+        except BadArgumentException as exc:
+            raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
+
+    def touch(
+        self, job_id: str, queue_id: str, queue_type: str = "default", receipt: str | None = None
+    ) -> dict[str, Any]:
+        """Heartbeat: push an active job's expiry out by job_expire_interval."""
+        self._check_job(queue_type, queue_id, job_id)
+        expiry = int(
+            self._script(
+                "touch",
+                [self.keys.active(queue_type), self.keys.receipts(queue_type), self.keys.jobs(queue_type, queue_id)],
+                [self._now(), member(queue_id, job_id), self.config.job_expire_interval, _receipt(receipt), job_id],
+            )
+        )
+        if expiry == -1:
+            raise NotFound(NOT_ACTIVE)
+        if expiry == -2:
+            raise StaleReceipt(STALE_RECEIPT)
+        return {"status": "success", "expires_at": expiry}
+
+    def fail(
+        self,
+        queue_type: str,
+        queue_id: str,
+        job_id: str,
+        receipt: str | None = None,
+        error: str | None = None,
+        retry_after_ms: int | None = None,
+        dead: bool = False,
+        throttle: bool = False,
+    ) -> dict[str, Any]:
+        """A worker reports that an active job failed: it goes back to the front of
+        its queue at once (or after `retry_after_ms`), counting against its
+        requeue_limit like an expiry; with none left, or with `dead`, it goes to
+        the dead letters with `error` as its reason. With `throttle` (its upstream
+        answered 429) it goes back to the front without counting, and the whole
+        queue is paused for `retry_after_ms`."""
+        self._check_job(queue_type, queue_id, job_id)
+        retry_after = check.optional_integer("retry_after_ms", retry_after_ms, 0, check.MAX_INTERVAL) or 0
+        if error is not None and (not isinstance(error, str) or len(error) > MAX_ERROR):
+            raise BadArgumentException(f"error must be a string of at most {MAX_ERROR} characters")
+        if not isinstance(dead, bool):
+            raise BadArgumentException("dead must be true or false")
+        if not isinstance(throttle, bool):
+            raise BadArgumentException("throttle must be true or false")
+        if throttle and not retry_after:
+            raise BadArgumentException("throttle needs retry_after_ms: how long the upstream asked to wait")
+        code = self._fail(
+            queue_type,
+            queue_id,
+            job_id,
+            _receipt(receipt),
+            check.text("error", error or ""),
+            retry_after,
+            dead=dead,
+            counts=not throttle,
+            throttle=throttle,
+        )
+        if code == 0:
+            raise NotFound(NOT_ACTIVE)
+        if code == -1:
+            raise StaleReceipt(STALE_RECEIPT)
+        state = "dead" if code == 2 else "queued" if throttle or not retry_after else "retrying"
+        return {"status": "success", "state": state}
+
+    def release(self, queue_type: str, jobs: Iterable[DequeuedJob]) -> None:
+        """Put jobs whose client never received them back at the front of their
+        queues at once, without counting a requeue (the server calls this when a
+        response could not be written)."""
+        for job in jobs:
+            self._fail(queue_type, job.queue_id, job.job_id, job.receipt, counts=False)
+
+    def _fail(
+        self,
+        queue_type: str,
+        queue_id: str,
+        job_id: str,
+        receipt: str,
+        error: str = "",
+        retry_after: int = 0,
+        *,
+        dead: bool = False,
+        counts: bool = True,
+        throttle: bool = False,
+    ) -> int:
+        """fail.lua, its ARGV in order; returns its code."""
+        keys = [*self.keys.type_keys(queue_type), self.keys.jobs(queue_type, queue_id)]
+        args = [self._now(), self.keys.base(queue_type), queue_id, job_id, receipt, error, retry_after]
+        args += [int(dead), int(counts), RATE_MEMORY_MS, int(throttle)]
+        return int(self._script("fail", keys, args))
+
+
+def _token() -> str:
+    """The receipt stem of one dequeue call; job n of the call gets "<token>.<n>"."""
+    return secrets.token_hex(8)
+
+
+def _receipt(receipt: str | None) -> str:
+    return "" if receipt is None else check.receipt(receipt)
+
+
+def _ack_result(ack: tuple[str, str, str], code: int) -> dict[str, Any]:
+    result = {"queue_id": ack[0], "job_id": ack[1]}
+    if code == 1:
+        return {**result, "status": "success"}
+    if code == -1:
+        return {**result, "status": "failure", "code": StaleReceipt.status, "message": STALE_RECEIPT}
+    return {**result, "status": "failure", "code": NotFound.status, "message": NOT_ACTIVE}

@@ -1,0 +1,139 @@
+"""Housekeeping: the requeue pass, type discovery, clearing queues, dead-letter retry and delete."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from .base import DISCOVERY_INTERVAL_S, RATE_MEMORY_MS, REQUEUE_BATCH, EngineBase
+from .exceptions import BadArgumentException, DuplicateJob, NotFound
+from .keys import member
+
+log = logging.getLogger(__name__)
+
+
+class HousekeepingCommands(EngineBase):
+    """The engine's requeue, discover_types, clear_queue, dead-letter retry and delete."""
+
+    def requeue(self, discover: bool | None = None) -> dict[str, int]:
+        """Put every expired job of every type back (or into its dead-letter store).
+
+        Types left with no queued, active or dead job leave the registry, so a pass
+        costs in proportion to the live types. With `discover` (by default every
+        DISCOVERY_INTERVAL_S) the keyspace is scanned first for types that hold
+        jobs but are missing from the registry, and they are listed again.
+        """
+        if discover is None:
+            due = self._discovered_at is None or time.monotonic() - self._discovered_at > DISCOVERY_INTERVAL_S
+            discover = due
+        if discover:
+            for queue_type in self.discover_types():
+                log.warning("queue type %s held jobs but was missing from the registry: listed again", queue_type)
+        totals = {"requeued": 0, "dead": 0}
+        for queue_type in self.queue_types():
+            for name, count in self.requeue_type(queue_type).items():
+                totals[name] += count
+        return totals
+
+    def requeue_type(self, queue_type: str) -> dict[str, int]:
+        """Requeue one type's expired jobs in batches of REQUEUE_BATCH until none is left."""
+        keys = self.keys.type_keys(queue_type) + self.keys.live_keys(queue_type)
+        args = [self._now(), self.keys.base(queue_type), REQUEUE_BATCH, RATE_MEMORY_MS, self.config.dedupe_window_ms]
+        totals = {"requeued": 0, "dead": 0}
+        while True:
+            handled, requeued, dead, trimmed, live, promoted = self._script("requeue", keys, args)
+            totals["requeued"] += requeued
+            totals["dead"] += dead
+            if max(handled, trimmed, promoted) < REQUEUE_BATCH:
+                break
+        if not live:
+            self._forget_type(queue_type)
+        return totals
+
+    def _forget_type(self, queue_type: str) -> None:
+        """Drop a drained type from the registry without racing an enqueue.
+
+        The SREM comes first and the emptiness check after it: an enqueue that ran
+        before the check is seen (and the type listed again); one that runs after
+        it finds the type empty and lists the type itself (see `_enqueue`).
+        """
+        self.redis.srem(self.keys.queue_types(), queue_type)
+        if self.redis.exists(*self.keys.live_keys(queue_type)):
+            self.redis.sadd(self.keys.queue_types(), queue_type)
+
+    def discover_types(self) -> list[str]:
+        """List again every type holding jobs that the registry lacks; returns them.
+
+        SCAN visits the whole keyspace in small steps (on a cluster, every
+        primary), so this is for the background loop, not for requests.
+        """
+        self._discovered_at = time.monotonic()
+        prefix = _glob_escape(self.keys.prefix)
+        found = set()
+        for suffix in ("queues", "dead"):
+            for key in self.redis.scan_iter(match=f"{prefix}:{{*}}:{suffix}", count=1000):
+                name = key.decode()
+                found.add(name[len(self.keys.prefix) + 2 : -len(suffix) - 2])
+        missing = sorted(found - set(self.queue_types()))
+        if missing:
+            self.redis.sadd(self.keys.queue_types(), *missing)
+        return missing
+
+    def clear_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> dict[str, Any]:
+        """The seed's clear_queue: `delete_queue`, answered as the seed did."""
+        try:
+            self.delete_queue(queue_type, queue_id, purge_all)
+        except NotFound:
+            return {"status": "Failure", "message": "No queued calls found"}
+        purged = " and purged related resources" if purge_all else ""
+        return {"status": "Success", "message": "Successfully removed all queued calls" + purged}
+
+    def delete_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> dict[str, Any]:
+        """Delete the queued jobs of a queue, and with `purge_all` its active ones too.
+
+        In batches of REQUEUE_BATCH, one script call each, so a queue of any length
+        never blocks Redis for long; NotFound when there was nothing.
+        """
+        self._check_queue(queue_type, queue_id)
+        if not isinstance(purge_all, bool):
+            raise BadArgumentException("purge_all must be true or false")
+        keys = self._queue_keys(queue_type, queue_id)
+        base, purge = self.keys.base(queue_type), "1" if purge_all else "0"
+        deleted, at = 0, b"queued"
+        while at != b"done":
+            args = [queue_id, purge, REQUEUE_BATCH, at, RATE_MEMORY_MS, self._now(), base]
+            count, at = self._script("clear", keys, args)
+            deleted += count
+        if not deleted:
+            raise NotFound("queue holds nothing to delete")
+        return {"status": "success", "message": f"deleted {deleted} job(s)", "deleted": deleted}
+
+    def retry_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
+        """Put a dead-lettered job back at the end of its queue with its full requeue_limit."""
+        self._check_job(queue_type, queue_id, job_id)
+        keys = self._queue_keys(queue_type, queue_id)
+        code = self._script("dead_retry", keys, [self._now(), queue_id, job_id, self.keys.base(queue_type)])
+        if code == 0:
+            raise NotFound("no such dead-lettered job")
+        if code < 0:
+            raise DuplicateJob("job_id is already queued or active in this queue", state="queued")
+        self.redis.sadd(self.keys.queue_types(), queue_type)
+        return {"status": "queued"}
+
+    def delete_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
+        """Drop one dead-lettered job for good."""
+        self._check_job(queue_type, queue_id, job_id)
+        deleted = self._script(
+            "dead_delete",
+            [self.keys.dead(queue_type), self.keys.dead_index(queue_type)],
+            [member(queue_id, job_id)],
+        )
+        if not deleted:
+            raise NotFound("no such dead-lettered job")
+        return {"status": "success"}
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally in a SCAN MATCH pattern."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)

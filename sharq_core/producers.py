@@ -1,0 +1,151 @@
+"""Producers' calls: enqueue one job or a batch, each checked whole before Redis is touched."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from . import validation as check
+from .base import MAX_BATCH, EngineBase
+from .exceptions import BadArgumentException, DuplicateJob, QueueFull
+
+# enqueue.lua's codes: the exception, its message and the job's state
+_ENQUEUE_FAILURES = {
+    -1: (DuplicateJob, "job_id is already queued in this queue", "queued"),
+    -2: (QueueFull, "queue already holds max_queued_length jobs", None),
+    -3: (DuplicateJob, "job_id is already active in this queue", "active"),
+    -4: (DuplicateJob, "job_id is dead-lettered in this queue: retry or delete the dead letter first", "dead"),
+    -5: (DuplicateJob, "job_id was finished within the dedupe window (dedupe_window_ms)", "finished"),
+    -6: (DuplicateJob, "job_id is already scheduled in this queue", "scheduled"),
+}
+
+_MISSING = object()
+
+JOB_FIELDS = ("job_id", "payload", "interval", "requeue_limit", "max_queued_length", "delay_ms", "not_before")
+
+
+class ProducerCommands(EngineBase):
+    """The engine's enqueue, enqueue_fields, enqueue_many."""
+
+    def enqueue(
+        self,
+        payload: Any,
+        interval: int,
+        job_id: str,
+        queue_id: str,
+        queue_type: str = "default",
+        requeue_limit: int | None = None,
+        max_queued_length: int | None = None,
+        delay_ms: int | None = None,
+        not_before: int | None = None,
+    ) -> dict[str, Any]:
+        """Queue one job; raises DuplicateJob or QueueFull and then changes nothing.
+
+        With `delay_ms` (from now) or `not_before` (epoch ms, on the Redis clock) the
+        job is scheduled: it joins the back of its queue when due.
+        """
+        job = self._job_args(
+            queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before
+        )
+        code = self._enqueue(check.identifier("queue_type", queue_type), [job])[0]
+        if code in _ENQUEUE_FAILURES:
+            error, message, state = _ENQUEUE_FAILURES[code]
+            raise error(message, **({"state": state} if state else {}))
+        return {"status": "scheduled" if code == 2 else "queued"}
+
+    def enqueue_fields(self, queue_type: str, queue_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """`enqueue` from a mapping such as a request body (job_id, payload, interval...)."""
+        if not isinstance(fields, Mapping):
+            raise BadArgumentException("the job must be an object")
+        return self.enqueue(**self._fields(fields), queue_id=queue_id, queue_type=queue_type)
+
+    def enqueue_many(self, queue_type: str, jobs: Any) -> list[dict[str, Any]]:
+        """Queue up to MAX_BATCH jobs of one type in one atomic call, one result each.
+
+        Any invalid job rejects the whole batch before Redis is touched; a
+        duplicate or a full queue fails only that job.
+        """
+        check.identifier("queue_type", queue_type)
+        if not isinstance(jobs, list) or not 1 <= len(jobs) <= MAX_BATCH:
+            raise BadArgumentException(f"jobs must be a list of 1 to {MAX_BATCH} jobs")
+        args = [self._batch_job(index, job) for index, job in enumerate(jobs)]
+        codes = self._enqueue(queue_type, args)
+        return [_batch_result(job, code) for job, code in zip(args, codes, strict=True)]
+
+    def _batch_job(self, index: int, job: Any) -> list[Any]:
+        if not isinstance(job, Mapping):
+            raise BadArgumentException(f"jobs[{index}] must be an object")
+        try:
+            return self._job_args(queue_id=job.get("queue_id"), **self._fields(job, ("queue_id",)))
+        except BadArgumentException as exc:
+            raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
+
+    @staticmethod
+    def _fields(job: Mapping[str, Any], extra: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The job fields of a mapping, an absent payload marked as such; a field
+        that is not one of them is refused (a misspelt requeue_limit must not
+        quietly become "retry forever")."""
+        check.known_fields(job, JOB_FIELDS + extra)
+        return {
+            "job_id": job.get("job_id"),
+            "payload": job.get("payload", _MISSING),
+            "interval": job.get("interval"),
+            "requeue_limit": job.get("requeue_limit"),
+            "max_queued_length": job.get("max_queued_length"),
+            "delay_ms": job.get("delay_ms"),
+            "not_before": job.get("not_before"),
+        }
+
+    def _job_args(
+        self,
+        queue_id: Any,
+        job_id: Any,
+        payload: Any,
+        interval: Any,
+        requeue_limit: Any,
+        max_queued_length: Any,
+        delay_ms: Any = None,
+        not_before: Any = None,
+    ) -> list[Any]:
+        """Validate one job into the seven ARGV values enqueue.lua takes."""
+        if payload is _MISSING:
+            raise BadArgumentException("payload is required")
+        if delay_ms is not None and not_before is not None:
+            raise BadArgumentException("give delay_ms or not_before, not both")
+        delay = check.optional_integer("delay_ms", delay_ms, 0, check.MAX_INTERVAL)
+        due = check.optional_integer("not_before", not_before, 0, check.MAX_TIME)
+        due_spec = f"+{delay}" if delay else ("" if due is None else due)
+        if requeue_limit is None:
+            requeue_limit = self.config.default_job_requeue_limit
+        max_length = check.optional_integer("max_queued_length", max_queued_length, 1, check.MAX_QUEUED_LENGTH)
+        return [
+            check.identifier("queue_id", queue_id),
+            check.identifier("job_id", job_id),
+            check.payload_text(payload),
+            check.integer("interval", interval, 0, check.MAX_INTERVAL),
+            check.integer("requeue_limit", requeue_limit, -1, check.MAX_REQUEUE_LIMIT),
+            "" if max_length is None else max_length,
+            due_spec,
+        ]
+
+    def _enqueue(self, queue_type: str, jobs: list[list[Any]]) -> list[int]:
+        keys = self.keys.type_keys(queue_type)
+        args: list[Any] = [self._now(), self.keys.base(queue_type), self.config.dedupe_window_ms]
+        for job in jobs:
+            keys += [self.keys.queue(queue_type, job[0]), self.keys.jobs(queue_type, job[0])]
+            args += job
+        type_was_empty, *codes = self._script("enqueue", keys, args)
+        if type_was_empty:
+            # the only write outside the type's slot; rare, so a second trip is fine.
+            # Should it be lost, requeue()'s discovery scan lists the type again.
+            self.redis.sadd(self.keys.queue_types(), queue_type)
+        return codes
+
+
+def _batch_result(job: list[Any], code: int) -> dict[str, Any]:
+    result = {"queue_id": job[0], "job_id": job[1]}
+    if code in _ENQUEUE_FAILURES:
+        error, message, state = _ENQUEUE_FAILURES[code]
+        failure = {**result, "status": "failure", "code": error.status, "message": message}
+        return {**failure, "state": state} if state else failure
+    return {**result, "status": "scheduled" if code == 2 else "queued"}

@@ -1,0 +1,203 @@
+"""Read-only views: metrics, type figures, queues, job status and dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import ujson
+
+from . import validation as check
+from .base import COUNTERS, MAX_PAGE, METRIC_MINUTES, EngineBase
+from .exceptions import BadArgumentException
+from .keys import member
+
+
+class ViewCommands(EngineBase):
+    """The engine's metrics, type_stats, queue_info, queues, job_status, dead_letters."""
+
+    def queue_types(self) -> list[str]:
+        return sorted(name.decode() for name in self.redis.smembers(self.keys.queue_types()))
+
+    def metrics(
+        self,
+        queue_type: str | None = None,
+        queue_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """Global, per-type or per-queue metrics, as in the seed README.
+
+        The per-type view lists the queues holding jobs in id order, `limit` of
+        them from `offset` (all by default, as the seed did), with their `total`.
+        """
+        if queue_id is not None and queue_type is None:
+            raise BadArgumentException("queue_id needs a queue_type")
+        if queue_type is None:
+            types = self.queue_types()
+            return {"status": "success", "queue_types": types, **self._counts(types, "")}
+        check.identifier("queue_type", queue_type)
+        if queue_id is None:
+            check.optional_integer("limit", limit, 1, MAX_PAGE)
+            check.integer("offset", offset, 0, check.MAX_OFFSET)
+            names = sorted(name.decode() for name in self.redis.hkeys(self.keys.queues(queue_type)))
+            page = names[offset:] if limit is None else names[offset : offset + limit]
+            return {"status": "success", "queue_ids": page, "total": len(names)}
+        return {
+            "status": "success",
+            "queue_length": self.get_queue_length(queue_type, queue_id),
+            **self._counts([queue_type], f":{queue_id}"),
+        }
+
+    def minute_counts(self, queue_type: str) -> dict[str, dict[str, int]]:
+        """One type's enqueue and dequeue counts of the last ten minutes."""
+        return self._counts([check.identifier("queue_type", queue_type)], "")
+
+    def _counts(self, queue_types: Iterable[str], suffix: str) -> dict[str, dict[str, int]]:
+        """Ten per-minute enqueue and dequeue buckets summed over `queue_types`."""
+        now = int(self._now() or self._redis_time())
+        current = now - now % 60_000
+        minutes = [current - 60_000 * back for back in range(METRIC_MINUTES - 1, -1, -1)]
+        fields = ["e" + suffix, "d" + suffix]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for queue_type in queue_types:
+                for minute in minutes:
+                    pipe.hmget(self.keys.stats(queue_type, minute), fields)
+            replies = pipe.execute()
+        enqueued = dict.fromkeys(map(str, minutes), 0)
+        dequeued = dict.fromkeys(map(str, minutes), 0)
+        for index, (e, d) in enumerate(replies):
+            minute = str(minutes[index % METRIC_MINUTES])
+            enqueued[minute] += int(e or 0)
+            dequeued[minute] += int(d or 0)
+        return {"enqueue_counts": enqueued, "dequeue_counts": dequeued}
+
+    def type_stats(self, queue_type: str) -> dict[str, Any]:
+        """One type's monitoring figures in one round trip: counters since it began
+        (enqueued, dequeued, finished, failed, requeued, dead), jobs by state
+        (queued, active, scheduled, dead) and queues by state (ready, waiting,
+        paused, capped)."""
+        check.identifier("queue_type", queue_type)
+        reply = self._script("stats", self.keys.type_keys(queue_type), [self._now()])
+        totals = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
+        count = {name: int(totals.get(name.encode(), 0)) for name in COUNTERS}
+        active, scheduled, dead, ready, waiting, paused, capped, type_paused = (int(value) for value in reply[2:10])
+        oldest = reply[10]
+        return {
+            "counters": count,
+            "jobs": {"queued": int(totals.get(b"queued", 0)), "active": active, "scheduled": scheduled, "dead": dead},
+            "queues": {"ready": ready, "waiting": waiting, "paused": paused, "capped": capped},
+            "type_paused": bool(type_paused),
+            "oldest_queued_age_ms": None if oldest is None else max(int(reply[0]) - int(oldest), 0),
+        }
+
+    def queue_info(self, queue_type: str, queue_id: str) -> dict[str, Any]:
+        """One queue now: queue_length, active, scheduled, its effective limits,
+        paused_until, next_ready_at and the age of its oldest queued job."""
+        self._check_queue(queue_type, queue_id)
+        _, type_paused, queues = self._view(queue_type, ["one", queue_id])
+        return {"status": "success", **queues[0], **_type_pause(type_paused)}
+
+    def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """A page of the type's queues (holding jobs or limits of their own) in
+        queue_id order, each as `queue_info` describes it; the cost grows with the
+        page, not with the number of queues."""
+        check.identifier("queue_type", queue_type)
+        check.integer("limit", limit, 1, 1000)
+        check.integer("offset", offset, 0, check.MAX_OFFSET)
+        total, type_paused, queues = self._view(queue_type, ["page", offset, limit])
+        return {"status": "success", "total": total, **_type_pause(type_paused), "queues": queues}
+
+    def _view(self, queue_type: str, args: list[Any]) -> tuple[int, int | None, list[dict[str, Any]]]:
+        """view.lua's answer: known queues, the type's pause, and the queues asked."""
+        reply = self._script("view", self.keys.type_keys(queue_type), [self.keys.base(queue_type), self._now(), *args])
+        now = int(reply[0])
+        return int(reply[1]), reply[2], [_queue_view(now, reply[i : i + 14]) for i in range(3, len(reply), 14)]
+
+    def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
+        """Where a job is: queued, scheduled (with `due_at`), active (with
+        `expires_at`), retrying (with `due_at`), dead, finished (within the dedupe
+        window), or unknown; with the last error a worker reported, if any."""
+        self._check_job(queue_type, queue_id, job_id)
+        keys = [*self.keys.type_keys(queue_type), self.keys.jobs(queue_type, queue_id)]
+        state, detail, last_error = self._script("status", keys, [member(queue_id, job_id), job_id])
+        state = state.decode()
+        result: dict[str, Any] = {"status": "success", "state": state}
+        if last_error:
+            result["last_error"] = last_error.decode()
+        if state == "active":
+            result["expires_at"] = int(float(detail))
+        elif state in ("retrying", "scheduled"):
+            result["due_at"] = int(float(detail))
+        elif state == "queued":
+            remaining, limit, enqueued, _ = detail.split(b":", 3)
+            result.update(requeues_remaining=int(remaining), requeue_limit=int(limit), enqueued_at=int(enqueued))
+        elif state == "dead":
+            result.update(_dead_record(detail))
+        elif state == "finished":
+            result["finished_at"] = int(float(detail))
+        return result
+
+    def get_queue_length(self, queue_type: str, queue_id: str) -> int:
+        """How many jobs wait in the queue (active ones not counted)."""
+        self._check_queue(queue_type, queue_id)
+        return int(self.redis.llen(self.keys.queue(queue_type, queue_id)))
+
+    def dead_letters(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """The type's dead-lettered jobs, oldest death first, with payloads and reasons."""
+        check.identifier("queue_type", queue_type)
+        check.integer("limit", limit, 1, 1000)
+        check.integer("offset", offset, 0, check.MAX_OFFSET)
+        index = self.keys.dead_index(queue_type)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrange(index, offset, offset + limit - 1, withscores=True)
+            pipe.zcard(index)
+            page, total = pipe.execute()
+        members = [name for name, _ in page]
+        records = self.redis.hmget(self.keys.dead(queue_type), members) if members else []
+        jobs = []
+        for (name, died_at), raw in zip(page, records, strict=True):
+            if raw is not None:
+                queue_id, job_id = name.decode().split(":", 1)
+                jobs.append({"queue_id": queue_id, "job_id": job_id, "died_at": int(died_at), **_dead_record(raw)})
+        return {"status": "success", "total": int(total), "jobs": jobs}
+
+    def deep_status(self) -> dict[str, Any]:
+        """Prove Redis answers and accepts writes (a full disk refuses them)."""
+        self.redis.set(f"{self.keys.prefix}:deep_status", "ok", px=10_000)
+        return {"status": "success"}
+
+
+def _type_pause(until: Any) -> dict[str, Any]:
+    return {} if until is None else {"type_paused_until": None if int(until) < 0 else int(until)}
+
+
+def _queue_view(now: int, values: list[Any]) -> dict[str, Any]:
+    """view.lua's 14 values of one queue as the answer's object."""
+    queue_id, length, active, scheduled, interval, interval_source, burst, burst_source = values[:8]
+    max_active, max_active_source, paused, next_ready, oldest, _ = values[8:]
+    return {
+        "queue_id": queue_id.decode(),
+        "queue_length": length,
+        "active": active,
+        "scheduled": scheduled,
+        "limits": {
+            "interval": {"value": interval, "source": interval_source.decode()},
+            "burst": {"value": burst, "source": burst_source.decode()},
+            "max_active": {"value": max_active, "source": max_active_source.decode()},
+        },
+        "paused_until": None if paused is None else (None if paused < 0 else paused),
+        "paused": paused is not None,
+        "next_ready_at": next_ready,
+        "oldest_queued_age_ms": None if oldest is None else max(now - oldest, 0),
+    }
+
+
+def _dead_record(raw: bytes) -> dict[str, Any]:
+    record = ujson.loads(raw)
+    return {
+        "payload": ujson.loads(record["payload"]),
+        "requeue_limit": record["requeue_limit"],
+        "reason": record["reason"],
+        "last_error": record.get("last_error"),
+    }
