@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
 
 from . import validation as check
-from .config import Config
-from .keys import Keys
+from .exceptions import ShardsChanged
+from .shards import LAYOUT_TTL_S, Layout
 
 # How long a queue's last dequeue time is kept (ms) after it ran empty, at least,
 # so the rate limit still holds when it is refilled, whatever the interval.
@@ -35,17 +36,38 @@ COUNTERS = ("enqueued", "dequeued", "finished", "failed", "requeued", "dead")
 
 KEEP: Any = object()  # set_limits: leave this field as it is
 
+T = TypeVar("T")
+
 
 class EngineBase:
     """The state the command families share (set up by `SharQ`) and their helpers."""
 
-    config: Config
-    keys: Keys
-    redis: Any
-    scripts: dict[str, Any]
-    _pipeline: Any
-    _clock: Callable[[], int] | None
-    _discovered_at: float | None
+    _layouts: dict[str, tuple[float, Layout]]
+    _turns: Iterator[int]
+
+    def _layout(self, queue_type: str, fresh: bool = False) -> Layout:
+        """Over how many shards the type is spread (read at most once a LAYOUT_TTL_S)."""
+        cached = self._layouts.get(queue_type)
+        if cached and not fresh and time.monotonic() - cached[0] < LAYOUT_TTL_S:
+            return cached[1]
+        count = self.redis.hget(self.keys.settings(queue_type), "shards")
+        layout = Layout(queue_type, int(count or 1))
+        if len(self._layouts) > 10_000:  # clients choose type names: keep the cache bounded
+            self._layouts.clear()
+        self._layouts[queue_type] = (time.monotonic(), layout)
+        return layout
+
+    def _shard(self, queue_type: str, queue_id: str) -> str:
+        """The internal type name of the shard `queue_id` lives on."""
+        return self._layout(queue_type).of(queue_id)
+
+    def _routed(self, queue_type: str, call: Callable[[Layout], T]) -> T:
+        """`call(layout)`, once more on a layout read afresh should a script refuse
+        the cached one (the shard count changed meanwhile)."""
+        try:
+            return call(self._layout(queue_type))
+        except ShardsChanged:
+            return call(self._layout(queue_type, fresh=True))
 
     def _script(self, name: str, keys: list[Any], args: list[Any]) -> Any:
         """Run one Lua script: auto-pipelined under gevent, else through redis-py."""

@@ -6,7 +6,8 @@ from typing import Any
 
 from . import validation as check
 from .base import KEEP, MAX_LIMIT, RATE_MEMORY_MS, EngineBase
-from .exceptions import NotFound
+from .exceptions import NotFound, ShardsChanged
+from .shards import Layout
 
 
 class ControlCommands(EngineBase):
@@ -24,8 +25,9 @@ class ControlCommands(EngineBase):
         """Change a queue's rate limit live; NotFound when it holds no job."""
         self._check_queue(queue_type, queue_id)
         check.integer("interval", interval, 0, check.MAX_INTERVAL)
-        args = [queue_id, interval, self.keys.base(queue_type), self._now(), RATE_MEMORY_MS]
-        updated = self._script("interval", self.keys.type_keys(queue_type), args)
+        shard = self._shard(queue_type, queue_id)
+        args = [queue_id, interval, self.keys.base(shard), self._now(), RATE_MEMORY_MS]
+        updated = self._script("interval", self.keys.type_keys(shard), args)
         if not updated:
             raise NotFound("queue holds no queued or active job")
         return {"status": "success"}
@@ -42,9 +44,15 @@ class ControlCommands(EngineBase):
             _limit("burst", burst, 1, MAX_LIMIT),
             _limit("max_active", max_active, 1, MAX_LIMIT),
         ]
-        args = [queue_id, self.keys.base(queue_type), self._now(), *values, RATE_MEMORY_MS]
-        self._script("limits", self.keys.type_keys(queue_type), args)
-        self.redis.sadd(self.keys.queue_types(), queue_type)
+
+        def store(layout: Layout) -> None:
+            shard = layout.of(queue_id)
+            args = [queue_id, self.keys.base(shard), self._now(), *values, RATE_MEMORY_MS, layout.count]
+            if not self._script("limits", self.keys.type_keys(shard), args):
+                raise ShardsChanged("the queue type's shard count is changing; retrying is safe")
+            self.redis.sadd(self.keys.queue_types(), shard)
+
+        self._routed(queue_type, store)
         return self.limits(queue_type, queue_id)
 
     def clear_limits(self, queue_type: str, queue_id: str) -> dict[str, Any]:
@@ -69,20 +77,75 @@ class ControlCommands(EngineBase):
         return self._pause("resume", queue_type, queue_id, None)
 
     def _pause(self, action: str, queue_type: str, queue_id: str | None, for_ms: int | None) -> dict[str, Any]:
+        """pause.lua on the queue's shard, or for the whole type on every shard."""
         check.identifier("queue_type", queue_type)
         if queue_id is not None:
             check.identifier("queue_id", queue_id)
-        args = [action, queue_id or "", "" if for_ms is None else for_ms, self.keys.base(queue_type), self._now()]
-        until = int(self._script("pause", self.keys.type_keys(queue_type), args))
+
+        def run(layout: Layout) -> int:
+            shards = layout.names() if queue_id is None else [layout.of(queue_id)]
+            for shard in shards:
+                args = [action, queue_id or "", "" if for_ms is None else for_ms, self.keys.base(shard), self._now()]
+                until = int(self._script("pause", self.keys.type_keys(shard), [*args, layout.count]))
+                if until == -2:
+                    raise ShardsChanged("the queue type's shard count is changing; retrying is safe")
+                if action == "pause":
+                    self.redis.sadd(self.keys.queue_types(), shard)
+            return until
+
+        until = self._routed(queue_type, run)
         if action == "pause":
-            self.redis.sadd(self.keys.queue_types(), queue_type)
             return {"status": "success", "paused_until": None if until < 0 else until}
         return {"status": "success"}
 
     def type_paused_until(self, queue_type: str) -> int | None:
         """When the type's pause ends in ms (-1: until resumed), None when not paused."""
-        until = self.redis.get(self.keys.type_paused(check.identifier("queue_type", queue_type)))
+        shard = self._layout(check.identifier("queue_type", queue_type)).name(0)
+        until = self.redis.get(self.keys.type_paused(shard))
         return None if until is None else int(until)
+
+    # -- type-wide limits ----------------------------------------------------------
+
+    def set_type_limits(
+        self, queue_type: str, interval: Any = KEEP, burst: Any = KEEP, max_active: Any = KEEP
+    ) -> dict[str, Any]:
+        """Limits of the type as a whole, on top of each queue's: a job goes out only
+        when both allow it. Each given value is set, None clears it, KEEP leaves
+        it. A type spread over N shards gives each shard an even share (see
+        `type_limits` in _helpers.lua)."""
+        check.identifier("queue_type", queue_type)
+        values = [
+            _limit("interval", interval, 1, check.MAX_INTERVAL),
+            _limit("burst", burst, 1, MAX_LIMIT),
+            _limit("max_active", max_active, 1, MAX_LIMIT),
+        ]
+        layout = self._layout(queue_type, fresh=True)
+        for shard in {queue_type, *layout.names()}:  # the unsharded keys hold what GET answers
+            self._script("type_limits", self.keys.type_keys(shard), [self.keys.base(shard), *values])
+        return self.type_limits(queue_type)
+
+    def clear_type_limits(self, queue_type: str) -> dict[str, Any]:
+        """Drop the type-wide limits: only each queue's own apply again."""
+        return self.set_type_limits(queue_type, None, None, None)
+
+    def type_limits(self, queue_type: str) -> dict[str, Any]:
+        """The type-wide limits (None where unset), the slots they count as held and
+        over how many shards the type is spread."""
+        check.identifier("queue_type", queue_type)
+        layout = self._layout(queue_type)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.settings(queue_type), "interval", "burst", "max_active")
+            for shard in layout.names():
+                pipe.hget(self.keys.settings(shard), "active")
+            (interval, burst, cap), *held = pipe.execute()
+        limits = {"interval": _number(interval), "burst": _number(burst), "max_active": _number(cap)}
+        active = sum(int(n) for n in held if n is not None) if cap is not None else None
+        return {"status": "success", "queue_type": queue_type, "limits": limits, "active": active,
+                "shards": layout.count}  # fmt: skip
+
+
+def _number(value: bytes | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _limit(name: str, value: Any, minimum: int, maximum: int) -> Any:

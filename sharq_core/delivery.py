@@ -42,8 +42,23 @@ class DeliveryCommands(EngineBase):
         nothing queued). The server answers from this without re-encoding payloads."""
         check.identifier("queue_type", queue_type)
         check.integer("count", count, 1, MAX_BATCH)
-        args = [self._now(), self.keys.base(queue_type), self.config.job_expire_interval, count, _token()]
-        return self._taken(self._script("dequeue", self.keys.type_keys(queue_type), args), 2)
+        layout = self._layout(queue_type)
+        if layout.count == 1:
+            return self._take_shard(queue_type, count)
+        jobs: list[DequeuedJob] = []
+        waits = []
+        for shard in layout.rotation(next(self._turns)):  # each call starts at another shard
+            taken, wait = self._take_shard(shard, count - len(jobs))
+            jobs += taken
+            if len(jobs) == count:
+                break
+            if wait is not None:
+                waits.append(wait)
+        return (jobs, 0) if jobs else ([], min(waits, default=None))
+
+    def _take_shard(self, shard: str, count: int) -> tuple[list[DequeuedJob], int | None]:
+        args = [self._now(), self.keys.base(shard), self.config.job_expire_interval, count, _token()]
+        return self._taken(self._script("dequeue", self.keys.type_keys(shard), args), 2)
 
     def _taken(self, reply: list[Any], start: int) -> tuple[list[DequeuedJob], int | None]:
         """The jobs a dequeue or finish script handed out from `reply[start:]`."""
@@ -88,10 +103,27 @@ class DeliveryCommands(EngineBase):
         if not isinstance(jobs, list) or len(jobs) > MAX_BATCH or not (jobs or next_count):
             raise BadArgumentException(f"jobs must be a list of up to {MAX_BATCH} jobs (or empty, with next)")
         acks = [self._ack(index, job) for index, job in enumerate(jobs)]
-        keys = self.keys.type_keys(queue_type)
+        layout = self._layout(queue_type)
+        if layout.count == 1:  # acks and take in one call
+            return self._finish_shard(queue_type, acks, next_count)
+        groups: dict[str, list[int]] = {}
+        for index, ack in enumerate(acks):
+            groups.setdefault(layout.of(ack[0]), []).append(index)
+        results: list[dict[str, Any]] = [{} for _ in acks]
+        for shard, indexes in groups.items():
+            for index, result in zip(indexes, self._finish_shard(shard, [acks[i] for i in indexes], 0)[0], strict=True):
+                results[index] = result
+        taken, wait = self.take(queue_type, next_count) if next_count else ([], None)
+        return results, taken, wait
+
+    def _finish_shard(
+        self, shard: str, acks: list[tuple[str, str, str]], next_count: int
+    ) -> tuple[list[dict[str, Any]], list[DequeuedJob], int | None]:
+        """finish.lua on one shard: its acks, then up to `next_count` jobs of it."""
+        keys = self.keys.type_keys(shard)
         args: list[Any] = [
             self._now(),
-            self.keys.base(queue_type),
+            self.keys.base(shard),
             RATE_MEMORY_MS,
             self.config.dedupe_window_ms,
             self.config.job_expire_interval,
@@ -99,7 +131,7 @@ class DeliveryCommands(EngineBase):
             _token(),
         ]
         for queue_id, job_id, receipt in acks:
-            keys.append(self.keys.jobs(queue_type, queue_id))
+            keys.append(self.keys.jobs(shard, queue_id))
             args += [queue_id, job_id, receipt]
         reply = self._script("finish", keys, args)
         count = int(reply[2])
@@ -127,10 +159,11 @@ class DeliveryCommands(EngineBase):
     ) -> dict[str, Any]:
         """Heartbeat: push an active job's expiry out by job_expire_interval."""
         self._check_job(queue_type, queue_id, job_id)
+        shard = self._shard(queue_type, queue_id)
         expiry = int(
             self._script(
                 "touch",
-                [self.keys.active(queue_type), self.keys.receipts(queue_type), self.keys.jobs(queue_type, queue_id)],
+                [self.keys.active(shard), self.keys.receipts(shard), self.keys.jobs(shard, queue_id)],
                 [self._now(), member(queue_id, job_id), self.config.job_expire_interval, _receipt(receipt), job_id],
             )
         )
@@ -205,9 +238,10 @@ class DeliveryCommands(EngineBase):
         counts: bool = True,
         throttle: bool = False,
     ) -> int:
-        """fail.lua, its ARGV in order; returns its code."""
-        keys = [*self.keys.type_keys(queue_type), self.keys.jobs(queue_type, queue_id)]
-        args = [self._now(), self.keys.base(queue_type), queue_id, job_id, receipt, error, retry_after]
+        """fail.lua on the queue's shard, its ARGV in order; returns its code."""
+        shard = self._shard(queue_type, queue_id)
+        keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id)]
+        args = [self._now(), self.keys.base(shard), queue_id, job_id, receipt, error, retry_after]
         args += [int(dead), int(counts), RATE_MEMORY_MS, int(throttle)]
         return int(self._script("fail", keys, args))
 

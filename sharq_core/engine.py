@@ -13,6 +13,7 @@ redis-py combines its command families):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +48,8 @@ class SharQ(ProducerCommands, DeliveryCommands, ControlCommands, ViewCommands, H
         self._clock = clock
         self._own_client = client is None
         self._discovered_at: float | None = None
+        self._layouts = {}
+        self._turns = itertools.count()
         self._setup(config if isinstance(config, Config) else load_config(config), client)
 
     def _setup(self, config: Config, client: Any = None) -> None:

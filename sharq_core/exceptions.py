@@ -36,6 +36,13 @@ class DuplicateJob(SharqError):
     status = 409
 
 
+class Conflict(SharqError):
+    """The call cannot be honoured in the state things are in now (a type that
+    holds jobs cannot be resharded, say); nothing changed."""
+
+    status = 409
+
+
 class StaleReceipt(SharqError):
     """The receipt names an earlier delivery of the job: another worker may hold it
     now (or it went back to its queue); nothing changed."""
@@ -51,6 +58,13 @@ class QueueFull(SharqError):
 
 class BackendUnavailable(SharqError):
     """Redis did not answer in time, refused the connection or refused to write."""
+
+    status = 503
+
+
+class ShardsChanged(SharqError):
+    """The queue type's shard count changed while this call was routed (twice):
+    nothing was written; retrying is safe."""
 
     status = 503
 

@@ -6,9 +6,11 @@ import logging
 import time
 from typing import Any
 
+from . import validation as check
 from .base import DISCOVERY_INTERVAL_S, RATE_MEMORY_MS, REQUEUE_BATCH, EngineBase
-from .exceptions import BadArgumentException, DuplicateJob, NotFound
+from .exceptions import BadArgumentException, Conflict, DuplicateJob, NotFound
 from .keys import member
+from .shards import MAX_SHARDS, Layout
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +33,8 @@ class HousekeepingCommands(EngineBase):
             for queue_type in self.discover_types():
                 log.warning("queue type %s held jobs but was missing from the registry: listed again", queue_type)
         totals = {"requeued": 0, "dead": 0}
-        for queue_type in self.queue_types():
-            for name, count in self.requeue_type(queue_type).items():
+        for shard in self._registered():  # each shard of a sharded type on its own
+            for name, count in self.requeue_type(shard).items():
                 totals[name] += count
         return totals
 
@@ -62,6 +64,10 @@ class HousekeepingCommands(EngineBase):
         if self.redis.exists(*self.keys.live_keys(queue_type)):
             self.redis.sadd(self.keys.queue_types(), queue_type)
 
+    def _registered(self) -> list[str]:
+        """The registry as stored: type names, shard names ("<type>#<n>") for shards."""
+        return sorted(name.decode() for name in self.redis.smembers(self.keys.queue_types()))
+
     def discover_types(self) -> list[str]:
         """List again every type holding jobs that the registry lacks; returns them.
 
@@ -75,7 +81,7 @@ class HousekeepingCommands(EngineBase):
             for key in self.redis.scan_iter(match=f"{prefix}:{{*}}:{suffix}", count=1000):
                 name = key.decode()
                 found.add(name[len(self.keys.prefix) + 2 : -len(suffix) - 2])
-        missing = sorted(found - set(self.queue_types()))
+        missing = sorted(found - set(self._registered()))
         if missing:
             self.redis.sadd(self.keys.queue_types(), *missing)
         return missing
@@ -98,8 +104,9 @@ class HousekeepingCommands(EngineBase):
         self._check_queue(queue_type, queue_id)
         if not isinstance(purge_all, bool):
             raise BadArgumentException("purge_all must be true or false")
-        keys = self._queue_keys(queue_type, queue_id)
-        base, purge = self.keys.base(queue_type), "1" if purge_all else "0"
+        shard = self._shard(queue_type, queue_id)
+        keys = self._queue_keys(shard, queue_id)
+        base, purge = self.keys.base(shard), "1" if purge_all else "0"
         deleted, at = 0, b"queued"
         while at != b"done":
             args = [queue_id, purge, REQUEUE_BATCH, at, RATE_MEMORY_MS, self._now(), base]
@@ -112,26 +119,58 @@ class HousekeepingCommands(EngineBase):
     def retry_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Put a dead-lettered job back at the end of its queue with its full requeue_limit."""
         self._check_job(queue_type, queue_id, job_id)
-        keys = self._queue_keys(queue_type, queue_id)
-        code = self._script("dead_retry", keys, [self._now(), queue_id, job_id, self.keys.base(queue_type)])
+        shard = self._shard(queue_type, queue_id)
+        keys = self._queue_keys(shard, queue_id)
+        code = self._script("dead_retry", keys, [self._now(), queue_id, job_id, self.keys.base(shard)])
         if code == 0:
             raise NotFound("no such dead-lettered job")
         if code < 0:
             raise DuplicateJob("job_id is already queued or active in this queue", state="queued")
-        self.redis.sadd(self.keys.queue_types(), queue_type)
+        self.redis.sadd(self.keys.queue_types(), shard)
         return {"status": "queued"}
 
     def delete_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Drop one dead-lettered job for good."""
         self._check_job(queue_type, queue_id, job_id)
+        shard = self._shard(queue_type, queue_id)
         deleted = self._script(
             "dead_delete",
-            [self.keys.dead(queue_type), self.keys.dead_index(queue_type)],
+            [self.keys.dead(shard), self.keys.dead_index(shard)],
             [member(queue_id, job_id)],
         )
         if not deleted:
             raise NotFound("no such dead-lettered job")
         return {"status": "success"}
+
+
+    # -- the type's layout ------------------------------------------------------------
+
+    def type_settings(self, queue_type: str) -> dict[str, Any]:
+        """The type's settings: over how many shards it is spread."""
+        check.identifier("queue_type", queue_type)
+        return {"status": "success", "queue_type": queue_type, "shards": self._layout(queue_type, fresh=True).count}
+
+    def set_type_settings(self, queue_type: str, shards: Any) -> dict[str, Any]:
+        """Spread the type over `shards` hash tags (1 = unsharded). Only while no
+        shard holds jobs, dead letters, queue limits or pauses (Conflict
+        otherwise): a queue's shard follows from the count, so live state would
+        be stranded. The type-wide limits go along to the new shards."""
+        check.identifier("queue_type", queue_type)
+        count = check.integer("shards", shards, 1, MAX_SHARDS)
+        old = self._layout(queue_type, fresh=True)
+        new = Layout(queue_type, count)
+        every = list(dict.fromkeys([queue_type, *old.names(), *new.names()]))
+        for shard in every:  # refuse before writing anything
+            if self.redis.exists(*self.keys.live_keys(shard)):
+                raise Conflict("the queue type holds jobs, dead letters, queue limits or pauses: drain it first")
+        limits = self.redis.hmget(self.keys.settings(queue_type), "interval", "burst", "max_active")
+        for shard in every:
+            if not self._script("layout", self.keys.type_keys(shard) + self.keys.live_keys(shard), [count]):
+                raise Conflict("the queue type holds jobs, dead letters, queue limits or pauses: drain it first")
+            values = ["-" if value is None else int(value) for value in limits]
+            self._script("type_limits", self.keys.type_keys(shard), [self.keys.base(shard), *values])
+        self._layouts.pop(queue_type, None)
+        return self.type_settings(queue_type)
 
 
 def _glob_escape(text: str) -> str:

@@ -85,13 +85,13 @@ class Keys:
         return f"{self.base(queue_type)}:known"
 
     def type_keys(self, queue_type: str) -> list[str]:
-        """The 17 keys every script of a type takes first, in _helpers.lua's order."""
+        """The 18 keys every script of a type takes first, in _helpers.lua's order."""
         keys = self._type_keys.get(queue_type)
         if keys is None:
             names = (
                 self.ready, self.active, self.queues, self.receipts, self.errors, self.dead, self.dead_index,
                 self.done, self.limits, self.nactive, self.paused, self.type_paused, self.scheduled, self.nsched,
-                self.known, self.totals, self.heads,
+                self.known, self.totals, self.heads, self.settings,
             )  # fmt: skip
             keys = self._type_keys[queue_type] = [name(queue_type) for name in names]
             if len(self._type_keys) > 10_000:  # clients choose type names: keep the cache bounded
@@ -113,6 +113,12 @@ class Keys:
     def heads(self, queue_type: str) -> str:
         """ZSET Q -> ms its head (oldest) queued job was enqueued."""
         return f"{self.base(queue_type)}:heads"
+
+    def settings(self, queue_type: str) -> str:
+        """HASH the type's own settings: `shards` (how many shards the type is spread
+        over; absent: 1), its type-wide `interval`, `burst`, `max_active`, and the
+        state they keep: `last` (the type's rate state) and `active` (slots held)."""
+        return f"{self.base(queue_type)}:settings"
 
     def ready_channel(self) -> str:
         """Pub/sub channel: the message is a queue type that may have a job ready."""

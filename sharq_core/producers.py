@@ -7,7 +7,7 @@ from typing import Any
 
 from . import validation as check
 from .base import MAX_BATCH, EngineBase
-from .exceptions import BadArgumentException, DuplicateJob, QueueFull
+from .exceptions import BadArgumentException, DuplicateJob, QueueFull, ShardsChanged
 
 # enqueue.lua's codes: the exception, its message and the job's state
 _ENQUEUE_FAILURES = {
@@ -129,16 +129,38 @@ class ProducerCommands(EngineBase):
         ]
 
     def _enqueue(self, queue_type: str, jobs: list[list[Any]]) -> list[int]:
-        keys = self.keys.type_keys(queue_type)
-        args: list[Any] = [self._now(), self.keys.base(queue_type), self.config.dedupe_window_ms]
+        """enqueue.lua's code for each job, one call per shard the jobs map to. A
+        shard that finds the shard count changed writes nothing; its jobs are
+        routed again on the count read afresh."""
+        codes: dict[int, int] = {}
+        for fresh in (False, True):
+            layout = self._layout(queue_type, fresh)
+            groups: dict[str, list[int]] = {}
+            for index, job in enumerate(jobs):
+                if index not in codes:
+                    groups.setdefault(layout.of(job[0]), []).append(index)
+            for shard, indexes in groups.items():
+                reply = self._enqueue_shard(shard, layout.count, [jobs[index] for index in indexes])
+                if reply is not None:
+                    codes.update(zip(indexes, reply, strict=True))
+            if len(codes) == len(jobs):
+                return [codes[index] for index in range(len(jobs))]
+        raise ShardsChanged("the queue type's shard count is changing; retrying is safe")
+
+    def _enqueue_shard(self, shard: str, count: int, jobs: list[list[Any]]) -> list[int] | None:
+        """One enqueue.lua call on one shard; None when it refused the shard count."""
+        keys = self.keys.type_keys(shard)
+        args: list[Any] = [self._now(), self.keys.base(shard), self.config.dedupe_window_ms, count]
         for job in jobs:
-            keys += [self.keys.queue(queue_type, job[0]), self.keys.jobs(queue_type, job[0])]
+            keys += [self.keys.queue(shard, job[0]), self.keys.jobs(shard, job[0])]
             args += job
         type_was_empty, *codes = self._script("enqueue", keys, args)
+        if type_was_empty < 0:
+            return None
         if type_was_empty:
             # the only write outside the type's slot; rare, so a second trip is fine.
             # Should it be lost, requeue()'s discovery scan lists the type again.
-            self.redis.sadd(self.keys.queue_types(), queue_type)
+            self.redis.sadd(self.keys.queue_types(), shard)
         return codes
 
 

@@ -30,6 +30,8 @@ NAMES = (
     "stats",
     "lock",
     "unlock",
+    "type_limits",
+    "layout",
 )
 
 

@@ -11,13 +11,18 @@ from . import validation as check
 from .base import COUNTERS, MAX_PAGE, METRIC_MINUTES, EngineBase
 from .exceptions import BadArgumentException
 from .keys import member
+from .shards import type_of
 
 
 class ViewCommands(EngineBase):
     """The engine's metrics, type_stats, queue_info, queues, job_status, dead_letters."""
 
     def queue_types(self) -> list[str]:
-        return sorted(name.decode() for name in self.redis.smembers(self.keys.queue_types()))
+        """The types holding jobs (the registry lists each shard of a sharded type)."""
+        return sorted({type_of(name.decode()) for name in self.redis.smembers(self.keys.queue_types())})
+
+    def _shards_of(self, queue_types: Iterable[str]) -> list[str]:
+        return [shard for queue_type in queue_types for shard in self._layout(queue_type).names()]
 
     def metrics(
         self,
@@ -35,23 +40,26 @@ class ViewCommands(EngineBase):
             raise BadArgumentException("queue_id needs a queue_type")
         if queue_type is None:
             types = self.queue_types()
-            return {"status": "success", "queue_types": types, **self._counts(types, "")}
+            return {"status": "success", "queue_types": types, **self._counts(self._shards_of(types), "")}
         check.identifier("queue_type", queue_type)
         if queue_id is None:
             check.optional_integer("limit", limit, 1, MAX_PAGE)
             check.integer("offset", offset, 0, check.MAX_OFFSET)
-            names = sorted(name.decode() for name in self.redis.hkeys(self.keys.queues(queue_type)))
+            with self.redis.pipeline(transaction=False) as pipe:
+                for shard in self._layout(queue_type).names():
+                    pipe.hkeys(self.keys.queues(shard))
+                names = sorted(name.decode() for shard_names in pipe.execute() for name in shard_names)
             page = names[offset:] if limit is None else names[offset : offset + limit]
             return {"status": "success", "queue_ids": page, "total": len(names)}
         return {
             "status": "success",
             "queue_length": self.get_queue_length(queue_type, queue_id),
-            **self._counts([queue_type], f":{queue_id}"),
+            **self._counts([self._shard(queue_type, queue_id)], f":{queue_id}"),
         }
 
     def minute_counts(self, queue_type: str) -> dict[str, dict[str, int]]:
         """One type's enqueue and dequeue counts of the last ten minutes."""
-        return self._counts([check.identifier("queue_type", queue_type)], "")
+        return self._counts(self._shards_of([check.identifier("queue_type", queue_type)]), "")
 
     def _counts(self, queue_types: Iterable[str], suffix: str) -> dict[str, dict[str, int]]:
         """Ten per-minute enqueue and dequeue buckets summed over `queue_types`."""
@@ -78,24 +86,35 @@ class ViewCommands(EngineBase):
         (queued, active, scheduled, dead) and queues by state (ready, waiting,
         paused, capped)."""
         check.identifier("queue_type", queue_type)
-        reply = self._script("stats", self.keys.type_keys(queue_type), [self._now()])
-        totals = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
-        count = {name: int(totals.get(name.encode(), 0)) for name in COUNTERS}
-        active, scheduled, dead, ready, waiting, paused, capped, type_paused = (int(value) for value in reply[2:10])
-        oldest = reply[10]
+        shards = self._shards_of([queue_type])
+        replies = [self._script("stats", self.keys.type_keys(shard), [self._now()]) for shard in shards]
+        totals: dict[bytes, int] = {}
+        figures = [0] * 8  # active, scheduled, dead, ready, waiting, paused, capped, type_paused
+        for reply in replies:
+            for name, value in zip(reply[1][::2], reply[1][1::2], strict=True):
+                totals[name] = totals.get(name, 0) + int(value)
+            figures = [mine + int(value) for mine, value in zip(figures, reply[2:10], strict=True)]
+        active, scheduled, dead, ready, waiting, paused, capped, type_paused = figures
+        oldest = min((int(reply[10]) for reply in replies if reply[10] is not None), default=None)
+        interval, burst, cap, _ = replies[0][11]
         return {
-            "counters": count,
-            "jobs": {"queued": int(totals.get(b"queued", 0)), "active": active, "scheduled": scheduled, "dead": dead},
+            "counters": {name: totals.get(name.encode(), 0) for name in COUNTERS},
+            "jobs": {"queued": totals.get(b"queued", 0), "active": active, "scheduled": scheduled, "dead": dead},
             "queues": {"ready": ready, "waiting": waiting, "paused": paused, "capped": capped},
             "type_paused": bool(type_paused),
-            "oldest_queued_age_ms": None if oldest is None else max(int(reply[0]) - int(oldest), 0),
-        }
+            "oldest_queued_age_ms": None if oldest is None else max(int(replies[0][0]) - oldest, 0),
+            "type_limits": {
+                "interval": _number(interval), "burst": _number(burst), "max_active": _number(cap),
+                "active": sum(int(reply[11][3]) for reply in replies if reply[11][3] is not None) if cap else None,
+            },
+            "shards": len(replies),
+        }  # fmt: skip
 
     def queue_info(self, queue_type: str, queue_id: str) -> dict[str, Any]:
         """One queue now: queue_length, active, scheduled, its effective limits,
         paused_until, next_ready_at and the age of its oldest queued job."""
         self._check_queue(queue_type, queue_id)
-        _, type_paused, queues = self._view(queue_type, ["one", queue_id])
+        _, type_paused, queues = self._view(self._shard(queue_type, queue_id), ["ids", queue_id])
         return {"status": "success", **queues[0], **_type_pause(type_paused)}
 
     def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
@@ -105,8 +124,26 @@ class ViewCommands(EngineBase):
         check.identifier("queue_type", queue_type)
         check.integer("limit", limit, 1, 1000)
         check.integer("offset", offset, 0, check.MAX_OFFSET)
-        total, type_paused, queues = self._view(queue_type, ["page", offset, limit])
-        return {"status": "success", "total": total, **_type_pause(type_paused), "queues": queues}
+        layout = self._layout(queue_type)
+        if layout.count == 1:
+            total, type_paused, queues = self._view(queue_type, ["page", offset, limit])
+            return {"status": "success", "total": total, **_type_pause(type_paused), "queues": queues}
+        # the page of the shards' ids merged in id order, then each shard's queues of it
+        with self.redis.pipeline(transaction=False) as pipe:
+            for shard in layout.names():
+                pipe.zrange(self.keys.known(shard), 0, offset + limit - 1)
+                pipe.zcard(self.keys.known(shard))
+            replies = pipe.execute()
+        ids = sorted(name.decode() for names in replies[::2] for name in names)[offset : offset + limit]
+        views: dict[str, dict[str, Any]] = {}
+        type_paused = None
+        for shard in layout.names():
+            mine = [queue_id for queue_id in ids if layout.of(queue_id) == shard]
+            if mine:
+                _, type_paused, queues = self._view(shard, ["ids", *mine])
+                views.update((queue["queue_id"], queue) for queue in queues)
+        answer = {"status": "success", "total": sum(replies[1::2]), **_type_pause(type_paused)}
+        return {**answer, "queues": [views[queue_id] for queue_id in ids]}
 
     def _view(self, queue_type: str, args: list[Any]) -> tuple[int, int | None, list[dict[str, Any]]]:
         """view.lua's answer: known queues, the type's pause, and the queues asked."""
@@ -119,7 +156,8 @@ class ViewCommands(EngineBase):
         `expires_at`), retrying (with `due_at`), dead, finished (within the dedupe
         window), or unknown; with the last error a worker reported, if any."""
         self._check_job(queue_type, queue_id, job_id)
-        keys = [*self.keys.type_keys(queue_type), self.keys.jobs(queue_type, queue_id)]
+        shard = self._shard(queue_type, queue_id)
+        keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id)]
         state, detail, last_error = self._script("status", keys, [member(queue_id, job_id), job_id])
         state = state.decode()
         result: dict[str, Any] = {"status": "success", "state": state}
@@ -141,31 +179,42 @@ class ViewCommands(EngineBase):
     def get_queue_length(self, queue_type: str, queue_id: str) -> int:
         """How many jobs wait in the queue (active ones not counted)."""
         self._check_queue(queue_type, queue_id)
-        return int(self.redis.llen(self.keys.queue(queue_type, queue_id)))
+        return int(self.redis.llen(self.keys.queue(self._shard(queue_type, queue_id), queue_id)))
 
     def dead_letters(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         """The type's dead-lettered jobs, oldest death first, with payloads and reasons."""
         check.identifier("queue_type", queue_type)
         check.integer("limit", limit, 1, 1000)
         check.integer("offset", offset, 0, check.MAX_OFFSET)
-        index = self.keys.dead_index(queue_type)
+        shards = self._layout(queue_type).names()
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrange(index, offset, offset + limit - 1, withscores=True)
-            pipe.zcard(index)
-            page, total = pipe.execute()
-        members = [name for name, _ in page]
-        records = self.redis.hmget(self.keys.dead(queue_type), members) if members else []
+            for shard in shards:  # each shard's first offset + limit, merged by death time
+                pipe.zrange(self.keys.dead_index(shard), 0 if len(shards) > 1 else offset, offset + limit - 1,
+                            withscores=True)  # fmt: skip
+                pipe.zcard(self.keys.dead_index(shard))
+            replies = pipe.execute()
+        pages = zip(shards, replies[::2], strict=True)
+        deaths = sorted((died_at, name, shard) for shard, page in pages for name, died_at in page)
+        page = deaths[offset : offset + limit] if len(shards) > 1 else deaths
+        with self.redis.pipeline(transaction=False) as pipe:
+            for _, name, shard in page:
+                pipe.hget(self.keys.dead(shard), name)
+            records = pipe.execute()
         jobs = []
-        for (name, died_at), raw in zip(page, records, strict=True):
+        for (died_at, name, _), raw in zip(page, records, strict=True):
             if raw is not None:
                 queue_id, job_id = name.decode().split(":", 1)
                 jobs.append({"queue_id": queue_id, "job_id": job_id, "died_at": int(died_at), **_dead_record(raw)})
-        return {"status": "success", "total": int(total), "jobs": jobs}
+        return {"status": "success", "total": sum(replies[1::2]), "jobs": jobs}
 
     def deep_status(self) -> dict[str, Any]:
         """Prove Redis answers and accepts writes (a full disk refuses them)."""
         self.redis.set(f"{self.keys.prefix}:deep_status", "ok", px=10_000)
         return {"status": "success"}
+
+
+def _number(value: bytes | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _type_pause(until: Any) -> dict[str, Any]:

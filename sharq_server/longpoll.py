@@ -30,6 +30,7 @@ import redis
 from sharq_core import SharQ, SharqError
 from sharq_core import validation as check
 from sharq_core.jobs import DequeuedJob
+from sharq_core.shards import type_of
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ class LongPoll:
                 while not self._closing.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
-                        self._wake(message["data"].decode())
+                        self._wake(type_of(message["data"].decode()))  # a shard wakes its type's line
             except (redis.RedisError, OSError) as error:
                 self._subscribed.clear()
                 log.warning("long-poll listener lost Redis (%s); again in %.1fs", error, delay)

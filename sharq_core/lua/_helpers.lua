@@ -20,16 +20,18 @@
 --   KEYS[16] totals       hash    counters since the type began: enqueued, dequeued,
 --                                 finished, failed, requeued, dead; and queued (jobs in lists)
 --   KEYS[17] heads        zset    queue_id -> ms its head (oldest) queued job was enqueued
+--   KEYS[18] settings     hash    shards (absent: 1); the type-wide interval, burst and
+--                                 max_active; last (the type's rate state), active (slots)
 -- A queue's own keys are "<base>:q:<id>" (list), ":j:<id>" (jobs) and ":last:<id>"
 -- (rate state), base being "<prefix>:{<queue_type>}".
-local TYPE_KEYS = 17
+local TYPE_KEYS = 18
 
 local function type_keys()
   return {
     ready = KEYS[1], active = KEYS[2], queues = KEYS[3], receipts = KEYS[4], errors = KEYS[5],
     dead = KEYS[6], dead_at = KEYS[7], done = KEYS[8], limits = KEYS[9], nactive = KEYS[10],
     paused = KEYS[11], type_paused = KEYS[12], scheduled = KEYS[13], nsched = KEYS[14], known = KEYS[15],
-    totals = KEYS[16], heads = KEYS[17],
+    totals = KEYS[16], heads = KEYS[17], settings = KEYS[18],
   }
 end
 
@@ -56,6 +58,60 @@ local function queue_limits(k, queue_id)
   local interval = tonumber(redis.call('HGET', k.queues, queue_id)) or 0
   local i, b, m = parse_limits(redis.call('HGET', k.limits, queue_id))
   return tonumber(i) or interval, tonumber(b) or 1, tonumber(m)
+end
+
+-- Whether the caller routed by the type's current shard count `expected` (a
+-- server's cached layout may be stale for a moment after PUT /types): a script
+-- that would create per-queue state refuses when not, and the caller retries.
+local function layout_ok(k, expected)
+  return (tonumber(redis.call('HGET', k.settings, 'shards')) or 1) == tonumber(expected)
+end
+
+-- The type-wide limits (PUT /limits/<type>/) as this shard applies them, or nil
+-- when the type has none. A type spread over N shards splits them evenly: each
+-- shard allows one job per N x interval, floor(burst / N) back to back and
+-- floor(max_active / N) at once (at least 1 each), so over any window the shards
+-- together stay within the type's bound.
+local function type_limits(k)
+  local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards')
+  local interval, cap = tonumber(s[1]), tonumber(s[3])
+  if not interval and not cap then
+    return nil
+  end
+  local shards = tonumber(s[4]) or 1
+  return {
+    interval = interval and interval * shards,
+    burst = math.max(1, math.floor((tonumber(s[2]) or 1) / shards)),
+    cap = cap and math.max(1, math.floor(cap / shards)),
+  }
+end
+
+-- 0 when the type-wide limits let one more job go now; else the ms until they do
+-- (-1: until a slot of the type frees).
+local function type_gate(k, limits, now)
+  if limits.cap and (tonumber(redis.call('HGET', k.settings, 'active')) or 0) >= limits.cap then
+    return -1
+  end
+  if limits.interval then
+    local last = tonumber(redis.call('HGET', k.settings, 'last'))
+    local due = last and last + limits.interval - (limits.burst - 1) * limits.interval
+    if due and due > now then
+      return due - now
+    end
+  end
+  return 0
+end
+
+-- A job of the type went out under its type-wide limits: one more slot held, the
+-- type's rate state moved on as a queue's is.
+local function type_took(k, limits, now)
+  if limits.cap then
+    redis.call('HINCRBY', k.settings, 'active', 1)
+  end
+  if limits.interval then
+    local last = tonumber(redis.call('HGET', k.settings, 'last'))
+    redis.call('HSET', k.settings, 'last', last and math.max(last + limits.interval, now) or now)
+  end
 end
 
 -- The parts of a job record "<requeues_remaining>:<requeue_limit>:<enqueued_ms>:<payload>".
@@ -176,12 +232,20 @@ local function free_slot(k, base, queue_id, now)
   if left <= 0 then
     redis.call('HDEL', k.nactive, queue_id)
   end
+  local type_freed = false
+  local type_wide = redis.call('HEXISTS', k.settings, 'active') == 1 and type_limits(k)
+  if type_wide and type_wide.cap then
+    -- the type's count drops: a poll waiting on its cap may go now
+    local held = redis.call('HINCRBY', k.settings, 'active', -1)
+    if held < 0 then redis.call('HSET', k.settings, 'active', 0) end
+    type_freed = held == type_wide.cap - 1
+  end
   local _, _, cap = queue_limits(k, queue_id)
   if cap and left == cap - 1 then
     schedule_queue(k, base, queue_id, now)
     return true
   end
-  return false
+  return type_freed
 end
 
 -- Move delayed jobs that are due to the back of their queues, at most `limit`,
@@ -218,9 +282,16 @@ local function take(k, base, now, expire, count, token, out)
   end
   promote(k, base, now, 100)
   local stats_key = base .. ':stats:' .. (now - (now % 60000))
+  local type_wide = type_limits(k)
   local served, wait = 0, 0
   while served < count do
     local head = redis.call('ZRANGE', k.ready, 0, 0, 'WITHSCORES')
+    local gate = type_wide and #head > 0 and tonumber(head[2]) <= now and type_gate(k, type_wide, now) or 0
+    if gate ~= 0 then
+      -- a job is ready but the type-wide limit holds it: say when it lets one go
+      if served == 0 then wait = gate end
+      break
+    end
     if #head == 0 or tonumber(head[2]) > now then
       if served == 0 then
         wait = #head == 0 and -1 or tonumber(head[2]) - now
@@ -256,6 +327,7 @@ local function take(k, base, now, expire, count, token, out)
         -- no earlier than now: borrowed burst must not jump queues that waited
         redis.call('ZADD', k.ready, math.max(last + interval - (burst - 1) * interval, now), queue_id)
       end
+      if type_wide then type_took(k, type_wide, now) end
       redis.call('HINCRBY', stats_key, 'd:' .. queue_id, 1)
       out[#out + 1] = queue_id
       out[#out + 1] = job_id

@@ -6,21 +6,23 @@ first, so no record is ever overwritten) or finished less than the dedupe window
 ago (so a producer retrying after a 503 never queues a second copy). A job with
 a due time later than now is scheduled: it joins the back of its queue when due.
 
-KEYS[1..17]  the type's keys (see _helpers.lua)
-then for job i (i = 1..n), two keys at 17 + 2(i-1):
+KEYS[1..18]  the type's keys (see _helpers.lua)
+then for job i (i = 1..n), two keys at 18 + 2(i-1):
   +1 queue list  job_ids in FIFO order
   +2 jobs hash   job_id -> "<requeues_remaining>:<requeue_limit>:<enqueued_ms>:<payload>"
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  key base "<prefix>:{<queue_type>}"
 ARGV[3]  dedupe window (ms); 0 = finished jobs are not remembered
-then for job i, seven values at 3 + 7(i-1):
+ARGV[4]  the type's shard count the caller routed by (see layout_ok)
+then for job i, seven values at 4 + 7(i-1):
   +1 queue_id  +2 job_id  +3 payload (JSON text)  +4 interval
   +5 requeue_limit  +6 max_queued_length ("" = unlimited)
   +7 due: "" now, "+<ms>" that long from now, or epoch ms; later than now, the
      job is scheduled until then
 
 Returns { type_was_empty, code_1, ..., code_n } where type_was_empty is 1 when
-the type held no queue before this call (Python then lists the type), and code_i
+the type held no queue before this call (Python then lists the type), or { -1 }
+and nothing written when the shard count has changed (route again); code_i
 is 1 queued, 2 scheduled, -1 already queued, -2 queue full, -3 already active,
 -4 dead-lettered, -5 finished within the dedupe window, -6 already scheduled.
 --]]
@@ -47,12 +49,15 @@ local function known(jobs_key, member, job_id)
   return nil
 end
 
+if not layout_ok(k, ARGV[4]) then
+  return { -1 }
+end
 local result = { redis.call('EXISTS', k.queues) == 0 and 1 or 0 }
 local added = 0
-local n = (#ARGV - 3) / 7
+local n = (#ARGV - 4) / 7
 for i = 1, n do
   local queue_key, jobs_key = KEYS[TYPE_KEYS + 2 * i - 1], KEYS[TYPE_KEYS + 2 * i]
-  local a = 3 + 7 * (i - 1)
+  local a = 4 + 7 * (i - 1)
   local queue_id, job_id, payload = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local interval, limit, max_length = tonumber(ARGV[a + 4]), ARGV[a + 5], tonumber(ARGV[a + 6])
   local due_spec = ARGV[a + 7]

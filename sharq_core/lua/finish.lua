@@ -7,8 +7,8 @@ so an enqueue of it in the same queue is refused meanwhile (see enqueue). With
 `next` > 0 the same call then hands out up to `next` jobs, as dequeue does: a
 busy worker acknowledges a batch and takes the next in one round trip.
 
-KEYS[1..17]  the type's keys (see _helpers.lua)
-then for job i (i = 1..n), one key at 17 + i: the jobs hash of its queue
+KEYS[1..18]  the type's keys (see _helpers.lua)
+then for job i (i = 1..n), one key at 18 + i: the jobs hash of its queue
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  key base "<prefix>:{<queue_type>}"
 ARGV[3]  how long (ms) to remember a dequeue time at least, once a queue is empty

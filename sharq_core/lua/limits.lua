@@ -4,7 +4,7 @@ Each of interval, burst and max_active is given as a number (set it), "" (keep
 it) or "-" (clear it). The override stays when the queue runs empty, until every
 field is cleared. A queue may get limits before it holds any job.
 
-KEYS[1..17]  the type's keys (see _helpers.lua)
+KEYS[1..18]  the type's keys (see _helpers.lua)
 ARGV[1]  queue_id
 ARGV[2]  key base "<prefix>:{<queue_type>}"
 ARGV[3]  now in ms, or "" to read Redis TIME
@@ -12,14 +12,18 @@ ARGV[4]  interval (ms)
 ARGV[5]  burst
 ARGV[6]  max_active
 ARGV[7]  how long (ms) to remember a dequeue time at least, once a queue is empty
+ARGV[8]  the type's shard count the caller routed by (see layout_ok)
 
 An idle queue's rate state is kept long enough for the new interval (see
 remember_rate in _helpers.lua): raising an hour's interval on a drained queue
 still spaces its next job an hour from the last.
 
-Returns 1.
+Returns 1, or 0 and nothing written when the shard count has changed.
 --]]
 local k = type_keys()
+if not layout_ok(k, ARGV[8]) then
+  return 0
+end
 local queue_id, base = ARGV[1], ARGV[2]
 local now = now_ms(ARGV[3])
 

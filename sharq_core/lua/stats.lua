@@ -3,14 +3,15 @@
 Constant work per type but for `capped` and `paused`, which visit the queues
 that have limits of their own or a pause (HGETALL of those hashes).
 
-KEYS[1..17]  the type's keys (see _helpers.lua)
+KEYS[1..18]  the type's keys (see _helpers.lua)
 ARGV[1]  now in ms, or "" to read Redis TIME
 
 Returns { now, totals (flat HGETALL of the totals hash), active, scheduled, dead,
-ready, waiting, paused, capped, type_paused, oldest }: `ready` queues are due now,
+ready, waiting, paused, capped, type_paused, oldest, type_limits }: `ready` queues are due now,
 `waiting` ones wait for their rate (or a timed pause), `paused` counts queue
 pauses not yet over, `capped` queues at their concurrency cap, `type_paused` 1 when the whole
-type is paused, `oldest` the ms the oldest queued job was enqueued (or false).
+type is paused, `oldest` the ms the oldest queued job was enqueued (or false), `type_limits` the
+type-wide interval, burst, max_active and the slots they count as held.
 --]]
 local k = type_keys()
 local now = now_ms(ARGV[1])
@@ -43,4 +44,5 @@ return {
   capped,
   redis.call('EXISTS', k.type_paused),
   tonumber((redis.call('ZRANGE', k.heads, 0, 0, 'WITHSCORES'))[2]) or false,
+  redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'active'),
 }

@@ -3,10 +3,10 @@
 Read only. The page walks the type's known queues (those holding jobs or limits
 of their own) in queue_id order, so its cost grows with the page, not the type.
 
-KEYS[1..17]  the type's keys (see _helpers.lua)
+KEYS[1..18]  the type's keys (see _helpers.lua)
 ARGV[1]  key base "<prefix>:{<queue_type>}"
 ARGV[2]  now in ms, or "" to read Redis TIME
-ARGV[3]  "one" (ARGV[4] queue_id) or "page" (ARGV[4] offset, ARGV[5] limit)
+ARGV[3]  "ids" (ARGV[4..] the queue_ids) or "page" (ARGV[4] offset, ARGV[5] limit)
 
 Returns { now, total known queues, type paused until (or false), then per queue
 14 values: queue_id, queue_length, active, scheduled, interval, interval_source,
@@ -16,8 +16,8 @@ oldest_enqueued_at, has_jobs } with false for what does not apply.
 local k = type_keys()
 local base, now = ARGV[1], now_ms(ARGV[2])
 local ids
-if ARGV[3] == 'one' then
-  ids = { ARGV[4] }
+if ARGV[3] == 'ids' then
+  ids = { unpack(ARGV, 4) }
 else
   local offset = tonumber(ARGV[4])
   ids = redis.call('ZRANGE', k.known, offset, offset + tonumber(ARGV[5]) - 1)

@@ -1,0 +1,38 @@
+--[[ type_limits: set or clear a queue type's type-wide limits, on one of its shards.
+
+On top of each queue's own: a job goes out only when its queue and its type both
+allow it (see type_gate in take). Each of interval, burst and max_active is given
+as a number (set it), "" (keep it) or "-" (clear it). When a cap is set anew, the
+slots its queues hold now are counted, so the cap is exact from the first job.
+
+KEYS[1..18]  the type's keys (see _helpers.lua)
+ARGV[1]  key base "<prefix>:{<queue_type>}"
+ARGV[2]  interval (ms)
+ARGV[3]  burst
+ARGV[4]  max_active
+
+Returns 1.
+--]]
+local k = type_keys()
+for i, name in ipairs({ 'interval', 'burst', 'max_active' }) do
+  local given = ARGV[1 + i]
+  if given == '-' then
+    redis.call('HDEL', k.settings, name)
+  elseif given ~= '' then
+    redis.call('HSET', k.settings, name, given)
+  end
+end
+if redis.call('HEXISTS', k.settings, 'max_active') == 0 then
+  redis.call('HDEL', k.settings, 'active')
+elseif redis.call('HEXISTS', k.settings, 'active') == 0 then
+  local held = 0
+  for _, count in ipairs(redis.call('HVALS', k.nactive)) do
+    held = held + tonumber(count)
+  end
+  redis.call('HSET', k.settings, 'active', held)
+end
+if redis.call('HEXISTS', k.settings, 'interval') == 0 then
+  redis.call('HDEL', k.settings, 'last')
+end
+announce(ARGV[1])  -- a looser limit may let a parked poll's job go now
+return 1
