@@ -142,7 +142,6 @@ class HousekeepingCommands(EngineBase):
             raise NotFound("no such dead-lettered job")
         return {"status": "success"}
 
-
     # -- the type's layout ------------------------------------------------------------
 
     def type_settings(self, queue_type: str) -> dict[str, Any]:
