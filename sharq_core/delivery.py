@@ -85,6 +85,7 @@ class DeliveryCommands(EngineBase):
         when the job has been delivered again (or went back to its queue) since.
         """
         self._check_job(queue_type, queue_id, job_id)
+        _receipt(receipt)  # refused as "receipt ...", not as an entry of a batch
         results, _, _ = self.finish_many(queue_type, [{"queue_id": queue_id, "job_id": job_id, "receipt": receipt}])
         result = results[0]
         if result["status"] == "failure":

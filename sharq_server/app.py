@@ -120,9 +120,13 @@ def _too_large(limit: int) -> RequestEntityTooLarge:
 
 
 def query_int(name: str, default: int | None) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
+    """A whole-number query parameter; given twice it is refused, not half-read."""
+    given = request.args.getlist(name)
+    if not given:
         return default
+    if len(given) > 1:
+        raise BadArgumentException(f"{name} is given more than once")
+    raw = given[0]
     if not _WHOLE_NUMBER.match(raw):
         raise BadArgumentException(f"{name} must be a whole number of at most 9 digits")
     return int(raw)
@@ -173,8 +177,8 @@ def finish_many(queue_type: str) -> Any:
     jobs = json_body(fields=("jobs",)).get("jobs")
     next_count, wait = batch_arg("next", 0, 0), wait_arg()  # checked before anything changes
     results, taken, due = engine().finish_many(queue_type, jobs, next_count)
-    if next_count and not taken and wait:
-        taken, due = long_poll().take(queue_type, next_count, wait, _client_alive)
+    if next_count and not taken and wait:  # the acks are done: never refused from here on
+        taken, due = long_poll().take(queue_type, next_count, wait, _client_alive, refuse_when_full=False)
     head = b'{"status":"success","results":' + ujson.dumps(results).encode()
     if not next_count:
         return current_app.response_class(head + b"}", mimetype="application/json")

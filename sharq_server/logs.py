@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 from typing import Any
+from urllib.parse import parse_qsl
 
 from gunicorn.glogging import Logger
 
@@ -67,8 +68,8 @@ class QuietLongPolls(logging.Filter):
 def _waited(query: str) -> bool:
     """Whether the query string asked to wait (?wait=S with S > 0): a plain
     dequeue's 404, ?wait=0 included, is logged as any request is."""
-    values = [value for name, _, value in (part.partition("=") for part in query.split("&")) if name == "wait"]
-    return any(value.strip("0") for value in values)
+    values = [value for name, value in parse_qsl(query) if name == "wait"]
+    return any(value.strip().strip("0") for value in values)
 
 
 def configure(kind: str, level: int = logging.INFO) -> None:

@@ -48,9 +48,10 @@ class _Waiter:
 
 
 class TooManyParked(SharqError):
-    """This worker process already holds its share of parked long polls."""
+    """This worker process already holds its share of parked long polls (429: the
+    server is fine, it asks the client to come back, as Retry-After says)."""
 
-    status = 503
+    status = 429
     headers = {"Retry-After": "1"}  # noqa: RUF012 - read-only
 
 
@@ -60,8 +61,9 @@ class LongPoll:
     At most `max_parked` requests park at once: gunicorn's gevent worker serves
     `worker_connections` connections and leaves the rest in the listen backlog, so
     parked polls filling them would stall every other client. A poll beyond the
-    cap still takes what is ready now; with nothing, it is refused with 503 and
-    Retry-After, which clients (and `sharq-worker`) answer by backing off.
+    cap still takes what is ready now; with nothing, it is refused with 429 and
+    Retry-After, which clients (and `sharq-worker`) answer by backing off. An
+    ack-and-take whose acks are done is never refused: it answers what it has.
     """
 
     def __init__(self, engine: SharQ, max_parked: int = 900) -> None:
@@ -74,7 +76,12 @@ class LongPoll:
         self._subscribed = threading.Event()
 
     def take(
-        self, queue_type: str, count: int, wait: Any, alive: Callable[[], bool] = lambda: True
+        self,
+        queue_type: str,
+        count: int,
+        wait: Any,
+        alive: Callable[[], bool] = lambda: True,
+        refuse_when_full: bool = True,
     ) -> tuple[list[DequeuedJob], int | None]:
         """Up to `count` jobs, waiting up to `wait` seconds for one to be ready.
 
@@ -87,7 +94,7 @@ class LongPoll:
             return self.engine.take(queue_type, count)
         if self.parked >= self.max_parked:
             jobs, due = self.engine.take(queue_type, count)
-            if jobs:
+            if jobs or not refuse_when_full:
                 return jobs, due
             raise TooManyParked(f"{self.parked} long polls already wait in this server process; retry shortly")
         self._listen()
@@ -186,6 +193,7 @@ class LongPoll:
                         self._wake(type_of(message["data"].decode()))  # a shard wakes its type's line
             except (redis.RedisError, OSError) as error:
                 self._subscribed.clear()
+                self._wake()  # parked polls ask Redis now: each answers 503 at once, not at its deadline
                 log.warning("long-poll listener lost Redis (%s); again in %.1fs", error, delay)
                 self._closing.wait(delay)
                 delay = min(delay * 2, _RECONNECT_MAX_S)

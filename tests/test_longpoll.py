@@ -223,8 +223,9 @@ def test_a_vanished_long_poll_takes_nothing(server: ServerProcess) -> None:
 
 def test_long_polls_beyond_the_cap_are_refused_not_stalling_others(tmp_path) -> None:
     """gunicorn serves worker_connections connections per worker; parked polls may
-    hold 90% of them. One more is answered 503 with Retry-After at once (or given
-    a job that is ready), and other clients are still served."""
+    hold 90% of them. One more is answered 429 with Retry-After at once (or given
+    a job that is ready), and other clients are still served; an ack-and-take
+    past the cap answers its acks (they were applied) rather than being refused."""
     env = {"SHARQ_WORKER_CONNECTIONS": "20"}
     server = ServerProcess(str(tmp_path / "data"), workers=1, env=env).start()
     try:
@@ -233,8 +234,13 @@ def test_long_polls_beyond_the_cap_are_refused_not_stalling_others(tmp_path) -> 
             wait_for(lambda: server.call("GET", "/deepstatus/")[1]["parked"] == 18, what="18 parked polls")
             started = time.monotonic()
             status, body = server.call("GET", "/dequeue/t/?wait=20")
-            assert status == 503
+            assert status == 429
             assert body["message"] == "18 long polls already wait in this server process; retry shortly"
+            assert server.call("POST", "/enqueue/u/other/", {"job_id": "x", **JOB})[0] == 201
+            job = server.call("GET", "/dequeue/u/")[1]
+            ack = {"jobs": [{"queue_id": "other", "job_id": "x", "receipt": job["receipt"]}]}
+            status, body = server.call("POST", "/finish/u/?next=1&wait=20", ack)
+            assert (status, body["results"][0]["status"], body["jobs"]) == (200, "success", [])
             assert time.monotonic() - started < 2
             assert server.call("GET", "/")[0] == 200
             jobs = [{"queue_id": "q", "job_id": f"j{n}", **JOB} for n in range(19)]
