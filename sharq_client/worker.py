@@ -22,6 +22,7 @@ hands it nothing (or takes back what it could not deliver).
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -43,21 +44,32 @@ PARKED_AFTER_S = 0.1
 
 class Retry(Exception):
     """Raise from a handler to have the job retried after `after_ms` (it counts
-    against its requeue_limit, as any failure does)."""
+    against its requeue_limit, as any failure does). A fraction of a ms rounds up;
+    a negative delay is a ValueError."""
 
-    def __init__(self, after_ms: int = 0, reason: str = "") -> None:
-        super().__init__(reason or f"retry in {after_ms} ms")
-        self.after_ms = after_ms
+    def __init__(self, after_ms: float = 0, reason: str = "") -> None:
+        self.after_ms = _whole_ms("after_ms", after_ms, positive=False)
+        super().__init__(reason or f"retry in {self.after_ms} ms")
 
 
 class Throttle(Exception):
     """Raise from a handler when the job's upstream said 429: the job goes back to
     the front of its queue without counting a requeue, and the whole queue is
-    paused `retry_after_ms`, so no other worker hammers that upstream meanwhile."""
+    paused `retry_after_ms`, so no other worker hammers that upstream meanwhile.
+    The pause must be positive (a fraction of a ms rounds up): `Throttle(0)` is a
+    ValueError, as a pause of nothing would not hold anyone back."""
 
-    def __init__(self, retry_after_ms: int, reason: str = "") -> None:
-        super().__init__(reason or f"upstream throttled: retry in {retry_after_ms} ms")
-        self.retry_after_ms = retry_after_ms
+    def __init__(self, retry_after_ms: float, reason: str = "") -> None:
+        self.retry_after_ms = _whole_ms("retry_after_ms", retry_after_ms, positive=True)
+        super().__init__(reason or f"upstream throttled: retry in {self.retry_after_ms} ms")
+
+
+def _whole_ms(name: str, value: float, positive: bool) -> int:
+    """A delay as the whole ms the server takes, checked when the handler raises."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not (value > 0 if positive else value >= 0):
+        raise ValueError(f"{name} must be a number of ms {'> 0' if positive else '>= 0'}, not {value!r}")
+    return math.ceil(value)
 
 
 class Worker:
@@ -212,38 +224,52 @@ class Worker:
                 self._stopping.wait(1.0)
 
     def _send_pending(self, client: Client, final: bool = False) -> None:
-        """Acks the fetcher is not about to carry, and failure reports."""
+        """Acks the fetcher is not about to carry, then the failure reports, each
+        on its own: one the server refuses is logged and dropped, never the rest."""
         with self._lock:
             failures, self._failures = self._failures, []
             parked = self._fetch_started is not None and time.monotonic() - self._fetch_started > PARKED_AFTER_S
             send_acks = self._acks and (final or parked or self._stopping.is_set())
             acks, self._acks = (self._acks[:100], self._acks[100:]) if send_acks else ([], self._acks)
-        for index, (job, error) in enumerate(failures):
-            try:
-                self._report(client, job, error)
-            except Unavailable:
-                with self._lock:
-                    self._failures[:0] = failures[index:]
-                self._requeue_acks(acks)
-                raise
         if acks:
             try:
                 _log_results(client.finish_many(self.queue_type, acks).results)
-            except Unavailable:
+            except (SharqClientError, OSError):
                 self._requeue_acks(acks)
+                self._requeue_failures(failures)
                 raise
+        for index, (job, error) in enumerate(failures):
+            try:
+                self._report(client, job, error)
+            except (Unavailable, OSError):
+                self._requeue_failures(failures[index:])
+                raise
+
+    def _requeue_failures(self, failures: list[tuple[Job, BaseException]]) -> None:
+        with self._lock:
+            self._failures[:0] = failures
 
     def _report(self, client: Client, job: Job, error: BaseException) -> None:
         throttle = isinstance(error, Throttle)
         retry_after = error.after_ms if isinstance(error, Retry) else error.retry_after_ms if throttle else None
         text = str(error) if isinstance(error, (Retry, Throttle)) else f"{type(error).__name__}: {error}"
+        text = text[:4000].encode("utf-8", "replace").decode()  # a lone surrogate is not text Redis keeps
         try:
             state = client.fail(
-                job.queue_type, job.queue_id, job.job_id, job.receipt, text[:4000], retry_after, throttle=throttle
+                job.queue_type, job.queue_id, job.job_id, job.receipt, text, retry_after, throttle=throttle
             )
             log.warning("job %s/%s failed (%s): now %s", job.queue_id, job.job_id, text, state)
         except (NotFound, StaleReceipt) as gone:
             log.warning("job %s/%s failed, but is no longer this worker's: %s", job.queue_id, job.job_id, gone)
+        except Unavailable:
+            raise
+        except SharqClientError as refused:
+            log.error(
+                "failure report of %s/%s refused (%s): it comes back after its expiry",
+                job.queue_id,
+                job.job_id,
+                refused,
+            )
 
     def _heartbeats(self, client: Client) -> None:
         """Touch every running job a third of its expiry after its last touch."""

@@ -1,0 +1,50 @@
+"""sharq_client's Worker against a real sharq-server (issues 14 and 16): failure
+reports, stopping, cancelled jobs, fatal errors, and more than one request out."""
+
+from __future__ import annotations
+
+import pytest
+
+from sharq_client import Client, Retry, Throttle, Worker
+from tests import test_client
+from tests.support import wait_for
+
+pytestmark = pytest.mark.e2e
+
+server, client = test_client.server, test_client.client  # the same server (token, 900 ms expiry)
+
+
+def states(client: Client, queue_type: str, jobs: list[dict]) -> dict[str, str]:
+    return {job["job_id"]: client.job(queue_type, job["queue_id"], job["job_id"])["state"] for job in jobs}
+
+
+def test_a_refused_failure_report_loses_no_ack(client: Client) -> None:
+    """Retry with a float delay and an error text no Redis can store: both reports
+    go (coerced), and every finished job's ack with them."""
+
+    def handler(job) -> None:
+        if job.job_id == "float":
+            raise Retry(after_ms=2.5 * 1000)
+        if job.job_id == "surrogate":
+            raise ValueError("bad byte \udc80 from upstream")
+
+    jobs = [{"queue_id": f"q{n % 3}", "job_id": f"ok{n}", "payload": n, "interval": 0} for n in range(20)]
+    jobs.append({"queue_id": "q0", "job_id": "float", "payload": 0, "interval": 0, "requeue_limit": 1})
+    jobs.append({"queue_id": "q0", "job_id": "surrogate", "payload": 0, "interval": 0, "requeue_limit": 0})
+    worker = Worker(client, "f1", handler, concurrency=4, wait=1).start()
+    client.enqueue_many("f1", jobs)
+    wait_for(lambda: worker.processed == len(jobs), what="every job handled")
+    worker.join()
+    assert client.job("f1", "q0", "float")["state"] == "retrying"
+    [dead] = client.dead_letters("f1")["jobs"]
+    assert (dead["job_id"], dead["reason"]) == ("surrogate", "ValueError: bad byte ? from upstream")
+    assert set(states(client, "f1", jobs[:20]).values()) == {"finished"}
+
+
+def test_retry_and_throttle_check_their_delay() -> None:
+    assert Retry(after_ms=2.5 * 1000).after_ms == 2500
+    assert Throttle(retry_after_ms=0.2).retry_after_ms == 1
+    with pytest.raises(ValueError, match="after_ms"):
+        Retry(after_ms=-1)
+    with pytest.raises(ValueError, match="retry_after_ms"):
+        Throttle(retry_after_ms=0)
