@@ -8,12 +8,17 @@ Importing it needs neither Flask nor gevent.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import urllib3
+from urllib3.connection import HTTPConnection
 
 from .errors import NotFound, SharqClientError, Unavailable, error_for
 
@@ -61,7 +66,9 @@ class Client:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
-        self.pool = urllib3.PoolManager(num_pools=2, maxsize=8, retries=False)
+        self._opened: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
+        self._opened_lock = threading.Lock()
+        self.pool = self._pool_manager()
         self.headers = {"Content-Type": "application/json"}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
@@ -71,7 +78,37 @@ class Client:
         return Client(self.url, self.token, self.timeout)
 
     def close(self) -> None:
+        """Close every connection, even one a request (a long poll) still waits
+        on: that request fails with Unavailable, and the server, seeing its
+        client gone, hands it nothing. The client may be used again."""
+        with self._opened_lock:
+            opened = list(self._opened)
+        for connection in opened:
+            if connection.sock is not None:
+                with contextlib.suppress(OSError):  # closed already
+                    connection.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading it
         self.pool.clear()
+
+    def _pool_manager(self) -> urllib3.PoolManager:
+        """urllib3's pools, whose connections this client remembers as they
+        connect: closing a pool closes only its idle connections."""
+        manager = urllib3.PoolManager(num_pools=2, maxsize=8, retries=False)
+        manager.pool_classes_by_scheme = {
+            scheme: type(pool.__name__, (pool,), {"ConnectionCls": self._remembered(pool.ConnectionCls)})
+            for scheme, pool in manager.pool_classes_by_scheme.items()
+        }
+        return manager
+
+    def _remembered(self, base: type[HTTPConnection]) -> type[HTTPConnection]:
+        client = self
+
+        class Connection(base):  # type: ignore[valid-type, misc]
+            def connect(self) -> None:
+                super().connect()
+                with client._opened_lock:
+                    client._opened.add(self)
+
+        return Connection
 
     # -- producers -------------------------------------------------------------------
 

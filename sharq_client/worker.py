@@ -14,9 +14,10 @@ Three threads share the work, each with a client (connection) of its own:
 
 When the server is away the worker backs off and tries again; it never crashes.
 `stop()` (or SIGTERM/SIGINT under `run()`) stops taking jobs; `join()` lets the
-running ones finish within `grace` seconds and sends their acks. A long poll still
-out is abandoned: when the process exits, the server sees its client gone and
-hands it nothing (or takes back what it could not deliver).
+running ones finish within `grace` seconds and sends their acks. It closes the
+connection of a long poll still parked (a waiting call never carries acks, so
+none is lost): the server sees its client gone and hands it nothing, so a job
+enqueued after the worker stopped stays queued.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class Worker:
         self._acks: list[Job] = []
         self._failures: list[tuple[Job, BaseException]] = []
         self._fetch_started: float | None = None  # when the fetcher's current call went out
+        self._polling = False  # that call may wait (a long poll): it carries no ack
 
     # -- running --------------------------------------------------------------------------
 
@@ -118,10 +120,14 @@ class Worker:
     def start(self) -> Worker:
         """Work in background threads until `stop()`."""
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sharq-handler")
-        self._upkeep = threading.Thread(target=self._upkeep_loop, args=(self.client.clone(),), daemon=True)
+        self._upkeep_client = self.client.clone()
+        self._upkeep = threading.Thread(target=self._upkeep_loop, args=(self._upkeep_client,), daemon=True)
         self._upkeep.start()
-        fetcher = threading.Thread(target=self._fetch_loop, args=(self.client,), name="sharq-fetcher", daemon=True)
-        fetcher.start()
+        self._fetch_client = self.client.clone()  # join() closes it to end a long poll
+        self._fetcher = threading.Thread(
+            target=self._fetch_loop, args=(self._fetch_client,), name="sharq-fetcher", daemon=True
+        )
+        self._fetcher.start()
         return self
 
     def stop(self) -> None:
@@ -142,16 +148,19 @@ class Worker:
                     self._changed.wait()
                 free = min(self.capacity - len(self._running), self.batch)
                 acks, self._acks = self._acks[:100], self._acks[100:]
-                self._fetch_started = time.monotonic()
+                self._fetch_started, self._polling = time.monotonic(), not acks
             if self._stopping.is_set():
                 self._requeue_acks(acks)
                 break
             try:
                 # a poll returns at once with whatever is ready, else when a job is
-                # enqueued (or comes due), else after `wait` s
-                reply = client.finish_many(self.queue_type, acks, take=free, wait=self.wait)
+                # enqueued (or comes due), else after `wait` s; a call carrying acks
+                # does not wait, so join() may cut a parked poll and lose no ack
+                reply = client.finish_many(self.queue_type, acks, take=free, wait=0 if acks else self.wait)
             except (SharqClientError, OSError) as error:
                 self._requeue_acks(acks)
+                if self._stopping.is_set():
+                    break  # join() cut the poll
                 log.warning("SharQ unavailable (%s); trying again in %.1fs", error, delay)
                 self._stopping.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
@@ -197,9 +206,12 @@ class Worker:
         client = self.client.clone()
         deadline = time.monotonic() + self.grace
         with self._changed:
-            while self._running and time.monotonic() < deadline:
-                self._changed.wait(deadline - time.monotonic())
+            while (self._running or self._fetcher.is_alive()) and time.monotonic() < deadline:
+                if self._parked(polling=True):
+                    self._fetch_client.close()  # the server sees the client gone and hands it nothing
+                self._changed.wait(min(UPKEEP_TICK_S, max(deadline - time.monotonic(), 0)))
             left = len(self._running)
+        self._fetch_client.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if left:
             log.warning("%d job(s) still running after %.0fs: they will be delivered again", left, self.grace)
@@ -208,6 +220,8 @@ class Worker:
             self._send_pending(client, final=True)
         except (SharqClientError, OSError) as error:
             log.warning("could not send the last acks (%s): those jobs will be delivered again", error)
+        for own in (client, self._upkeep_client):
+            own.close()  # no idle keep-alive connection holds up a server's graceful stop
         log.info("stopped after %d job(s)", self.processed)
 
     # -- the upkeep thread --------------------------------------------------------------
@@ -228,8 +242,7 @@ class Worker:
         on its own: one the server refuses is logged and dropped, never the rest."""
         with self._lock:
             failures, self._failures = self._failures, []
-            parked = self._fetch_started is not None and time.monotonic() - self._fetch_started > PARKED_AFTER_S
-            send_acks = self._acks and (final or parked or self._stopping.is_set())
+            send_acks = self._acks and (final or self._parked() or self._stopping.is_set())
             acks, self._acks = (self._acks[:100], self._acks[100:]) if send_acks else ([], self._acks)
         if acks:
             try:
@@ -244,6 +257,13 @@ class Worker:
             except (Unavailable, OSError):
                 self._requeue_failures(failures[index:])
                 raise
+
+    def _parked(self, polling: bool = False) -> bool:
+        """Whether the fetcher's call (with `polling`, a long poll) has been out
+        long enough to be waiting at the server. Called holding the lock."""
+        started = self._fetch_started
+        out = started is not None and time.monotonic() - started > PARKED_AFTER_S
+        return out and (self._polling or not polling)
 
     def _requeue_failures(self, failures: list[tuple[Job, BaseException]]) -> None:
         with self._lock:

@@ -7,7 +7,7 @@ import pytest
 
 from sharq_client import Client, Retry, Throttle, Worker
 from tests import test_client
-from tests.support import wait_for
+from tests.support import ServerProcess, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -48,3 +48,20 @@ def test_retry_and_throttle_check_their_delay() -> None:
         Retry(after_ms=-1)
     with pytest.raises(ValueError, match="retry_after_ms"):
         Throttle(retry_after_ms=0)
+
+
+def test_a_stopped_worker_leaves_the_next_job_queued(tmp_path) -> None:
+    """join() ends the parked long poll: a job enqueued afterwards is nobody's."""
+    server = ServerProcess(str(tmp_path / "data"), workers=1).start()  # one process: `parked` counts them all
+    client = Client(server.url, timeout=5)
+    try:
+        worker = Worker(client, "lp", lambda job: None, wait=30).start()
+        wait_for(lambda: client.deep_status()["parked"] == 1, what="the worker's poll to park")
+        worker.join()
+        client.enqueue("lp", "q", "after", 1, interval=0, requeue_limit=0)
+        wait_for(lambda: client.deep_status()["parked"] == 0, what="the server to drop the poll")
+        assert client.job("lp", "q", "after")["state"] == "queued"
+        assert [job.job_id for job in client.dequeue("lp")] == ["after"]
+    finally:
+        client.close()
+        server.stop()
