@@ -97,6 +97,7 @@ class Worker:
         self.grace = grace
         self.processed = 0
         self._stopping = threading.Event()
+        self._closed = threading.Event()  # join() is past the grace: the upkeep thread ends
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._running: dict[tuple[str, str], _Running] = {}
@@ -185,15 +186,18 @@ class Worker:
         future.add_done_callback(lambda done, job=job: self._done(job, done))
 
     def _done(self, job: Job, future: Future[Any]) -> None:
-        error = future.exception()
+        cancelled = future.cancelled()  # by join() before it ran: it comes back after its expiry
+        error = None if cancelled else future.exception()
         with self._changed:
             self._running.pop((job.queue_id, job.job_id), None)
+            self._changed.notify_all()
+            if cancelled:
+                return
             self.processed += 1
             if error is None:
                 self._acks.append(job)
             else:
                 self._failures.append((job, error))
-            self._changed.notify_all()
 
     def _requeue_acks(self, acks: list[Job]) -> None:
         with self._lock:
@@ -213,9 +217,10 @@ class Worker:
             left = len(self._running)
         self._fetch_client.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._closed.set()  # no more heartbeats: what is still held comes back after its expiry
         if left:
-            log.warning("%d job(s) still running after %.0fs: they will be delivered again", left, self.grace)
-        self._upkeep.join(self.grace)
+            log.warning("%d job(s) still held after %.0fs: they will be delivered again", left, self.grace)
+        self._upkeep.join(self.client.timeout)  # it ends after its current call at most
         try:
             self._send_pending(client, final=True)
         except (SharqClientError, OSError) as error:
@@ -227,7 +232,7 @@ class Worker:
     # -- the upkeep thread --------------------------------------------------------------
 
     def _upkeep_loop(self, client: Client) -> None:
-        while not (self._stopping.is_set() and not self._running):
+        while not self._closed.is_set():
             with self._changed:
                 self._changed.wait(UPKEEP_TICK_S)
             try:
@@ -235,7 +240,7 @@ class Worker:
                 self._heartbeats(client)
             except (SharqClientError, OSError) as error:
                 log.warning("SharQ unavailable (%s)", error)
-                self._stopping.wait(1.0)
+                self._closed.wait(1.0)
 
     def _send_pending(self, client: Client, final: bool = False) -> None:
         """Acks the fetcher is not about to carry, then the failure reports, each

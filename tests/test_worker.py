@@ -3,6 +3,9 @@ reports, stopping, cancelled jobs, fatal errors, and more than one request out."
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from sharq_client import Client, Retry, Throttle, Worker
@@ -65,3 +68,27 @@ def test_a_stopped_worker_leaves_the_next_job_queued(tmp_path) -> None:
     finally:
         client.close()
         server.stop()
+
+
+def test_jobs_join_gave_up_on_come_back_and_it_waits_its_grace_once(client: Client) -> None:
+    """One job blocks the only handler past the grace; the two waiting for it are
+    cancelled: none of the three is touched any more, so all come back."""
+    release = threading.Event()
+    started: list[str] = []
+
+    def stuck(job) -> None:
+        started.append(job.job_id)
+        release.wait(30)
+
+    jobs = [{"queue_id": "q", "job_id": f"j{n}", "payload": n, "interval": 0} for n in range(3)]
+    client.enqueue_many("c1", jobs)
+    worker = Worker(client, "c1", stuck, concurrency=1, wait=1, grace=2).start()
+    try:
+        wait_for(lambda: started, what="the first job to start")
+        begun = time.monotonic()
+        worker.join()
+        assert time.monotonic() - begun < 3.5  # the grace (2 s), once
+        wait_for(lambda: set(states(client, "c1", jobs).values()) == {"queued"}, what="every job back in its queue")
+        assert started == ["j0"] and worker.processed == 0
+    finally:
+        release.set()
