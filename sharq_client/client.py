@@ -121,11 +121,16 @@ class Client:
         interval: int,
         requeue_limit: int | None = None,
         max_queued_length: int | None = None,
-    ) -> None:
-        """Queue one job; DuplicateJob (with `.state`) or QueueFull when refused."""
+        delay_ms: int | None = None,
+        not_before: int | None = None,
+    ) -> str:
+        """Queue one job, or with `delay_ms` (from now) or `not_before` (epoch ms, on
+        the server's Redis clock) schedule it; returns "queued" or "scheduled".
+        DuplicateJob (with `.state`) or QueueFull when refused."""
         body = {"job_id": job_id, "payload": payload, "interval": interval}
-        body.update(_given(requeue_limit=requeue_limit, max_queued_length=max_queued_length))
-        self._call("POST", f"/enqueue/{queue_type}/{queue_id}/", body)
+        optional = _given(requeue_limit=requeue_limit, max_queued_length=max_queued_length)
+        body |= optional | _given(delay_ms=delay_ms, not_before=not_before)
+        return self._call("POST", f"/enqueue/{queue_type}/{queue_id}/", body)["status"]
 
     def enqueue_many(self, queue_type: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Up to 100 jobs (each with queue_id, job_id, payload, interval...) in one
@@ -183,8 +188,12 @@ class Client:
 
     # -- administration and views ------------------------------------------------------
 
-    def job(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
+    def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
+        """The job's state (queued, scheduled, active, retrying, dead, finished) and
+        what goes with it; NotFound when the queue does not know it."""
         return self._call("GET", f"/job/{queue_type}/{queue_id}/{job_id}/")
+
+    job = job_status  # its first name, kept
 
     def interval(self, queue_type: str, queue_id: str, interval: int) -> None:
         self._call("POST", f"/interval/{queue_type}/{queue_id}/", {"interval": interval})
@@ -224,9 +233,16 @@ class Client:
     def resume(self, queue_type: str, queue_id: str | None = None) -> None:
         self._call("POST", f"/resume/{queue_type}/" + (f"{queue_id}/" if queue_id else ""))
 
-    def queue(self, queue_type: str, queue_id: str) -> dict[str, Any]:
+    def queue_info(self, queue_type: str, queue_id: str) -> dict[str, Any]:
         """One queue now: lengths, effective limits, pause, next ready, oldest job's age."""
         return self._call("GET", f"/queue/{queue_type}/{queue_id}/")
+
+    queue = queue_info  # its first name, kept
+
+    def type_stats(self, queue_type: str) -> dict[str, Any]:
+        """One type's counters since it began, jobs and queues by state, and its
+        per-minute counts."""
+        return self._call("GET", f"/stats/{queue_type}/")
 
     def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         return self._call("GET", f"/queues/{queue_type}/", query={"limit": limit, "offset": offset})
