@@ -13,6 +13,8 @@ Three threads share the work, each with a client (connection) of its own:
   expiry, so a long job is never delivered twice.
 
 When the server is away the worker backs off and tries again; it never crashes.
+When the server refuses it for good (401 or 403: the token; 400: the queue type)
+it logs why and stops, and `run()` raises that error.
 `stop()` (or SIGTERM/SIGINT under `run()`) stops taking jobs; `join()` lets the
 running ones finish within `grace` seconds and sends their acks. It closes the
 connection of a long poll still parked (a waiting call never carries acks, so
@@ -32,11 +34,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from .client import Client, Job
-from .errors import NotFound, SharqClientError, StaleReceipt, Unavailable
+from .errors import BadRequest, Forbidden, NotFound, SharqClientError, StaleReceipt, Unauthorized, Unavailable
 
 log = logging.getLogger("sharq_client.worker")
 
 MAX_BACKOFF_S = 5.0
+# Answers no retry mends: a token the server refuses, a queue type it will not take.
+FATAL = (Unauthorized, Forbidden, BadRequest)
 UPKEEP_TICK_S = 0.05
 # An ack waits for the fetcher's next call unless that call has been out this
 # long (a long poll): then the upkeep thread sends it on its own.
@@ -96,6 +100,7 @@ class Worker:
         self.wait = wait
         self.grace = grace
         self.processed = 0
+        self.error: SharqClientError | None = None  # why the worker stopped on its own
         self._stopping = threading.Event()
         self._closed = threading.Event()  # join() is past the grace: the upkeep thread ends
         self._lock = threading.Lock()
@@ -109,7 +114,8 @@ class Worker:
     # -- running --------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Work until SIGTERM or SIGINT (or `stop()`), then `join()`."""
+        """Work until SIGTERM or SIGINT (or `stop()`), then `join()`; raises the
+        server's refusal (Unauthorized, Forbidden, BadRequest) when that stopped it."""
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda number, frame: self.stop())
@@ -117,6 +123,8 @@ class Worker:
         while not self._stopping.wait(1.0):
             pass
         self.join()
+        if self.error is not None:
+            raise self.error
 
     def start(self) -> Worker:
         """Work in background threads until `stop()`."""
@@ -158,6 +166,10 @@ class Worker:
                 # enqueued (or comes due), else after `wait` s; a call carrying acks
                 # does not wait, so join() may cut a parked poll and lose no ack
                 reply = client.finish_many(self.queue_type, acks, take=free, wait=0 if acks else self.wait)
+            except FATAL as error:
+                self._requeue_acks(acks)
+                self._fail_for_good(error)
+                break
             except (SharqClientError, OSError) as error:
                 self._requeue_acks(acks)
                 if self._stopping.is_set():
@@ -173,6 +185,13 @@ class Worker:
             _log_results(reply.results)
             for job in reply.jobs:
                 self._start(job)  # a poll out when stop() came still brings its jobs: they run
+
+    def _fail_for_good(self, error: SharqClientError) -> None:
+        """A refusal no retry mends (a token or a type the server will not take):
+        stop, and let `run()` raise it."""
+        self.error = error
+        log.error("SharQ refused this worker (HTTP %s: %s): stopping", error.status, error.message)
+        self.stop()
 
     def _start(self, job: Job) -> None:
         with self._lock:

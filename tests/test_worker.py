@@ -3,12 +3,15 @@ reports, stopping, cancelled jobs, fatal errors, and more than one request out."
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from sharq_client import Client, Retry, Throttle, Worker
+from sharq_client import BadRequest, Client, Retry, SharqClientError, Throttle, Unauthorized, Worker
 from tests import test_client
 from tests.support import ServerProcess, wait_for
 
@@ -92,3 +95,30 @@ def test_jobs_join_gave_up_on_come_back_and_it_waits_its_grace_once(client: Clie
         assert started == ["j0"] and worker.processed == 0
     finally:
         release.set()
+
+
+def test_a_refused_token_or_type_stops_the_worker_with_its_error(client: Client, server: ServerProcess) -> None:
+    raised: list[BaseException] = []
+
+    def run(worker: Worker) -> None:
+        try:
+            worker.run()  # off the main thread: no signal handlers
+        except SharqClientError as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=run, args=(Worker(Client(server.url, token="wrong"), "t1", print, wait=1),))
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive() and isinstance(raised[0], Unauthorized)
+    worker = Worker(client, "bad.type", print, wait=1).start()
+    wait_for(lambda: worker.error, what="the worker to give up")
+    worker.join()
+    assert isinstance(worker.error, BadRequest) and "queue_type" in worker.error.message
+
+
+def test_sharq_worker_exits_non_zero_on_a_refused_token(server: ServerProcess) -> None:
+    command = [os.path.join(os.path.dirname(sys.executable), "sharq-worker"), "json:dumps", "--type", "t2"]
+    env = {**os.environ, "SHARQ_URL": server.url, "SHARQ_TOKEN": "wrong"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert "HTTP 401" in done.stderr and "Traceback" not in done.stderr
