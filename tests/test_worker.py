@@ -122,3 +122,24 @@ def test_sharq_worker_exits_non_zero_on_a_refused_token(server: ServerProcess) -
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert "HTTP 401" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_plentiful_jobs_keep_two_calls_in_flight_and_each_runs_once(client: Client) -> None:
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def handler(job) -> None:
+        with lock:
+            seen.append(job.job_id)
+
+    client.pause("p1")  # everything queued before the worker may take any
+    jobs = [{"queue_id": f"q{n % 7}", "job_id": f"j{n}", "payload": n, "interval": 0} for n in range(2000)]
+    for start in range(0, len(jobs), 100):
+        client.enqueue_many("p1", jobs[start : start + 100])
+    worker = Worker(client, "p1", handler, concurrency=4, batch=50, wait=1).start()
+    client.resume("p1")
+    wait_for(lambda: len(seen) >= len(jobs), timeout=30, what="every job handled")
+    worker.join()
+    assert sorted(seen) == sorted(job["job_id"] for job in jobs)
+    assert worker.overlapped > 0
+    assert client.queues("p1")["total"] == 0  # every job acknowledged: no queue holds one
