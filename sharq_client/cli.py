@@ -5,7 +5,8 @@
 The handler receives a `sharq_client.Job`; returning finishes the job, raising
 fails it (``raise Retry(after_ms=...)`` to retry it later). URL and token also
 come from SHARQ_URL and SHARQ_TOKEN. SIGTERM or Ctrl-C stops taking jobs and
-lets the running ones finish.
+lets the running ones finish. A server that refuses the token (401, 403) or the
+type (400) ends it with exit status 1.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .client import Client
+from .errors import SharqClientError
 from .worker import Worker
 
 
@@ -65,7 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("sharq_client").info(
         "working on %s jobs from %s with %s (concurrency %d)", args.queue_type, args.url, args.handler, args.concurrency
     )
-    Worker(client, args.queue_type, handler, args.concurrency, args.batch, grace=args.grace).run()
+    try:
+        Worker(client, args.queue_type, handler, args.concurrency, args.batch, grace=args.grace).run()
+    except SharqClientError as error:
+        sys.exit(f"sharq-worker: SharQ refused this worker (HTTP {error.status}): {error.message}")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,17 @@ Importing it needs neither Flask nor gevent.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import urllib3
+from urllib3.connection import HTTPConnection
 
 from .errors import NotFound, SharqClientError, Unavailable, error_for
 
@@ -61,7 +66,9 @@ class Client:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
-        self.pool = urllib3.PoolManager(num_pools=2, maxsize=8, retries=False)
+        self._opened: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
+        self._opened_lock = threading.Lock()
+        self.pool = self._pool_manager()
         self.headers = {"Content-Type": "application/json"}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
@@ -71,7 +78,37 @@ class Client:
         return Client(self.url, self.token, self.timeout)
 
     def close(self) -> None:
+        """Close every connection, even one a request (a long poll) still waits
+        on: that request fails with Unavailable, and the server, seeing its
+        client gone, hands it nothing. The client may be used again."""
+        with self._opened_lock:
+            opened = list(self._opened)
+        for connection in opened:
+            if connection.sock is not None:
+                with contextlib.suppress(OSError):  # closed already
+                    connection.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading it
         self.pool.clear()
+
+    def _pool_manager(self) -> urllib3.PoolManager:
+        """urllib3's pools, whose connections this client remembers as they
+        connect: closing a pool closes only its idle connections."""
+        manager = urllib3.PoolManager(num_pools=2, maxsize=8, retries=False)
+        manager.pool_classes_by_scheme = {
+            scheme: type(pool.__name__, (pool,), {"ConnectionCls": self._remembered(pool.ConnectionCls)})
+            for scheme, pool in manager.pool_classes_by_scheme.items()
+        }
+        return manager
+
+    def _remembered(self, base: type[HTTPConnection]) -> type[HTTPConnection]:
+        client = self
+
+        class Connection(base):  # type: ignore[valid-type, misc]
+            def connect(self) -> None:
+                super().connect()
+                with client._opened_lock:
+                    client._opened.add(self)
+
+        return Connection
 
     # -- producers -------------------------------------------------------------------
 
@@ -84,11 +121,16 @@ class Client:
         interval: int,
         requeue_limit: int | None = None,
         max_queued_length: int | None = None,
-    ) -> None:
-        """Queue one job; DuplicateJob (with `.state`) or QueueFull when refused."""
+        delay_ms: int | None = None,
+        not_before: int | None = None,
+    ) -> str:
+        """Queue one job, or with `delay_ms` (from now) or `not_before` (epoch ms, on
+        the server's Redis clock) schedule it; returns "queued" or "scheduled".
+        DuplicateJob (with `.state`) or QueueFull when refused."""
         body = {"job_id": job_id, "payload": payload, "interval": interval}
-        body.update(_given(requeue_limit=requeue_limit, max_queued_length=max_queued_length))
-        self._call("POST", f"/enqueue/{queue_type}/{queue_id}/", body)
+        optional = _given(requeue_limit=requeue_limit, max_queued_length=max_queued_length)
+        body |= optional | _given(delay_ms=delay_ms, not_before=not_before)
+        return self._call("POST", f"/enqueue/{queue_type}/{queue_id}/", body)["status"]
 
     def enqueue_many(self, queue_type: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Up to 100 jobs (each with queue_id, job_id, payload, interval...) in one
@@ -146,8 +188,12 @@ class Client:
 
     # -- administration and views ------------------------------------------------------
 
-    def job(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
+    def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
+        """The job's state (queued, scheduled, active, retrying, dead, finished) and
+        what goes with it; NotFound when the queue does not know it."""
         return self._call("GET", f"/job/{queue_type}/{queue_id}/{job_id}/")
+
+    job = job_status  # its first name, kept
 
     def interval(self, queue_type: str, queue_id: str, interval: int) -> None:
         self._call("POST", f"/interval/{queue_type}/{queue_id}/", {"interval": interval})
@@ -187,9 +233,16 @@ class Client:
     def resume(self, queue_type: str, queue_id: str | None = None) -> None:
         self._call("POST", f"/resume/{queue_type}/" + (f"{queue_id}/" if queue_id else ""))
 
-    def queue(self, queue_type: str, queue_id: str) -> dict[str, Any]:
+    def queue_info(self, queue_type: str, queue_id: str) -> dict[str, Any]:
         """One queue now: lengths, effective limits, pause, next ready, oldest job's age."""
         return self._call("GET", f"/queue/{queue_type}/{queue_id}/")
+
+    queue = queue_info  # its first name, kept
+
+    def type_stats(self, queue_type: str) -> dict[str, Any]:
+        """One type's counters since it began, jobs and queues by state, and its
+        per-minute counts."""
+        return self._call("GET", f"/stats/{queue_type}/")
 
     def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         return self._call("GET", f"/queues/{queue_type}/", query={"limit": limit, "offset": offset})

@@ -35,6 +35,12 @@ class Unauthorized(SharqClientError):
     status = 401
 
 
+class Forbidden(SharqClientError):
+    """403: the token is known but may not do this (as a proxy in front may say)."""
+
+    status = 403
+
+
 class NotFound(SharqClientError):
     """404: no such job or queue in the state the call needs (or no job ready)."""
 
@@ -81,6 +87,7 @@ class Unavailable(SharqClientError):
 _BY_STATUS: dict[int, type[SharqClientError]] = {
     400: BadRequest,
     401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     409: Conflict,
     413: PayloadTooLarge,

@@ -182,3 +182,21 @@ def test_sharq_worker_cli_finishes_what_it_holds_on_sigterm(client: Client, serv
     client.enqueue("w5", "q", "third", {"folder": str(tmp_path)}, interval=0)
     assert client.job("w5", "q", "third")["state"] == "queued"  # nobody takes it any more
     assert "stopping" in output and "Traceback" not in output
+
+
+def test_client_has_the_readme_names_and_delays(client: Client) -> None:
+    """Delayed enqueues, `queue_info` (the engine's name; `queue` stays) and
+    `type_stats`, as the README promises."""
+    assert client.enqueue("names", "q", "now", 1, interval=0) == "queued"
+    assert client.enqueue("names", "q", "later", 1, interval=0, delay_ms=3_600_000) == "scheduled"
+    due = client.job("names", "q", "later")["due_at"]
+    assert client.enqueue("names", "q", "then", 1, interval=0, not_before=due) == "scheduled"
+    with pytest.raises(BadRequest, match="not both"):
+        client.enqueue("names", "q", "both", 1, interval=0, delay_ms=1, not_before=due)
+    info = client.queue_info("names", "q")
+    assert (info["queue_length"], info["scheduled"]) == (1, 2)
+    assert client.queue("names", "q")["scheduled"] == 2
+    stats = client.type_stats("names")
+    assert stats["status"] == "success" and "enqueue_counts" in stats
+    for name in ("set_limits", "limits", "clear_limits", "pause", "resume", "queue_info", "queues", "job_status"):
+        assert callable(getattr(client, name))
