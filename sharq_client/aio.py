@@ -1,7 +1,7 @@
 """`AsyncClient`: `Client` for asyncio services (FastAPI and the like).
 
 The same methods, arguments, answers and exceptions as `Client`, awaited. Built
-on httpx (`pip install 'sharq-server[async]'`): the asyncio HTTP client that
+on httpx (the extra `sharq-server[async]`): the asyncio HTTP client that
 FastAPI's own TestClient uses, with connect and read timeouts apart as urllib3's,
 a pool of keep-alive connections, and a request that closes its connection when
 its task is cancelled. Importing it needs neither Flask nor gevent.

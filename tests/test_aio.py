@@ -24,6 +24,7 @@ from sharq_client import (
     StaleReceipt,
     Unauthorized,
     Unavailable,
+    calls,
 )
 from tests.support import ServerProcess
 
@@ -178,6 +179,7 @@ def test_a_cancelled_long_poll_takes_nothing(server: ServerProcess, how: str) ->
             counts = (await client.metrics(queue_type, "q"))["dequeue_counts"]
             assert sum(counts.values()) == 1  # never handed to the cancelled request
             assert await poller.dequeue(queue_type) == []  # the cancelled client still works
+        assert poller.http.is_closed  # `async with` closed its pool
         await parked(client, 0)
 
     run(server, scenario)
@@ -255,6 +257,14 @@ def test_every_client_method_is_on_async_client_with_the_same_signature() -> Non
         )
         assert mine[name] == expected, name
         assert inspect.iscoroutinefunction(getattr(AsyncClient, name)) == (name != "clone"), name
+
+
+def test_every_call_is_described_with_the_methods_arguments() -> None:
+    """sharq_client.calls, which AsyncClient sends, takes each method's arguments."""
+    for name, signature in _public(Client).items():
+        if name not in ("clone", "close", "queue_info"):
+            arguments = list(signature.parameters.values())[1:]
+            assert inspect.signature(getattr(calls, name)).parameters == dict((a.name, a) for a in arguments), name
 
 
 def _python(code: str) -> str:
