@@ -43,10 +43,14 @@ class AsyncClient:
         self.token = token
         self.timeout = timeout
         self.max_connections = max_connections
-        self.http = httpx.AsyncClient(
+        self.http = self._pool()
+
+    def _pool(self) -> httpx.AsyncClient:
+        """httpx's client: the pool of keep-alive connections, no proxies from the environment."""
+        return httpx.AsyncClient(
             base_url=self.url,
-            headers=calls.headers(token),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers=calls.headers(self.token),
+            limits=httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections),
             trust_env=False,
         )
 
@@ -61,7 +65,11 @@ class AsyncClient:
         return AsyncClient(self.url, self.token, self.timeout, max_connections=self.max_connections)
 
     async def close(self) -> None:
-        await self.http.aclose()
+        """Close every connection, even one a request (a long poll) still waits on:
+        that request fails with Unavailable, and the server, seeing its client gone,
+        hands it nothing. The client may be used again."""
+        http, self.http = self.http, self._pool()
+        await http.aclose()
 
     # -- producers -------------------------------------------------------------------
 
@@ -76,13 +84,14 @@ class AsyncClient:
         max_queued_length: int | None = None,
         delay_ms: int | None = None,
         not_before: int | None = None,
-    ) -> None:
-        """Queue one job (with `delay_ms` or `not_before`, epoch ms, for later);
-        DuplicateJob (with `.state`) or QueueFull when refused."""
+    ) -> str:
+        """Queue one job, or with `delay_ms` (from now) or `not_before` (epoch ms)
+        schedule it; returns "queued" or "scheduled". DuplicateJob (with `.state`)
+        or QueueFull when refused."""
         call = calls.enqueue(
             queue_type, queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before
         )
-        await self._send(call)
+        return await self._send(call)
 
     async def enqueue_many(self, queue_type: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Up to 100 jobs in one atomic call; one result each."""
@@ -128,8 +137,11 @@ class AsyncClient:
 
     # -- administration and views ------------------------------------------------------
 
-    async def job(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
-        return await self._send(calls.job(queue_type, queue_id, job_id))
+    async def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
+        """The job's state and what goes with it; NotFound when the queue does not know it."""
+        return await self._send(calls.job_status(queue_type, queue_id, job_id))
+
+    job = job_status
 
     async def interval(self, queue_type: str, queue_id: str, interval: int) -> None:
         await self._send(calls.interval(queue_type, queue_id, interval))
@@ -167,11 +179,15 @@ class AsyncClient:
     async def resume(self, queue_type: str, queue_id: str | None = None) -> None:
         await self._send(calls.resume(queue_type, queue_id))
 
-    async def queue(self, queue_type: str, queue_id: str) -> dict[str, Any]:
+    async def queue_info(self, queue_type: str, queue_id: str) -> dict[str, Any]:
         """One queue now: lengths, effective limits, pause, next ready, oldest job's age."""
-        return await self._send(calls.queue(queue_type, queue_id))
+        return await self._send(calls.queue_info(queue_type, queue_id))
 
-    queue_info = queue
+    queue = queue_info
+
+    async def type_stats(self, queue_type: str) -> dict[str, Any]:
+        """One type's counters since it began, jobs and queues by state, per-minute counts."""
+        return await self._send(calls.type_stats(queue_type))
 
     async def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         return await self._send(calls.queues(queue_type, limit, offset))

@@ -116,7 +116,7 @@ def enqueue(
     body |= given(
         requeue_limit=requeue_limit, max_queued_length=max_queued_length, delay_ms=delay_ms, not_before=not_before
     )
-    return Call("POST", f"/enqueue/{queue_type}/{queue_id}/", body)
+    return Call("POST", f"/enqueue/{queue_type}/{queue_id}/", body, read=_field("status"))
 
 
 def enqueue_many(queue_type: str, jobs: list[dict[str, Any]]) -> Call:
@@ -164,7 +164,7 @@ def fail(
 # -- administration and views ------------------------------------------------------------
 
 
-def job(queue_type: str, queue_id: str, job_id: str) -> Call:
+def job_status(queue_type: str, queue_id: str, job_id: str) -> Call:
     return Call("GET", f"/job/{queue_type}/{queue_id}/{job_id}/", read=_whole)
 
 
@@ -214,8 +214,12 @@ def resume(queue_type: str, queue_id: str | None = None) -> Call:
     return Call("POST", _queue_path("resume", queue_type, queue_id))
 
 
-def queue(queue_type: str, queue_id: str) -> Call:
+def queue_info(queue_type: str, queue_id: str) -> Call:
     return Call("GET", _queue_path("queue", queue_type, queue_id), read=_whole)
+
+
+def type_stats(queue_type: str) -> Call:
+    return Call("GET", f"/stats/{queue_type}/", read=_whole)
 
 
 def queues(queue_type: str, limit: int = 100, offset: int = 0) -> Call:
