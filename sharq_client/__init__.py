@@ -6,8 +6,11 @@
     client.enqueue("sms", "user001", "j1", {"to": "+15550100"}, interval=1000)
     Worker(client, "sms", send_sms, concurrency=8).run()
 
-It needs neither Flask nor gevent: only urllib3.
+It needs neither Flask nor gevent: only urllib3. `AsyncClient` (asyncio) needs
+httpx too: `pip install 'sharq-server[async]'`.
 """
+
+from typing import Any
 
 from .client import Batch, Client, Job
 from .errors import (
@@ -24,6 +27,16 @@ from .errors import (
     Unavailable,
 )
 from .worker import Retry, Throttle, Worker
+
+
+def __getattr__(name: str) -> Any:
+    """`AsyncClient` is imported on first use, so that this package needs no httpx."""
+    if name == "AsyncClient":
+        from .aio import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BadRequest",

@@ -1,0 +1,230 @@
+"""Each SharQ call as data: the request it makes and how its answer reads.
+
+Free of I/O, so a client over any HTTP library (`AsyncClient` over httpx) sends
+the same requests as `Client` and answers alike: it sends `call.method` to
+`call.path` with `call.body` and `call.query`, gives it `call.wait` seconds on
+top of its timeout, and returns `call.answer(status, body_bytes)`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from .client import Batch, Job
+from .errors import NotFound, SharqClientError, error_for
+
+
+def _nothing(data: dict[str, Any]) -> None:
+    """The answer of a call that returns nothing."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request; `read` turns its JSON answer into the method's result, and with
+    `none_found` a 404 answers [] (a dequeue that found no job)."""
+
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+    query: dict[str, Any] | None = None
+    wait: float = 0
+    read: Callable[[dict[str, Any]], Any] = _nothing
+    none_found: bool = False
+
+    def target(self) -> str:
+        """The path with its query string."""
+        return self.path + ("?" + urlencode(self.query) if self.query else "")
+
+    def content(self) -> bytes | None:
+        """The JSON request body."""
+        return None if self.body is None else json.dumps(self.body).encode()
+
+    def answer(self, status: int, raw: bytes) -> Any:
+        """The method's result for one HTTP answer, or the exception its failure maps to."""
+        try:
+            return self.read(decode(status, raw, self.path))
+        except NotFound:
+            if self.none_found:
+                return []
+            raise
+
+
+def decode(status: int, raw: bytes, path: str) -> dict[str, Any]:
+    """The JSON object of a success answer; raises the error class of a failure."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = {"message": raw[:200].decode(errors="replace")}
+    if status >= 400:
+        raise error_for(status, data if isinstance(data, dict) else {})
+    if not isinstance(data, dict):
+        raise SharqClientError(f"unexpected answer from {path}", status)
+    return data
+
+
+def headers(token: str | None) -> dict[str, str]:
+    """The headers of every request: JSON, and the bearer token when there is one."""
+    return {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+
+
+def given(**fields: Any) -> dict[str, Any]:
+    """The fields that were given (not None)."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _field(name: str) -> Callable[[dict[str, Any]], Any]:
+    """A reader returning one member of the answer."""
+    return lambda data: data[name]
+
+
+def _jobs(queue_type: str) -> Callable[[dict[str, Any]], list[Job]]:
+    return lambda data: [Job.from_json(queue_type, job) for job in data.get("jobs", [])]
+
+
+def _batch(queue_type: str) -> Callable[[dict[str, Any]], Batch]:
+    return lambda data: Batch(data["results"], _jobs(queue_type)(data), data.get("retry_after_ms"))
+
+
+def _whole(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
+def _queue_path(kind: str, queue_type: str, queue_id: str | None = None) -> str:
+    """/kind/type/ or /kind/type/id/."""
+    return f"/{kind}/{queue_type}/" + (f"{queue_id}/" if queue_id else "")
+
+
+# -- producers ---------------------------------------------------------------------------
+
+
+def enqueue(
+    queue_type: str,
+    queue_id: str,
+    job_id: str,
+    payload: Any,
+    interval: int,
+    requeue_limit: int | None = None,
+    max_queued_length: int | None = None,
+    delay_ms: int | None = None,
+    not_before: int | None = None,
+) -> Call:
+    body = {"job_id": job_id, "payload": payload, "interval": interval}
+    body |= given(
+        requeue_limit=requeue_limit, max_queued_length=max_queued_length, delay_ms=delay_ms, not_before=not_before
+    )
+    return Call("POST", f"/enqueue/{queue_type}/{queue_id}/", body, read=_field("status"))
+
+
+def enqueue_many(queue_type: str, jobs: list[dict[str, Any]]) -> Call:
+    return Call("POST", f"/enqueue/{queue_type}/", {"jobs": jobs}, read=_field("results"))
+
+
+# -- workers -----------------------------------------------------------------------------
+
+
+def dequeue(queue_type: str = "default", count: int = 1, wait: int = 0) -> Call:
+    query = {"count": count, "wait": wait}
+    return Call("GET", f"/dequeue/{queue_type}/", query=query, wait=wait, read=_jobs(queue_type), none_found=True)
+
+
+def finish(queue_type: str, queue_id: str, job_id: str, receipt: str | None = None) -> Call:
+    return Call("POST", f"/finish/{queue_type}/{queue_id}/{job_id}/", given(receipt=receipt))
+
+
+def finish_many(queue_type: str, jobs: list[Job | dict[str, Any]], take: int = 0, wait: int = 0) -> Call:
+    acks = [job.ack() if isinstance(job, Job) else job for job in jobs]
+    query = {"next": take, "wait": wait} if take else None
+    return Call("POST", f"/finish/{queue_type}/", {"jobs": acks}, query, wait, _batch(queue_type))
+
+
+def touch(queue_type: str, queue_id: str, job_id: str, receipt: str | None = None) -> Call:
+    path = f"/touch/{queue_type}/{queue_id}/{job_id}/"
+    return Call("POST", path, given(receipt=receipt), read=_field("expires_at"))
+
+
+def fail(
+    queue_type: str,
+    queue_id: str,
+    job_id: str,
+    receipt: str | None = None,
+    error: str | None = None,
+    retry_after_ms: int | None = None,
+    dead: bool = False,
+    throttle: bool = False,
+) -> Call:
+    body = given(receipt=receipt, error=error, retry_after_ms=retry_after_ms)
+    body |= ({"dead": True} if dead else {}) | ({"throttle": True} if throttle else {})
+    return Call("POST", f"/fail/{queue_type}/{queue_id}/{job_id}/", body, read=_field("state"))
+
+
+# -- administration and views ------------------------------------------------------------
+
+
+def job_status(queue_type: str, queue_id: str, job_id: str) -> Call:
+    return Call("GET", f"/job/{queue_type}/{queue_id}/{job_id}/", read=_whole)
+
+
+def interval(queue_type: str, queue_id: str, interval: int) -> Call:
+    return Call("POST", f"/interval/{queue_type}/{queue_id}/", {"interval": interval})
+
+
+def metrics(queue_type: str | None = None, queue_id: str | None = None, **page: int) -> Call:
+    path = "/metrics/" + "".join(f"{part}/" for part in (queue_type, queue_id) if part)
+    return Call("GET", path, query=page or None, read=_whole)
+
+
+def delete_queue(queue_type: str, queue_id: str, purge_all: bool = False) -> Call:
+    path = f"/deletequeue/{queue_type}/{queue_id}/"
+    return Call("DELETE", path, {"purge_all": purge_all}, read=_field("deleted"))
+
+
+def dead_letters(queue_type: str, limit: int = 100, offset: int = 0) -> Call:
+    return Call("GET", f"/deadletter/{queue_type}/", query={"limit": limit, "offset": offset}, read=_whole)
+
+
+def retry_dead_letter(queue_type: str, queue_id: str, job_id: str) -> Call:
+    return Call("POST", f"/deadletter/{queue_type}/{queue_id}/{job_id}/retry/")
+
+
+def delete_dead_letter(queue_type: str, queue_id: str, job_id: str) -> Call:
+    return Call("DELETE", f"/deadletter/{queue_type}/{queue_id}/{job_id}/")
+
+
+def set_limits(queue_type: str, queue_id: str, **limits: int | None) -> Call:
+    return Call("PUT", _queue_path("limits", queue_type, queue_id), limits, read=_field("limits"))
+
+
+def limits(queue_type: str, queue_id: str) -> Call:
+    return Call("GET", _queue_path("limits", queue_type, queue_id), read=_field("limits"))
+
+
+def clear_limits(queue_type: str, queue_id: str) -> Call:
+    return Call("DELETE", _queue_path("limits", queue_type, queue_id))
+
+
+def pause(queue_type: str, queue_id: str | None = None, for_ms: int | None = None) -> Call:
+    return Call("POST", _queue_path("pause", queue_type, queue_id), given(for_ms=for_ms), read=_field("paused_until"))
+
+
+def resume(queue_type: str, queue_id: str | None = None) -> Call:
+    return Call("POST", _queue_path("resume", queue_type, queue_id))
+
+
+def queue_info(queue_type: str, queue_id: str) -> Call:
+    return Call("GET", _queue_path("queue", queue_type, queue_id), read=_whole)
+
+
+def type_stats(queue_type: str) -> Call:
+    return Call("GET", f"/stats/{queue_type}/", read=_whole)
+
+
+def queues(queue_type: str, limit: int = 100, offset: int = 0) -> Call:
+    return Call("GET", f"/queues/{queue_type}/", query={"limit": limit, "offset": offset}, read=_whole)
+
+
+def deep_status() -> Call:
+    return Call("GET", "/deepstatus/", read=_whole)
