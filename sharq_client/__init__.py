@@ -23,6 +23,7 @@ from .errors import (
     QueueFull,
     SharqClientError,
     StaleReceipt,
+    TooManyWaiting,
     Unauthorized,
     Unavailable,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "SharqClientError",
     "StaleReceipt",
     "Throttle",
+    "TooManyWaiting",
     "Unauthorized",
     "Unavailable",
     "Worker",

@@ -77,6 +77,13 @@ class QueueFull(SharqClientError):
     status = 429
 
 
+class TooManyWaiting(SharqClientError):
+    """429 to a long poll: the server process holds all the parked polls it may;
+    ask again after a second (sharq-worker backs off)."""
+
+    status = 429
+
+
 class Unavailable(SharqClientError):
     """503 (Redis trouble; the outcome is unknown and a retry is safe), or the
     server could not be reached at all (`status` None)."""
@@ -99,6 +106,8 @@ _BY_STATUS: dict[int, type[SharqClientError]] = {
 def error_for(status: int, body: dict[str, Any]) -> SharqClientError:
     """The exception for one failure answer."""
     message = str(body.get("message") or f"HTTP {status}")
+    if status == 429 and body.get("reason") == "long_polls_full":
+        return TooManyWaiting(message, status, body)
     if status == 409:
         return DuplicateJob(message, status, body) if "state" in body else StaleReceipt(message, status, body)
     return _BY_STATUS.get(status, SharqClientError)(message, status, body)

@@ -96,7 +96,9 @@ class LongPoll:
             jobs, due = self.engine.take(queue_type, count)
             if jobs or not refuse_when_full:
                 return jobs, due
-            raise TooManyParked(f"{self.parked} long polls already wait in this server process; retry shortly")
+            raise TooManyParked(
+                f"{self.parked} long polls already wait in this server process; retry shortly", reason="long_polls_full"
+            )
         self._listen()
         deadline = time.monotonic() + wait
         waiter = _Waiter()

@@ -10,10 +10,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 
-from sharq_core import Config, SharQ
+from sharq_client import Client, TooManyWaiting
+from sharq_core import Config, RedisSettings, SharQ
+from sharq_server.embedded import EmbeddedRedis, redis_executable
 from sharq_server.longpoll import LongPoll
-from tests.support import ServerProcess, http, wait_for
+from tests.support import ServerProcess, free_port, http, wait_for
 
 JOB = {"payload": 1, "interval": 0}
 
@@ -234,8 +237,10 @@ def test_long_polls_beyond_the_cap_are_refused_not_stalling_others(tmp_path) -> 
             wait_for(lambda: server.call("GET", "/deepstatus/")[1]["parked"] == 18, what="18 parked polls")
             started = time.monotonic()
             status, body = server.call("GET", "/dequeue/t/?wait=20")
-            assert status == 429
+            assert (status, body["reason"]) == (429, "long_polls_full")
             assert body["message"] == "18 long polls already wait in this server process; retry shortly"
+            with pytest.raises(TooManyWaiting):
+                Client(server.url).dequeue("t", wait=20)
             assert server.call("POST", "/enqueue/u/other/", {"job_id": "x", **JOB})[0] == 201
             job = server.call("GET", "/dequeue/u/")[1]
             ack = {"jobs": [{"queue_id": "other", "job_id": "x", "receipt": job["receipt"]}]}
@@ -250,3 +255,34 @@ def test_long_polls_beyond_the_cap_are_refused_not_stalling_others(tmp_path) -> 
         assert (status, body["job_id"]) == (200, "j18")
     finally:
         server.stop()
+
+
+def test_parked_polls_answer_at_once_when_redis_goes_away(tmp_path) -> None:
+    """The listener losing Redis wakes the parked polls: each asks Redis and fails
+    now (a 503 over HTTP), instead of sitting out its whole wait."""
+    own = EmbeddedRedis(str(tmp_path / "redis"), port=free_port(), executable=redis_executable())
+    own.start()
+    settings = RedisSettings(url=own.url, socket_timeout=1.0, embedded=False)
+    poll = LongPoll(SharQ(Config(redis=settings)))
+    errors: list[BaseException] = []
+
+    def park() -> None:
+        try:
+            poll.take("t", 1, 30)
+        except redis.RedisError as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=park, daemon=True) for _ in range(3)]
+    try:
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: poll.parked == 3, what="three parked polls")
+        started = time.monotonic()
+        own.stop()
+        for thread in threads:
+            thread.join(10)
+        assert len(errors) == 3
+        assert time.monotonic() - started < 5  # not the 30 s they asked to wait
+    finally:
+        poll.close()
+        own.stop()
