@@ -9,32 +9,28 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Any
 
 import ujson
 from flask import Flask, current_app, request, send_from_directory
 from flask.json.provider import JSONProvider
-from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
+from werkzeug.exceptions import MethodNotAllowed
 
 from sharq_core import BadArgumentException, Config, NotFound, SharQ, load_config
-from sharq_core import validation as check
 
+from .arguments import json_body, queries, query, route
 from .auth import install_auth, whoami
-from .contract import fields_of
 from .deliveries import deliver, job_list, request_alive
 from .errors import failure, register_error_handlers
 from .longpoll import LongPoll
 from .openapi import document
 from .prometheus import ACCEPTED as PROMETHEUS_TYPES
 from .prometheus import count_requests, exposition, registry_for
-from .routes import BY_ENDPOINT, Route, api, serves
+from .routes import api, serves
 
 DASHBOARD = os.path.join(os.path.dirname(__file__), "dashboard")
 log = logging.getLogger(__name__)
 serves("whoami")(whoami)
-
-_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}\Z")  # ASCII digits only: str.isdigit() takes "²"
 
 
 class UJSONProvider(JSONProvider):
@@ -67,79 +63,6 @@ def create_app(config: Config | None = None, engine: SharQ | None = None) -> Fla
 
 def engine() -> SharQ:
     return current_app.extensions["sharq"]
-
-
-def route() -> Route:
-    """The current request's declaration."""
-    return BY_ENDPOINT[request.endpoint or ""]
-
-
-def json_body() -> dict[str, Any]:
-    """The request body as a JSON object, whatever its Content-Type says; a field
-    the route's body does not declare is refused."""
-    declared = route()
-    raw = _raw_body()
-    if not raw and not declared.body_required:
-        return {}
-    try:
-        body = ujson.loads(raw)
-    except ValueError:
-        raise BadArgumentException("request body must be valid JSON (UTF-8)") from None
-    if not isinstance(body, dict):
-        raise BadArgumentException("request body must be a JSON object")
-    if declared.body is not None:
-        check.known_fields(body, fields_of(declared.body))
-    return body
-
-
-def _raw_body() -> bytes:
-    """The body bytes, read straight from the WSGI input, 413 past max_body_size.
-
-    That skips werkzeug's stream wrappers, a measurable share of an enqueue's CPU.
-    A chunked body carries no length: it is read up to one byte past the limit,
-    so a longer one is refused whole rather than cut at the limit.
-    """
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    length = request.content_length
-    if length is not None and length > limit:
-        raise _too_large(limit)
-    stream = request.environ["wsgi.input"]
-    if length is not None:
-        return stream.read(length)
-    chunks, size = [], 0
-    while size <= limit:
-        chunk = stream.read(limit + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    if size > limit:
-        raise _too_large(limit)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> RequestEntityTooLarge:
-    return RequestEntityTooLarge(
-        f"request body is larger than {limit} bytes; raise [sharq-server] max_body_size"
-        " (SHARQ_MAX_BODY_SIZE) to accept more"
-    )
-
-
-def query(name: str) -> int | None:
-    """A query argument as the route declares it: its default when absent, else a
-    whole number within its bounds, checked before anything changes."""
-    declared = route().argument(name)
-    raw = request.args.get(name)
-    if raw is None:
-        return declared.default
-    if not _WHOLE_NUMBER.match(raw):
-        raise BadArgumentException(f"{name} must be a whole number of at most 9 digits")
-    return check.integer(name, int(raw), declared.minimum, declared.maximum)
-
-
-def queries() -> dict[str, int | None]:
-    """Every query argument the route declares, by name."""
-    return {declared.name: query(declared.name) for declared in route().query if not declared.choices}
 
 
 @serves("index")

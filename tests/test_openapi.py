@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from sharq_client import Client
 from sharq_server import create_app
 from sharq_server.openapi import document
+from sharq_server.routes import ROUTES
 from tests.support import ServerProcess
 
 
@@ -43,6 +51,40 @@ def test_document_lists_exactly_the_routes(config, redis_client) -> None:
 def test_openapi_is_served(config, redis_client) -> None:
     response = create_app(config).test_client().get("/openapi.json")
     assert response.get_json() == document()
+
+
+def test_operation_ids_are_unique_and_named_like_the_clients_methods() -> None:
+    ids = [operation["operationId"] for item in document()["paths"].values() for operation in item.values()]
+    assert len(ids) == len(set(ids))
+    calls = {name for name, _ in inspect.getmembers(Client, inspect.isfunction) if not name.startswith("_")}
+    assert calls - {"clone", "close"} <= set(ids), calls - set(ids)
+
+
+def test_a_client_generator_reads_the_served_document_without_warnings(config, redis_client, tmp_path) -> None:
+    """openapi-python-client (as users' tooling would) names each call after its
+    operationId and shares the error, job, limits and queue models."""
+    tools = os.path.dirname(sys.executable)  # the generator, and the ruff it formats with
+    generator = shutil.which("openapi-python-client", path=tools) or shutil.which("openapi-python-client")
+    if generator is None:
+        pytest.skip("openapi-python-client is not installed: pip install -e '.[test]'")
+    spec = tmp_path / "openapi.json"
+    spec.write_text(json.dumps(create_app(config).test_client().get("/openapi.json").get_json()))
+    run = subprocess.run(
+        [generator, "generate", "--path", str(spec), "--output-path", str(tmp_path / "client")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": tools + os.pathsep + os.environ.get("PATH", "")},
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "warning" not in output.lower() and "error" not in output.lower(), output
+    package = tmp_path / "client" / "shar_q_client"
+    calls = {path.stem for path in (package / "api" / "default").glob("*.py")} - {"__init__"}
+    assert calls == {route.operation_id for route in ROUTES.values()}
+    models = {path.stem for path in (package / "models").glob("*.py")}
+    assert {"error", "dequeued_job", "effective_limits", "queue_view", "dead_letter"} <= models
+    assert not [name for name in models if "error" in name and name not in ("error", "error_status")]
 
 
 @pytest.fixture(scope="module")
