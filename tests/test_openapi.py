@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+import msgspec
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -85,6 +86,36 @@ def test_a_client_generator_reads_the_served_document_without_warnings(config, r
     models = {path.stem for path in (package / "models").glob("*.py")}
     assert {"error", "dequeued_job", "effective_limits", "queue_view", "dead_letter"} <= models
     assert not [name for name in models if "error" in name and name not in ("error", "error_status")]
+
+
+def _integer_bounds(model: type) -> dict[str, tuple[int, int]]:
+    """The declared (minimum, maximum) of each integer field of a body model."""
+    bounds = {}
+    for field in msgspec.inspect.type_info(model).fields:
+        kinds = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
+        for kind in kinds:
+            integer = kind.type if isinstance(kind, msgspec.inspect.Metadata) else kind
+            if isinstance(integer, msgspec.inspect.IntType):
+                bounds[field.name] = (integer.ge, integer.le)
+    return bounds
+
+
+def test_declared_body_bounds_are_the_engines(config, redis_client) -> None:
+    """Each integer field the document bounds is refused by the engine (400 naming
+    it) just past either bound, and not refused at the bound: the document and
+    the checks cannot drift apart unseen."""
+    client = create_app(config).test_client()
+    minimal = {"job_id": "j1", "payload": 1, "interval": 0}
+    for route in ROUTES.values():
+        if route.body is None:
+            continue
+        path = route.path.replace("{queue_type}", "bounds").replace("{queue_id}", "q1").replace("{job_id}", "j1")
+        base = {name: value for name, value in minimal.items() if name in route.body.__struct_fields__}
+        for name, (low, high) in _integer_bounds(route.body).items():
+            for value, refused in ((low - 1, True), (high + 1, True), (low, False), (high, False)):
+                answer = client.open(path, method=route.method, json={**base, name: value})
+                message = (answer.get_json() or {}).get("message", "")
+                assert (answer.status_code == 400 and name in message) == refused, (route.path, name, value, message)
 
 
 @pytest.fixture(scope="module")
