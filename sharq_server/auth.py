@@ -1,9 +1,9 @@
 """Optional bearer-token access control by role (``[sharq-server] auth_tokens``).
 
-Every endpoint is one action (`ACTIONS`, keyed by Flask endpoint name, so views
-declare nothing); every role may take some actions (`ROLE_ACTIONS`); a token
-limited to some queue types may act on those types only. An endpoint missing
-from the table needs admin: a new route stays closed until it is listed.
+Every endpoint is one action (its `action` in `routes.ROUTES`, gathered in
+`ACTIONS` by Flask endpoint name); every role may take some actions
+(`ROLE_ACTIONS`); a token limited to some queue types may act on those types
+only. An endpoint missing from the table needs admin.
 
 Views without a queue type: a type-limited token may read `/deepstatus/`,
 `/openapi.json` and `/whoami/` (no type's figures in them) but not the overall
@@ -19,36 +19,9 @@ from flask import Flask, current_app, g, request
 from sharq_core import SharqError
 from sharq_core.tokens import Token, digest_of
 
-OPEN, ANY_TOKEN = "open", "any token"
-ACTIONS = {
-    "sharq.index": OPEN,  # health checks
-    "sharq.dashboard": OPEN,  # the page asks for a token and sends it with its API calls
-    "whoami": ANY_TOKEN,
-    "sharq.enqueue": "enqueue",
-    "sharq.enqueue_many": "enqueue",
-    "sharq.dequeue": "work",
-    "sharq.finish": "work",
-    "sharq.finish_many": "work",
-    "sharq.fail": "work",
-    "sharq.touch": "work",
-    "sharq.job_status": "status",
-    "sharq.metrics": "read",
-    "sharq.type_stats": "read",
-    "sharq.queue_info": "read",
-    "sharq.queues": "read",
-    "sharq.dead_letters": "read",
-    "sharq.limits": "read",
-    "sharq.deep_status": "read",
-    "sharq.openapi": "read",
-    "sharq.interval": "admin",
-    "sharq.set_limits": "admin",
-    "sharq.clear_limits": "admin",
-    "sharq.pause": "admin",
-    "sharq.resume": "admin",
-    "sharq.delete_queue": "admin",
-    "sharq.retry_dead_letter": "admin",
-    "sharq.delete_dead_letter": "admin",
-}
+from .routes import ANY_TOKEN, OPEN, ROUTES
+
+ACTIONS = {route.endpoint: route.action for route in ROUTES.values()}
 ROLE_ACTIONS = {
     "producer": {"enqueue", "status"},
     "worker": {"work", "status"},
@@ -62,7 +35,7 @@ WHAT = {
     "read": "read queues and figures",
     "admin": "change queues, limits, pauses or dead letters",
 }
-TYPELESS_READS = {"sharq.deep_status", "sharq.openapi", "whoami"}
+TYPELESS_READS = {route.endpoint for route in ROUTES.values() if route.typeless}
 
 
 class Unauthorized(SharqError):
@@ -79,9 +52,8 @@ class Forbidden(SharqError):
 
 
 def install_auth(app: Flask, tokens: tuple[Token, ...]) -> None:
-    """`GET /whoami/` always; with tokens configured, every route but the open
-    ones needs ``Authorization: Bearer <token>`` whose role allows it."""
-    app.add_url_rule("/whoami/", "whoami", whoami)
+    """With tokens configured, every route but the open ones needs
+    ``Authorization: Bearer <token>`` whose role allows it."""
     if not tokens:
         return
     app.config["SHARQ_AUTH"] = True

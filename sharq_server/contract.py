@@ -1,0 +1,199 @@
+"""The shapes the HTTP API takes and answers, as typed models.
+
+Request bodies are what the app reads its known fields from (`Body`) and what the
+OpenAPI document describes; the answers' shared shapes (a job, an error, a queue,
+limits) are written once here and referenced from every route that returns them.
+The bounds are the engine's (`sharq_core.validation`), which checks the values.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from sharq_core import validation as check
+from sharq_core.base import MAX_BATCH, MAX_LIMIT
+from sharq_core.delivery import MAX_ERROR
+
+
+def bounded(minimum: int, maximum: int, description: str | None = None) -> Any:
+    """An integer from `minimum` to `maximum`, as the engine checks it."""
+    return Annotated[int, Meta(ge=minimum, le=maximum, description=description)]
+
+
+IDENTIFIER_PATTERN = "^[A-Za-z0-9_-]{1,100}$"  # sharq_core.validation.identifier
+Identifier = Annotated[str, Meta(pattern=IDENTIFIER_PATTERN)]
+Receipt = Annotated[str, Meta(pattern="^[0-9a-f]{16}\\.[0-9]{1,3}$")]
+Interval = bounded(0, check.MAX_INTERVAL, "ms between two dequeues")
+RequeueLimit = bounded(-1, check.MAX_REQUEUE_LIMIT, "requeues before a job is dead-lettered; -1: forever")
+QueuedLength = bounded(1, check.MAX_QUEUED_LENGTH, "refuse the job when its queue holds this many")
+DelayMs = bounded(0, check.MAX_INTERVAL, "schedule it this many ms from now")
+NotBefore = bounded(0, check.MAX_TIME, "schedule it for this epoch ms")
+RetryAfterMs = bounded(0, check.MAX_INTERVAL)
+LimitValue = bounded(1, MAX_LIMIT)
+ForMs = bounded(1, check.MAX_INTERVAL, "resume by itself after this many ms; null: until resumed")
+
+
+class Body(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A request body: a field it does not list is refused (400)."""
+
+
+class NewJob(Body):
+    """One job to enqueue; an optional field absent or null takes the config's default (or no limit)."""
+
+    job_id: Identifier
+    payload: Any
+    interval: Interval
+    requeue_limit: RequeueLimit | None = None
+    max_queued_length: QueuedLength | None = None
+    delay_ms: DelayMs | None = None
+    not_before: NotBefore | None = None
+
+
+class BatchJob(NewJob, kw_only=True):
+    """One job of a batch: a job and the queue it goes to."""
+
+    queue_id: Identifier
+
+
+class NewJobs(Body):
+    jobs: Annotated[list[BatchJob], Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+class Delivery(Body):
+    """Names the delivery acted on: the receipt its dequeue handed out."""
+
+    receipt: Receipt | None = None
+
+
+class Ack(Delivery, kw_only=True):
+    """One job of a batch finish."""
+
+    queue_id: Identifier
+    job_id: Identifier
+
+
+class Acks(Body):
+    jobs: Annotated[list[Ack], Meta(max_length=MAX_BATCH)]
+
+
+class Failed(Delivery):
+    """How a job failed: retry it (now or after retry_after_ms), or dead-letter it."""
+
+    error: Annotated[str, Meta(max_length=MAX_ERROR)] | None = None
+    retry_after_ms: RetryAfterMs | None = None
+    dead: bool = False
+    throttle: Annotated[bool, Meta(description="upstream said 429: pause the queue retry_after_ms")] = False
+
+
+class NewInterval(Body):
+    interval: Interval
+
+
+class NewLimits(Body):
+    """A value sets the limit, null clears it, an absent one stays as it is."""
+
+    interval: Interval | None = None
+    burst: LimitValue | None = None
+    max_active: LimitValue | None = None
+
+
+class PauseFor(Body):
+    for_ms: ForMs | None = None
+
+
+class Purge(Body):
+    purge_all: bool = False
+
+
+class NoFields(Body):
+    """Nothing to give: any field is refused."""
+
+
+# -- answers ----------------------------------------------------------------------
+
+
+class Error(Struct):
+    """Every refusal and failure; some carry more fields (state, reason, retry_after_ms...)."""
+
+    status: Literal["failure"]
+    message: str
+
+
+class NotReady(Error):
+    """No job is ready: retry_after_ms says when the earliest is due (null: none queued)."""
+
+    retry_after_ms: int | None = None
+    paused: bool | UnsetType = UNSET
+
+
+class DequeuedJob(Struct, kw_only=True):
+    """A job handed out; give its receipt to finish, touch and fail."""
+
+    queue_id: Identifier
+    job_id: Identifier
+    payload: Any
+    requeues_remaining: Annotated[int, Meta(ge=-1)]
+    current_queue_length: Annotated[int, Meta(ge=0)]
+    dequeued_at: Annotated[int, Meta(description="Redis time of the dequeue, epoch ms")] | UnsetType = UNSET
+    receipt: str | UnsetType = UNSET
+    expires_at: Annotated[int, Meta(description="back to its queue unless finished, epoch ms")] | UnsetType = UNSET
+
+
+class JobResult(Struct, kw_only=True):
+    """One job's outcome in a batch: status success/queued/scheduled, or failure with code and message."""
+
+    queue_id: str
+    job_id: str
+    status: str
+    code: int | UnsetType = UNSET
+    message: str | UnsetType = UNSET
+    state: str | UnsetType = UNSET
+
+
+class DeadLetter(Struct, kw_only=True):
+    queue_id: Identifier
+    job_id: Identifier
+    died_at: int
+    payload: Any
+    requeue_limit: int
+    reason: str
+    last_error: str | None
+
+
+class Sourced(Struct):
+    value: int | None
+    source: Literal["override", "last enqueue", "default"]
+
+
+class EffectiveLimits(Struct):
+    interval: Sourced
+    burst: Sourced
+    max_active: Sourced
+
+
+class QueueView(Struct, kw_only=True):
+    queue_id: Identifier
+    queue_length: int
+    active: int
+    scheduled: int
+    limits: EffectiveLimits
+    paused: bool
+    paused_until: int | None
+    next_ready_at: int | None
+    oldest_queued_age_ms: int | None
+
+
+ANSWERS = (Error, NotReady, DequeuedJob, JobResult, DeadLetter, EffectiveLimits, QueueView)
+
+
+def fields_of(body: type[Body]) -> tuple[str, ...]:
+    """The fields a body may carry."""
+    return body.__struct_fields__
+
+
+def schemas(models: list[type[Struct]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Each model's schema (a reference) and the components they refer to."""
+    return msgspec.json.schema_components(models, ref_template="#/components/schemas/{name}")
