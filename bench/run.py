@@ -13,7 +13,6 @@ figures steady on a 2-core machine; with two workers the servers may use both.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import os
 import re
@@ -25,15 +24,17 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import redis
 
 from sharq_core import Config, RedisSettings, SharQ
 from sharq_server.embedded import EmbeddedRedis
-from tests.support import free_port, http, wait_for
+from tests.support import free_port, http
 
+from . import costs
 from . import workers as workers_bench
+from .serve import serving
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
@@ -44,26 +45,6 @@ GUNICORN = ["-k", "gevent", "--worker-connections", "1000", "--keep-alive", "5",
 
 def pinned(cpu: str | None, command: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *command] if cpu else command
-
-
-@contextlib.contextmanager
-def serving(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
-    """Run a server until the block ends; yields its base URL once it answers."""
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: _answers(url), timeout=30, what=url)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return http("GET", url + "/", timeout=1)[0] == 200
-    except OSError:
-        return False
 
 
 def wrk(url: str, seconds: float, script: str | None = None, *args: str) -> tuple[float, str]:
@@ -216,22 +197,25 @@ def smallest_gap(url: str, bench: Bench) -> tuple[int, int]:
     return min(gaps), sum(map(len, seen.values()))
 
 
-def run(rounds: int, seconds: float, sharq_bin: str, parts: str) -> list[tuple[str, str, str]]:
+def run(rounds: int, seconds: float, sharq_bin: str, parts: str, base: str | None) -> list[tuple[str, str, str]]:
     data_dir = tempfile.mkdtemp(prefix="sharq-bench-")
     executable = shutil.which("redis-server") or None
     # no append-only file: a rewrite forked in the middle of a run would skew it
     store = EmbeddedRedis(data_dir, port=free_port(), executable=executable, persistent=False)
     store.start()
     subprocess.run(["taskset", "-pc", "1", str(store.process.pid)], capture_output=True, check=False)
-    # no access log: the reference apps write none either (SharQ's costs ~15% here)
-    env = {"SHARQ_REDIS_URL": store.url, "SHARQ_JOB_EXPIRE_INTERVAL": "600000", "SHARQ_ACCESSLOG": "off"}
+    # SharQ as a user gets it by default: access log on (to stdout, here discarded)
+    env = {"SHARQ_REDIS_URL": store.url, "SHARQ_JOB_EXPIRE_INTERVAL": "600000"}
     bench = Bench(seconds, store.url)
     rows: list[tuple[str, str, str]] = []
     try:
         if parts in ("all", "server"):
             for workers, cpu in ((1, "0"), (2, None)):
-                rows += measure_workers(bench, env, workers, cpu, rounds, sharq_bin)
+                rows += measure_workers(bench, env, workers, cpu, rounds, sharq_bin, base)
             rows.append(("Redis bytes per queued job", f"{bytes_per_job(bench):.0f}", "target <= 200"))
+        if parts in ("all", "e2e"):
+            bench.client.flushdb()
+            rows += costs.measure(store.url, store.process.pid, rounds, base and os.path.dirname(base))
         if parts in ("all", "workers"):
             bench.client.flushdb()
             server, url = workers_bench.start_server(store.url, workers=2)
@@ -250,15 +234,17 @@ def run(rounds: int, seconds: float, sharq_bin: str, parts: str) -> list[tuple[s
 
 
 def measure_workers(
-    bench: Bench, env: dict[str, str], workers: int, cpu: str | None, rounds: int, sharq_bin: str
+    bench: Bench, env: dict[str, str], workers: int, cpu: str | None, rounds: int, sharq_bin: str, base: str | None
 ) -> list:
-    ports = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(5)]
     gunicorn = [os.path.join(BIN, "gunicorn"), *GUNICORN, "-w", str(workers)]
     sharq = [sharq_bin, "--workers", str(workers), "--port", str(ports[2])]
     with (
         serving(pinned(cpu, [*gunicorn, "-b", f"127.0.0.1:{ports[0]}", "bench.apps:empty"]), env, ports[0]) as empty,
         serving(pinned(cpu, [*gunicorn, "-b", f"127.0.0.1:{ports[1]}", "bench.apps:ping"]), env, ports[1]) as ping,
         serving(pinned(cpu, sharq), env, ports[2]) as url,
+        serving(pinned(cpu, [*sharq[:-1], str(ports[3])]), {**env, "SHARQ_ACCESSLOG": "off"}, ports[3]) as quiet,
+        serving(pinned(cpu, [base or sharq_bin, *sharq[1:-1], str(ports[4])]), env, ports[4]) as before,
     ):
         measures: dict[str, Callable[[], float]] = {
             "one Redis PING per request, requests/s": lambda: bench.plain(ping),
@@ -276,13 +262,27 @@ def measure_workers(
                     "dequeue/s, 1,000 queues, half paused or at their cap": lambda: bench.dequeue_mix(url, True),
                     "batch enqueue, jobs/s (50 per call)": lambda: bench.enqueue_batch(url),
                     "batch dequeue, jobs/s (count=50)": lambda: bench.dequeue_batch(url),
+                    "enqueue/s, access log off": lambda: bench.enqueue(quiet),
+                    "dequeue+finish cycles/s, access log off": lambda: bench.cycles(quiet),
                 }
             )
+            if base:
+                measures.update(
+                    {
+                        "before: enqueue/s": lambda: bench.enqueue(before),
+                        "before: dequeue/s (10 ready queues)": lambda: bench.dequeue(before, 10),
+                        "before: dequeue+finish cycles/s": lambda: bench.cycles(before),
+                        "before: dequeue/s at 50,000 ready queues": lambda: bench.dequeue(before, 50_000),
+                    }
+                )
         result = medians(rounds, lambda: bench.plain(empty), measures)
         rows = [(f"{workers}w {name}", f"{value:,.0f}", f"{ratio:.2f}") for name, (value, ratio) in result.items()]
         if workers == 1:
             flat = result["dequeue/s at 50,000 ready queues"][1] / result["dequeue/s (10 ready queues)"][1]
             rows.append(("1w dequeue at 50,000 / at 10 ready queues", f"{flat:.2f}", "target >= 0.9"))
+            for name in ("enqueue/s", "dequeue+finish cycles/s"):
+                on, off = result[name][1], result[f"{name}, access log off"][1]
+                rows.append((f"1w {name}: cost of the access log", f"{1 - on / off:.0%}", "target <= 5%"))
             plain, mixed = (
                 result["dequeue/s, 1,000 queues"][1],
                 result["dequeue/s, 1,000 queues, half paused or at their cap"][1],
@@ -306,10 +306,13 @@ def main() -> None:
     parser.add_argument(
         "--sharq-bin", default=os.path.join(BIN, "sharq-server"), help="the sharq-server to measure (another build)"
     )
-    parser.add_argument("--parts", choices=["all", "server", "workers"], default="all", help="what to measure")
+    parser.add_argument(
+        "--base", help="another build's sharq-server (e.g. a checkout of an older commit) to measure side by side"
+    )
+    parser.add_argument("--parts", choices=["all", "server", "e2e", "workers"], default="all", help="what to measure")
     options = parser.parse_args()
     started = time.monotonic()
-    rows = run(options.rounds, options.seconds, options.sharq_bin, options.parts)
+    rows = run(options.rounds, options.seconds, options.sharq_bin, options.parts, options.base)
     width = max(len(row[0]) for row in rows)
     print(f"\n| {'measure':<{width}} | absolute | ratio to empty app |")
     print(f"|{'-' * (width + 2)}|---|---|")

@@ -93,9 +93,12 @@ def _start_requeue_loop(worker: Any) -> None:
 
 
 def _stop_requeue_loop(arbiter: Any, worker: Any) -> None:
+    """The worker exits: stop its requeue loop and write its queued access lines."""
     loop = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("sharq_requeue")
     if loop:
         loop.stop()
+    if isinstance(worker.log, SharqLogger):
+        worker.log.stop_access_writer()
 
 
 def _environment_help() -> str:

@@ -7,13 +7,22 @@ Access lines carry method, path, status and the duration in ms; an idle long
 poll's 404 is logged only at DEBUG, so parked workers do not flood the log. A
 refused request (401, 403) is logged with its method and route template only (as
 the app marks it), never the path or query a client chose.
+
+An access line costs the request little: the request only builds the few atoms
+the format uses and queues the record; a listener (a greenlet under gevent)
+formats and writes it (`AccessWriter`), and drains what is left when the worker
+exits.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
+import os
+import queue
 import sys
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -25,7 +34,22 @@ ACCESS_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 LOG_AS = "sharq.log_as"  # WSGI environ key: the (method, route) a refused request is logged as
 
 
-class JsonFormatter(logging.Formatter):
+class SecondFormatter(logging.Formatter):
+    """logging's Formatter with the time text made once a second: it is the
+    costliest part of a line."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, time.strftime(self.default_time_format, self.converter(record.created)))
+        return self.default_msec_format % (self._second[1], record.msecs)
+
+
+class JsonFormatter(SecondFormatter):
     """One JSON object a line; access lines also as fields."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -52,7 +76,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def formatter(kind: str) -> logging.Formatter:
-    return JsonFormatter() if kind == "json" else logging.Formatter(TEXT_FORMAT)
+    return JsonFormatter() if kind == "json" else SecondFormatter(TEXT_FORMAT)
 
 
 class QuietLongPolls(logging.Filter):
@@ -81,10 +105,55 @@ def configure(kind: str, level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
+class QueuedRecords(logging.handlers.QueueHandler):
+    """Queues a record as it is: the listener formats it, off the request path."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+class AccessWriter:
+    """The access log's real handlers behind a queue, served by a listener that each
+    worker process starts on its first access line (a thread does not survive the fork).
+
+    The handlers stay on a logger of their own, so gunicorn's USR1 still reopens
+    an access log file."""
+
+    def __init__(self, access_log: logging.Logger) -> None:
+        self.writer = logging.getLogger(access_log.name + ".writer")
+        self.writer.propagate = False
+        self.writer.handlers[:] = access_log.handlers
+        self.queued = QueuedRecords(queue.SimpleQueue())
+        access_log.handlers[:] = [self.queued]
+        self.listener: logging.handlers.QueueListener | None = None
+        self.pid = 0
+
+    def ensure_started(self) -> None:
+        """Start this process's listener, on a queue made here: after gevent's
+        patching, so that waiting on it parks a greenlet, not the worker."""
+        if self.pid != os.getpid():
+            self.pid = os.getpid()
+            self.queued.queue = queue.SimpleQueue()
+            self.listener = logging.handlers.QueueListener(self.queued.queue, *self.writer.handlers)
+            self.listener.start()
+
+    def put(self, record: logging.LogRecord) -> None:
+        self.ensure_started()
+        self.queued.queue.put_nowait(record)
+
+    def stop(self) -> None:
+        """Write every queued line (the worker is exiting)."""
+        if self.listener is not None and self.pid == os.getpid():
+            self.listener.stop()
+            self.listener = None
+            self.pid = 0
+
+
 class SharqLogger(Logger):
     """gunicorn's logger, its handlers in SharQ's format (see the module doc)."""
 
     log_format = "text"
+    access_writer: AccessWriter | None = None
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
@@ -92,13 +161,48 @@ class SharqLogger(Logger):
             handler.setFormatter(formatter(self.log_format))
         for handler in self.access_log.handlers:
             handler.addFilter(QuietLongPolls())
+        # a record's thread and process names: SharQ's lines show neither, and
+        # finding them is a measurable share of an access line's cost
+        logging.logThreads = logging.logMultiprocessing = False
+        if self.access_writer is not None:
+            self.access_writer.stop()
+        self.access_writer = AccessWriter(self.access_log) if self.access_log.handlers else None
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        """Queue the access line (gunicorn's own way when it logs elsewhere, e.g. syslog)."""
+        if self.access_writer is None:
+            super().access(resp, req, environ, request_time)
+            return
+        log = self.access_log
+        if log.isEnabledFor(logging.INFO):
+            atoms = self.atoms(resp, req, environ, request_time)
+            record = log.makeRecord(log.name, logging.INFO, __file__, 0, self.cfg.access_log_format, atoms, None)
+            self.access_writer.put(record)
+
+    def stop_access_writer(self) -> None:
+        """Flush the queued access lines; the worker exits."""
+        if self.access_writer is not None:
+            self.access_writer.stop()
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
-        """gunicorn's atoms; for a refused request, the bounded method and route
-        the app put in `LOG_AS` instead of what the client sent."""
-        atoms = super().atoms(resp, req, environ, request_time)
+        """The atoms ACCESS_FORMAT and JsonFormatter use (gunicorn's has every header
+        and environ entry besides); for a refused request, the bounded method and
+        route the app put in `LOG_AS` instead of what the client sent."""
+        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        method, protocol = environ["REQUEST_METHOD"], environ["SERVER_PROTOCOL"]
+        sent = getattr(resp, "sent", None)
+        atoms = {
+            "h": environ.get("REMOTE_ADDR", "-"),
+            "r": f"{method} {environ['RAW_URI']} {protocol}".replace('"', '\\"'),  # as gunicorn escapes it
+            "s": str(status),
+            "m": method,
+            "U": environ.get("PATH_INFO"),
+            "q": environ.get("QUERY_STRING"),
+            "H": protocol,
+            "b": "-" if sent is None else str(sent),
+            "M": request_time.seconds * 1000 + request_time.microseconds // 1000,
+        }
         if LOG_AS in environ:
             method, route = environ[LOG_AS]
-            atoms.update(r=f"{method} {route} {atoms['H']}", m=method, U=route, q="")
-            atoms.update({key: "-" for key in atoms if key.startswith("{")})  # headers and environ
+            atoms.update(r=f"{method} {route} {protocol}", m=method, U=route, q="")
         return atoms

@@ -23,8 +23,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, request
 from prometheus_client import Counter, Histogram, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
@@ -111,31 +112,44 @@ def registry_for(engine: SharQ) -> CollectorRegistry:
 
 def count_requests(app: Flask) -> None:
     """Count every answer and its duration, per method, route (the URL rule, so
-    queue ids do not make labels) and status; labels take bounded values only."""
+    queue ids do not make labels) and status; labels take bounded values only.
+
+    The labelled children are looked up once per label set and kept, and the
+    request is read through one proxy lookup: this runs on every request."""
+    children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     @app.before_request
     def started() -> None:
-        g.sharq_started = time.perf_counter()
+        request.environ[_STARTED] = time.perf_counter()
 
     @app.after_request
     def answered(response: Response) -> Response:
-        labels = (*request_labels(), str(response.status_code))
-        HTTP_REQUESTS.labels(*labels).inc()
-        HTTP_DURATION.labels(*labels).observe(time.perf_counter() - g.get("sharq_started", time.perf_counter()))
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        environ = current.environ
+        labels = (*request_labels(current), str(response.status_code))
+        child = children.get(labels)
+        if child is None:
+            child = children[labels] = (HTTP_REQUESTS.labels(*labels), HTTP_DURATION.labels(*labels))
+        now = time.perf_counter()
+        child[0].inc()
+        child[1].observe(now - environ.get(_STARTED, now))
         if response.status_code in (401, 403):  # the access log tells a refusal by these alone
-            request.environ[LOG_AS] = labels[:2]
+            environ[LOG_AS] = labels[:2]
         return response
 
+
+_STARTED = "sharq.started"  # WSGI environ key: perf_counter() when the request began
 
 # Methods counted by name; any other (a client can send made-up ones) is "other",
 # as a path no route matched is "unmatched": the series never grow with requests.
 KNOWN_METHODS = frozenset(("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"))
 
 
-def request_labels() -> tuple[str, str]:
+def request_labels(current: Request) -> tuple[str, str]:
     """The request's method and route template, each one of a fixed set of values."""
-    method = request.method if request.method in KNOWN_METHODS else "other"
-    return method, request.url_rule.rule if request.url_rule is not None else "unmatched"
+    method = current.method if current.method in KNOWN_METHODS else "other"
+    rule = current.url_rule
+    return method, rule.rule if rule is not None else "unmatched"
 
 
 def exposition(registry: CollectorRegistry, accept: str) -> tuple[bytes, str]:
