@@ -154,7 +154,8 @@ ROUTES = _routes(
         body=c.Failed, refusals=STALE,
     ),
     Route(
-        "job_status", "GET", "/job/{queue_type}/{queue_id}/{job_id}/", "Where a job is: queued, scheduled, active, retrying,"
+        "job_status", "GET", "/job/{queue_type}/{queue_id}/{job_id}/",
+        "Where a job is: queued, scheduled, active, retrying,"
         " dead or finished (within the dedupe window); last_error when a worker reported one", "status",
         success(state={"enum": ["queued", "scheduled", "active", "retrying", "dead", "finished"]}),
     ),
