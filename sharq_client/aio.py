@@ -172,6 +172,24 @@ class AsyncClient:
     async def clear_limits(self, queue_type: str, queue_id: str) -> None:
         await self._send(calls.clear_limits(queue_type, queue_id))
 
+    async def set_type_limits(self, queue_type: str, **limits: int | None) -> dict[str, Any]:
+        """The type-wide interval=, burst=, max_active= on top of each queue's: a
+        value sets one, None clears it."""
+        return await self._send(calls.set_type_limits(queue_type, **limits))
+
+    async def type_limits(self, queue_type: str) -> dict[str, Any]:
+        return await self._send(calls.type_limits(queue_type))
+
+    async def clear_type_limits(self, queue_type: str) -> dict[str, Any]:
+        return await self._send(calls.clear_type_limits(queue_type))
+
+    async def set_type_settings(self, queue_type: str, shards: int) -> dict[str, Any]:
+        """Spread the type over `shards` hash tags (Conflict while it holds anything)."""
+        return await self._send(calls.set_type_settings(queue_type, shards))
+
+    async def type_settings(self, queue_type: str) -> dict[str, Any]:
+        return await self._send(calls.type_settings(queue_type))
+
     async def pause(self, queue_type: str, queue_id: str | None = None, for_ms: int | None = None) -> int | None:
         """Pause a queue (or the whole type); returns when it ends (None: until resumed)."""
         return await self._send(calls.pause(queue_type, queue_id, for_ms))

@@ -206,6 +206,26 @@ def clear_limits(queue_type: str, queue_id: str) -> Call:
     return Call("DELETE", _queue_path("limits", queue_type, queue_id))
 
 
+def set_type_limits(queue_type: str, **limits: int | None) -> Call:
+    return Call("PUT", f"/limits/{queue_type}/", limits, read=_whole)
+
+
+def type_limits(queue_type: str) -> Call:
+    return Call("GET", f"/limits/{queue_type}/", read=_whole)
+
+
+def clear_type_limits(queue_type: str) -> Call:
+    return Call("DELETE", f"/limits/{queue_type}/", read=_whole)
+
+
+def set_type_settings(queue_type: str, shards: int) -> Call:
+    return Call("PUT", f"/types/{queue_type}/", {"shards": shards}, read=_whole)
+
+
+def type_settings(queue_type: str) -> Call:
+    return Call("GET", f"/types/{queue_type}/", read=_whole)
+
+
 def pause(queue_type: str, queue_id: str | None = None, for_ms: int | None = None) -> Call:
     return Call("POST", _queue_path("pause", queue_type, queue_id), given(for_ms=for_ms), read=_field("paused_until"))
 

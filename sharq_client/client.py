@@ -225,6 +225,24 @@ class Client:
     def clear_limits(self, queue_type: str, queue_id: str) -> None:
         self._call("DELETE", f"/limits/{queue_type}/{queue_id}/")
 
+    def set_type_limits(self, queue_type: str, **limits: int | None) -> dict[str, Any]:
+        """The type-wide interval=, burst=, max_active= on top of each queue's: a
+        value sets one, None clears it."""
+        return self._call("PUT", f"/limits/{queue_type}/", limits)
+
+    def type_limits(self, queue_type: str) -> dict[str, Any]:
+        return self._call("GET", f"/limits/{queue_type}/")
+
+    def clear_type_limits(self, queue_type: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/limits/{queue_type}/")
+
+    def set_type_settings(self, queue_type: str, shards: int) -> dict[str, Any]:
+        """Spread the type over `shards` hash tags (Conflict while it holds anything)."""
+        return self._call("PUT", f"/types/{queue_type}/", {"shards": shards})
+
+    def type_settings(self, queue_type: str) -> dict[str, Any]:
+        return self._call("GET", f"/types/{queue_type}/")
+
     def pause(self, queue_type: str, queue_id: str | None = None, for_ms: int | None = None) -> int | None:
         """Pause a queue (or the whole type); returns when it ends (None: until resumed)."""
         path = f"/pause/{queue_type}/" + (f"{queue_id}/" if queue_id else "")

@@ -214,6 +214,32 @@ def clear_limits(queue_type: str, queue_id: str) -> dict:
     return engine().clear_limits(queue_type, queue_id)
 
 
+@serves("set_type_limits")
+def set_type_limits(queue_type: str) -> dict:
+    """Any of interval, burst, max_active for the type as a whole."""
+    return engine().set_type_limits(queue_type, **json_body())
+
+
+@serves("type_limits")
+def type_limits(queue_type: str) -> dict:
+    return engine().type_limits(queue_type)
+
+
+@serves("clear_type_limits")
+def clear_type_limits(queue_type: str) -> dict:
+    return engine().clear_type_limits(queue_type)
+
+
+@serves("set_type_settings")
+def set_type_settings(queue_type: str) -> dict:
+    return engine().set_type_settings(queue_type, json_body().get("shards"))
+
+
+@serves("type_settings")
+def type_settings(queue_type: str) -> dict:
+    return engine().type_settings(queue_type)
+
+
 @serves("pause_type", "pause")
 def pause(queue_type: str, queue_id: str | None) -> dict:
     return engine().pause(queue_type, queue_id, json_body().get("for_ms"))

@@ -16,6 +16,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from sharq_core import validation as check
 from sharq_core.base import MAX_BATCH, MAX_LIMIT
 from sharq_core.delivery import MAX_ERROR
+from sharq_core.shards import MAX_SHARDS
 
 
 def bounded(minimum: int, maximum: int, description: str | None = None) -> Any:
@@ -33,6 +34,8 @@ DelayMs = bounded(0, check.MAX_INTERVAL, "schedule it this many ms from now")
 NotBefore = bounded(0, check.MAX_TIME, "schedule it for this epoch ms")
 RetryAfterMs = bounded(0, check.MAX_INTERVAL)
 LimitValue = bounded(1, MAX_LIMIT)
+TypeInterval = bounded(1, check.MAX_INTERVAL, "ms between two dequeues of the type")
+Shards = bounded(1, MAX_SHARDS, "hash tags the type is spread over (1: unsharded)")
 ForMs = bounded(1, check.MAX_INTERVAL, "resume by itself after this many ms; null: until resumed")
 
 
@@ -98,6 +101,19 @@ class NewLimits(Body):
     interval: Interval | None = None
     burst: LimitValue | None = None
     max_active: LimitValue | None = None
+
+
+class NewTypeLimits(Body):
+    """The type's own limits, on top of each queue's: a value sets one, null clears
+    it, an absent one stays as it is."""
+
+    interval: TypeInterval | None = None
+    burst: LimitValue | None = None
+    max_active: LimitValue | None = None
+
+
+class NewTypeSettings(Body):
+    shards: Shards
 
 
 class PauseFor(Body):

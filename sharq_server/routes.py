@@ -97,6 +97,13 @@ COUNTS = {
     "maxProperties": 10,
 }
 LIMITS = success(queue_id=IDENTIFIER, limits=ref(c.EffectiveLimits))
+TYPE_LIMITS = success(
+    queue_type=IDENTIFIER,
+    shards=INTEGER,
+    active={**NULLABLE_INTEGER, "description": "slots held, with max_active"},
+    limits={"type": "object", "properties": {name: NULLABLE_INTEGER for name in ("interval", "burst", "max_active")}},
+)
+TYPE_SETTINGS = success(queue_type=IDENTIFIER, shards=INTEGER)
 PAUSED = success(paused_until={**NULLABLE_INTEGER, "description": "null: until resumed"})
 QUEUED = {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["queued", "scheduled"]}}}
 RESULTS = array(ref(c.JobResult))
@@ -202,6 +209,21 @@ ROUTES = _routes(
     Route("limits", "GET", "/limits/{queue_type}/{queue_id}/", "The queue's effective limits and their sources",
           "read", LIMITS),
     Route("clear_limits", "DELETE", "/limits/{queue_type}/{queue_id}/", "Drop the queue's own limits", "admin", LIMITS),
+    Route(
+        "set_type_limits", "PUT", "/limits/{queue_type}/", "Set the type-wide limits, on top of each queue's (a value"
+        " sets one, null clears it); split evenly over the type's shards", "admin", TYPE_LIMITS,
+        body=c.NewTypeLimits, body_required=True,
+    ),
+    Route("type_limits", "GET", "/limits/{queue_type}/", "The type-wide limits and the slots they count", "read",
+          TYPE_LIMITS),
+    Route("clear_type_limits", "DELETE", "/limits/{queue_type}/", "Drop the type-wide limits", "admin", TYPE_LIMITS),
+    Route(
+        "set_type_settings", "PUT", "/types/{queue_type}/", "Spread the type over `shards` hash tags (409 while it"
+        " holds jobs, dead letters, queue limits or pauses)", "admin", TYPE_SETTINGS, body=c.NewTypeSettings,
+        body_required=True, refusals={409: ("the type holds live state: drain it first", c.Error)},
+    ),
+    Route("type_settings", "GET", "/types/{queue_type}/", "The type's settings: its shard count", "read",
+          TYPE_SETTINGS),
     Route("pause_type", "POST", "/pause/{queue_type}/", "Pause the whole type", "admin", PAUSED, body=c.PauseFor,
           defaults={"queue_id": None}),
     Route("pause", "POST", "/pause/{queue_type}/{queue_id}/", "Pause one queue", "admin", PAUSED, body=c.PauseFor),

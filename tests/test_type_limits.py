@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+import redis
 
 from sharq_core import BadArgumentException, SharQ
-from tests.support import Clock
+from tests.support import Clock, ServerProcess
 
 
 def fill(sq: SharQ, queues: int = 3, jobs: int = 4) -> None:
@@ -73,3 +76,83 @@ def test_clearing_and_keeping_type_limits(sq: SharQ) -> None:
     for bad in ({"interval": 0}, {"burst": 0}, {"max_active": "x"}):
         with pytest.raises(BadArgumentException):
             sq.set_type_limits("sms", **bad)
+
+
+# -- through two real server instances -------------------------------------------------
+
+
+def test_two_instances_keep_the_type_window_and_cap(tmp_path) -> None:
+    """Eight pollers on two instances (three gunicorn workers) share one type with
+    interval 50 ms, burst 2 and max_active 3. On the Redis clock, no window of T
+    ms hands out more than 2 + T // 50 jobs, and never more than 3 are held."""
+    first = ServerProcess(str(tmp_path / "a"), workers=2).start()
+    second = ServerProcess(str(tmp_path / "b"), workers=1, env={"SHARQ_REDIS_URL": _redis_url(first)}).start()
+    store = redis.Redis.from_url(_redis_url(first))
+    try:
+        limits = {"interval": 50, "burst": 2, "max_active": 3}
+        status, body = first.call("PUT", "/limits/sms/", limits)
+        assert (status, body["limits"]) == (200, limits)
+        jobs = [{"queue_id": f"q{n % 10}", "job_id": f"j{n}", "payload": n, "interval": 0} for n in range(40)]
+        assert first.call("POST", "/enqueue/sms/", {"jobs": jobs})[0] == 200
+        taken: list[int] = []
+        held: list[tuple[int, int]] = []
+
+        def poll(server: ServerProcess) -> None:
+            while True:
+                status, job = server.call("GET", "/dequeue/sms/?wait=2")
+                if status != 200:
+                    return
+                seconds, micros = store.time()  # taken before the finish: the held span only shrinks
+                held.append((job["dequeued_at"], seconds * 1000 + micros // 1000))
+                taken.append(job["dequeued_at"])
+                ack = {"receipt": job["receipt"]}
+                assert server.call("POST", f"/finish/sms/{job['queue_id']}/{job['job_id']}/", ack)[0] == 200
+
+        with ThreadPoolExecutor(8) as pool:
+            for n in range(8):
+                pool.submit(poll, first if n % 2 else second)
+        assert len(taken) == 40
+        times = sorted(taken)
+        for i, start in enumerate(times):
+            for end in times[i:]:
+                assert sum(1 for t in times if start <= t <= end) <= 2 + (end - start) // 50
+        for at, _ in held:
+            assert sum(1 for start, end in held if start <= at < end) <= 3
+        stats = second.call("GET", "/stats/sms/")[1]
+        assert stats["type_limits"] == {**limits, "active": 0}
+    finally:
+        second.stop()
+        first.stop()
+        store.close()
+
+
+def test_type_routes_over_http(tmp_path) -> None:
+    server = ServerProcess(str(tmp_path / "data"), workers=1).start()
+    try:
+        assert server.call("PUT", "/types/hot/", {"shards": 4})[1] == {
+            "status": "success",
+            "queue_type": "hot",
+            "shards": 4,
+        }
+        assert server.call("GET", "/types/hot/")[1]["shards"] == 4
+        assert server.call("PUT", "/types/hot/", {"shards": 65})[0] == 400
+        assert server.call("PUT", "/types/hot/", {"shard": 2})[1]["message"].startswith("unknown field 'shard'")
+        assert server.call("POST", "/enqueue/hot/q1/", {"job_id": "a", "payload": 1, "interval": 0})[0] == 201
+        status, body = server.call("PUT", "/types/hot/", {"shards": 2})
+        assert (status, server.call("GET", "/types/hot/")[1]["shards"]) == (409, 4)
+        assert "drain it first" in body["message"]
+        assert server.call("PUT", "/limits/hot/", {"interval": 0})[0] == 400
+        assert server.call("PUT", "/limits/hot/", {"max_active": 8})[1]["limits"]["max_active"] == 8
+        assert server.call("GET", "/queues/hot/")[1]["total"] == 1
+        assert server.call("GET", "/dequeue/hot/")[1]["job_id"] == "a"
+        assert server.call("DELETE", "/limits/hot/")[1]["limits"] == {
+            "interval": None,
+            "burst": None,
+            "max_active": None,
+        }
+    finally:
+        server.stop()
+
+
+def _redis_url(server: ServerProcess) -> str:
+    return f"unix://{server.data_dir}/redis.sock?db=0"
