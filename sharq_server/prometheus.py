@@ -84,6 +84,15 @@ class QueueCollector(Collector):
             name: CounterMetricFamily(f"sharq_jobs_{name}", _COUNTER_HELP[name], labels=["queue_type"])
             for name in COUNTERS
         }
+        type_limit = GaugeMetricFamily(
+            "sharq_type_limit",
+            "The type-wide limits set (PUT /limits/<type>/): interval_ms, burst, max_active",
+            labels=["queue_type", "limit"],
+        )
+        type_active = GaugeMetricFamily(
+            "sharq_type_active_slots", "Slots the type-wide max_active counts as held", labels=["queue_type"]
+        )
+        shards = GaugeMetricFamily("sharq_type_shards", "Hash tags the type is spread over", labels=["queue_type"])
         for queue_type in self.engine.queue_types():
             stats = self.engine.type_stats(queue_type)
             for state, value in stats["jobs"].items():
@@ -94,7 +103,14 @@ class QueueCollector(Collector):
             oldest.add_metric([queue_type], (stats["oldest_queued_age_ms"] or 0) / 1000)
             for name, value in stats["counters"].items():
                 counters[name].add_metric([queue_type], value)
-        yield from (jobs, queues, paused, oldest, *counters.values())
+            limits = stats["type_limits"]
+            for name, label in (("interval", "interval_ms"), ("burst", "burst"), ("max_active", "max_active")):
+                if limits[name] is not None:
+                    type_limit.add_metric([queue_type, label], limits[name])
+            if limits["active"] is not None:
+                type_active.add_metric([queue_type], limits["active"])
+            shards.add_metric([queue_type], stats["shards"])
+        yield from (jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards)
 
 
 def registry_for(engine: SharQ) -> CollectorRegistry:

@@ -422,6 +422,7 @@ def test_metrics_negotiate_prometheus(client: FlaskClient, app) -> None:
     client.post(f"/fail/sms/{second['queue_id']}/{second['job_id']}/", json={"dead": True})
     client.post("/pause/sms/u0/")
     client.put("/limits/sms/capped/", json={"max_active": 1})
+    client.put("/limits/sms/", json={"interval": 1, "burst": 100, "max_active": 50})  # type-wide, loose
     enqueue(client, "c1", "capped")
     enqueue(client, "c2", "capped")
     enqueue(client, "r1", "rated", interval=60_000)
@@ -447,6 +448,10 @@ def test_metrics_negotiate_prometheus(client: FlaskClient, app) -> None:
         'sharq_jobs_dead_total{queue_type="sms"} 1.0',
         'sharq_queues{queue_type="sms",state="paused"} 1.0',
         'sharq_oldest_queued_job_age_seconds{queue_type="sms"}',
+        'sharq_type_limit{limit="interval_ms",queue_type="sms"} 1.0',
+        'sharq_type_limit{limit="max_active",queue_type="sms"} 50.0',
+        f'sharq_type_active_slots{{queue_type="sms"}} {stats["jobs"]["active"]}.0',
+        'sharq_type_shards{queue_type="sms"} 1.0',
     ):
         assert line in text, line
     assert engine.type_stats("sms")["jobs"]["queued"] == 3
