@@ -77,6 +77,7 @@ def test_counts_dead_letters_and_pause_by_clicking(server: ServerProcess, page, 
             == 201
         )
     call(server, "POST", "/enqueue/sms/globex/", {"job_id": "g0", "payload": "x", "interval": 0})
+    call(server, "PUT", "/limits/sms/", {"interval": 1, "burst": 50, "max_active": 40})
     job = call(server, "GET", "/dequeue/sms/")[1]
     call(server, "POST", f"/fail/sms/{job['queue_id']}/{job['job_id']}/", {"dead": True, "error": "bad number"})
 
@@ -84,6 +85,8 @@ def test_counts_dead_letters_and_pause_by_clicking(server: ServerProcess, page, 
     row.wait_for()
     assert row.locator("td").nth(1).inner_text() == "3"  # queued
     assert row.locator("td").nth(4).inner_text() == "1"  # dead
+    assert row.locator("td").nth(9).inner_text() == "1 ms, burst 50, 0/40 active"  # type-wide limits
+    assert row.locator("td").nth(10).inner_text() == "1"  # shards
     row.locator("button").click()
 
     dead = page.locator(f'#dead tr[data-job="{job["job_id"]}"]')

@@ -101,8 +101,19 @@ async function overview() {
     cell(row, type);
     for (const name of ["queued", "active", "scheduled", "dead"]) cell(row, stats.jobs[name], "num");
     for (const name of ["ready", "waiting", "paused", "capped"]) cell(row, stats.queues[name], "num");
+    cell(row, typeLimits(stats.type_limits));
+    cell(row, stats.shards, "num");
     button(row.insertCell(), "Open", async () => { state.type = type; state.offset = 0; });
   }
+}
+
+// The type-wide limits in a few words: "50 ms, burst 2, 3/8 active", or "none".
+function typeLimits(limits) {
+  const parts = [];
+  if (limits.interval !== null) parts.push(`${limits.interval} ms`);
+  if (limits.burst !== null) parts.push(`burst ${limits.burst}`);
+  if (limits.max_active !== null) parts.push(`${limits.active}/${limits.max_active} active`);
+  return parts.length ? parts.join(", ") : "none";
 }
 
 function chart(selector, enqueued, dequeued) {
