@@ -80,7 +80,8 @@ _ERRORS = {
     "403": "the token's role (or its queue types) does not allow this request",
     "404": "not found",
     "413": "request body too large",
-    "503": "Redis unavailable or refusing writes (`reason`); whether the request took effect is unknown",
+    "503": "Redis unavailable or refusing writes, or fewer replicas than `wait_replicas` confirmed the change"
+    " (`reason`); whether the request took effect is unknown",
 }
 
 

@@ -3,6 +3,7 @@ step, real HTTP calls, and the real servers and Redis Cluster they run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import redis
@@ -167,3 +168,32 @@ class LocalCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+def in_sync(primary: redis.Redis, replicas: list[redis.Redis]) -> bool:
+    """True once every replica has loaded the primary's data, is linked to it and
+    has acknowledged everything it sent (so WAIT counts it)."""
+    info = primary.info("replication")
+    links = [info[f"slave{n}"] for n in range(info.get("connected_slaves", 0))]
+    online = [link for link in links if link["state"] == "online"]
+    if len(online) < len(replicas) or any(link["offset"] != info["master_repl_offset"] for link in online):
+        return False
+    for replica in replicas:
+        state = replica.info("replication")
+        if (
+            state.get("master_link_status") != "up"
+            or state.get("master_sync_in_progress")
+            or replica.info("persistence")["loading"]
+        ):
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """The process stopped (SIGSTOP) for the block: it holds its sockets but answers nothing."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
