@@ -87,19 +87,20 @@ def cluster_eval_and_wait(
     except AskError as error:  # the slot is migrating and the keys have left: ask the target
         target = cluster.get_node(host=error.host, port=error.port)
         if target is None:
-            _refresh(cluster)
+            refresh_topology(cluster)
             raise
         return eval_and_wait(cluster.get_redis_connection(target), script, keys, args, settings, asking=True)
     except (MovedError, ReadOnlyError, ClusterDownError, redis.ConnectionError, redis.TimeoutError):
-        _refresh(cluster)
+        refresh_topology(cluster)
         raise
 
 
-def _refresh(cluster: RedisCluster) -> None:
-    """Read the slot map again (as RedisCluster does after such errors); a node
-    that cannot answer leaves the old map, and the caller's error stands."""
-    with contextlib.suppress(redis.RedisError, OSError):
-        cluster.nodes_manager.initialize()
+def refresh_topology(client: Any) -> None:
+    """On a cluster, read the slot map again (as RedisCluster does after such
+    errors); a node that cannot answer leaves the old map, and the caller's error stands."""
+    if isinstance(client, RedisCluster):
+        with contextlib.suppress(redis.RedisError, OSError):
+            client.nodes_manager.initialize()
 
 
 def follow_topology(call: Callable[[], T], budget_s: float) -> T:
