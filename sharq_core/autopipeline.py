@@ -24,6 +24,7 @@ import hiredis
 import redis
 
 from .config import RedisSettings
+from .replication import check_replicas
 
 
 class AutoPipeline:
@@ -37,16 +38,37 @@ class AutoPipeline:
         self._waiters: deque[gevent.event.AsyncResult] = deque()
         self._wake_writer = gevent.event.Event()
         self._attempt: gevent.event.AsyncResult | None = None
+        # the WAIT still to send, when a command sent asked for one, and the one in
+        # flight: one at a time, as Redis runs nothing after a WAIT until it returns
+        self._batch_wait: gevent.event.AsyncResult | None = None
+        self._wait_sent: gevent.event.AsyncResult | None = None
+        self._wait_command = hiredis.pack_command(("WAIT", settings.wait_replicas, settings.wait_timeout_ms))
         self._greenlets: list[gevent.Greenlet] = []
 
-    def call(self, *args: Any) -> Any:
-        """One command; raises redis-py's ConnectionError, TimeoutError or ResponseError."""
+    def call(self, *args: Any, replicated: bool = False) -> Any:
+        """One command; raises redis-py's ConnectionError, TimeoutError or ResponseError.
+
+        `replicated` (with ``wait_replicas`` set): answer only once enough replicas
+        hold the change. One WAIT covers every write sent before it on the
+        connection, so the writer keeps one in flight and sends the next after
+        the batches that asked meanwhile: those writes share its wait (a group
+        commit), and a slow replica costs a batch one `wait_timeout_ms`, not each write.
+        """
         if self._sock is None:
             self._connect()
         waiter = gevent.event.AsyncResult()
         self._outbox.append(hiredis.pack_command(args))
         self._waiters.append(waiter)
+        acked = None
+        if replicated and self.settings.wait_replicas:
+            acked = self._batch_wait = self._batch_wait or gevent.event.AsyncResult()
         self._wake_writer.set()
+        reply = self._reply(waiter)
+        if acked is not None:
+            check_replicas(self._reply(acked), self.settings)
+        return reply
+
+    def _reply(self, waiter: gevent.event.AsyncResult) -> Any:
         try:
             reply = waiter.get(timeout=self.timeout)
         except gevent.Timeout:
@@ -116,6 +138,9 @@ class AutoPipeline:
         greenlets, self._greenlets = self._greenlets, []
         waiters, self._waiters = self._waiters, deque()
         self._outbox = []
+        if self._batch_wait is not None:
+            waiters.append(self._batch_wait)
+        self._batch_wait = self._wait_sent = None
         for waiter in waiters:
             waiter.set(_Failure(error))
         if sock is not None:
@@ -126,11 +151,18 @@ class AutoPipeline:
     # -- the two loops -------------------------------------------------------
 
     def _write_loop(self, sock: socket.socket) -> None:
-        """Send everything queued since the last write in one sendall."""
+        """Send everything queued since the last write in one sendall (then a WAIT
+        when a command asked for one and none is in flight)."""
         while self._sock is sock:
             self._wake_writer.wait()
             self._wake_writer.clear()
+            if self._sock is not sock:
+                return
             batch, self._outbox = self._outbox, []
+            if self._batch_wait is not None and self._wait_sent is None:  # covers every write sent so far
+                batch.append(self._wait_command)
+                self._waiters.append(self._batch_wait)
+                self._wait_sent, self._batch_wait = self._batch_wait, None
             if batch:
                 try:
                     sock.sendall(b"".join(batch))
@@ -160,7 +192,12 @@ class AutoPipeline:
                 if not waiters:
                     self._reset(redis.ConnectionError("Redis sent a reply nobody asked for"), sock)
                     return
-                waiters.popleft().set(reply)
+                waiter = waiters.popleft()
+                waiter.set(reply)
+                if waiter is self._wait_sent:  # the next WAIT may go now
+                    self._wait_sent = None
+                    if self._batch_wait is not None:
+                        self._wake_writer.set()
                 reply = reader.gets()
 
 

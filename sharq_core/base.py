@@ -6,10 +6,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from . import validation as check
 from .exceptions import ShardsChanged
+from .replication import READ_ONLY, cluster_eval_and_wait, eval_and_wait, follow_topology
 from .shards import LAYOUT_TTL_S, Layout
 
 # How long a queue's last dequeue time is kept (ms) after it ran empty, at least,
@@ -70,15 +72,29 @@ class EngineBase:
             return call(self._layout(queue_type, fresh=True))
 
     def _script(self, name: str, keys: list[Any], args: list[Any]) -> Any:
-        """Run one Lua script: auto-pipelined under gevent, else through redis-py."""
-        if self._pipeline is None:
-            return self.scripts[name](keys, args)
-        script = self.scripts[name]
-        try:
-            return self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:  # Redis restarted or its script cache was flushed
-            self._pipeline.call("SCRIPT", "LOAD", script.script)
-            return self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        """Run one Lua script; on a cluster, again while a failover or migration
+        refuses it, within the socket timeout."""
+        if isinstance(self.redis, RedisCluster):
+            return follow_topology(lambda: self._run_script(name, keys, args), self.config.redis.socket_timeout)
+        return self._run_script(name, keys, args)
+
+    def _run_script(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+        """Auto-pipelined under gevent, else through redis-py; a change is answered
+        once `wait_replicas` replicas hold it (see replication.py)."""
+        script, settings = self.scripts[name], self.config.redis
+        durable = settings.wait_replicas > 0 and name not in READ_ONLY
+        if self._pipeline is not None:
+            command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+            try:
+                return self._pipeline.call(*command, replicated=durable)
+            except NoScriptError:  # Redis restarted or its script cache was flushed
+                self._pipeline.call("SCRIPT", "LOAD", script.script)
+                return self._pipeline.call(*command, replicated=durable)
+        if not durable:
+            return script(keys, args)
+        if isinstance(self.redis, RedisCluster):
+            return cluster_eval_and_wait(self.redis, script, keys, args, settings)
+        return eval_and_wait(self.redis, script, keys, args, settings)
 
     def _now(self) -> str | int:
         """The explicit clock's time in ms, or "" to let each script read Redis TIME."""

@@ -41,6 +41,9 @@ class RedisSettings:
     socket_timeout: float = 2.0
     appendfsync: str = "everysec"
     autopipeline: bool = True
+    # a write is answered only once this many replicas hold it (WAIT), within wait_timeout_ms
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 100
     embedded: bool = True
 
 
@@ -195,6 +198,12 @@ def _check(config: Config) -> None:
         raise ConfigError("key_prefix must be non-empty and hold no { or }")
     if redis.socket_timeout <= 0:
         raise ConfigError("socket_timeout must be > 0 seconds")
+    if redis.wait_replicas < 0 or redis.wait_timeout_ms <= 0:
+        raise ConfigError("wait_replicas must be >= 0 and wait_timeout_ms > 0 (WAIT 0 would block for ever)")
+    if redis.wait_timeout_ms >= redis.socket_timeout * 1000:
+        raise ConfigError("wait_timeout_ms must be shorter than socket_timeout, or every write would time out")
+    if redis.wait_replicas and redis.embedded:
+        raise ConfigError("wait_replicas needs a Redis with replicas (url, host or clustered), not the embedded one")
     if redis.appendfsync not in ("always", "everysec", "no"):
         raise ConfigError("appendfsync must be always, everysec or no")
     if config.server.log_format not in ("text", "json"):

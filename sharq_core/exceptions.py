@@ -69,5 +69,20 @@ class ShardsChanged(SharqError):
     status = 503
 
 
+class NotReplicated(BackendUnavailable):
+    """The change is on the primary, but fewer replicas than `wait_replicas` confirmed
+    it within `wait_timeout_ms`: a failover now may or may not keep it."""
+
+    def __init__(self, replicas: int, wanted: int, timeout_ms: int) -> None:
+        super().__init__(
+            f"the change reached {replicas} of the {wanted} replica(s) required within {timeout_ms} ms:"
+            " it may or may not survive a failover. Retrying is safe: an enqueue with the same job_id"
+            " answers 409 if the first one was kept",
+            reason="replicas",
+            replicas=replicas,
+            wait_replicas=wanted,
+        )
+
+
 # The seed library's name, kept so `except BadArgument` reads naturally too.
 BadArgument = BadArgumentException

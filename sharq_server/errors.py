@@ -2,7 +2,8 @@
 
 Every error body is ``{"status": "failure", "message": ...}``. Client mistakes
 are 4xx and never reach Redis; Redis trouble (down, hung, or refusing writes) is
-503; anything else is a bug, logged with its traceback and answered 500.
+503, and so is a change fewer replicas than ``wait_replicas`` confirmed in time
+(`NotReplicated`, reason "replicas"); anything else is a bug, logged with its traceback and answered 500.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from flask import Flask
 from redis import exceptions as redis_errors
 from werkzeug.exceptions import HTTPException
 
-from sharq_core import SharqError
+from sharq_core import NotReplicated, SharqError
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def unavailable_reason(error: redis.RedisError) -> str | None:
 
 
 def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(NotReplicated, _not_replicated)
     app.register_error_handler(SharqError, _sharq_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(redis.RedisError, _redis_error)
@@ -68,6 +70,14 @@ def register_error_handlers(app: Flask) -> None:
 
 def _sharq_error(error: SharqError) -> tuple[dict, int, dict[str, str]]:
     return (*failure(error.status, error.message, **error.details), getattr(error, "headers", {}))
+
+
+def _not_replicated(error: NotReplicated) -> tuple[dict, int]:
+    """The primary holds the change, its replicas may not: logged, as Redis trouble is."""
+    log.warning(
+        "Redis replicas did not confirm a change (%s of %s)", error.details["replicas"], error.details["wait_replicas"]
+    )
+    return failure(error.status, error.message, **error.details)
 
 
 def _http_error(error: HTTPException) -> tuple[dict, int, list[tuple[str, str]]]:

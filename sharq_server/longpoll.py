@@ -4,7 +4,8 @@ Every script that makes a job ready (enqueue, requeue, a failed job's return, a
 dead letter's retry, a lower interval) publishes the queue type on
 ``<prefix>:ready``. One listener per worker process subscribes to it, so the
 wake-up crosses gunicorn workers and server instances, on a single Redis or a
-cluster (PUBLISH reaches every node).
+cluster (PUBLISH reaches every node; after a failover the listener subscribes
+again where the refreshed slot map says).
 
 Parked requests of one type stand in line, first come first served. Only the
 head of the line asks Redis: when a message names its type, or when the
@@ -30,6 +31,7 @@ import redis
 from sharq_core import SharQ, SharqError
 from sharq_core import validation as check
 from sharq_core.jobs import DequeuedJob
+from sharq_core.replication import refresh_topology
 from sharq_core.shards import type_of
 
 log = logging.getLogger(__name__)
@@ -196,6 +198,9 @@ class LongPoll:
             except (redis.RedisError, OSError) as error:
                 self._subscribed.clear()
                 self._wake()  # parked polls ask Redis now: each answers 503 at once, not at its deadline
+                # on a cluster, the channel's node may have failed over: subscribe
+                # next time where the refreshed slot map says
+                refresh_topology(self.engine.redis)
                 log.warning("long-poll listener lost Redis (%s); again in %.1fs", error, delay)
                 self._closing.wait(delay)
                 delay = min(delay * 2, _RECONNECT_MAX_S)

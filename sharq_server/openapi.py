@@ -23,7 +23,11 @@ ERRORS = {
     403: ("Forbidden", "the token's role (or its queue types) does not allow this request"),
     404: ("NotFound", "not found"),
     413: ("TooLarge", "request body too large"),
-    503: ("Unavailable", "Redis unavailable or refusing writes (`reason`); whether the request took effect is unknown"),
+    503: (
+        "Unavailable",
+        "Redis unavailable or refusing writes, or fewer replicas than `wait_replicas` confirmed the change"
+        " (`reason`); whether the request took effect is unknown",
+    ),
 }
 
 

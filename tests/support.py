@@ -3,6 +3,7 @@ step, real HTTP calls, and the real servers and Redis Cluster they run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,10 +13,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import redis
+from redis.crc import key_slot
 
 from sharq_server.embedded import EmbeddedRedis
 
@@ -136,18 +138,23 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 class LocalCluster:
-    """A 3-node Redis Cluster on loopback, slots split evenly, no replicas."""
+    """A Redis Cluster on loopback: 3 primaries, slots split evenly, and with
+    `replicas` one replica of each (nodes 3, 4, 5 replicate 0, 1, 2)."""
 
-    def __init__(self, data_dir: str, executable: str) -> None:
+    BOUNDS = (0, 5461, 10923, 16384)
+
+    def __init__(
+        self, data_dir: str, executable: str, replicas: bool = False, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.nodes = [
             EmbeddedRedis(
                 os.path.join(data_dir, f"node{n}"),
                 port=_free_cluster_port(),
                 executable=executable,
                 persistent=False,
-                extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", *extra_args),
             )
-            for n in range(3)
+            for n in range(6 if replicas else 3)
         ]
         self.url = f"redis://127.0.0.1:{self.nodes[0].port}/0"
 
@@ -155,15 +162,75 @@ class LocalCluster:
         for node in self.nodes:
             node.start()
         clients = [redis.Redis(port=node.port) for node in self.nodes]
-        bounds = [0, 5461, 10923, 16384]
-        for n, client in enumerate(clients):
-            client.execute_command("CLUSTER ADDSLOTS", *range(bounds[n], bounds[n + 1]))
+        for n, client in enumerate(clients[:3]):
+            client.execute_command("CLUSTER ADDSLOTS", *range(self.BOUNDS[n], self.BOUNDS[n + 1]))
+        for client in clients:
             client.execute_command("CLUSTER MEET", "127.0.0.1", self.nodes[0].port)
+        for primary, replica in zip(clients, clients[3:], strict=False):
+            primary_id = primary.execute_command("CLUSTER MYID").decode()
+            wait_for(lambda r=replica, i=primary_id: _knows(r, i), timeout=20, what="the replica to meet its primary")
+            replica.execute_command("CLUSTER REPLICATE", primary_id)
         for client in clients:
             wait_for(lambda c=client: c.cluster("info")["cluster_state"] == "ok", timeout=20, what="the cluster")
+        for primary, replica in zip(clients, clients[3:], strict=False):
+            wait_for(lambda p=primary, r=replica: in_sync(p, [r]), timeout=20, what="the replicas to sync")
+        for client in clients:
             client.close()
         return self
 
+    def replace_as_replica(self, index: int, primary: EmbeddedRedis) -> None:
+        """Start node `index` again as a new, empty node replicating `primary`, as an
+        operator replaces a dead one; returns once it is in sync."""
+        node = self.nodes[index]
+        os.remove(os.path.join(node.data_dir, "nodes.conf"))
+        node.start()
+        with redis.Redis(port=node.port) as client, redis.Redis(port=primary.port) as leader:
+            client.execute_command("CLUSTER MEET", "127.0.0.1", primary.port)
+            leader_id = leader.execute_command("CLUSTER MYID").decode()
+            wait_for(lambda: _knows(client, leader_id), timeout=10, what="the new node to meet the cluster")
+            client.execute_command("CLUSTER REPLICATE", leader_id)
+            wait_for(lambda: in_sync(leader, [client]), timeout=10, what="the new replica to sync")
+
+    def shard_of(self, key: str) -> int:
+        """Which primary (0, 1, 2) held `key`'s slot at the start."""
+        slot = key_slot(key.encode())
+        return next(n for n in range(3) if slot < self.BOUNDS[n + 1])
+
     def stop(self) -> None:
         for node in self.nodes:
+            if node.process is not None and node.process.poll() is None:
+                os.kill(node.process.pid, signal.SIGCONT)  # a test may have frozen it
             node.stop()
+
+
+def _knows(client: redis.Redis, node_id: str) -> bool:
+    return any(node["node_id"] == node_id for node in client.cluster("nodes").values())
+
+
+def in_sync(primary: redis.Redis, replicas: list[redis.Redis]) -> bool:
+    """True once every replica is online at the primary and has loaded its data (so
+    WAIT counts it; offsets are not compared, as they keep moving under load)."""
+    info = primary.info("replication")
+    links = [info[f"slave{n}"] for n in range(info.get("connected_slaves", 0))]
+    online = [link for link in links if link["state"] == "online"]
+    if len(online) < len(replicas):
+        return False
+    for replica in replicas:
+        state = replica.info("replication")
+        if (
+            state.get("master_link_status") != "up"
+            or state.get("master_sync_in_progress")
+            or replica.info("persistence")["loading"]
+        ):
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """The process stopped (SIGSTOP) for the block: it holds its sockets but answers nothing."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)

@@ -1,0 +1,117 @@
+"""Durable writes and a moving cluster: how a script that changes state is run.
+
+With ``wait_replicas = N``, a change is answered only once N replicas hold it.
+Redis' WAIT covers every earlier write of the connection it runs on, so it goes
+on the connection that ran the script: in one non-transactional pipeline with
+the EVALSHA (redis-py on a single Redis, or on the primary of the keys' slot of a
+cluster), or once after each batch the auto-pipeline flushes. RedisCluster
+cannot do it for us: it sends WAIT to every primary, and its pipeline sends a
+keyless WAIT to a random node, neither the connection that wrote.
+
+On a cluster, a command refused because the topology is changing (MOVED, ASK,
+READONLY, CLUSTERDOWN, TRYAGAIN, an uncovered slot) did not run, so it is sent
+again, against the refreshed slot map, until the request's time is up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
+from redis.cluster import RedisCluster
+from redis.commands.core import Script
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    ReadOnlyError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+
+from .config import RedisSettings
+from .exceptions import NotReplicated
+
+T = TypeVar("T")
+
+# the scripts that change nothing, so need no WAIT
+READ_ONLY = frozenset({"view", "stats", "status"})
+
+# refusals during a failover or a slot migration: the command did not run
+TOPOLOGY_ERRORS = (MovedError, AskError, ReadOnlyError, ClusterDownError, TryAgainError, SlotNotCoveredError)
+
+_FIRST_DELAY_S, _MAX_DELAY_S = 0.02, 0.25
+
+
+def check_replicas(acked: int, settings: RedisSettings) -> None:
+    """Raise NotReplicated when WAIT answered fewer replicas than configured."""
+    if acked < settings.wait_replicas:
+        raise NotReplicated(acked, settings.wait_replicas, settings.wait_timeout_ms)
+
+
+def eval_and_wait(
+    client: redis.Redis, script: Script, keys: list[Any], args: list[Any], settings: RedisSettings, asking: bool = False
+) -> Any:
+    """EVALSHA then WAIT on one connection of `client` (ASKING first after an ASK)."""
+    for attempt in range(2):
+        with client.pipeline(transaction=False) as pipe:
+            if asking:
+                pipe.execute_command("ASKING")
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", settings.wait_replicas, settings.wait_timeout_ms)
+            *_, reply, acked = pipe.execute(raise_on_error=False)
+        if isinstance(reply, NoScriptError) and attempt == 0:  # Redis restarted or its cache was flushed
+            client.script_load(script.script)
+            continue
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(acked, Exception):
+            raise acked
+        check_replicas(int(acked), settings)
+        return reply
+    raise AssertionError("unreachable")
+
+
+def cluster_eval_and_wait(
+    cluster: RedisCluster, script: Script, keys: list[Any], args: list[Any], settings: RedisSettings
+) -> Any:
+    """`eval_and_wait` on the primary of the keys' slot; the slot map is refreshed
+    when that node has moved, failed or gone."""
+    node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(keys[0]))
+    try:
+        return eval_and_wait(cluster.get_redis_connection(node), script, keys, args, settings)
+    except AskError as error:  # the slot is migrating and the keys have left: ask the target
+        target = cluster.get_node(host=error.host, port=error.port)
+        if target is None:
+            refresh_topology(cluster)
+            raise
+        return eval_and_wait(cluster.get_redis_connection(target), script, keys, args, settings, asking=True)
+    except (MovedError, ReadOnlyError, ClusterDownError, redis.ConnectionError, redis.TimeoutError):
+        refresh_topology(cluster)
+        raise
+
+
+def refresh_topology(client: Any) -> None:
+    """On a cluster, read the slot map again (as RedisCluster does after such
+    errors); a node that cannot answer leaves the old map, and the caller's error stands."""
+    if isinstance(client, RedisCluster):
+        with contextlib.suppress(redis.RedisError, OSError):
+            client.nodes_manager.initialize()
+
+
+def follow_topology(call: Callable[[], T], budget_s: float) -> T:
+    """`call()`, again after each topology refusal, until `budget_s` is spent."""
+    deadline = time.monotonic() + budget_s
+    delay = _FIRST_DELAY_S
+    while True:
+        try:
+            return call()
+        except TOPOLOGY_ERRORS:
+            if time.monotonic() + delay >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, _MAX_DELAY_S)

@@ -1,0 +1,152 @@
+"""wait_replicas on a real primary with a real replica: a change is answered only once
+the replica holds it; with the replica frozen, writes answer 503 (reason "replicas")
+and reads still answer; the gevent server's auto-pipeline shares one WAIT per batch."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from sharq_core import Config, ConfigError, DuplicateJob, NotReplicated, SharQ, load_config
+from sharq_core.keys import Keys
+from sharq_server.embedded import EmbeddedRedis
+from tests.conftest import _setups, _version
+from tests.support import ServerProcess, free_port, frozen, in_sync, wait_for
+
+pytestmark = pytest.mark.e2e
+
+WAIT_MS = 500  # ample for a healthy replica on a busy machine
+BINARIES = [binary for binary, clustered in _setups() if not clustered]
+
+
+@pytest.fixture(params=BINARIES, ids=lambda binary: f"redis-{_version(binary)}")
+def pair(request: pytest.FixtureRequest, tmp_path):
+    """A primary and its replica, in sync."""
+    primary = EmbeddedRedis(str(tmp_path / "primary"), port=free_port(), executable=request.param, persistent=False)
+    primary.start()
+    replica = EmbeddedRedis(
+        str(tmp_path / "replica"),
+        port=free_port(),
+        executable=request.param,
+        persistent=False,
+        extra_args=("--replicaof", "127.0.0.1", str(primary.port)),
+    )
+    replica.start()
+    clients = [redis.Redis(port=primary.port), redis.Redis(port=replica.port)]
+    wait_for(lambda: in_sync(clients[0], clients[1:]), what="the replica to sync")
+    yield primary, replica
+    for client in clients:
+        client.close()
+    replica.stop()
+    primary.stop()
+
+
+def durable_config(primary: EmbeddedRedis, replicas: int = 1) -> Config:
+    base = Config()
+    settings = dataclasses.replace(
+        base.redis, url=primary.url, embedded=False, wait_replicas=replicas, wait_timeout_ms=WAIT_MS
+    )
+    return dataclasses.replace(base, redis=settings)
+
+
+def test_a_change_is_on_the_replica_when_answered(pair) -> None:
+    primary, replica = pair
+    sq = SharQ(durable_config(primary))
+    on_replica = redis.Redis(port=replica.port)
+    for n in range(20):
+        assert sq.enqueue({"n": n}, 0, f"j{n}", "q1", "sms") == {"status": "queued"}
+        # read straight from the replica, right after the answer: no wait_for
+        assert on_replica.hexists(sq.keys.jobs("sms", "q1"), f"j{n}")
+    job = sq.dequeue("sms")
+    assert sq.finish_job(job["job_id"], job["queue_id"], "sms", job["receipt"]) == {"status": "success"}
+    assert on_replica.zscore(sq.keys.done("sms"), f"q1:{job['job_id']}") is not None
+
+
+def test_a_frozen_replica_makes_writes_unconfirmed_and_reads_still_answer(pair) -> None:
+    primary, replica = pair
+    sq = SharQ(durable_config(primary))
+    sq.enqueue({}, 0, "before", "q1", "sms")
+    with frozen(replica.process.pid):
+        started = time.monotonic()
+        with pytest.raises(NotReplicated) as raised:
+            sq.enqueue({}, 0, "during", "q1", "sms")
+        assert WAIT_MS / 1000 <= time.monotonic() - started < WAIT_MS / 1000 + 1
+        assert raised.value.status == 503
+        assert raised.value.details == {"reason": "replicas", "replicas": 0, "wait_replicas": 1}
+        assert "may or may not survive" in raised.value.message
+        with pytest.raises(NotReplicated):
+            sq.set_limits("sms", "q1", interval=10)
+        # view, stats and status change nothing: no WAIT, no error
+        assert sq.job_status("sms", "q1", "before")["state"] == "queued"
+        assert sq.type_stats("sms")["jobs"]["queued"] == 2
+    # the unconfirmed enqueue did happen on the primary: once the replica has caught
+    # up, a retry says so
+    links = [redis.Redis(port=primary.port), redis.Redis(port=replica.port)]
+    wait_for(lambda: in_sync(links[0], links[1:]), what="the replica to catch up")
+    with pytest.raises(DuplicateJob):
+        sq.enqueue({}, 0, "during", "q1", "sms")
+
+
+def test_more_replicas_than_exist_is_a_503_every_time(pair) -> None:
+    primary, _ = pair
+    sq = SharQ(durable_config(primary, replicas=2))
+    with pytest.raises(NotReplicated) as raised:
+        sq.enqueue({}, 0, "j1", "q1", "sms")
+    assert raised.value.details["replicas"] == 1
+
+
+def test_server_answers_503_with_reason_and_shares_one_wait_per_batch(pair, tmp_path) -> None:
+    primary, replica = pair
+    env = {
+        "SHARQ_REDIS_URL": primary.url,
+        "SHARQ_REDIS_WAIT_REPLICAS": "1",
+        "SHARQ_REDIS_WAIT_TIMEOUT_MS": str(WAIT_MS),
+    }
+    server = ServerProcess(str(tmp_path / "sharq"), workers=1, env=env).start()
+    try:
+        assert server.call("POST", "/enqueue/sms/q1/", {"job_id": "j0", "payload": 1, "interval": 0})[0] == 201
+        assert redis.Redis(port=replica.port).hexists(Keys("sharq").jobs("sms", "q1"), "j0")
+        with frozen(replica.process.pid):
+
+            def enqueue(n: int) -> tuple[int, dict]:
+                return server.call("POST", "/enqueue/sms/q1/", {"job_id": f"j{n}", "payload": 1, "interval": 0})
+
+            started = time.monotonic()
+            with ThreadPoolExecutor(20) as pool:
+                answers = list(pool.map(enqueue, range(1, 41)))
+            elapsed = time.monotonic() - started
+            assert {status for status, _ in answers} == {503}
+            assert {body["reason"] for _, body in answers} == {"replicas"}
+            assert "may or may not survive" in answers[0][1]["message"]
+            # 40 writes, 20 at a time: a WAIT each in turn would take 40 x WAIT_MS;
+            # the writes that arrive while one WAIT blocks share the next
+            assert elapsed < 8 * WAIT_MS / 1000, elapsed
+            assert server.call("GET", "/stats/sms/")[0] == 200  # a read needs no replica
+        assert server.call("POST", "/enqueue/sms/q1/", {"job_id": "j99", "payload": 1, "interval": 0})[0] == 201
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SHARQ_REDIS_WAIT_REPLICAS": "1"}, "embedded"),
+        ({"SHARQ_REDIS_WAIT_REPLICAS": "-1", "SHARQ_REDIS_PORT": "6380"}, "wait_replicas"),
+        ({"SHARQ_REDIS_WAIT_TIMEOUT_MS": "0", "SHARQ_REDIS_PORT": "6380"}, "WAIT 0"),
+        ({"SHARQ_REDIS_WAIT_TIMEOUT_MS": "2000", "SHARQ_REDIS_PORT": "6380"}, "shorter than socket_timeout"),
+    ],
+)
+def test_config_refuses_waits_it_cannot_honour(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, environ=environ)
+
+
+def test_config_reads_wait_settings_from_the_environment() -> None:
+    environ = {"SHARQ_REDIS_URL": "redis://r:6379/0", "SHARQ_REDIS_WAIT_REPLICAS": "2"}
+    settings = load_config(None, environ={**environ, "SHARQ_REDIS_WAIT_TIMEOUT_MS": "250"}).redis
+    assert (settings.wait_replicas, settings.wait_timeout_ms) == (2, 250)
+    assert (load_config(None, environ={}).redis.wait_replicas, Config().redis.wait_timeout_ms) == (0, 100)
