@@ -34,10 +34,14 @@ from sharq_core.jobs import DequeuedJob
 from sharq_core.replication import refresh_topology
 from sharq_core.shards import type_of
 
+from .announcements import Announcements
+
 log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 30
 _RECONNECT_MAX_S = 5.0
+# how soon (s) the listener follows the sharded channels of a type newly waited on
+_FOLLOW_S = 0.05
 
 
 class _Waiter:
@@ -181,20 +185,21 @@ class LongPoll:
         self._subscribed.wait(self.engine.config.redis.socket_timeout)
 
     def _run(self) -> None:
-        channel = self.engine.keys.ready_channel()
         delay = 0.1
         while not self._closing.is_set():
-            pubsub = self.engine.redis.pubsub(ignore_subscribe_messages=True)
+            announcements: Announcements | None = None
             try:
-                pubsub.subscribe(channel)
-                pubsub.get_message(timeout=self.engine.config.redis.socket_timeout)  # the subscribe reply
+                announcements = Announcements(self.engine)
+                announcements.open()
                 self._subscribed.set()
                 self._wake()  # anything announced before the subscription took is looked at now
                 delay = 0.1
                 while not self._closing.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._wake(type_of(message["data"].decode()))  # a shard wakes its type's line
+                    for queue_type in announcements.follow(self._waiting_types()):
+                        self._wake(queue_type)  # its first announcements may have come before
+                    announced = announcements.next(timeout=_FOLLOW_S if announcements.sharded else 1.0)
+                    if announced is not None:
+                        self._wake(type_of(announced))  # a shard wakes its type's line
             except (redis.RedisError, OSError) as error:
                 self._subscribed.clear()
                 self._wake()  # parked polls ask Redis now: each answers 503 at once, not at its deadline
@@ -205,7 +210,12 @@ class LongPoll:
                 self._closing.wait(delay)
                 delay = min(delay * 2, _RECONNECT_MAX_S)
             finally:
-                pubsub.close()
+                if announcements is not None:
+                    announcements.close()
+
+    def _waiting_types(self) -> list[str]:
+        with self._lock:
+            return list(self._lines)
 
 
 def client_alive(sock: Any) -> bool:

@@ -206,11 +206,18 @@ local function forget_queue(k, base, queue_id, memory, now)
 end
 
 -- Tell every server that a job of this type may be ready now: long-polling
--- requests parked on the type wake up (the channel is "<prefix>:ready", the
--- message the queue type).
+-- requests parked on the type wake up; the message is the queue type (a shard's
+-- internal name). On Redis 7+ on the shard's own channel "<base>:ready" (SPUBLISH:
+-- Cluster delivers it within the slot's shard); before 7.0, which has no
+-- SPUBLISH (nor REDIS_VERSION_NUM), on "<prefix>:ready", broadcast to every node.
+-- sharq_server/announcements.py subscribes the same way.
 local function announce(base)
   local prefix, queue_type = string.match(base, '^(.*):{([^}]*)}$')
-  redis.call('PUBLISH', prefix .. ':ready', queue_type)
+  if redis.REDIS_VERSION_NUM then
+    redis.call('SPUBLISH', base .. ':ready', queue_type)
+  else
+    redis.call('PUBLISH', prefix .. ':ready', queue_type)
+  end
 end
 
 -- Record when the queue's head job (`job_id`; nil: the queue is empty) was

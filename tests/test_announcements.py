@@ -1,0 +1,79 @@
+"""Long-poll wake-ups: SPUBLISH on a shard's own channel from Redis 7, PUBLISH before."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from sharq_core import SharQ
+from sharq_server.announcements import Announcements, redis_major
+from tests.support import LocalCluster, ServerProcess, http, wait_for
+
+
+def test_announcements_follow_the_redis_version(sq: SharQ) -> None:
+    announcements = Announcements(sq)
+    try:
+        assert announcements.sharded == (redis_major(sq.redis) >= 7)
+        announcements.open()
+        assert announcements.follow(["t"]) == (["t"] if announcements.sharded else [])
+        assert announcements.follow(["t"]) == []  # followed once
+        sq.enqueue(1, 0, "j", "q", "t")
+        deadline = time.monotonic() + 5
+        heard = None
+        while heard is None and time.monotonic() < deadline:
+            heard = announcements.next(0.2)
+        assert heard == "t"
+    finally:
+        announcements.close()
+
+
+def _redis7() -> str:
+    binary = shutil.which("redis-server")
+    if not binary:
+        pytest.skip("no redis-server on PATH (the Redis 7 cluster needs one)")
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    if int(version.split("v=")[1].split(".")[0]) < 7:
+        pytest.skip(f"redis-server on PATH is older than 7: {version.strip()}")
+    return binary
+
+
+@pytest.mark.e2e
+def test_long_polls_on_a_sharded_type_wake_through_shard_channels(tmp_path) -> None:
+    """A type over 6 shards on a Redis 7 cluster: parked polls subscribe to each
+    shard's channel (SSUBSCRIBE on the shard's node) and wake on each enqueue."""
+    cluster = LocalCluster(str(tmp_path / "cluster"), _redis7()).start()
+    env = {"SHARQ_REDIS_URL": cluster.url, "SHARQ_REDIS_CLUSTERED": "1"}
+    server = ServerProcess(str(tmp_path / "data"), workers=1, env=env).start()
+    try:
+        assert server.call("PUT", "/types/hot/", {"shards": 6})[0] == 200
+        with ThreadPoolExecutor(6) as pool:
+            polls = [pool.submit(http, "GET", f"{server.url}/dequeue/hot/?wait=20", timeout=30) for _ in range(6)]
+            wait_for(lambda: server.call("GET", "/deepstatus/")[1]["parked"] == 6, what="6 parked polls")
+            wait_for(lambda: _followed(cluster) == 6, what="the 6 shard channels followed")
+            started = time.monotonic()
+            for n in range(6):
+                assert (
+                    server.call("POST", f"/enqueue/hot/tenant{n}/", {"job_id": f"j{n}", "payload": n, "interval": 0})[0]
+                    == 201
+                )
+            answers = [poll.result() for poll in polls]
+        assert sorted(body["job_id"] for _, body in answers) == [f"j{n}" for n in range(6)]
+        assert time.monotonic() - started < 5
+    finally:
+        server.stop()
+        cluster.stop()
+
+
+def _followed(cluster: LocalCluster) -> int:
+    """Subscribers to the 6 shard channels, over every node."""
+    channels = [f"sharq:{{hot#{n}}}:ready" for n in range(6)]
+    total = 0
+    for node in cluster.nodes:
+        with redis.Redis(port=node.port) as client:
+            total += sum(int(count) for count in client.execute_command("PUBSUB", "SHARDNUMSUB", *channels)[1::2])
+    return total
