@@ -69,7 +69,15 @@ class EngineBase:
         try:
             return call(self._layout(queue_type))
         except ShardsChanged:
-            return call(self._layout(queue_type, fresh=True))
+            try:
+                return call(self._layout(queue_type, fresh=True))
+            except ShardsChanged:
+                if not self._settle_layout(queue_type):
+                    raise
+                return call(self._layout(queue_type, fresh=True))
+
+    def _settle_layout(self, queue_type: str) -> bool:
+        raise NotImplementedError  # layouts.py
 
     def _script(self, name: str, keys: list[Any], args: list[Any]) -> Any:
         """Run one Lua script; on a cluster, again while a failover or migration

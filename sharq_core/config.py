@@ -200,8 +200,9 @@ def _check(config: Config) -> None:
         raise ConfigError("socket_timeout must be > 0 seconds")
     if redis.wait_replicas < 0 or redis.wait_timeout_ms <= 0:
         raise ConfigError("wait_replicas must be >= 0 and wait_timeout_ms > 0 (WAIT 0 would block for ever)")
-    if redis.wait_timeout_ms >= redis.socket_timeout * 1000:
-        raise ConfigError("wait_timeout_ms must be shorter than socket_timeout, or every write would time out")
+    if 2 * redis.wait_timeout_ms >= redis.socket_timeout * 1000:
+        # a write may wait for the WAIT already out, then its own: 503 within socket_timeout
+        raise ConfigError("wait_timeout_ms must be under half of socket_timeout, or writes could time out")
     if redis.wait_replicas and redis.embedded:
         raise ConfigError("wait_replicas needs a Redis with replicas (url, host or clustered), not the embedded one")
     if redis.appendfsync not in ("always", "everysec", "no"):

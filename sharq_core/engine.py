@@ -8,6 +8,7 @@ redis-py combines its command families):
 - controls.py      interval, limits, pause/resume
 - views.py         metrics, type_stats, queue(s), job_status, dead_letters
 - housekeeping.py  requeue, discover_types, clear_queue, dead-letter retry/delete
+- layouts.py       type_settings: a hot type spread over shards (shards.py)
 - base.py          the constants, state and script runner they share
 """
 
@@ -24,12 +25,13 @@ from .controls import ControlCommands
 from .delivery import DeliveryCommands
 from .housekeeping import HousekeepingCommands
 from .keys import Keys
+from .layouts import LayoutCommands
 from .producers import ProducerCommands
 from .scripts import load_scripts
 from .views import ViewCommands
 
 
-class SharQ(ProducerCommands, DeliveryCommands, ControlCommands, ViewCommands, HousekeepingCommands):
+class SharQ(ProducerCommands, DeliveryCommands, ControlCommands, ViewCommands, HousekeepingCommands, LayoutCommands):
     """A rate-limited, multi-tenant job queue over one Redis (or Redis Cluster).
 
     `config` is a path to the seed's INI file, an already built `Config`, or None

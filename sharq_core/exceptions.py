@@ -77,7 +77,8 @@ class NotReplicated(BackendUnavailable):
         super().__init__(
             f"the change reached {replicas} of the {wanted} replica(s) required within {timeout_ms} ms:"
             " it may or may not survive a failover. Retrying is safe: an enqueue with the same job_id"
-            " answers 409 if the first one was kept",
+            " answers 409 if the first one was kept, and jobs a dequeue took come back after"
+            " job_expire_interval",
             reason="replicas",
             replicas=replicas,
             wait_replicas=wanted,

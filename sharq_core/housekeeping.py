@@ -6,11 +6,9 @@ import logging
 import time
 from typing import Any
 
-from . import validation as check
 from .base import DISCOVERY_INTERVAL_S, RATE_MEMORY_MS, REQUEUE_BATCH, EngineBase
-from .exceptions import BadArgumentException, Conflict, DuplicateJob, NotFound
-from .keys import member
-from .shards import MAX_SHARDS, Layout
+from .exceptions import BackendUnavailable, BadArgumentException, DuplicateJob, NotFound, NotReplicated
+from .keys import glob_escape, member
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +31,15 @@ class HousekeepingCommands(EngineBase):
             for queue_type in self.discover_types():
                 log.warning("queue type %s held jobs but was missing from the registry: listed again", queue_type)
         totals = {"requeued": 0, "dead": 0}
+        unconfirmed: BackendUnavailable | None = None
         for shard in self._registered():  # each shard of a sharded type on its own
-            for name, count in self.requeue_type(shard).items():
-                totals[name] += count
+            try:
+                for name, count in self.requeue_type(shard).items():
+                    totals[name] += count
+            except NotReplicated as error:  # done, not confirmed: the other types still get their pass
+                unconfirmed = error
+        if unconfirmed is not None:
+            raise unconfirmed
         return totals
 
     def requeue_type(self, queue_type: str) -> dict[str, int]:
@@ -75,7 +79,7 @@ class HousekeepingCommands(EngineBase):
         primary), so this is for the background loop, not for requests.
         """
         self._discovered_at = time.monotonic()
-        prefix = _glob_escape(self.keys.prefix)
+        prefix = glob_escape(self.keys.prefix)
         found = set()
         for suffix in ("queues", "dead"):
             for key in self.redis.scan_iter(match=f"{prefix}:{{*}}:{suffix}", count=1000):
@@ -141,37 +145,3 @@ class HousekeepingCommands(EngineBase):
         if not deleted:
             raise NotFound("no such dead-lettered job")
         return {"status": "success"}
-
-    # -- the type's layout ------------------------------------------------------------
-
-    def type_settings(self, queue_type: str) -> dict[str, Any]:
-        """The type's settings: over how many shards it is spread."""
-        check.identifier("queue_type", queue_type)
-        return {"status": "success", "queue_type": queue_type, "shards": self._layout(queue_type, fresh=True).count}
-
-    def set_type_settings(self, queue_type: str, shards: Any) -> dict[str, Any]:
-        """Spread the type over `shards` hash tags (1 = unsharded). Only while no
-        shard holds jobs, dead letters, queue limits or pauses (Conflict
-        otherwise): a queue's shard follows from the count, so live state would
-        be stranded. The type-wide limits go along to the new shards."""
-        check.identifier("queue_type", queue_type)
-        count = check.integer("shards", shards, 1, MAX_SHARDS)
-        old = self._layout(queue_type, fresh=True)
-        new = Layout(queue_type, count)
-        every = list(dict.fromkeys([queue_type, *old.names(), *new.names()]))
-        for shard in every:  # refuse before writing anything
-            if self.redis.exists(*self.keys.live_keys(shard)):
-                raise Conflict("the queue type holds jobs, dead letters, queue limits or pauses: drain it first")
-        limits = self.redis.hmget(self.keys.settings(queue_type), "interval", "burst", "max_active")
-        for shard in every:
-            if not self._script("layout", self.keys.type_keys(shard) + self.keys.live_keys(shard), [count]):
-                raise Conflict("the queue type holds jobs, dead letters, queue limits or pauses: drain it first")
-            values = ["-" if value is None else int(value) for value in limits]
-            self._script("type_limits", self.keys.type_keys(shard), [self.keys.base(shard), *values])
-        self._layouts.pop(queue_type, None)
-        return self.type_settings(queue_type)
-
-
-def _glob_escape(text: str) -> str:
-    """`text` matched literally in a SCAN MATCH pattern."""
-    return "".join("\\" + char if char in "*?[]\\" else char for char in text)

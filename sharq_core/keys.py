@@ -137,6 +137,11 @@ class Keys:
         return f"{self.base(queue_type)}:stats:{minute_ms}"
 
 
+def glob_escape(text: str) -> str:
+    """`text` matched literally in a SCAN MATCH pattern."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
 def member(queue_id: str, job_id: str) -> str:
     """How a job is named in the per-type active and dead-letter sets."""
     return f"{queue_id}:{job_id}"

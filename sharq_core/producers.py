@@ -133,8 +133,10 @@ class ProducerCommands(EngineBase):
         shard that finds the shard count changed writes nothing; its jobs are
         routed again on the count read afresh."""
         codes: dict[int, int] = {}
-        for fresh in (False, True):
-            layout = self._layout(queue_type, fresh)
+        for attempt in range(3):
+            if attempt == 2 and not self._settle_layout(queue_type):
+                break
+            layout = self._layout(queue_type, fresh=attempt > 0)
             groups: dict[str, list[int]] = {}
             for index, job in enumerate(jobs):
                 if index not in codes:

@@ -136,12 +136,12 @@ class ViewCommands(EngineBase):
             replies = pipe.execute()
         ids = sorted(name.decode() for names in replies[::2] for name in names)[offset : offset + limit]
         views: dict[str, dict[str, Any]] = {}
-        type_paused = None
         for shard in layout.names():
             mine = [queue_id for queue_id in ids if layout.of(queue_id) == shard]
             if mine:
-                _, type_paused, queues = self._view(shard, ["ids", *mine])
+                _, _, queues = self._view(shard, ["ids", *mine])
                 views.update((queue["queue_id"], queue) for queue in queues)
+        type_paused = self.redis.get(self.keys.type_paused(layout.name(0)))  # every shard holds it; a page may be empty
         answer = {"status": "success", "total": sum(replies[1::2]), **_type_pause(type_paused)}
         return {**answer, "queues": [views[queue_id] for queue_id in ids]}
 

@@ -15,7 +15,7 @@ import threading
 import redis
 from flask import Flask
 
-from sharq_core import SharQ
+from sharq_core import BackendUnavailable, SharQ
 
 from .longpoll import close_on_shutdown
 from .prometheus import REQUEUE_FAILURES, REQUEUE_PASSES
@@ -74,7 +74,7 @@ class RequeueLoop:
                 if counts and any(counts.values()):
                     log.info("requeued %(requeued)d expired job(s), dead-lettered %(dead)d", counts)
                 delay = self.interval_s
-            except redis.RedisError as error:
+            except (redis.RedisError, BackendUnavailable) as error:  # replicas short, say
                 REQUEUE_FAILURES.inc()
                 delay = min(max(delay * 2, self.interval_s), MAX_BACKOFF_S)
                 log.warning("requeue pass failed (%s); next try in %.1fs", error, delay)

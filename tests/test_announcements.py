@@ -23,7 +23,7 @@ def test_announcements_follow_the_redis_version(sq: SharQ) -> None:
         assert announcements.follow(["t"]) == (["t"] if announcements.sharded else [])
         assert announcements.follow(["t"]) == []  # followed once
         sq.enqueue(1, 0, "j", "q", "t")
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         heard = None
         while heard is None and time.monotonic() < deadline:
             heard = announcements.next(0.2)

@@ -137,7 +137,7 @@ def test_server_answers_503_with_reason_and_shares_one_wait_per_batch(pair, tmp_
         ({"SHARQ_REDIS_WAIT_REPLICAS": "1"}, "embedded"),
         ({"SHARQ_REDIS_WAIT_REPLICAS": "-1", "SHARQ_REDIS_PORT": "6380"}, "wait_replicas"),
         ({"SHARQ_REDIS_WAIT_TIMEOUT_MS": "0", "SHARQ_REDIS_PORT": "6380"}, "WAIT 0"),
-        ({"SHARQ_REDIS_WAIT_TIMEOUT_MS": "2000", "SHARQ_REDIS_PORT": "6380"}, "shorter than socket_timeout"),
+        ({"SHARQ_REDIS_WAIT_TIMEOUT_MS": "1000", "SHARQ_REDIS_PORT": "6380"}, "under half of socket_timeout"),
     ],
 )
 def test_config_refuses_waits_it_cannot_honour(environ: dict[str, str], message: str) -> None:

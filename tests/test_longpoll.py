@@ -286,3 +286,21 @@ def test_parked_polls_answer_at_once_when_redis_goes_away(tmp_path) -> None:
     finally:
         poll.close()
         own.stop()
+
+
+def test_purging_the_job_that_held_the_type_cap_wakes_a_parked_poll(longpoll: LongPoll) -> None:
+    """Found by review: a purge that frees a type-wide max_active slot announces it,
+    as a finish does; the parked poll used to sit out its whole wait."""
+    engine = longpoll.engine
+    engine.set_type_limits("t", max_active=1)
+    engine.enqueue(1, 0, "a", "qa", "t")
+    engine.enqueue(2, 0, "b", "qb", "t")
+    assert engine.dequeue("t")["job_id"] == "a"
+    got: list = []
+    thread = park(longpoll, got, wait=20)
+    parked(longpoll, 1)
+    started = time.monotonic()
+    engine.delete_queue("t", "qa", purge_all=True)
+    thread.join(10)
+    assert [job.job_id for job in got[0][0]] == ["b"]
+    assert time.monotonic() - started < 5

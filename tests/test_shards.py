@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import pytest
 from redis.cluster import key_slot
 
-from sharq_core import Config, Conflict, SharQ
+from sharq_core import Config, Conflict, DuplicateJob, SharQ
 from sharq_core.shards import Layout
 from tests.support import Clock
 
@@ -155,3 +158,88 @@ def test_type_wide_limits_split_evenly_over_shards(sq: SharQ, clock: Clock) -> N
     for i, start in enumerate(times):
         for end in times[i:]:
             assert sum(1 for t in times if start <= t <= end) <= 6 + (end - start) // 100
+
+
+def test_a_stale_server_cannot_strand_a_job_while_shards_shrink(config: Config, redis_client, clock: Clock) -> None:
+    """Found by review: a server still routing by 4 shards while the type goes to 1
+    used to leave its job on a shard nobody read. The change seals every shard
+    first, so the stale enqueue is refused and routed again."""
+    admin = SharQ(config, clock=clock)
+    admin.set_type_settings("race", 4)
+    stale = SharQ(config, clock=clock)
+    assert stale.type_settings("race")["shards"] == 4
+    admin.set_type_settings("race", 1)
+    assert stale._layout("race").count == 4  # still cached
+    stale.enqueue(1, 0, "j1", "q5", "race")
+    assert admin.job_status("race", "q5", "j1")["state"] == "queued"
+    assert admin.dequeue("race")["job_id"] == "j1"
+
+
+def test_a_refused_change_leaves_every_shard_as_it_was(sq: SharQ) -> None:
+    sq.set_type_settings("hot", 4)
+    put(sq, "a", "q1")  # lives on one of the 4
+    with pytest.raises(Conflict):
+        sq.set_type_settings("hot", 2)
+    put(sq, "b", "q2")  # every shard open again, still 4
+    assert sq.type_settings("hot")["shards"] == 4
+    assert sq.metrics("hot")["total"] == 2
+
+
+def test_a_change_left_half_done_is_completed_by_the_next_caller(sq: SharQ, redis_client) -> None:
+    """Redis failed under a PUT /types/ after sealing: the next enqueue that meets
+    the sealed shards completes the change once it is plainly abandoned."""
+    for shard in ("race", *Layout("race", 3).names()):
+        assert sq._layout_script(shard, "seal")
+    long_ago = sq._redis_time() - 60_000
+    redis_client.hset(sq.keys.settings("race"), "changing", f"3:{long_ago}")
+    put_race = sq.enqueue({"job": "a"}, 0, "a", "q1", "race")
+    assert put_race == {"status": "queued"}
+    assert sq.type_settings("race")["shards"] == 3
+    assert not redis_client.hexists(sq.keys.settings("race"), "changing")
+
+
+def test_resharding_keeps_what_drained_queues_remember(sq: SharQ, clock: Clock) -> None:
+    """Found by review: the dedupe window, a queue's rate and the counters since the
+    type began survive a change of the shard count."""
+    put(sq, "done-1", "q1")
+    put(sq, "r1", "slow", interval=60_000)
+    for _ in range(2):
+        job = sq.dequeue("hot")
+        sq.finish(job["job_id"], job["queue_id"], "hot")
+    before = sq.type_stats("hot")["counters"]
+    sq.set_type_settings("hot", 3)
+    with pytest.raises(DuplicateJob):
+        put(sq, "done-1", "q1")  # still within the dedupe window
+    put(sq, "r2", "slow", interval=60_000)
+    clock.advance(1_000)
+    assert sq.dequeue("hot") == {"status": "failure", "retry_after_ms": 59_000}  # the rate held
+    assert sq.type_stats("hot")["counters"]["finished"] == before["finished"] == 2
+    clock.advance(59_000)
+    job = sq.dequeue("hot")
+    sq.finish(job["job_id"], job["queue_id"], "hot")
+    sq.set_type_settings("hot", 1)  # and back
+    assert sq.type_stats("hot")["counters"]["enqueued"] == before["enqueued"] + 1 == 3
+
+
+def test_racing_a_stale_enqueue_against_a_change_never_strands_it(config: Config, redis_client) -> None:
+    """Found by review: a stale server enqueueing while the count changes could land
+    a job on a shard the new count never reads (hit within a dozen tries). Now
+    either the change is refused (409, nothing changed) or the job is routed by
+    the new count: every job stays reachable, whatever the interleaving."""
+    admin, stale = SharQ(config), SharQ(config)
+    for attempt in range(40):
+        queue_type = f"race{attempt}"
+        admin.set_type_settings(queue_type, 4)
+        stale.type_settings(queue_type)  # caches 4
+        answers: list[object] = []
+
+        def produce(queue_type: str = queue_type, queue_id: str = f"q{attempt}", answers: list = answers) -> None:
+            answers.append(stale.enqueue(1, 0, "j", queue_id, queue_type))
+
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
+        with contextlib.suppress(Conflict):  # the job came first: nothing changed
+            admin.set_type_settings(queue_type, 1)
+        producer.join(10)
+        assert answers == [{"status": "queued"}], attempt
+        assert admin.job_status(queue_type, f"q{attempt}", "j")["state"] == "queued", attempt

@@ -61,10 +61,12 @@ local function queue_limits(k, queue_id)
 end
 
 -- Whether the caller routed by the type's current shard count `expected` (a
--- server's cached layout may be stale for a moment after PUT /types): a script
--- that would create per-queue state refuses when not, and the caller retries.
+-- server's cached layout may be stale for a moment after PUT /types) and no
+-- change of it is under way (layout.lua): a script that would create per-queue
+-- state refuses when not, and the caller retries.
 local function layout_ok(k, expected)
-  return (tonumber(redis.call('HGET', k.settings, 'shards')) or 1) == tonumber(expected)
+  local stored = redis.call('HMGET', k.settings, 'shards', 'sealed')
+  return (tonumber(stored[1]) or 1) == tonumber(expected) and not stored[2]  -- sealed: a change is under way
 end
 
 -- The type-wide limits (PUT /limits/<type>/) as this shard applies them, or nil

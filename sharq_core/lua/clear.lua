@@ -58,8 +58,8 @@ else
       if redis.call('HINCRBY', k.nsched, queue_id, -1) <= 0 then redis.call('HDEL', k.nsched, queue_id) end
       gone = true
     elseif purge_all and redis.call('ZREM', k.active, member) == 1 then
-      if redis.call('HGET', k.receipts, member) ~= 'retry' then
-        free_slot(k, base, queue_id, now)
+      if redis.call('HGET', k.receipts, member) ~= 'retry' and free_slot(k, base, queue_id, now) then
+        announce(base)  -- a queue or the type was at its cap: a parked poll may go now
       end
       redis.call('HDEL', k.receipts, member)
       gone = true

@@ -1,24 +1,36 @@
---[[ layout: record over how many shards a queue type is spread, on one shard.
+--[[ layout: change over how many shards a queue type is spread, on one shard.
 
-Only while the shard holds nothing that lives per queue (jobs, dead letters,
-queue limits or pauses): a queue's shard follows from the count, so changing it
-under live state would strand that state. Every shard (and the type's unsharded
-keys, the authority servers read) holds the count, so a server routing by a
-stale count is refused by enqueue, limits and pause (layout_ok) and retries.
+A change seals every shard involved first (old, new and the type's unsharded keys,
+which hold the count servers read): a sealed shard refuses every script that would
+create per-queue state (layout_ok), so no server, however stale its cached
+count, can add state while the change runs. Sealing is refused while the shard
+holds anything that lives per queue (jobs, dead letters, queue limits, pauses):
+a queue's shard follows from the count, so that state would be stranded; the
+change then opens what it sealed and nothing changed. Once every shard is sealed
+the change commits the count to each (the unsharded keys last) and opens it.
 
 KEYS[1..18]  the type's keys (see _helpers.lua)
 KEYS[19..]   the keys whose existence keeps the type live (keys.py `live_keys`)
-ARGV[1]  the shard count (1 = unsharded)
+ARGV[1]  "seal", "commit" or "open"
+ARGV[2]  the new shard count (1 = unsharded), for "commit"
 
-Returns 1 recorded, 0 refused: the shard holds live state.
+Returns 1, or 0 when "seal" is refused: the shard holds live state.
 --]]
 local k = type_keys()
-if redis.call('EXISTS', unpack(KEYS, TYPE_KEYS + 1)) > 0 then
-  return 0
+local action = ARGV[1]
+if action == 'seal' then
+  if redis.call('EXISTS', unpack(KEYS, TYPE_KEYS + 1)) > 0 then
+    return 0
+  end
+  redis.call('HSET', k.settings, 'sealed', 1)
+  return 1
 end
-if ARGV[1] == '1' then
-  redis.call('HDEL', k.settings, 'shards')
-else
-  redis.call('HSET', k.settings, 'shards', ARGV[1])
+if action == 'commit' then
+  if ARGV[2] == '1' then
+    redis.call('HDEL', k.settings, 'shards')
+  else
+    redis.call('HSET', k.settings, 'shards', ARGV[2])
+  end
 end
+redis.call('HDEL', k.settings, 'sealed')
 return 1
