@@ -2,7 +2,8 @@
 
 It starts its own Redis, SharQ (`sharq-server`, 1 then 2 workers), an empty Flask
 app and a one-PING-per-request app, drives them with wrk (throughput) and hey
-(latency at a fixed rate), and prints one table: each figure absolute and as a
+(latency at a fixed rate), then a hot type unsharded and over 6 shards on a
+3-primary Redis Cluster (`bench/cluster.py`), and prints one table: each figure absolute and as a
 ratio to the empty app measured just before it, medians of 3 rounds. With one
 worker the servers run on CPU 0 and wrk and Redis on CPU 1, which keeps the
 figures steady on a 2-core machine; with two workers the servers may use both.
@@ -32,7 +33,7 @@ from sharq_core import Config, RedisSettings, SharQ
 from sharq_server.embedded import EmbeddedRedis
 from tests.support import free_port, http
 
-from . import costs
+from . import cluster, costs
 from . import workers as workers_bench
 from .serve import serving
 
@@ -230,6 +231,8 @@ def run(rounds: int, seconds: float, sharq_bin: str, parts: str, base: str | Non
     finally:
         store.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+    if parts in ("all", "cluster"):
+        rows += cluster.rows(cluster.measure(rounds, cluster.JOBS), cluster.JOBS)
     return rows
 
 
@@ -309,7 +312,9 @@ def main() -> None:
     parser.add_argument(
         "--base", help="another build's sharq-server (e.g. a checkout of an older commit) to measure side by side"
     )
-    parser.add_argument("--parts", choices=["all", "server", "e2e", "workers"], default="all", help="what to measure")
+    parser.add_argument(
+        "--parts", choices=["all", "server", "e2e", "workers", "cluster"], default="all", help="what to measure"
+    )
     options = parser.parse_args()
     started = time.monotonic()
     rows = run(options.rounds, options.seconds, options.sharq_bin, options.parts, options.base)
