@@ -111,11 +111,17 @@ class DeliveryCommands(EngineBase):
         for index, ack in enumerate(acks):
             groups.setdefault(layout.of(ack[0]), []).append(index)
         results: list[dict[str, Any]] = [{} for _ in acks]
-        for shard, indexes in groups.items():
-            for index, result in zip(indexes, self._finish_shard(shard, [acks[i] for i in indexes], 0)[0], strict=True):
+        taken: list[DequeuedJob] = []
+        last = list(groups)[-1] if groups else None
+        for shard, indexes in groups.items():  # the last call also takes, as unsharded
+            mine = self._finish_shard(shard, [acks[i] for i in indexes], next_count if shard == last else 0)
+            for index, result in zip(indexes, mine[0], strict=True):
                 results[index] = result
-        taken, wait = self.take(queue_type, next_count) if next_count else ([], None)
-        return results, taken, wait
+            taken += mine[1]
+        if len(taken) == next_count:
+            return results, taken, None
+        more, wait = self.take(queue_type, next_count - len(taken))  # that shard had too few: the others
+        return results, taken + more, (wait if not taken and not more else None)
 
     def _finish_shard(
         self, shard: str, acks: list[tuple[str, str, str]], next_count: int
