@@ -16,8 +16,10 @@ ENV SHARQ_HOST=0.0.0.0 SHARQ_PORT=8080 SHARQ_DATA_DIR=/data
 EXPOSE 8080
 VOLUME ["/data"]
 
+# /deepstatus/ (Redis answers and takes writes) with SHARQ_HEALTHCHECK_TOKEN (a
+# viewer token is enough) or with auth off; with auth on and no such token, / only.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD python -c "import os, urllib.request as u; r = u.Request('http://127.0.0.1:8080/deepstatus/', headers={'Authorization': 'Bearer ' + os.environ.get('SHARQ_AUTH_TOKENS', '').split(',')[0]}); u.urlopen(r, timeout=2)"
+  CMD python -c "import os, urllib.request as u; t = os.environ.get('SHARQ_HEALTHCHECK_TOKEN', ''); p = '/deepstatus/' if t or not os.environ.get('SHARQ_AUTH_TOKENS') else '/'; u.urlopen(u.Request('http://127.0.0.1:8080' + p, headers={'Authorization': 'Bearer ' + t}), timeout=2)"
 
 # sharq-server runs gunicorn with gevent workers; with SHARQ_REDIS_URL unset it
 # starts an embedded Redis persisted in /data.

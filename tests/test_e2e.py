@@ -219,3 +219,22 @@ def test_one_log_format_with_an_access_log(tmp_path, kind: str) -> None:
         assert any("/dequeue/busy/" in line for line in access)
         assert any("/dequeue/zero/?wait=0" in line for line in access)
         assert not any("wait=1" in line for line in access)
+
+
+def test_the_docker_healthcheck_command_works_with_scoped_tokens(tmp_path) -> None:
+    """The Dockerfile's HEALTHCHECK, run as Docker would (its port swapped for the
+    test server's): /deepstatus/ with SHARQ_HEALTHCHECK_TOKEN, refused with a wrong
+    one; with auth on and no such token it checks / only."""
+    dockerfile = (Path(__file__).parent.parent / "Dockerfile").read_text()
+    code = re.search(r'CMD python -c "(.*)"', dockerfile).group(1)
+    tokens = "adm1n=admin,v1ew=viewer,sha256:" + "0" * 64
+    server = ServerProcess(str(tmp_path / "data"), workers=1, env={"SHARQ_AUTH_TOKENS": tokens}).start()
+    try:
+        check = code.replace("127.0.0.1:8080", f"127.0.0.1:{server.port}")
+        base = {**os.environ, "SHARQ_AUTH_TOKENS": tokens}
+        for extra, healthy in (({"SHARQ_HEALTHCHECK_TOKEN": "v1ew"}, True), ({"SHARQ_HEALTHCHECK_TOKEN": "no"}, False),
+                               ({}, True)):  # fmt: skip
+            done = subprocess.run([sys.executable, "-c", check], env={**base, **extra}, capture_output=True)
+            assert (done.returncode == 0) == healthy, (extra, done.stderr)
+    finally:
+        server.stop()
