@@ -26,8 +26,8 @@ except ImportError as missing:  # an optional extra
 
 from . import calls
 from .calls import Call
-from .client import Batch, Job
 from .errors import Unavailable
+from .jobs import Batch, Job
 
 
 class AsyncClient:

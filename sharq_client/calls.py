@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from .client import Batch, Job
 from .errors import NotFound, SharqClientError, error_for
+from .jobs import Batch, Job
 
 
 def _nothing(data: dict[str, Any]) -> None:

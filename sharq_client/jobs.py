@@ -1,0 +1,41 @@
+"""What a dequeue hands a client: a delivered job, and an ack-and-take's answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Job:
+    """One delivered job. `receipt` names this delivery: finish, touch and fail
+    with it act only while no other delivery of the job has begun."""
+
+    queue_type: str
+    queue_id: str
+    job_id: str
+    payload: Any
+    receipt: str
+    requeues_remaining: int
+    current_queue_length: int
+    dequeued_at: int
+    expires_at: int
+
+    @classmethod
+    def from_json(cls, queue_type: str, data: dict[str, Any]) -> Job:
+        fields = ("queue_id", "job_id", "payload", "receipt", "requeues_remaining", "current_queue_length")
+        return cls(queue_type, *(data[name] for name in fields), data["dequeued_at"], data["expires_at"])
+
+    def ack(self) -> dict[str, str]:
+        """This job as an entry of a finish batch."""
+        return {"queue_id": self.queue_id, "job_id": self.job_id, "receipt": self.receipt}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What an ack-and-take call answered: one result per finished job, the jobs
+    taken, and when none was, the ms until one is due (None: none queued)."""
+
+    results: list[dict[str, Any]]
+    jobs: list[Job]
+    retry_after_ms: int | None
