@@ -153,6 +153,11 @@ end
 -- way), -1 the receipt does not name its current delivery.
 local function check_delivery(k, jobs_key, member, job_id, receipt)
   local current = redis.call('HGET', k.receipts, member)
+  -- a receipt is held only while its job is in the active set (take writes both,
+  -- finish, put_back and clear remove both), so only a job without one needs a look
+  if current and current ~= 'retry' then
+    return (receipt ~= '' and current ~= receipt) and -1 or 1
+  end
   if not redis.call('ZSCORE', k.active, member) or current == 'retry' then
     return redis.call('HEXISTS', jobs_key, job_id) == 1 and receipt ~= '' and -1 or 0
   end
