@@ -30,9 +30,12 @@ local k = type_keys()
 local now = now_ms(ARGV[1])
 local base, window = ARGV[2], tonumber(ARGV[3])
 
+-- nothing in this call adds a dead letter: with none, no job_id needs a look
+local any_dead = redis.call('EXISTS', k.dead) == 1
+
 -- why a job_id that is not in its queue's jobs hash is refused, or nil
 local function refused(member)
-  if redis.call('HEXISTS', k.dead, member) == 1 then
+  if any_dead and redis.call('HEXISTS', k.dead, member) == 1 then
     return -4
   end
   local done = tonumber(redis.call('ZSCORE', k.done, member))
