@@ -24,6 +24,7 @@ import redis
 from sharq_client import Client
 from tests.support import free_port, wait_for
 
+from .commands import commandstats
 from .serve import server_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -79,12 +80,13 @@ def sharq(bin_dir: str, store_url: str, store: redis.Redis, redis_pid: int, jobs
         try:
             time.sleep(1.0)  # the worker is up and parked before the clock starts
             pids = {"redis": [redis_pid], "server": family(server_pid), "worker": [worker.pid]}
-            before = {role: cpu_seconds(p) for role, p in pids.items()}
+            before, calls = {role: cpu_seconds(p) for role, p in pids.items()}, commandstats(store)
             started = time.perf_counter()
             producer = _produce(url, "e2e", jobs)
             wait_for(lambda: not store.exists("sharq:{e2e}:queues"), timeout=120, interval=0.005, what="the jobs")
             elapsed = time.perf_counter() - started
             used = {role: cpu_seconds(p) - before[role] for role, p in pids.items()}
+            used["commands"] = (commandstats(store) - calls).total()
         finally:
             worker.terminate()
             worker.wait(30)
@@ -111,13 +113,14 @@ def bullmq(redis_url: str, store: redis.Redis, redis_pid: int, jobs: int = JOBS)
     try:
         if worker.stdout.readline().strip() != "ready":
             raise RuntimeError("the BullMQ worker did not start")
-        before = cpu_seconds([redis_pid])
+        before, calls = cpu_seconds([redis_pid]), commandstats(store)
         started = time.perf_counter()
         producer = subprocess.run(
             ["node", script, "produce", redis_url, str(jobs)], capture_output=True, text=True, check=True, cwd=BULLMQ
         )
         last = worker.stdout.readline()
         elapsed = time.perf_counter() - started
+        commands = (commandstats(store) - calls).total()
         worker.wait(60)
     finally:
         if worker.poll() is None:
@@ -128,6 +131,7 @@ def bullmq(redis_url: str, store: redis.Redis, redis_pid: int, jobs: int = JOBS)
         "worker": _reported_cpu(last),
         "producer": _reported_cpu(producer.stdout.strip().splitlines()[-1]),
         "server": 0.0,
+        "commands": commands,
     }
     store.flushdb()
     return _figures(jobs, elapsed, used)
@@ -145,6 +149,7 @@ def _reported_cpu(line: str) -> float:
 def _figures(jobs: int, elapsed: float, used: dict[str, float]) -> dict[str, float]:
     figures = {"jobs/s": jobs / elapsed, **{role: 1000 * used[role] / jobs for role in ROLES}}
     figures["total"] = sum(figures[role] for role in ROLES)
+    figures["commands"] = used["commands"] / jobs  # INFO itself included: a handful in all
     return figures
 
 
@@ -154,6 +159,7 @@ def rows(label: str, figures: dict[str, float]) -> list[tuple[str, str, str]]:
     return [
         (f"{label}: 20,000 no-op jobs end to end", f"{figures['jobs/s']:,.0f} jobs/s", ""),
         (f"{label}: CPU ms per job", f"{figures['total']:.3f}", split),
+        (f"{label}: Redis commands per job, end to end", f"{figures['commands']:.1f}", ""),
     ]
 
 

@@ -33,7 +33,7 @@ from sharq_core import Config, RedisSettings, SharQ
 from sharq_server.embedded import EmbeddedRedis
 from tests.support import free_port, http
 
-from . import cluster, costs
+from . import cluster, commands, costs
 from . import workers as workers_bench
 from .serve import serving
 
@@ -217,6 +217,7 @@ def run(rounds: int, seconds: float, sharq_bin: str, parts: str, base: str | Non
         if parts in ("all", "e2e"):
             bench.client.flushdb()
             rows += costs.measure(store.url, store.process.pid, rounds, base and os.path.dirname(base))
+            rows += commands.rows(store.url)
         if parts in ("all", "workers"):
             bench.client.flushdb()
             server, url = workers_bench.start_server(store.url, workers=2)

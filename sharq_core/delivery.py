@@ -18,6 +18,8 @@ STALE_RECEIPT = "receipt does not name the job's current delivery: it was delive
 
 MAX_ERROR = 4000
 
+_ACK_FIELDS = frozenset(("queue_id", "job_id", "receipt"))
+
 
 class DeliveryCommands(EngineBase):
     """The engine's dequeue, take, finish, finish_many, touch, fail, release."""
@@ -151,7 +153,7 @@ class DeliveryCommands(EngineBase):
         try:
             if not isinstance(job, Mapping):
                 raise BadArgumentException("must be an object")
-            check.known_fields(job, ("queue_id", "job_id", "receipt"))
+            check.known_fields(job, _ACK_FIELDS)
             receipt = job.get("receipt")
             return (
                 check.identifier("queue_id", job.get("queue_id")),

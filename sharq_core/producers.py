@@ -22,6 +22,7 @@ _ENQUEUE_FAILURES = {
 _MISSING = object()
 
 JOB_FIELDS = ("job_id", "payload", "interval", "requeue_limit", "max_queued_length", "delay_ms", "not_before")
+_BATCH_FIELDS = frozenset((*JOB_FIELDS, "queue_id"))
 
 
 class ProducerCommands(EngineBase):
@@ -76,7 +77,12 @@ class ProducerCommands(EngineBase):
         if not isinstance(job, Mapping):
             raise BadArgumentException(f"jobs[{index}] must be an object")
         try:
-            return self._job_args(queue_id=job.get("queue_id"), **self._fields(job, ("queue_id",)))
+            check.known_fields(job, _BATCH_FIELDS)
+            get = job.get  # as _fields, without the dict between: this runs for every job of a batch
+            return self._job_args(
+                get("queue_id"), get("job_id"), get("payload", _MISSING), get("interval"), get("requeue_limit"),
+                get("max_queued_length"), get("delay_ms"), get("not_before"),
+            )  # fmt: skip
         except BadArgumentException as exc:
             raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
 

@@ -144,6 +144,17 @@ def test_finish_many_acknowledges_and_takes_in_one_call(sq: SharQ) -> None:
     assert sq.finish_many("sms", [], next_count=1)[1:] == ([], None)
 
 
+def test_finishing_a_retried_job_forgets_its_error(sq: SharQ, redis_client) -> None:
+    put(sq, "a", "q1")
+    put(sq, "b", "q2")
+    for job in sq.dequeue_many("sms", 2)["jobs"]:
+        sq.fail("sms", job["queue_id"], job["job_id"], receipt=job["receipt"], error="smtp 451")
+    jobs = sq.dequeue_many("sms", 2)["jobs"]
+    acks = [{"queue_id": job["queue_id"], "job_id": job["job_id"], "receipt": job["receipt"]} for job in jobs]
+    assert [r["status"] for r in sq.finish_many("sms", acks)[0]] == ["success", "success"]
+    assert redis_client.keys("*:errors") == []
+
+
 def test_finish_many_checks_every_entry_first(sq: SharQ, redis_client) -> None:
     put(sq, "a")
     take(sq)

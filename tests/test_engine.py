@@ -443,3 +443,36 @@ def test_seed_config_file_is_valid(redis_url: str, single_redis, monkeypatch: py
     assert sq.config.redis.key_prefix == "sharq_server"
     assert sq.config.redis.embedded is False
     assert sq.deep_status() == {"status": "success"}
+
+
+def test_a_refused_enqueue_leaves_no_record(sq: SharQ, clock: Clock, redis_client) -> None:
+    """enqueue.lua writes the record first and takes it back when the job is refused."""
+    put(sq, "dead", requeue_limit=0)
+    take(sq)
+    clock.advance(1001)
+    sq.requeue()
+    put(sq, "done")
+    sq.finish("done", "q1", "sms", take(sq)["receipt"])
+    put(sq, "held", "q2", max_queued_length=1)
+    for job_id, queue_id, state in (("dead", "q1", "dead"), ("done", "q1", "finished"), ("full", "q2", None)):
+        with pytest.raises((DuplicateJob, QueueFull)) as refused:
+            put(sq, job_id, queue_id, max_queued_length=1)
+        assert refused.value.details == ({"state": state} if state else {})
+    assert redis_client.exists(sq.keys.jobs("sms", "q1")) == 0
+    assert redis_client.hkeys(sq.keys.jobs("sms", "q2")) == [b"held"]
+    assert sq.job_status("sms", "q2", "full")["state"] == "unknown"
+    assert sq.job_status("sms", "q1", "dead")["state"] == "dead"
+
+
+def test_batches_count_each_queue_in_the_minute(sq: SharQ, clock: Clock) -> None:
+    """A call adds to a queue's minute counters once, by as many jobs as it moved."""
+    jobs = [{"queue_id": queue_id, "job_id": f"j{n}", "payload": n, "interval": 0} for n, queue_id in enumerate("aaab")]
+    sq.enqueue_many("sms", [*jobs, jobs[0]])  # the duplicate is not counted
+    sq.dequeue_many("sms", 3)
+    minute = str(clock.now - clock.now % 60_000)
+    counts = {q: sq.metrics("sms", q) for q in "ab"}
+    assert {q: m["enqueue_counts"][minute] for q, m in counts.items()} == {"a": 3, "b": 1}
+    assert sum(m["dequeue_counts"][minute] for m in counts.values()) == 3
+    assert (sq.metrics()["enqueue_counts"][minute], sq.metrics()["dequeue_counts"][minute]) == (4, 3)
+    counters = sq.type_stats("sms")["counters"]
+    assert (counters["enqueued"], counters["dequeued"]) == (4, 3)

@@ -132,6 +132,19 @@ def test_drained_queue_keeps_its_rate_memory_for_the_interval(sq: SharQ, clock: 
     assert redis_client.pttl(sq.keys.last("sms", "q1")) > 3_590_000
 
 
+def test_a_refilled_queue_keeps_its_rate_state_for_good(sq: SharQ, clock: Clock, redis_client) -> None:
+    """enqueue.lua lifts the expiry when the queue comes back, and only then."""
+    put(sq, "a", interval=1000)
+    take(sq)
+    sq.finish("a", "q1", "sms")
+    put(sq, "b", interval=1000)
+    put(sq, "c", interval=1000)
+    assert redis_client.pttl(sq.keys.last("sms", "q1")) == -1
+    clock.advance(11 * 60_000)  # past the rate memory: the state must still be there
+    assert take(sq)["job_id"] == "b"
+    assert take(sq) == {"status": "failure", "retry_after_ms": 1000}
+
+
 # -- 8.6 and the 503 retry: job ids known after they end ------------------------------
 
 

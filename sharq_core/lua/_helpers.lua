@@ -52,11 +52,29 @@ local function parse_limits(override)
   return string.match(override or '||', '^([^|]*)|([^|]*)|([^|]*)$')
 end
 
+-- true once a script has found that the type has no limits override at all
+-- (see skip_absent_overrides): the per-queue lookup is then skipped.
+local no_overrides = false
+
+-- For scripts that never write the limits hash (enqueue, dequeue, finish): one
+-- HLEN per call spares a lookup per job while no queue of the type has an override.
+local function skip_absent_overrides(k)
+  no_overrides = redis.call('HLEN', k.limits) == 0
+end
+
+-- A queue's limits override as three strings ("" where unset).
+local function override(k, queue_id)
+  if no_overrides then
+    return '', '', ''
+  end
+  return parse_limits(redis.call('HGET', k.limits, queue_id))
+end
+
 -- A queue's effective limits: interval, burst, max_active (nil: no cap). An
 -- override (PUT /limits) wins over the interval the last enqueue gave.
 local function queue_limits(k, queue_id)
   local interval = tonumber(redis.call('HGET', k.queues, queue_id)) or 0
-  local i, b, m = parse_limits(redis.call('HGET', k.limits, queue_id))
+  local i, b, m = override(k, queue_id)
   return tonumber(i) or interval, tonumber(b) or 1, tonumber(m)
 end
 
@@ -74,18 +92,25 @@ end
 -- shard allows one job per N x interval, floor(burst / N) back to back and
 -- floor(max_active / N) at once (at least 1 each), so over any window the shards
 -- together stay within the type's bound.
+-- Read once per call (no script that uses them changes them): false when none.
+local type_wide_read = nil
+
 local function type_limits(k)
+  if type_wide_read ~= nil then
+    return type_wide_read or nil
+  end
   local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards')
   local interval, cap = tonumber(s[1]), tonumber(s[3])
-  if not interval and not cap then
-    return nil
+  type_wide_read = false
+  if interval or cap then
+    local shards = tonumber(s[4]) or 1
+    type_wide_read = {
+      interval = interval and interval * shards,
+      burst = math.max(1, math.floor((tonumber(s[2]) or 1) / shards)),
+      cap = cap and math.max(1, math.floor(cap / shards)),
+    }
   end
-  local shards = tonumber(s[4]) or 1
-  return {
-    interval = interval and interval * shards,
-    burst = math.max(1, math.floor((tonumber(s[2]) or 1) / shards)),
-    cap = cap and math.max(1, math.floor(cap / shards)),
-  }
+  return type_wide_read or nil
 end
 
 -- 0 when the type-wide limits let one more job go now; else the ms until they do
@@ -130,6 +155,11 @@ end
 -- way), -1 the receipt does not name its current delivery.
 local function check_delivery(k, jobs_key, member, job_id, receipt)
   local current = redis.call('HGET', k.receipts, member)
+  -- a receipt is held only while its job is in the active set (take writes both,
+  -- finish, put_back and clear remove both), so only a job without one needs a look
+  if current and current ~= 'retry' then
+    return (receipt ~= '' and current ~= receipt) and -1 or 1
+  end
   if not redis.call('ZSCORE', k.active, member) or current == 'retry' then
     return redis.call('HEXISTS', jobs_key, job_id) == 1 and receipt ~= '' and -1 or 0
   end
@@ -242,14 +272,14 @@ local function free_slot(k, base, queue_id, now)
     redis.call('HDEL', k.nactive, queue_id)
   end
   local type_freed = false
-  local type_wide = redis.call('HEXISTS', k.settings, 'active') == 1 and type_limits(k)
-  if type_wide and type_wide.cap then
+  local type_wide = type_limits(k)
+  if type_wide and type_wide.cap and redis.call('HEXISTS', k.settings, 'active') == 1 then
     -- the type's count drops: a poll waiting on its cap may go now
     local held = redis.call('HINCRBY', k.settings, 'active', -1)
     if held < 0 then redis.call('HSET', k.settings, 'active', 0) end
     type_freed = held == type_wide.cap - 1
   end
-  local _, _, cap = queue_limits(k, queue_id)
+  local cap = tonumber((select(3, override(k, queue_id))))  -- only an override caps a queue
   if cap and left == cap - 1 then
     schedule_queue(k, base, queue_id, now)
     return true
@@ -279,20 +309,36 @@ local function promote(k, base, now, limit)
   return #due
 end
 
+-- Add a call's counts to the stats bucket of its minute: `total` under `field`
+-- ('e' enqueued, 'd' dequeued) and each queue's under "<field>:<queue_id>", one
+-- HINCRBY per queue however many of its jobs the call moved. The first count of
+-- the minute sets the expiry: the oldest of the ten buckets metrics reads
+-- started 9 minutes before this one.
+local function count_minute(base, now, field, total, by_queue)
+  local key = base .. ':stats:' .. (now - (now % 60000))
+  for queue_id, n in pairs(by_queue) do
+    redis.call('HINCRBY', key, field .. ':' .. queue_id, n)
+  end
+  if redis.call('HINCRBY', key, field, total) == total then
+    redis.call('PEXPIRE', key, 660000 - (now % 60000))
+  end
+end
+
 -- Hand out up to `count` ready jobs, fairest queue first, each under a fresh
 -- receipt `token`.<n>. Appends queue_id, job_id, record, queue_length, receipt
 -- per job to `out`; returns how many were served and, when none was, the ms
 -- until the earliest queued or delayed job is due (-1: none, or the type is
--- paused until resumed).
+-- paused until resumed). The active set and receipts are written once at the
+-- end, with every job the call took (nothing in between reads them).
 local function take(k, base, now, expire, count, token, out)
   local type_paused = tonumber(redis.call('GET', k.type_paused))
   if type_paused then
     return 0, type_paused < 0 and -1 or type_paused - now
   end
   promote(k, base, now, 100)
-  local stats_key = base .. ':stats:' .. (now - (now % 60000))
   local type_wide = type_limits(k)
   local served, wait = 0, 0
+  local limits, by_queue, active, receipts = {}, {}, {}, {}
   while served < count do
     local head = redis.call('ZRANGE', k.ready, 0, 0, 'WITHSCORES')
     local gate = type_wide and #head > 0 and tonumber(head[2]) <= now and type_gate(k, type_wide, now) or 0
@@ -317,10 +363,15 @@ local function take(k, base, now, expire, count, token, out)
     if job_id then
       local member = queue_id .. ':' .. job_id
       local record = redis.call('HGET', base .. ':j:' .. queue_id, job_id)
-      local interval, burst, cap = queue_limits(k, queue_id)
+      if not limits[queue_id] then
+        limits[queue_id] = { queue_limits(k, queue_id) }  -- nothing here changes them
+      end
+      local interval, burst, cap = limits[queue_id][1], limits[queue_id][2], limits[queue_id][3]
       local receipt = token .. '.' .. served
-      redis.call('ZADD', k.active, now + expire, member)
-      redis.call('HSET', k.receipts, member, receipt)
+      active[#active + 1] = now + expire
+      active[#active + 1] = member
+      receipts[#receipts + 1] = member
+      receipts[#receipts + 1] = receipt
       local running = redis.call('HINCRBY', k.nactive, queue_id, 1)
       -- the rate state: kept without expiry while the queue holds jobs (forget_queue)
       local last = tonumber(redis.call('GET', last_key))
@@ -337,7 +388,7 @@ local function take(k, base, now, expire, count, token, out)
         redis.call('ZADD', k.ready, math.max(last + interval - (burst - 1) * interval, now), queue_id)
       end
       if type_wide then type_took(k, type_wide, now) end
-      redis.call('HINCRBY', stats_key, 'd:' .. queue_id, 1)
+      by_queue[queue_id] = (by_queue[queue_id] or 0) + 1
       out[#out + 1] = queue_id
       out[#out + 1] = job_id
       out[#out + 1] = record
@@ -348,11 +399,10 @@ local function take(k, base, now, expire, count, token, out)
       redis.call('ZREM', k.ready, queue_id)
     end
   end
-  -- the first count of the minute sets the expiry (see enqueue.lua)
   if served > 0 then
-    if redis.call('HINCRBY', stats_key, 'd', served) == served then
-      redis.call('PEXPIRE', stats_key, 660000 - (now % 60000))
-    end
+    redis.call('ZADD', k.active, unpack(active))
+    redis.call('HSET', k.receipts, unpack(receipts))
+    count_minute(base, now, 'd', served, by_queue)
     redis.call('HINCRBY', k.totals, 'dequeued', served)
     redis.call('HINCRBY', k.totals, 'queued', -served)
   end

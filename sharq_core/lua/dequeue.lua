@@ -18,8 +18,10 @@ Returns { now, wait, then per job: queue_id, job_id, record, queue_length, recei
 or delayed job is due, or -1 when there is none (or the type is paused until
 resumed). `record` is the job's "<requeues_remaining>:<requeue_limit>:<enqueued_ms>:<payload>".
 --]]
+local k = type_keys()
 local now = now_ms(ARGV[1])
 local result = { now, 0 }
-local _, wait = take(type_keys(), ARGV[2], now, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], result)
+skip_absent_overrides(k)
+local _, wait = take(k, ARGV[2], now, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], result)
 result[2] = wait
 return result

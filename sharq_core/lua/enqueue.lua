@@ -29,17 +29,13 @@ is 1 queued, 2 scheduled, -1 already queued, -2 queue full, -3 already active,
 local k = type_keys()
 local now = now_ms(ARGV[1])
 local base, window = ARGV[2], tonumber(ARGV[3])
-local minute = now - (now % 60000)
-local stats_key = base .. ':stats:' .. minute
 
--- the code of a job_id that is known in its queue, or nil
-local function known(jobs_key, member, job_id)
-  if redis.call('HEXISTS', jobs_key, job_id) == 1 then
-    if redis.call('ZSCORE', k.active, member) then return -3 end
-    if redis.call('ZSCORE', k.scheduled, member) then return -6 end
-    return -1
-  end
-  if redis.call('HEXISTS', k.dead, member) == 1 then
+-- nothing in this call adds a dead letter: with none, no job_id needs a look
+local any_dead = redis.call('EXISTS', k.dead) == 1
+
+-- why a job_id that is not in its queue's jobs hash is refused, or nil
+local function refused(member)
+  if any_dead and redis.call('HEXISTS', k.dead, member) == 1 then
     return -4
   end
   local done = tonumber(redis.call('ZSCORE', k.done, member))
@@ -49,11 +45,19 @@ local function known(jobs_key, member, job_id)
   return nil
 end
 
+-- the code of a job_id its queue's jobs hash already holds
+local function held(member)
+  if redis.call('ZSCORE', k.active, member) then return -3 end
+  if redis.call('ZSCORE', k.scheduled, member) then return -6 end
+  return -1
+end
+
 if not layout_ok(k, ARGV[4]) then
   return { -1 }
 end
+skip_absent_overrides(k)
 local result = { redis.call('EXISTS', k.queues) == 0 and 1 or 0 }
-local added = 0
+local added, queued, by_queue = 0, 0, {}
 local n = (#ARGV - 4) / 7
 for i = 1, n do
   local queue_key, jobs_key = KEYS[TYPE_KEYS + 2 * i - 1], KEYS[TYPE_KEYS + 2 * i]
@@ -63,16 +67,27 @@ for i = 1, n do
   local due_spec = ARGV[a + 7]
   local due = string.sub(due_spec, 1, 1) == '+' and now + tonumber(string.sub(due_spec, 2)) or tonumber(due_spec)
   local member = queue_id .. ':' .. job_id
-  local code = known(jobs_key, member, job_id)
-  if not code and max_length then
-    local held = redis.call('LLEN', queue_key) + (tonumber(redis.call('HGET', k.nsched, queue_id)) or 0)
-    if held >= max_length then code = -2 end
+  -- the record is written first (HSETNX: a job_id the hash holds is refused as
+  -- it stands) and taken back should the job be refused for another reason
+  local code
+  if redis.call('HSETNX', jobs_key, job_id, limit .. ':' .. limit .. ':' .. now .. ':' .. payload) == 0 then
+    code = held(member)
+  else
+    code = refused(member)
+    if not code and max_length then
+      local length = redis.call('LLEN', queue_key) + (tonumber(redis.call('HGET', k.nsched, queue_id)) or 0)
+      if length >= max_length then code = -2 end
+    end
+    if code then
+      redis.call('HDEL', jobs_key, job_id)
+    end
   end
   if not code then
-    redis.call('HSET', jobs_key, job_id, limit .. ':' .. limit .. ':' .. now .. ':' .. payload)
-    redis.call('PERSIST', base .. ':last:' .. queue_id)  -- the queue is live: its rate state stays
     local given = tonumber(redis.call('HGET', k.queues, queue_id))
     if given == nil then
+      -- the queue is live again: its rate state stays (it has no expiry while
+      -- the queue is in the queues hash, see forget_queue)
+      redis.call('PERSIST', base .. ':last:' .. queue_id)
       redis.call('ZADD', k.known, 0, queue_id)
     end
     if given ~= interval then
@@ -88,21 +103,20 @@ for i = 1, n do
         redis.call('ZADD', k.heads, now, queue_id)
         schedule_queue(k, base, queue_id, now)
       end
-      redis.call('HINCRBY', k.totals, 'queued', 1)
+      queued = queued + 1
       code = 1
     end
-    redis.call('HINCRBY', stats_key, 'e:' .. queue_id, 1)
+    by_queue[queue_id] = (by_queue[queue_id] or 0) + 1
     added = added + 1
   end
   result[i + 1] = code
 end
--- the first count of the minute sets the expiry: the oldest of the ten buckets
--- metrics reads started 9 minutes before this one
 if added > 0 then
-  if redis.call('HINCRBY', stats_key, 'e', added) == added then
-    redis.call('PEXPIRE', stats_key, minute + 660000 - now)
-  end
+  count_minute(base, now, 'e', added, by_queue)
   redis.call('HINCRBY', k.totals, 'enqueued', added)
+  if queued > 0 then
+    redis.call('HINCRBY', k.totals, 'queued', queued)
+  end
   announce(base)
 end
 return result

@@ -29,37 +29,49 @@ local now = now_ms(ARGV[1])
 local base, memory, window = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local expire, next_count, token = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 
+skip_absent_overrides(k)
 local n = (#ARGV - 7) / 3
 local result = { now, 0, n }
 local finished, freed = 0, false
+-- written once after the loop, each with every job finished: the active set,
+-- receipts, errors (only when some job has one) and done set
+local members, scored, acked, touched = {}, {}, {}, {}
 for i = 1, n do
   local jobs_key = KEYS[TYPE_KEYS + i]
   local queue_id, job_id, receipt = ARGV[7 + 3 * i - 2], ARGV[7 + 3 * i - 1], ARGV[7 + 3 * i]
   local member = queue_id .. ':' .. job_id
-  local code = check_delivery(k, jobs_key, member, job_id, receipt)
+  -- the same job twice in one batch: the second finds it finished
+  local code = acked[member] and 0 or check_delivery(k, jobs_key, member, job_id, receipt)
   if code == 1 then
-    redis.call('ZREM', k.active, member)
-    redis.call('HDEL', k.receipts, member)
-    redis.call('HDEL', k.errors, member)
+    acked[member] = true
+    members[#members + 1] = member
+    scored[#scored + 1] = now
+    scored[#scored + 1] = member
     redis.call('HDEL', jobs_key, job_id)
     freed = free_slot(k, base, queue_id, now) or freed
-    if redis.call('EXISTS', jobs_key) == 0 then
-      forget_queue(k, base, queue_id, memory, now)
-    end
-    if window > 0 then
-      redis.call('ZADD', k.done, now, member)
-    end
+    touched[queue_id] = jobs_key
     finished = finished + 1
   end
   result[3 + i] = code
 end
 if finished > 0 then
+  redis.call('ZREM', k.active, unpack(members))
+  redis.call('HDEL', k.receipts, unpack(members))
+  if redis.call('EXISTS', k.errors) == 1 then
+    redis.call('HDEL', k.errors, unpack(members))
+  end
+  for queue_id, jobs_key in pairs(touched) do
+    if redis.call('EXISTS', jobs_key) == 0 then
+      forget_queue(k, base, queue_id, memory, now)
+    end
+  end
   redis.call('HINCRBY', k.totals, 'finished', finished)
-end
-if finished > 0 and window > 0 then
-  -- the whole set goes once nothing was finished for a window (the requeue pass
-  -- trims it while the type is busy)
-  redis.call('PEXPIRE', k.done, window)
+  if window > 0 then
+    redis.call('ZADD', k.done, unpack(scored))
+    -- the whole set goes once nothing was finished for a window (the requeue
+    -- pass trims it while the type is busy)
+    redis.call('PEXPIRE', k.done, window)
+  end
 end
 if freed then
   announce(base)  -- a queue at its concurrency cap can be served again
