@@ -247,7 +247,7 @@ def measure_workers(
         serving(pinned(cpu, [*gunicorn, "-b", f"127.0.0.1:{ports[0]}", "bench.apps:empty"]), env, ports[0]) as empty,
         serving(pinned(cpu, [*gunicorn, "-b", f"127.0.0.1:{ports[1]}", "bench.apps:ping"]), env, ports[1]) as ping,
         serving(pinned(cpu, sharq), env, ports[2]) as url,
-        serving(pinned(cpu, [*sharq[:-1], str(ports[3])]), {**env, "SHARQ_ACCESSLOG": "off"}, ports[3]) as quiet,
+        serving(pinned(cpu, [*sharq[:-1], str(ports[3])]), {**env, "SHARQ_ACCESSLOG": "-"}, ports[3]) as logged,
         serving(pinned(cpu, [base or sharq_bin, *sharq[1:-1], str(ports[4])]), env, ports[4]) as before,
     ):
         measures: dict[str, Callable[[], float]] = {
@@ -266,8 +266,8 @@ def measure_workers(
                     "dequeue/s, 1,000 queues, half paused or at their cap": lambda: bench.dequeue_mix(url, True),
                     "batch enqueue, jobs/s (50 per call)": lambda: bench.enqueue_batch(url),
                     "batch dequeue, jobs/s (count=50)": lambda: bench.dequeue_batch(url),
-                    "enqueue/s, access log off": lambda: bench.enqueue(quiet),
-                    "dequeue+finish cycles/s, access log off": lambda: bench.cycles(quiet),
+                    "enqueue/s, access log on": lambda: bench.enqueue(logged),
+                    "dequeue+finish cycles/s, access log on": lambda: bench.cycles(logged),
                 }
             )
             if base:
@@ -285,7 +285,7 @@ def measure_workers(
             flat = result["dequeue/s at 50,000 ready queues"][1] / result["dequeue/s (10 ready queues)"][1]
             rows.append(("1w dequeue at 50,000 / at 10 ready queues", f"{flat:.2f}", "target >= 0.9"))
             for name in ("enqueue/s", "dequeue+finish cycles/s"):
-                on, off = result[name][1], result[f"{name}, access log off"][1]
+                off, on = result[name][1], result[f"{name}, access log on"][1]
                 rows.append((f"1w {name}: cost of the access log", f"{1 - on / off:.0%}", "target <= 5%"))
             plain, mixed = (
                 result["dequeue/s, 1,000 queues"][1],

@@ -54,7 +54,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
-    accesslog: str = "-"
+    accesslog: str = "off"  # opt-in, as gunicorn's: "-" (stdout) or a file
     log_format: str = "text"
     auth_tokens: tuple[Token, ...] = ()  # see tokens.py
     max_body_size: int = 1024 * 1024

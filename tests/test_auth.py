@@ -79,7 +79,7 @@ FAMILIES = [  # (action, method, path, body)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    env = {"SHARQ_AUTH_TOKENS": ", ".join(ENTRIES)}
+    env = {"SHARQ_AUTH_TOKENS": ", ".join(ENTRIES), "SHARQ_ACCESSLOG": "-"}  # refusals' access lines are checked
     server = ServerProcess(str(tmp_path_factory.mktemp("auth") / "data"), workers=1, env=env).start()
     yield server
     assert server.stop() == 0, server.log()

@@ -191,7 +191,8 @@ def test_one_log_format_with_an_access_log(tmp_path, kind: str) -> None:
     """Issue 11 (logs): gunicorn's lines and SharQ's in one format (text, or one JSON
     object a line), an access line per request with its duration in ms, and an idle
     long poll's 404 kept out of the log at INFO."""
-    server = ServerProcess(str(tmp_path / "data"), workers=1, env={"SHARQ_LOG_FORMAT": kind}).start()
+    env = {"SHARQ_LOG_FORMAT": kind, "SHARQ_ACCESSLOG": "-"}  # opt-in, as gunicorn's
+    server = ServerProcess(str(tmp_path / "data"), workers=1, env=env).start()
     try:
         assert server.call("GET", "/")[0] == 200
         assert server.call("GET", "/dequeue/idle/?wait=1")[0] == 404
