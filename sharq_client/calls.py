@@ -8,13 +8,16 @@ top of its timeout, and returns `call.answer(status, body_bytes)`.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from .errors import NotFound, SharqClientError, error_for
+from .errors import BadRequest, NotFound, SharqClientError, error_for
 from .jobs import Batch, Job
 
 
@@ -93,6 +96,28 @@ def _whole(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}\Z")
+
+
+def _checked(build: Callable[..., Call]) -> Callable[..., Call]:
+    """The call, its queue_type, queue_id and job_id checked first: they go into
+    the path, where "a#b", "a?b" or "a/b" would name another queue (a delete of
+    "acme#typo" would empty "acme"). BadRequest, as the server answers them."""
+    signature = inspect.signature(build)
+    names = [name for name in ("queue_type", "queue_id", "job_id") if name in signature.parameters]
+
+    @functools.wraps(build)
+    def call(*args: Any, **kwargs: Any) -> Call:
+        given_args = signature.bind(*args, **kwargs).arguments
+        for name in names:
+            value = given_args.get(name, signature.parameters[name].default)
+            if value is not None and not (isinstance(value, str) and _IDENTIFIER.match(value)):
+                raise BadRequest(f"{name} must be 1-100 characters of A-Z a-z 0-9 _ -")
+        return build(*args, **kwargs)
+
+    return call
+
+
 def _queue_path(kind: str, queue_type: str, queue_id: str | None = None) -> str:
     """/kind/type/ or /kind/type/id/."""
     return f"/{kind}/{queue_type}/" + (f"{queue_id}/" if queue_id else "")
@@ -101,6 +126,7 @@ def _queue_path(kind: str, queue_type: str, queue_id: str | None = None) -> str:
 # -- producers ---------------------------------------------------------------------------
 
 
+@_checked
 def enqueue(
     queue_type: str,
     queue_id: str,
@@ -119,6 +145,7 @@ def enqueue(
     return Call("POST", f"/enqueue/{queue_type}/{queue_id}/", body, read=_field("status"))
 
 
+@_checked
 def enqueue_many(queue_type: str, jobs: list[dict[str, Any]]) -> Call:
     return Call("POST", f"/enqueue/{queue_type}/", {"jobs": jobs}, read=_field("results"))
 
@@ -126,26 +153,31 @@ def enqueue_many(queue_type: str, jobs: list[dict[str, Any]]) -> Call:
 # -- workers -----------------------------------------------------------------------------
 
 
+@_checked
 def dequeue(queue_type: str = "default", count: int = 1, wait: int = 0) -> Call:
     query = {"count": count, "wait": wait}
     return Call("GET", f"/dequeue/{queue_type}/", query=query, wait=wait, read=_jobs(queue_type), none_found=True)
 
 
+@_checked
 def finish(queue_type: str, queue_id: str, job_id: str, receipt: str | None = None) -> Call:
     return Call("POST", f"/finish/{queue_type}/{queue_id}/{job_id}/", given(receipt=receipt))
 
 
+@_checked
 def finish_many(queue_type: str, jobs: list[Job | dict[str, Any]], take: int = 0, wait: int = 0) -> Call:
     acks = [job.ack() if isinstance(job, Job) else job for job in jobs]
     query = {"next": take, "wait": wait} if take else None
     return Call("POST", f"/finish/{queue_type}/", {"jobs": acks}, query, wait, _batch(queue_type))
 
 
+@_checked
 def touch(queue_type: str, queue_id: str, job_id: str, receipt: str | None = None) -> Call:
     path = f"/touch/{queue_type}/{queue_id}/{job_id}/"
     return Call("POST", path, given(receipt=receipt), read=_field("expires_at"))
 
 
+@_checked
 def fail(
     queue_type: str,
     queue_id: str,
@@ -164,84 +196,104 @@ def fail(
 # -- administration and views ------------------------------------------------------------
 
 
+@_checked
 def job_status(queue_type: str, queue_id: str, job_id: str) -> Call:
     return Call("GET", f"/job/{queue_type}/{queue_id}/{job_id}/", read=_whole)
 
 
+@_checked
 def interval(queue_type: str, queue_id: str, interval: int) -> Call:
     return Call("POST", f"/interval/{queue_type}/{queue_id}/", {"interval": interval})
 
 
+@_checked
 def metrics(queue_type: str | None = None, queue_id: str | None = None, **page: int) -> Call:
     path = "/metrics/" + "".join(f"{part}/" for part in (queue_type, queue_id) if part)
     return Call("GET", path, query=page or None, read=_whole)
 
 
+@_checked
 def delete_queue(queue_type: str, queue_id: str, purge_all: bool = False) -> Call:
     path = f"/deletequeue/{queue_type}/{queue_id}/"
     return Call("DELETE", path, {"purge_all": purge_all}, read=_field("deleted"))
 
 
+@_checked
 def dead_letters(queue_type: str, limit: int = 100, offset: int = 0) -> Call:
     return Call("GET", f"/deadletter/{queue_type}/", query={"limit": limit, "offset": offset}, read=_whole)
 
 
+@_checked
 def retry_dead_letter(queue_type: str, queue_id: str, job_id: str) -> Call:
     return Call("POST", f"/deadletter/{queue_type}/{queue_id}/{job_id}/retry/")
 
 
+@_checked
 def delete_dead_letter(queue_type: str, queue_id: str, job_id: str) -> Call:
     return Call("DELETE", f"/deadletter/{queue_type}/{queue_id}/{job_id}/")
 
 
+@_checked
 def set_limits(queue_type: str, queue_id: str, **limits: int | None) -> Call:
     return Call("PUT", _queue_path("limits", queue_type, queue_id), limits, read=_field("limits"))
 
 
+@_checked
 def limits(queue_type: str, queue_id: str) -> Call:
     return Call("GET", _queue_path("limits", queue_type, queue_id), read=_field("limits"))
 
 
+@_checked
 def clear_limits(queue_type: str, queue_id: str) -> Call:
     return Call("DELETE", _queue_path("limits", queue_type, queue_id))
 
 
+@_checked
 def set_type_limits(queue_type: str, **limits: int | None) -> Call:
     return Call("PUT", f"/limits/{queue_type}/", limits, read=_whole)
 
 
+@_checked
 def type_limits(queue_type: str) -> Call:
     return Call("GET", f"/limits/{queue_type}/", read=_whole)
 
 
+@_checked
 def clear_type_limits(queue_type: str) -> Call:
     return Call("DELETE", f"/limits/{queue_type}/", read=_whole)
 
 
+@_checked
 def set_type_settings(queue_type: str, shards: int) -> Call:
     return Call("PUT", f"/types/{queue_type}/", {"shards": shards}, read=_whole)
 
 
+@_checked
 def type_settings(queue_type: str) -> Call:
     return Call("GET", f"/types/{queue_type}/", read=_whole)
 
 
+@_checked
 def pause(queue_type: str, queue_id: str | None = None, for_ms: int | None = None) -> Call:
     return Call("POST", _queue_path("pause", queue_type, queue_id), given(for_ms=for_ms), read=_field("paused_until"))
 
 
+@_checked
 def resume(queue_type: str, queue_id: str | None = None) -> Call:
     return Call("POST", _queue_path("resume", queue_type, queue_id))
 
 
+@_checked
 def queue_info(queue_type: str, queue_id: str) -> Call:
     return Call("GET", _queue_path("queue", queue_type, queue_id), read=_whole)
 
 
+@_checked
 def type_stats(queue_type: str) -> Call:
     return Call("GET", f"/stats/{queue_type}/", read=_whole)
 
 
+@_checked
 def queues(queue_type: str, limit: int = 100, offset: int = 0) -> Call:
     return Call("GET", f"/queues/{queue_type}/", query={"limit": limit, "offset": offset}, read=_whole)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+_CLASS_STATUS: Any = object()  # a status not given: the class's own
+
 
 class SharqClientError(Exception):
     """Base of every error the client raises; `status` is the HTTP status (None
@@ -16,10 +18,11 @@ class SharqClientError(Exception):
 
     status: int | None = None
 
-    def __init__(self, message: str, status: int | None = None, body: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, status: Any = _CLASS_STATUS, body: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.status = status if status is not None else type(self).status
+        # None when no answer came at all (an Unavailable raised before any status)
+        self.status = type(self).status if status is _CLASS_STATUS else status
         self.body = body or {}
 
 

@@ -15,6 +15,7 @@ from .errors import NotFound, SharqClientError, StaleReceipt, Unavailable
 log = logging.getLogger("sharq_client.worker")
 
 UPKEEP_TICK_S = 0.05
+MAX_DELAY_MS = 10**12  # the longest retry_after_ms the server takes
 # An ack waits for the fetcher's next call unless that call has been out this
 # long (a long poll): then the upkeep thread sends it on its own.
 PARKED_AFTER_S = 0.1
@@ -45,8 +46,9 @@ class Throttle(Exception):
 def _whole_ms(name: str, value: float, positive: bool) -> int:
     """A delay as the whole ms the server takes, checked when the handler raises."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not (value > 0 if positive else value >= 0):
-        raise ValueError(f"{name} must be a number of ms {'> 0' if positive else '>= 0'}, not {value!r}")
+    if not number or not (value > 0 if positive else value >= 0) or not value <= MAX_DELAY_MS:
+        bounds = f"{'> 0' if positive else '>= 0'} and <= {MAX_DELAY_MS}"
+        raise ValueError(f"{name} must be a number of ms {bounds} (what the server takes), not {value!r}")
     return math.ceil(value)
 
 

@@ -83,7 +83,9 @@ class Worker(Upkeep):
         self._asked = 0  # jobs the calls in flight asked for
         self._plentiful = False  # the last call brought all it asked for: a second fetcher helps
         self._worthwhile = max(1, self.capacity // 4)
-        self._held_s = 0.0  # a moving mean of how long a job is held, fetched to done
+        # a moving mean of how long a job is held, fetched to done; None until one
+        # is done, so no batch is read ahead before jobs are known to be quick
+        self._held_s: float | None = None
         self._fetch_started: float | None = None  # when the poller's current call went out
         self._polling = False  # that call may wait (a long poll): it carries no ack
 
@@ -181,7 +183,8 @@ class Worker(Upkeep):
         plentiful two calls overlap, each worth its round trip."""
         # while jobs are plentiful and each is held briefly, the next batch is asked
         # for while this one runs: at most a batch more, done well within any grace
-        ahead = self.batch if self._plentiful and self._held_s < QUICK_S else 0
+        quick = self._held_s is not None and self._held_s < QUICK_S
+        ahead = self.batch if self._plentiful and quick else 0
         free = min(self.capacity + ahead - len(self._running) - self._asked, self.batch)
         if free <= 0 or not (polls or self._plentiful):
             return 0
@@ -226,7 +229,8 @@ class Worker(Upkeep):
             if cancelled:
                 return
             if running is not None:
-                self._held_s += (time.monotonic() - running.held_at - self._held_s) / 8  # a moving mean
+                held = time.monotonic() - running.held_at
+                self._held_s = held if self._held_s is None else self._held_s + (held - self._held_s) / 8
             self.processed += 1
             if error is None:
                 self._acks.append(job)

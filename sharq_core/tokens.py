@@ -42,8 +42,12 @@ def digest_of(secret: bytes) -> bytes:
 
 
 def parse_tokens(value: str) -> tuple[Token, ...]:
-    """Every comma-separated entry of `value`, in order; empty entries are skipped."""
+    """Every comma-separated entry of `value`, in order; empty entries are skipped,
+    but a value given with no entry at all is refused: "$A,$B" with both unset
+    must not quietly turn access control off."""
     entries = [entry.strip() for entry in value.split(",")]
+    if value.strip() and not any(entries):
+        raise TokenError("auth_tokens is set but holds no token (unset it to turn access control off)")
     tokens = tuple(_entry(n, entry) for n, entry in enumerate(filter(None, entries), 1))
     for n, token in enumerate(tokens, 1):
         if any(token.digest == earlier.digest for earlier in tokens[: n - 1]):

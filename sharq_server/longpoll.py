@@ -39,6 +39,8 @@ from .announcements import Announcements
 log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 30
+# how often (s) a parked request looks whether its client is still there
+ALIVE_CHECK_S = 1.0
 _RECONNECT_MAX_S = 5.0
 # how soon (s) the listener follows the sharded channels of a type newly waited on
 _FOLLOW_S = 0.05
@@ -118,12 +120,15 @@ class LongPoll:
                     break
                 if due is not None:
                     timeout = min(timeout, due / 1000)
-                woken = waiter.event.wait(timeout)
+                nap = min(timeout, ALIVE_CHECK_S)
+                woken = waiter.event.wait(nap)
                 waiter.event.clear()
+                if not woken and not alive():
+                    return [], None  # the client left: its place (and the cap's slot) frees now
                 if self._closing.is_set() or line[0] is not waiter:
                     continue
-                if not woken and due is None:
-                    continue
+                if not woken and (due is None or nap < timeout):
+                    continue  # only the liveness check came due
                 if not alive():
                     return [], None
                 jobs, due = self.engine.take(queue_type, count)

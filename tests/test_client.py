@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -200,3 +201,24 @@ def test_client_has_the_readme_names_and_delays(client: Client) -> None:
     assert stats["status"] == "success" and "enqueue_counts" in stats
     for name in ("set_limits", "limits", "clear_limits", "pause", "resume", "queue_info", "queues", "job_status"):
         assert callable(getattr(client, name))
+
+
+def test_ids_that_would_name_another_queue_are_refused_before_sending(client: Client) -> None:
+    """Found by review: "acme#typo" went into the path as "acme" (the fragment cut),
+    so delete_queue emptied acme. Ids are checked as the server checks them."""
+    client.enqueue("esc", "acme", "k1", 1, 0)
+    for queue_id in ("acme#typo", "acme?x=1", "acme/x", "", "é"):
+        with pytest.raises(BadRequest, match="queue_id must be"):
+            client.delete_queue("esc", queue_id)
+    with pytest.raises(BadRequest, match="queue_type must be"):
+        client.dequeue("sms?x")
+    assert client.queue_info("esc", "acme")["queue_length"] == 1
+
+
+def test_an_unreachable_server_is_unavailable_with_no_status() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(Unavailable) as unreachable:
+        Client(f"http://127.0.0.1:{port}", timeout=2).deep_status()
+    assert unreachable.value.status is None  # no answer came at all: not a 503

@@ -114,3 +114,10 @@ def test_misspelt_option_stops_the_start(tmp_path, text: str, message: str) -> N
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(str(path), environ={})
+
+
+def test_an_auth_tokens_value_with_no_token_stops_the_start() -> None:
+    """Found by review: "$A,$B" with both unset gave " , ", which turned access control
+    off without a word."""
+    with pytest.raises(ConfigError, match="holds no token"):
+        load_config(None, environ={"SHARQ_AUTH_TOKENS": " , "})

@@ -304,3 +304,18 @@ def test_purging_the_job_that_held_the_type_cap_wakes_a_parked_poll(longpoll: Lo
     thread.join(10)
     assert [job.job_id for job in got[0][0]] == ["b"]
     assert time.monotonic() - started < 5
+
+
+def test_a_client_gone_while_parked_frees_its_place_at_once(tmp_path) -> None:
+    """Found by review: a parked poll whose client left kept its place (and a slot of
+    the parked cap) until its wait ran out; now it looks every ALIVE_CHECK_S."""
+    server = ServerProcess(str(tmp_path / "data"), workers=1).start()  # one process: `parked` counts them all
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as gone:
+            gone.sendall(b"GET /dequeue/idle/?wait=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_for(lambda: server.call("GET", "/deepstatus/")[1]["parked"] == 1, what="it to park")
+        started = time.monotonic()
+        wait_for(lambda: server.call("GET", "/deepstatus/")[1]["parked"] == 0, timeout=10, what="its place freed")
+        assert time.monotonic() - started < 5  # not the 30 s it asked to wait
+    finally:
+        server.stop()

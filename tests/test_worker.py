@@ -54,6 +54,27 @@ def test_retry_and_throttle_check_their_delay() -> None:
         Retry(after_ms=-1)
     with pytest.raises(ValueError, match="retry_after_ms"):
         Throttle(retry_after_ms=0)
+    for beyond in (10**15, float("inf")):  # found by review: the server would refuse the report
+        with pytest.raises(ValueError, match="after_ms"):
+            Retry(after_ms=beyond)
+
+
+def test_slow_jobs_are_never_fetched_ahead(client: Client) -> None:
+    """Found by review: before any job was done the worker counted as quick and read
+    a batch ahead, holding twice what it may (2 jobs with concurrency 1, batch 1)."""
+    client.enqueue_many(
+        "slow", [{"queue_id": f"q{n}", "job_id": f"j{n}", "payload": n, "interval": 0} for n in range(6)]
+    )
+    release = threading.Event()
+    worker = Worker(client, "slow", lambda job: release.wait(5), concurrency=1, batch=1, wait=1).start()
+    try:
+        wait_for(lambda: client.type_stats("slow")["jobs"]["active"] >= 1, what="a job taken")
+        peak = max(client.type_stats("slow")["jobs"]["active"] for _ in range(20))
+        assert peak == 1
+    finally:
+        release.set()
+        worker.stop()
+        worker.join()
 
 
 def test_a_stopped_worker_leaves_the_next_job_queued(tmp_path) -> None:
