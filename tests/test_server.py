@@ -518,3 +518,22 @@ def test_touch_with_a_stale_receipt_is_409(client: FlaskClient, app, redis_clien
     client.get("/dequeue/sms/")  # a new delivery
     response = client.post("/touch/sms/u1/j1/", json={"receipt": stale})
     assert response.status_code == 409, response.get_json()
+
+
+@pytest.mark.parametrize("query", ["count=1&count=abc", "wait=0&wait=5"])
+def test_a_query_parameter_given_twice_is_refused(client: FlaskClient, query: str) -> None:
+    """Found by review: the first value was read and the second ignored, while the
+    access-log filter read them all."""
+    enqueue(client)
+    response = client.get(f"/dequeue/sms/?{query}")
+    assert response.status_code == 400
+    assert "given more than once" in response.get_json()["message"]
+    assert client.get("/job/sms/u1/j1/").get_json()["state"] == "queued"
+
+
+def test_a_bad_receipt_on_a_single_finish_names_the_field(client: FlaskClient) -> None:
+    """Found by review: it answered as if the job were entry 0 of a batch."""
+    response = client.post("/finish/sms/u1/j1/", json={"receipt": "x"})
+    assert (response.status_code, response.get_json()["message"]) == (
+        400, "receipt must be a receipt a dequeue handed out",
+    )  # fmt: skip

@@ -243,3 +243,16 @@ def test_racing_a_stale_enqueue_against_a_change_never_strands_it(config: Config
         producer.join(10)
         assert answers == [{"status": "queued"}], attempt
         assert admin.job_status(queue_type, f"q{attempt}", "j")["state"] == "queued", attempt
+
+
+def test_a_page_past_the_end_still_says_the_type_is_paused(sq: SharQ) -> None:
+    """Found by review: a sharded type's page past its last queue lost type_paused_until."""
+    sq.set_type_settings("hot", 4)
+    put(sq, "a", "q1")
+    sq.pause("hot")
+    assert sq.queues("hot", limit=5, offset=9) == {
+        "status": "success",
+        "total": 1,
+        "type_paused_until": None,
+        "queues": [],
+    }
