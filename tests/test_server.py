@@ -21,7 +21,9 @@ JOB = {"job_id": "j1", "payload": {"message": "hello, world"}, "interval": 0}
 
 @pytest.fixture
 def app(config: Config, redis_client):
-    return create_app(dataclasses.replace(config, job_expire_interval=200))
+    app = create_app(dataclasses.replace(config, job_expire_interval=200))
+    yield app
+    app.extensions["sharq_longpoll"].close()  # its listener, if a test started one, stops too
 
 
 @pytest.fixture
