@@ -41,6 +41,11 @@ KEEP: Any = object()  # set_limits: leave this field as it is
 T = TypeVar("T")
 
 
+def optional_int(value: bytes | None) -> int | None:
+    """A Redis reply that may be nil, as an int or None."""
+    return None if value is None else int(value)
+
+
 class EngineBase:
     """The state the command families share (set up by `SharQ`) and their helpers."""
 

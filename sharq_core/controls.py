@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import validation as check
-from .base import KEEP, MAX_LIMIT, RATE_MEMORY_MS, EngineBase
+from .base import KEEP, MAX_LIMIT, RATE_MEMORY_MS, EngineBase, optional_int
 from .exceptions import NotFound, ShardsChanged
 from .shards import Layout
 
@@ -138,14 +138,10 @@ class ControlCommands(EngineBase):
             for shard in layout.names():
                 pipe.hget(self.keys.settings(shard), "active")
             (interval, burst, cap), *held = pipe.execute()
-        limits = {"interval": _number(interval), "burst": _number(burst), "max_active": _number(cap)}
+        limits = {"interval": optional_int(interval), "burst": optional_int(burst), "max_active": optional_int(cap)}
         active = sum(int(n) for n in held if n is not None) if cap is not None else None
         return {"status": "success", "queue_type": queue_type, "limits": limits, "active": active,
                 "shards": layout.count}  # fmt: skip
-
-
-def _number(value: bytes | None) -> int | None:
-    return None if value is None else int(value)
 
 
 def _limit(name: str, value: Any, minimum: int, maximum: int) -> Any:

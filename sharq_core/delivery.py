@@ -109,9 +109,7 @@ class DeliveryCommands(EngineBase):
         layout = self._layout(queue_type)
         if layout.count == 1:  # acks and take in one call
             return self._finish_shard(queue_type, acks, next_count)
-        groups: dict[str, list[int]] = {}
-        for index, ack in enumerate(acks):
-            groups.setdefault(layout.of(ack[0]), []).append(index)
+        groups = layout.group({index: ack[0] for index, ack in enumerate(acks)})
         results: list[dict[str, Any]] = [{} for _ in acks]
         taken: list[DequeuedJob] = []
         last = list(groups)[-1] if groups else None

@@ -143,11 +143,8 @@ class ProducerCommands(EngineBase):
             if attempt == 2 and not self._settle_layout(queue_type):
                 break
             layout = self._layout(queue_type, fresh=attempt > 0)
-            groups: dict[str, list[int]] = {}
-            for index, job in enumerate(jobs):
-                if index not in codes:
-                    groups.setdefault(layout.of(job[0]), []).append(index)
-            for shard, indexes in groups.items():
+            pending = {index: job[0] for index, job in enumerate(jobs) if index not in codes}
+            for shard, indexes in layout.group(pending).items():
                 reply = self._enqueue_shard(shard, layout.count, [jobs[index] for index in indexes])
                 if reply is not None:
                     codes.update(zip(indexes, reply, strict=True))

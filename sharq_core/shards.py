@@ -12,6 +12,7 @@ visit every shard. With one shard the names are the type's own, as before.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 MAX_SHARDS = 64
@@ -37,6 +38,14 @@ class Layout:
     def of(self, queue_id: str) -> str:
         """The shard a queue lives on: CRC-32 of its id, the same in every process."""
         return self.queue_type if self.count == 1 else self.name(zlib.crc32(queue_id.encode()) % self.count)
+
+    def group(self, queue_ids: Mapping[int, str]) -> dict[str, list[int]]:
+        """The positions of a batch's queue ids (position -> id) by shard, in order:
+        one script call per shard."""
+        groups: dict[str, list[int]] = {}
+        for position, queue_id in queue_ids.items():
+            groups.setdefault(self.of(queue_id), []).append(position)
+        return groups
 
     def rotation(self, turn: int) -> list[str]:
         """Every shard, starting at a different one each turn, so none is starved."""

@@ -8,7 +8,7 @@ from typing import Any
 import ujson
 
 from . import validation as check
-from .base import COUNTERS, MAX_PAGE, METRIC_MINUTES, EngineBase
+from .base import COUNTERS, MAX_PAGE, METRIC_MINUTES, EngineBase, optional_int
 from .exceptions import BadArgumentException
 from .keys import member
 from .shards import type_of
@@ -104,7 +104,7 @@ class ViewCommands(EngineBase):
             "type_paused": bool(type_paused),
             "oldest_queued_age_ms": None if oldest is None else max(int(replies[0][0]) - oldest, 0),
             "type_limits": {
-                "interval": _number(interval), "burst": _number(burst), "max_active": _number(cap),
+                "interval": optional_int(interval), "burst": optional_int(burst), "max_active": optional_int(cap),
                 "active": sum(int(reply[11][3]) for reply in replies if reply[11][3] is not None) if cap else None,
             },
             "shards": len(replies),
@@ -136,11 +136,9 @@ class ViewCommands(EngineBase):
             replies = pipe.execute()
         ids = sorted(name.decode() for names in replies[::2] for name in names)[offset : offset + limit]
         views: dict[str, dict[str, Any]] = {}
-        for shard in layout.names():
-            mine = [queue_id for queue_id in ids if layout.of(queue_id) == shard]
-            if mine:
-                _, _, queues = self._view(shard, ["ids", *mine])
-                views.update((queue["queue_id"], queue) for queue in queues)
+        for shard, positions in layout.group(dict(enumerate(ids))).items():
+            _, _, queues = self._view(shard, ["ids", *(ids[position] for position in positions)])
+            views.update((queue["queue_id"], queue) for queue in queues)
         type_paused = self.redis.get(self.keys.type_paused(layout.name(0)))  # every shard holds it; a page may be empty
         answer = {"status": "success", "total": sum(replies[1::2]), **_type_pause(type_paused)}
         return {**answer, "queues": [views[queue_id] for queue_id in ids]}
@@ -211,10 +209,6 @@ class ViewCommands(EngineBase):
         """Prove Redis answers and accepts writes (a full disk refuses them)."""
         self.redis.set(f"{self.keys.prefix}:deep_status", "ok", px=10_000)
         return {"status": "success"}
-
-
-def _number(value: bytes | None) -> int | None:
-    return None if value is None else int(value)
 
 
 def _type_pause(until: Any) -> dict[str, Any]:
