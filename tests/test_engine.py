@@ -360,6 +360,17 @@ def test_metrics_counters_expire(sq: SharQ, redis_client) -> None:
     assert 0 < redis_client.pttl(key) <= 660_000
 
 
+def test_a_minute_bucket_is_a_hash_table_from_its_first_count(sq: SharQ, redis_client) -> None:
+    """A busy type's bucket holds two fields per queue: in Redis' flat encoding of
+    small hashes each per-queue count would scan them all."""
+    sq.enqueue_many("sms", [{"queue_id": f"q{n}", "job_id": "a", "payload": n, "interval": 0} for n in range(3)])
+    sq.take("sms", 3)
+    (key,) = redis_client.keys("*:stats:*")
+    assert redis_client.object("encoding", key) == b"hashtable"
+    assert sq.metrics("sms", "q1")["enqueue_counts"][key.decode().rsplit(":", 1)[1]] == 1
+    assert sum(sq.metrics()["dequeue_counts"].values()) == 3
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
