@@ -54,19 +54,35 @@ class AutoPipeline:
         the batches that asked meanwhile: those writes share its wait (a group
         commit), and a slow replica costs a batch one `wait_timeout_ms`, not each write.
         """
+        (reply,) = self.call_many([args], replicated)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def call_many(self, commands: list[tuple[Any, ...]], replicated: bool = False) -> list[Any]:
+        """Several commands sent together, as `call` sends one: each one's reply, or
+        the ResponseError Redis answered it with; a lost connection or a timeout raises."""
         if self._sock is None:
             self._connect()
-        waiter = gevent.event.AsyncResult()
-        self._outbox.append(hiredis.pack_command(args))
-        self._waiters.append(waiter)
+        waiters = []
+        for args in commands:
+            waiter = gevent.event.AsyncResult()
+            self._outbox.append(hiredis.pack_command(args))
+            self._waiters.append(waiter)
+            waiters.append(waiter)
         acked = None
         if replicated and self.settings.wait_replicas:
             acked = self._batch_wait = self._batch_wait or gevent.event.AsyncResult()
         self._wake_writer.set()
-        reply = self._reply(waiter)
+        replies: list[Any] = []
+        for waiter in waiters:
+            try:
+                replies.append(self._reply(waiter))
+            except redis.ResponseError as error:
+                replies.append(error)
         if acked is not None:
             check_replicas(self._reply(acked), self.settings)
-        return reply
+        return replies
 
     def _reply(self, waiter: gevent.event.AsyncResult) -> Any:
         try:

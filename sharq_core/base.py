@@ -11,7 +11,15 @@ from redis.exceptions import NoScriptError
 
 from . import validation as check
 from .exceptions import ShardsChanged
-from .replication import READ_ONLY, cluster_eval_and_wait, eval_and_wait, follow_topology
+from .replication import (
+    READ_ONLY,
+    TOPOLOGY_ERRORS,
+    cluster_eval_and_wait,
+    cluster_eval_many,
+    eval_and_wait,
+    eval_many,
+    follow_topology,
+)
 from .shards import LAYOUT_TTL_S, Layout
 
 # How long a queue's last dequeue time is kept (ms) after it ran empty, at least,
@@ -90,6 +98,29 @@ class EngineBase:
         if isinstance(self.redis, RedisCluster):
             return follow_topology(lambda: self._run_script(name, keys, args), self.config.redis.socket_timeout)
         return self._run_script(name, keys, args)
+
+    def _scripts(self, name: str, calls: list[tuple[list[Any], list[Any]]]) -> list[Any]:
+        """Several calls of one script (a batch's calls on each shard it touches)
+        sent together: one round trip, or one per node of a cluster, not one per
+        call. A call refused before it ran (a moving slot, a flushed script cache)
+        runs again on its own, as `_script` runs one; any other refusal raises."""
+        if len(calls) == 1:
+            return [self._script(name, *calls[0])]
+        script, settings = self.scripts[name], self.config.redis
+        durable = settings.wait_replicas > 0 and name not in READ_ONLY
+        if self._pipeline is not None:
+            commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
+            replies = self._pipeline.call_many(commands, replicated=durable)
+        elif isinstance(self.redis, RedisCluster):
+            replies = cluster_eval_many(self.redis, script, calls, settings, durable)
+        else:
+            replies = eval_many(self.redis, script, calls, settings, durable)
+        for index, reply in enumerate(replies):
+            if isinstance(reply, (NoScriptError, *TOPOLOGY_ERRORS)):
+                replies[index] = self._script(name, *calls[index])
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def _run_script(self, name: str, keys: list[Any], args: list[Any]) -> Any:
         """Auto-pipelined under gevent, else through redis-py; a change is answered

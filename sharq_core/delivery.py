@@ -113,8 +113,12 @@ class DeliveryCommands(EngineBase):
         results: list[dict[str, Any]] = [{} for _ in acks]
         taken: list[DequeuedJob] = []
         last = list(groups)[-1] if groups else None
-        for shard, indexes in groups.items():  # the last call also takes, as unsharded
-            mine = self._finish_shard(shard, [acks[i] for i in indexes], next_count if shard == last else 0)
+        calls = [  # the last call also takes, as unsharded
+            self._finish_call(shard, [acks[i] for i in indexes], next_count if shard == last else 0)
+            for shard, indexes in groups.items()
+        ]
+        for indexes, reply in zip(groups.values(), self._scripts("finish", calls), strict=True):
+            mine = self._finished([acks[i] for i in indexes], reply)
             for index, result in zip(indexes, mine[0], strict=True):
                 results[index] = result
             taken += mine[1]
@@ -127,6 +131,12 @@ class DeliveryCommands(EngineBase):
         self, shard: str, acks: list[tuple[str, str, str]], next_count: int
     ) -> tuple[list[dict[str, Any]], list[DequeuedJob], int | None]:
         """finish.lua on one shard: its acks, then up to `next_count` jobs of it."""
+        return self._finished(acks, self._script("finish", *self._finish_call(shard, acks, next_count)))
+
+    def _finish_call(
+        self, shard: str, acks: list[tuple[str, str, str]], next_count: int
+    ) -> tuple[list[Any], list[Any]]:
+        """The keys and arguments of one finish.lua call on one shard."""
         keys = self.keys.type_keys(shard)
         args: list[Any] = [
             self._now(),
@@ -140,7 +150,12 @@ class DeliveryCommands(EngineBase):
         for queue_id, job_id, receipt in acks:
             keys.append(self.keys.jobs(shard, queue_id))
             args += [queue_id, job_id, receipt]
-        reply = self._script("finish", keys, args)
+        return keys, args
+
+    def _finished(
+        self, acks: list[tuple[str, str, str]], reply: list[Any]
+    ) -> tuple[list[dict[str, Any]], list[DequeuedJob], int | None]:
+        """Each ack's result and the jobs taken, from a finish.lua reply."""
         count = int(reply[2])
         results = [_ack_result(ack, int(code)) for ack, code in zip(acks, reply[3 : 3 + count], strict=True)]
         taken, wait = self._taken(reply, 3 + count)

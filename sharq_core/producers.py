@@ -135,7 +135,8 @@ class ProducerCommands(EngineBase):
         ]
 
     def _enqueue(self, queue_type: str, jobs: list[list[Any]]) -> list[int]:
-        """enqueue.lua's code for each job, one call per shard the jobs map to. A
+        """enqueue.lua's code for each job, one call per shard the jobs map to, all
+        sent together (`_scripts`). A
         shard that finds the shard count changed writes nothing; its jobs are
         routed again on the count read afresh."""
         codes: dict[int, int] = {}
@@ -144,22 +145,29 @@ class ProducerCommands(EngineBase):
                 break
             layout = self._layout(queue_type, fresh=attempt > 0)
             pending = {index: job[0] for index, job in enumerate(jobs) if index not in codes}
-            for shard, indexes in layout.group(pending).items():
-                reply = self._enqueue_shard(shard, layout.count, [jobs[index] for index in indexes])
-                if reply is not None:
-                    codes.update(zip(indexes, reply, strict=True))
+            groups = layout.group(pending)
+            calls = [self._enqueue_call(shard, layout.count, [jobs[i] for i in ids]) for shard, ids in groups.items()]
+            for (shard, indexes), reply in zip(groups.items(), self._scripts("enqueue", calls), strict=True):
+                shard_codes = self._enqueued(shard, reply)
+                if shard_codes is not None:
+                    codes.update(zip(indexes, shard_codes, strict=True))
             if len(codes) == len(jobs):
                 return [codes[index] for index in range(len(jobs))]
         raise ShardsChanged("the queue type's shard count is changing; retrying is safe")
 
-    def _enqueue_shard(self, shard: str, count: int, jobs: list[list[Any]]) -> list[int] | None:
-        """One enqueue.lua call on one shard; None when it refused the shard count."""
+    def _enqueue_call(self, shard: str, count: int, jobs: list[list[Any]]) -> tuple[list[Any], list[Any]]:
+        """The keys and arguments of one enqueue.lua call on one shard."""
         keys = self.keys.type_keys(shard)
         args: list[Any] = [self._now(), self.keys.base(shard), self.config.dedupe_window_ms, count]
         for job in jobs:
             keys += [self.keys.queue(shard, job[0]), self.keys.jobs(shard, job[0])]
             args += job
-        type_was_empty, *codes = self._script("enqueue", keys, args)
+        return keys, args
+
+    def _enqueued(self, shard: str, reply: list[int]) -> list[int] | None:
+        """Each job's code from a shard's enqueue.lua reply; None when it refused
+        the shard count."""
+        type_was_empty, *codes = reply
         if type_was_empty < 0:
             return None
         if type_was_empty:

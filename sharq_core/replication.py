@@ -57,22 +57,48 @@ def eval_and_wait(
     client: redis.Redis, script: Script, keys: list[Any], args: list[Any], settings: RedisSettings, asking: bool = False
 ) -> Any:
     """EVALSHA then WAIT on one connection of `client` (ASKING first after an ASK)."""
+    (reply,) = eval_many(client, script, [(keys, args)], settings, durable=True, asking=asking)
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def eval_many(
+    client: redis.Redis,
+    script: Script,
+    calls: list[tuple[list[Any], list[Any]]],
+    settings: RedisSettings,
+    durable: bool,
+    asking: bool = False,
+) -> list[Any]:
+    """Each call's EVALSHA in one non-transactional pipeline on one connection of
+    `client`, then, when `durable`, one WAIT that covers them all. A call Redis
+    refused comes back as its error, for the caller to judge; calls refused for a
+    flushed script cache are sent again once the script is loaded."""
+    replies: list[Any] = [None] * len(calls)
+    pending = list(range(len(calls)))
     for attempt in range(2):
         with client.pipeline(transaction=False) as pipe:
-            if asking:
-                pipe.execute_command("ASKING")
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            pipe.execute_command("WAIT", settings.wait_replicas, settings.wait_timeout_ms)
-            *_, reply, acked = pipe.execute(raise_on_error=False)
-        if isinstance(reply, NoScriptError) and attempt == 0:  # Redis restarted or its cache was flushed
-            client.script_load(script.script)
+            for index in pending:
+                keys, args = calls[index]
+                if asking:
+                    pipe.execute_command("ASKING")
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            if durable:
+                pipe.execute_command("WAIT", settings.wait_replicas, settings.wait_timeout_ms)
+            out = pipe.execute(raise_on_error=False)
+        acked = out.pop() if durable else None
+        for index, reply in zip(pending, out[1::2] if asking else out, strict=True):
+            replies[index] = reply
+        pending = [index for index in pending if isinstance(replies[index], NoScriptError)]
+        if pending and attempt == 0:
+            client.script_load(script.script)  # Redis restarted or its cache was flushed
             continue
-        if isinstance(reply, Exception):
-            raise reply
         if isinstance(acked, Exception):
             raise acked
-        check_replicas(int(acked), settings)
-        return reply
+        if durable:
+            check_replicas(int(acked), settings)
+        return replies
     raise AssertionError("unreachable")
 
 
@@ -93,6 +119,38 @@ def cluster_eval_and_wait(
     except (MovedError, ReadOnlyError, ClusterDownError, redis.ConnectionError, redis.TimeoutError):
         refresh_topology(cluster)
         raise
+
+
+def cluster_eval_many(
+    cluster: RedisCluster,
+    script: Script,
+    calls: list[tuple[list[Any], list[Any]]],
+    settings: RedisSettings,
+    durable: bool,
+) -> list[Any]:
+    """`eval_many` on each node for the calls whose slots it serves: one round trip
+    per node, not per call. Every call's node is found before anything is sent:
+    when a slot has none, no call is sent and each comes back as that error."""
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    try:
+        for index, (keys, _) in enumerate(calls):
+            node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(keys[0]))
+            groups.setdefault(node.name, (node, []))[1].append(index)
+    except SlotNotCoveredError as error:
+        refresh_topology(cluster)
+        return [error] * len(calls)
+    replies: list[Any] = [None] * len(calls)
+    for node, indexes in groups.values():
+        try:
+            out = eval_many(cluster.get_redis_connection(node), script, [calls[i] for i in indexes], settings, durable)
+        except (redis.ConnectionError, redis.TimeoutError):
+            refresh_topology(cluster)
+            raise
+        for index, reply in zip(indexes, out, strict=True):
+            replies[index] = reply
+    if any(isinstance(reply, TOPOLOGY_ERRORS) for reply in replies):
+        refresh_topology(cluster)
+    return replies
 
 
 def refresh_topology(client: Any) -> None:

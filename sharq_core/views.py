@@ -87,7 +87,7 @@ class ViewCommands(EngineBase):
         paused, capped)."""
         check.identifier("queue_type", queue_type)
         shards = self._shards_of([queue_type])
-        replies = [self._script("stats", self.keys.type_keys(shard), [self._now()]) for shard in shards]
+        replies = self._scripts("stats", [(self.keys.type_keys(shard), [self._now()]) for shard in shards])
         totals: dict[bytes, int] = {}
         figures = [0] * 8  # active, scheduled, dead, ready, waiting, paused, capped, type_paused
         for reply in replies:
