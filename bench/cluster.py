@@ -1,23 +1,24 @@
 """One hot queue type on a Redis Cluster of 3 primaries, on 1 shard and on 6 (issue 17).
 
 It starts a local cluster (3 primaries, no replicas; the redis-server on PATH, as
-`bench/run.py` uses, else the embedded 6.2 binary) and a
-two-worker `sharq-server` pointed at it, then runs the same load on the type
-unsharded and spread over 6 shards: 4 producer threads batch-enqueue 20,000
-no-op jobs (100 a call) over 1,000 tenants while one `sharq-worker` (ack-and-take
-batches, concurrency 64) drains them. For each run: jobs/s, first enqueue to
-last ack, and each primary's CPU (psutil, before and after) per job; the busiest
-primary's is the figure that sharding should cut. INFO commandstats says what
-each primary ran: script calls and wake-ups (PUBLISH or SPUBLISH) per 100 jobs. Each case runs twice:
-with Redis's default `hash-max-ziplist-entries` (512) and with 64, which keeps a
-shard's per-queue hashes out of the flat encoding every read scans. The primaries
+`bench/run.py` uses, else the embedded 6.2 binary) and a two-worker
+`sharq-server` pointed at it, then runs the same load on the type unsharded and
+spread over 6 shards, alternating round by round: 4 producer threads
+batch-enqueue 40,000 no-op jobs (100 a call) over 1,000 tenants while one
+`sharq-worker` (ack-and-take batches, concurrency 64) drains them. For each run:
+jobs/s, first enqueue to last ack, and each primary's CPU per job (the kernel's
+per-thread run time in ns, /proc/<pid>/task/*/schedstat, where psutil counts
+10 ms ticks); the busiest primary's is the figure sharding should cut. Each
+round gives one ratio, busiest primary on 6 shards / on 1; the median of the
+rounds is reported with their range. INFO commandstats says what each primary
+ran: script calls and wake-ups (PUBLISH or SPUBLISH) per 100 jobs. The primaries
 are emptied before each run.
 
 On 2 cores the absolute rate cannot grow with primaries (they share the cores
-with the server and the worker); the busiest primary's CPU per job shows what
-more machines would give.
+with the server, the worker and the producers); the busiest primary's CPU per
+job shows what more machines would give.
 
-    python -m bench.cluster [--rounds 3] [--jobs 20000]
+    python -m bench.cluster [--rounds 5] [--jobs 40000] [--base OLD/.venv/bin/sharq-server]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import redis
@@ -54,25 +55,16 @@ BIN = os.path.dirname(sys.executable)
 QUEUE_TYPE = "webhook"
 TENANTS = 1_000
 PRODUCERS = 4
-JOBS = 20_000
+JOBS = 40_000
+ROUNDS = 5
 KEYS = Keys("sharq")
 
 
-@dataclass(frozen=True)
-class Case:
-    """A shard count, and Redis's `hash-max-ziplist-entries` (512 is the default of
-    6.2 and 7; below it a hash is one flat list that every read scans)."""
-
-    shards: int
-    hash_entries: int = 512
-
-    @property
-    def label(self) -> str:
-        spread = "1 shard" if self.shards == 1 else f"{self.shards} shards"
-        return f"hot type on {spread}, hash entries {self.hash_entries}"
+SHARDS = (1, 6)  # the hot type unsharded, and spread over 6 shards (2 on each primary)
 
 
-CASES = (Case(1), Case(6), Case(1, 64), Case(6, 64))
+def label(shards: int) -> str:
+    return "hot type on 1 shard" if shards == 1 else f"hot type on {shards} shards"
 
 
 def redis_binary() -> str:
@@ -145,27 +137,41 @@ def worker(url: str) -> Iterator[None]:
         process.wait(30)
 
 
-def run_case(url: str, cluster: LocalCluster, case: Case, jobs: int) -> dict:
-    """One run of `jobs` jobs end to end on the type as `case` spreads it, on
-    primaries emptied first (so every hash starts in the encoding `case` gives it)."""
-    layout = Layout(QUEUE_TYPE, case.shards)
+def run_time(pid: int) -> float:
+    """Seconds a process's threads have run (ns resolution where Linux gives
+    /proc/<pid>/task/*/schedstat; else psutil's user + system, in 10 ms ticks)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        return sum(_task_run_ns(pid, task) for task in tasks) / 1e9
+    except OSError:
+        return cpu_seconds([pid])
+
+
+def _task_run_ns(pid: int, task: str) -> int:
+    with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
+        return int(stat.read().split()[0])
+
+
+def run_case(url: str, cluster: LocalCluster, shards: int, jobs: int) -> dict:
+    """One run of `jobs` jobs end to end on the type spread over `shards`, on
+    primaries emptied first."""
+    layout = Layout(QUEUE_TYPE, shards)
     ports = [node.port for node in cluster.nodes]
     pids = [node.process.pid for node in cluster.nodes]
     for port in ports:
         primary = redis.Redis(port=port)
         primary.flushall()
-        primary.config_set("hash-max-ziplist-entries", case.hash_entries)
         primary.config_resetstat()
-    Client(url).set_type_settings(QUEUE_TYPE, case.shards)
+    Client(url).set_type_settings(QUEUE_TYPE, shards)
     store = RedisCluster.from_url(cluster.url)
     with worker(url):
-        before = [cpu_seconds([pid]) for pid in pids]
+        before = [run_time(pid) for pid in pids]
         started = time.perf_counter()
         produce(url, jobs)
         # every 20 ms: the checks are EXISTS calls on the primaries being measured
         wait_for(lambda: drained(store, layout), timeout=120, interval=0.02, what="the jobs to be done")
         elapsed = time.perf_counter() - started
-        used = [cpu_seconds([pid]) - start for pid, start in zip(pids, before, strict=True)]
+        used = [run_time(pid) - start for pid, start in zip(pids, before, strict=True)]
         stats = [redis.Redis(port=port).info("commandstats") for port in ports]
     store.close()
     return {
@@ -181,86 +187,110 @@ def _calls(stats: dict[str, dict[str, float]], command: str) -> float:
     return stats.get(f"cmdstat_{command}", {}).get("calls", 0)
 
 
-def measure(rounds: int, jobs: int) -> dict[Case, dict]:
-    """The median run (by the busiest primary's CPU per job) of each case, the
-    cases alternating round by round."""
+@dataclass
+class Result:
+    """Every run of each shard count, in round order."""
+
+    runs: dict[int, list[dict]]
+
+    def median(self, shards: int) -> dict:
+        """The median run of a shard count, by its busiest primary's CPU per job."""
+        runs = sorted(self.runs[shards], key=lambda run: max(run["us/job"]))
+        return runs[len(runs) // 2]
+
+    def ratios(self) -> list[float]:
+        """Each round's busiest primary's CPU per job, on 6 shards / on 1, sorted."""
+        pairs = zip(self.runs[SHARDS[1]], self.runs[SHARDS[0]], strict=True)
+        return sorted(max(sharded["us/job"]) / max(whole["us/job"]) for sharded, whole in pairs)
+
+    def ratio(self) -> str:
+        """The median of the rounds' ratios and their range, e.g. "0.40 (0.37-0.44)"."""
+        ratios = self.ratios()
+        return f"{ratios[len(ratios) // 2]:.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+
+
+def measure(rounds: int, jobs: int, base: str | None = None) -> dict[str, Result]:
+    """Every shard count once a round, `rounds` rounds, on one cluster; with `base`
+    (another build's sharq-server) that build's server too, round by round."""
     data_dir = tempfile.mkdtemp(prefix="sharq-cluster-bench-")
     cluster = LocalCluster(data_dir, redis_binary()).start()
-    port = free_port()
     env = {
         "SHARQ_REDIS_URL": cluster.url,
         "SHARQ_REDIS_CLUSTERED": "1",
         "SHARQ_JOB_EXPIRE_INTERVAL": "30000",
         "SHARQ_ACCESSLOG": "off",
     }
-    command = [os.path.join(BIN, "sharq-server"), "--workers", "2", "--port", str(port)]
-    seen: dict[Case, list[dict]] = {case: [] for case in CASES}
+    builds = {"this build": os.path.join(BIN, "sharq-server"), **({"base": base} if base else {})}
+    results = {build: Result({shards: [] for shards in SHARDS}) for build in builds}
     try:
-        with server_process(command, env, port) as (url, _):
+        with ExitStack() as servers:
+            urls = {}
+            for build, binary in builds.items():
+                port = free_port()
+                urls[build], _ = servers.enter_context(
+                    server_process([binary, "--workers", "2", "--port", str(port)], env, port)
+                )
             for _ in range(rounds):
-                for case in CASES:
-                    seen[case].append(run_case(url, cluster, case, jobs))
+                for build, url in urls.items():
+                    for shards in SHARDS:
+                        results[build].runs[shards].append(run_case(url, cluster, shards, jobs))
     finally:
         cluster.stop()  # each node by its pid
         shutil.rmtree(data_dir, ignore_errors=True)
-    return {case: sorted(runs, key=lambda r: max(r["us/job"]))[len(runs) // 2] for case, runs in seen.items()}
+    return results
 
 
-def ratios(result: dict[Case, dict]) -> dict[int, float]:
-    """Busiest primary's CPU per job on 6 shards / on 1, for each hash setting."""
-    busiest = {case: max(run["us/job"]) for case, run in result.items()}
-    return {
-        entries: busiest[Case(6, entries)] / busiest[Case(1, entries)]
-        for entries in sorted({case.hash_entries for case in result}, reverse=True)
-    }
-
-
-def rows(result: dict[Case, dict], jobs: int) -> list[tuple[str, str, str]]:
+def rows(results: dict[str, Result], jobs: int) -> list[tuple[str, str, str]]:
     """The cluster rows of `make bench`'s table."""
     out = []
-    for case, run in result.items():
-        label = f"cluster, {case.label}"
-        shares = "/".join(f"{us / sum(run['us/job']):.2f}" for us in run["us/job"])
-        out.append((f"{label}: {jobs:,} jobs end to end", f"{run['jobs/s']:,.0f} jobs/s", ""))
-        out.append((f"{label}: busiest primary's CPU per job", f"{max(run['us/job']):.1f} µs", f"shares {shares}"))
-    for entries, ratio in ratios(result).items():
-        out.append((f"cluster, busiest primary per job, 6 shards / 1 (hash entries {entries})", f"{ratio:.2f}",
+    for build, result in results.items():
+        prefix = "cluster" if build == "this build" else f"cluster ({build})"
+        for shards in SHARDS:
+            run, name = result.median(shards), f"{prefix}, {label(shards)}"
+            shares = "/".join(f"{us / sum(run['us/job']):.2f}" for us in run["us/job"])
+            out.append((f"{name}: {jobs:,} jobs end to end", f"{run['jobs/s']:,.0f} jobs/s", ""))
+            out.append((f"{name}: busiest primary's CPU per job", f"{max(run['us/job']):.1f} µs", f"shares {shares}"))
+        out.append((f"{prefix}, busiest primary per job, 6 shards / 1", result.ratio(),
                     f"target <= 0.45, Redis {redis_version()}"))  # fmt: skip
     return out
 
 
-def table(result: dict[Case, dict], jobs: int) -> str:
-    """The table `python -m bench.cluster` prints: one line per case."""
+def table(results: dict[str, Result], jobs: int) -> str:
+    """The table `python -m bench.cluster` prints: one line per build and shard count."""
     lines = [
         f"| {jobs:,} jobs, 1,000 tenants | jobs/s | Redis CPU µs per job: busiest primary | all primaries "
         "| each primary (shards on it) | script calls per 100 jobs, each primary "
         "| PUBLISH/SPUBLISH per 100 jobs, each primary |",
         "|---|---|---|---|---|---|---|",
     ]
-    for case, run in result.items():
-        each = ", ".join(f"{us:.1f} ({n})" for us, n in zip(run["us/job"], run["placement"], strict=True))
-        scripts = " / ".join(f"{100 * n:.1f}" for n in run["scripts/job"])
-        published = " / ".join(f"{100 * n:.1f}" for n in run["publish/job"])
-        lines.append(
-            f"| {case.label} | {run['jobs/s']:,.0f} | {max(run['us/job']):.1f} | {sum(run['us/job']):.1f} | {each} "
-            f"| {scripts} | {published} |"
-        )
+    for build, result in results.items():
+        for shards in SHARDS:
+            run = result.median(shards)
+            name = label(shards) if len(results) == 1 else f"{build}: {label(shards)}"
+            each = ", ".join(f"{us:.1f} ({n})" for us, n in zip(run["us/job"], run["placement"], strict=True))
+            scripts = " / ".join(f"{100 * n:.1f}" for n in run["scripts/job"])
+            published = " / ".join(f"{100 * n:.1f}" for n in run["publish/job"])
+            lines.append(
+                f"| {name} | {run['jobs/s']:,.0f} | {max(run['us/job']):.1f} | {sum(run['us/job']):.1f} "
+                f"| {each} | {scripts} | {published} |"
+            )
     lines.append("")
-    for entries, ratio in ratios(result).items():
-        lines.append(f"busiest primary's CPU per job, 6 shards / 1, hash-max-ziplist-entries {entries}: "
-                     f"{ratio:.2f} (target <= 0.45, ideal 0.33)")  # fmt: skip
+    for build, result in results.items():
+        lines.append(f"{build}: busiest primary's CPU per job, 6 shards / 1, median of the rounds (range): "
+                     f"{result.ratio()} (target <= 0.45, ideal 0.33)")  # fmt: skip
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--jobs", type=int, default=JOBS)
+    parser.add_argument("--base", help="another build's sharq-server (an older checkout) to measure side by side")
     options = parser.parse_args()
     started = time.monotonic()
-    result = measure(options.rounds, options.jobs)
-    print(table(result, options.jobs))
-    print(f"Redis {redis_version()}, {os.cpu_count()} CPUs, {options.rounds} rounds, medians, "
+    results = measure(options.rounds, options.jobs, options.base)
+    print(table(results, options.jobs))
+    print(f"Redis {redis_version()}, {os.cpu_count()} CPUs, {options.rounds} rounds, "
           f"{time.monotonic() - started:.0f} s in all")  # fmt: skip
 
 

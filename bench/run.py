@@ -233,7 +233,7 @@ def run(rounds: int, seconds: float, sharq_bin: str, parts: str, base: str | Non
         store.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
     if parts in ("all", "cluster"):
-        rows += cluster.rows(cluster.measure(rounds, cluster.JOBS), cluster.JOBS)
+        rows += cluster.rows(cluster.measure(max(rounds, cluster.ROUNDS), cluster.JOBS, base), cluster.JOBS)
     return rows
 
 

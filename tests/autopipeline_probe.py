@@ -39,6 +39,10 @@ def main(url: str) -> None:
     else:
         raise AssertionError("an error reply must raise")
     assert sq._pipeline.call("PING") == b"PONG"
+    error, pong = sq._pipeline.call_many([("NOSUCHCOMMAND",), ("PING",)])
+    assert isinstance(error, redis.ResponseError) and pong == b"PONG", (error, pong)
+
+    sharded_batches(sq)
 
     sq.redis.client_kill_filter(_type="normal", skipme=True)  # the server drops us
     for _ in range(3):  # the first call may still see the dropped connection
@@ -54,6 +58,28 @@ def main(url: str) -> None:
     tls = SharQ(Config(redis=RedisSettings(url="rediss://" + url.split("://", 1)[1], embedded=False)))
     assert tls._pipeline is None  # redis-py speaks TLS; the auto-pipeline steps aside
     print("ok")
+
+
+def sharded_batches(sq: SharQ) -> None:
+    """A batch over shards sends its calls together (call_many): 20 greenlets'
+    batches all land, and a flushed script cache is loaded again mid-batch."""
+    sq.set_type_settings("s", 6)
+
+    def batch(n: int) -> list:
+        jobs = [{"queue_id": f"t{m}", "job_id": f"b{n}", "payload": m, "interval": 0} for m in range(30)]
+        return sq.enqueue_many("s", jobs)
+
+    batches = [gevent.spawn(batch, n) for n in range(20)]
+    gevent.joinall(batches, raise_error=True)
+    assert all(result["status"] == "queued" for job in batches for result in job.value)
+    sq.redis.script_flush()
+    assert {result["status"] for result in batch(20)} == {"queued"}
+    taken = sq.dequeue_many("s", 100)["jobs"]
+    acks = [{"queue_id": job["queue_id"], "job_id": job["job_id"], "receipt": job["receipt"]} for job in taken]
+    results, more, _ = sq.finish_many("s", acks, next_count=10)
+    assert [result["status"] for result in results] == ["success"] * 100 and len(more) == 10
+    assert sq.type_stats("s")["counters"] == {"enqueued": 630, "dequeued": 110, "finished": 100, "failed": 0,
+                                              "requeued": 0, "dead": 0}  # fmt: skip
 
 
 def acl_user(url: str) -> None:
