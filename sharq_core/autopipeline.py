@@ -80,9 +80,13 @@ class AutoPipeline:
                 replies.append(self._reply(waiter))
             except redis.ResponseError as error:
                 replies.append(error)
-        if acked is not None:
-            check_replicas(self._reply(acked), self.settings)
+        if acked is not None and not all(isinstance(reply, Exception) for reply in replies):
+            check_replicas(self._reply(acked), self.settings)  # a refused command wrote nothing
         return replies
+
+    def close(self) -> None:
+        """Drop the connection; commands still waiting fail, the next one connects again."""
+        self._reset(redis.ConnectionError("the connection was closed"))
 
     def _reply(self, waiter: gevent.event.AsyncResult) -> Any:
         try:

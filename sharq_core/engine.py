@@ -18,6 +18,8 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+from redis.cluster import RedisCluster
+
 from .base import COUNTERS, KEEP, MAX_BATCH, RATE_MEMORY_MS, REQUEUE_BATCH  # re-exported: callers import them here
 from .config import Config, load_config
 from .connection import connect
@@ -64,6 +66,16 @@ class SharQ(ProducerCommands, DeliveryCommands, ControlCommands, ViewCommands, H
     def redis_client(self) -> Any:
         """The redis-py client the engine uses (a Redis or RedisCluster)."""
         return self.redis
+
+    def close(self) -> None:
+        """Close the connections the engine opened (a client passed in stays the
+        caller's to close). A call after it connects again."""
+        if self._own_client:
+            if isinstance(self.redis, RedisCluster):  # its close() leaves each node's pool open
+                self.redis.disconnect_connection_pools()
+            self.redis.close()
+        if self._pipeline is not None:
+            self._pipeline.close()
 
     def reload_config(self, config: str | Config | None = None) -> None:
         """Read the configuration again (or take the one given) and reconnect."""

@@ -94,9 +94,9 @@ def eval_many(
         if pending and attempt == 0:
             client.script_load(script.script)  # Redis restarted or its cache was flushed
             continue
-        if isinstance(acked, Exception):
-            raise acked
-        if durable:
+        if durable and not all(isinstance(reply, Exception) for reply in replies):  # a refused call wrote nothing
+            if isinstance(acked, Exception):
+                raise acked
             check_replicas(int(acked), settings)
         return replies
     raise AssertionError("unreachable")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import pytest
@@ -108,6 +109,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def sq(config: Config, redis_client, clock: Clock) -> SharQ:
+def sq(config: Config, redis_client, clock: Clock) -> Iterator[SharQ]:
     """An engine on the flushed Redis, with a clock the test steps by hand."""
-    return SharQ(config, clock=clock)
+    engine = SharQ(config, clock=clock)
+    yield engine
+    engine.close()

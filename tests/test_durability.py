@@ -167,3 +167,23 @@ def test_a_requeue_pass_short_of_replicas_still_visits_every_type(pair) -> None:
     with pytest.raises(NotReplicated):
         short.requeue()
     assert [plain.job_status(queue_type, "q1", "j1")["state"] for queue_type in "abc"] == ["queued"] * 3
+
+
+def test_a_refused_write_raises_its_own_error_not_a_replica_shortfall(pair) -> None:
+    """A script Redis refused wrote nothing, so the WAIT after it says nothing: the
+    caller sees why it was refused, alone or in a batch over shards, whatever
+    the replicas hold."""
+    primary, _ = pair
+    short = SharQ(durable_config(primary, replicas=2))  # one replica: every WAIT falls short
+    short.redis.set(short.keys.queues("t"), "not a hash")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        short.enqueue({}, 0, "j", "q", "t")
+    setup = SharQ(durable_config(primary, replicas=0))
+    setup.set_type_settings("hot", 3)
+    setup.close()
+    for shard in ("hot#0", "hot#1", "hot#2"):
+        short.redis.set(short.keys.queues(shard), "not a hash")
+    jobs = [{"queue_id": f"q{n}", "job_id": "j", "payload": n, "interval": 0} for n in range(12)]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        short.enqueue_many("hot", jobs)
+    short.close()

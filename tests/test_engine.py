@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from redis.cluster import RedisCluster
 
-from sharq_core import BadArgumentException, DuplicateJob, NotFound, QueueFull, SharQ
-from tests.support import Clock
+from sharq_core import BadArgumentException, Config, DuplicateJob, NotFound, QueueFull, SharQ
+from tests.support import Clock, wait_for
 
 
 def put(sq: SharQ, job_id: str, queue_id: str = "q1", interval: int = 0, **extra) -> dict:
@@ -358,6 +359,26 @@ def test_metrics_counters_expire(sq: SharQ, redis_client) -> None:
     put(sq, "a")
     (key,) = redis_client.keys("*:stats:*")
     assert 0 < redis_client.pttl(key) <= 660_000
+
+
+def _connections(redis_client) -> int:
+    """Clients connected to the test Redis (on a cluster, to every primary)."""
+    if isinstance(redis_client, RedisCluster):
+        nodes = [redis_client.get_redis_connection(node) for node in redis_client.get_primaries()]
+        return sum(len(node.client_list()) for node in nodes)
+    return len(redis_client.client_list())
+
+
+def test_close_leaves_no_connection_open(config: Config, redis_client) -> None:
+    before = _connections(redis_client)
+    engine = SharQ(config)
+    engine.enqueue_many("sms", [{"queue_id": f"q{n}", "job_id": "a", "payload": n, "interval": 0} for n in range(9)])
+    assert engine.dequeue_many("sms", 9)["status"] == "success"
+    assert _connections(redis_client) > before
+    engine.close()
+    wait_for(lambda: _connections(redis_client) == before, timeout=5, what="Redis to see the engine's connections go")
+    assert engine.type_stats("sms")["jobs"]["active"] == 9  # a call after it connects again
+    engine.close()
 
 
 def test_a_minute_bucket_is_a_hash_table_from_its_first_count(sq: SharQ, redis_client) -> None:
