@@ -61,10 +61,13 @@ class ProducerCommands(EngineBase):
         return self.enqueue(**self._fields(fields), queue_id=queue_id, queue_type=queue_type)
 
     def enqueue_many(self, queue_type: str, jobs: Any) -> list[dict[str, Any]]:
-        """Queue up to MAX_BATCH jobs of one type in one atomic call, one result each.
+        """Queue up to MAX_BATCH jobs of one type in one atomic call (one per shard
+        on a type spread over shards), one result each.
 
         Any invalid job rejects the whole batch before Redis is touched; a
-        duplicate or a full queue fails only that job.
+        duplicate or a full queue fails only that job. Should an error be raised
+        (Redis unavailable, ShardsChanged), some shards' jobs may be stored:
+        sending the batch again is safe, those answer DuplicateJob ("queued").
         """
         check.identifier("queue_type", queue_type)
         if not isinstance(jobs, list) or not 1 <= len(jobs) <= MAX_BATCH:

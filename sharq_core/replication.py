@@ -130,7 +130,10 @@ def cluster_eval_many(
 ) -> list[Any]:
     """`eval_many` on each node for the calls whose slots it serves: one round trip
     per node, not per call. Every call's node is found before anything is sent:
-    when a slot has none, no call is sent and each comes back as that error."""
+    when a slot has none, no call is sent and each comes back as that error.
+    The nodes are visited in the order of their last call, so the last call (an
+    ack-and-take's take) goes out only once every other node has answered: a
+    node that fails first fails the batch before anything is taken."""
     groups: dict[str, tuple[Any, list[int]]] = {}
     try:
         for index, (keys, _) in enumerate(calls):
@@ -140,7 +143,7 @@ def cluster_eval_many(
         refresh_topology(cluster)
         return [error] * len(calls)
     replies: list[Any] = [None] * len(calls)
-    for node, indexes in groups.values():
+    for node, indexes in sorted(groups.values(), key=lambda group: group[1][-1]):
         try:
             out = eval_many(cluster.get_redis_connection(node), script, [calls[i] for i in indexes], settings, durable)
         except (redis.ConnectionError, redis.TimeoutError):

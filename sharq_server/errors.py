@@ -35,9 +35,10 @@ _UNAVAILABLE_CLASSES = (
     (redis_errors.ClusterError, "cluster"),
 )
 # The same codes as they appear in a plain reply (the auto-pipelined path) or
-# inside a script's error ("ERR Error running script ... -READONLY You can't ...").
+# inside a script's error ("ERR Error running script ... -READONLY You can't ...");
+# UNBLOCKED: a WAIT cut short because its primary became a replica (a failover).
 _UNAVAILABLE_CODES = re.compile(
-    r"(?:^|[\s:-])(MISCONF|OOM|READONLY|LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|NOREPLICAS)\b"
+    r"(?:^|[\s:-])(MISCONF|OOM|READONLY|LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|NOREPLICAS|UNBLOCKED)\b"
 )
 
 UNKNOWN_OUTCOME = (

@@ -5,6 +5,7 @@ answered 2xx is missing after either; serving resumes by itself."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -14,8 +15,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from sharq_core import Config, SharQ
+from sharq_core.shards import Layout
 from sharq_server.embedded import redis_executable
-from tests.support import LocalCluster, ServerProcess, wait_for
+from tests.support import LocalCluster, ServerProcess, frozen, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -214,3 +217,39 @@ def _long_poll_is_woken(server: ServerProcess, queue_type: str) -> float:
     poller.join(15)
     assert answer and answer[0][0] == 200, answer
     return time.monotonic() - sent
+
+
+def test_a_node_failing_an_ack_and_take_leaves_the_jobs_to_take_queued(tmp_path) -> None:
+    """Found by review: a batch's acks go to each shard's node, one pipeline a node,
+    and the take rides on the last shard's call. Had that node gone first and a
+    later node then failed, the caller got an error for jobs taken in its name
+    (with requeue_limit 0 they went to the dead letters). Now the node with the
+    take goes last: a node that fails first fails the batch before anything is taken."""
+    cluster = LocalCluster(str(tmp_path / "plain"), redis_executable()).start()
+    try:
+        base = Config(job_expire_interval=1000)
+        settings = dataclasses.replace(base.redis, url=cluster.url, clustered=True, embedded=False, socket_timeout=1.0)
+        sq = SharQ(dataclasses.replace(base, redis=settings))
+        sq.set_type_settings("hot", 6)
+        layout, by_node = Layout("hot", 6), {}
+        for shard in layout.names():
+            by_node.setdefault(cluster.shard_of(f"{{{shard}}}"), []).append(shard)
+        node_a = next(node for node, shards in by_node.items() if len(shards) >= 2)
+        node_b = next(node for node in by_node if node != node_a)
+        (first, last), middle = by_node[node_a][:2], by_node[node_b][0]
+        queue_of = {}
+        for n in range(1000):
+            queue_of.setdefault(layout.of(f"t{n}"), f"t{n}")
+        order = [queue_of[shard] for shard in (first, middle, last)]
+        sq.enqueue_many("hot", [{"queue_id": q, "job_id": "a", "payload": 1, "interval": 0} for q in order])
+        receipts = {job["queue_id"]: job["receipt"] for job in sq.dequeue_many("hot", 3)["jobs"]}
+        sq.enqueue_many("hot", [{"queue_id": queue_of[last], "job_id": f"b{n}", "payload": 1, "interval": 0,
+                                 "requeue_limit": 0} for n in range(3)])  # fmt: skip
+        acks = [{"queue_id": queue_id, "job_id": "a", "receipt": receipts[queue_id]} for queue_id in order]
+        with frozen(cluster.nodes[node_b].process.pid), pytest.raises(redis.TimeoutError):
+            sq.finish_many("hot", acks, next_count=3)
+        jobs_now = sq.type_stats("hot")["jobs"]
+        assert (jobs_now["active"], jobs_now["queued"]) == (3, 3)  # nothing acked, nothing taken
+        sq.close()
+    finally:
+        cluster.stop()

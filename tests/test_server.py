@@ -342,6 +342,7 @@ def test_requeue_loop_recognises_its_own_lock(app) -> None:
         (redis_errors.ClusterDownError("The cluster is down"), "CLUSTERDOWN"),
         (redis_errors.TryAgainError("Multiple keys request during rehashing of slot"), "TRYAGAIN"),
         (redis_errors.ResponseError("CLUSTERDOWN Hash slot not served"), "CLUSTERDOWN"),
+        (redis_errors.ResponseError("UNBLOCKED force unblock from blocking operation, instance state"), "UNBLOCKED"),
         (redis_errors.BusyLoadingError("Redis is loading the dataset in memory"), "LOADING"),
         (redis_errors.TimeoutError("Timeout reading from socket"), "timeout"),
         (redis_errors.ResponseError("ERR unknown command 'NOPE'"), None),
