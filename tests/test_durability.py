@@ -38,11 +38,21 @@ def pair(request: pytest.FixtureRequest, tmp_path):
     replica.start()
     clients = [redis.Redis(port=primary.port), redis.Redis(port=replica.port)]
     wait_for(lambda: in_sync(clients[0], clients[1:]), what="the replica to sync")
+    # a replica just in sync has once taken longer than WAIT_MS to confirm its first
+    # write (Redis 7.0, 1 run in 40): the tests start once it confirms one in time
+    wait_for(lambda: _confirms_a_write(clients[0]), what="the replica to confirm a write")
     yield primary, replica
     for client in clients:
         client.close()
     replica.stop()
     primary.stop()
+
+
+def _confirms_a_write(primary: redis.Redis) -> bool:
+    primary.set("replica-check", 1)
+    confirmed = primary.wait(1, WAIT_MS) >= 1
+    primary.delete("replica-check")
+    return confirmed
 
 
 def durable_config(primary: EmbeddedRedis, replicas: int = 1) -> Config:
