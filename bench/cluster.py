@@ -45,7 +45,7 @@ from sharq_core.shards import Layout
 from sharq_server.embedded import redis_executable
 from tests.support import LocalCluster, free_port, wait_for
 
-from .costs import cpu_seconds
+from .cpu import run_time
 from .serve import server_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -135,21 +135,6 @@ def worker(url: str) -> Iterator[None]:
     finally:
         process.terminate()
         process.wait(30)
-
-
-def run_time(pid: int) -> float:
-    """Seconds a process's threads have run (ns resolution where Linux gives
-    /proc/<pid>/task/*/schedstat; else psutil's user + system, in 10 ms ticks)."""
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-        return sum(_task_run_ns(pid, task) for task in tasks) / 1e9
-    except OSError:
-        return cpu_seconds([pid])
-
-
-def _task_run_ns(pid: int, task: str) -> int:
-    with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
-        return int(stat.read().split()[0])
 
 
 def run_case(url: str, cluster: LocalCluster, shards: int, jobs: int) -> dict:

@@ -25,21 +25,13 @@ from sharq_client import Client
 from tests.support import free_port, wait_for
 
 from .commands import commandstats
+from .cpu import cpu_seconds
 from .serve import server_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BULLMQ = os.path.join(HERE, "bullmq")
 JOBS = 20_000
 ROLES = ("redis", "server", "worker", "producer")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes so far."""
-    total = 0.0
-    for pid in pids:
-        times = psutil.Process(pid).cpu_times()
-        total += times.user + times.system
-    return total
 
 
 def family(pid: int) -> list[int]:

@@ -28,6 +28,8 @@ import urllib3
 from sharq_client import Client, Worker
 from tests.support import free_port, http, wait_for
 
+from .cpu import cpu_seconds
+
 BIN = os.path.dirname(sys.executable)
 
 
@@ -101,23 +103,13 @@ def parked_cpu(url: str, pids: list[int], parked: int = 1000, seconds: float = 5
         sockets.append(sock)
     try:
         time.sleep(2.0)  # let them all arrive and park before measuring
-        before, started = _cpu_seconds(pids), time.monotonic()
+        before, started = cpu_seconds(pids), time.monotonic()
         time.sleep(seconds)
-        used = _cpu_seconds(pids) - before
+        used = cpu_seconds(pids) - before
         return 100 * used / (time.monotonic() - started)
     finally:
         for sock in sockets:
             sock.close()
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
 
 
 def server_pids(master: int) -> list[int]:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import redis
+from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from sharq_server.embedded import EmbeddedRedis
@@ -56,6 +57,14 @@ def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(interval)
+
+
+def primaries(client: redis.Redis | RedisCluster) -> list[redis.Redis]:
+    """The test Redis itself, or a plain client of each primary of a test cluster
+    (for the per-node commands: INFO, CLIENT LIST, SCRIPT FLUSH)."""
+    if isinstance(client, RedisCluster):
+        return [client.get_redis_connection(node) for node in client.get_primaries()]
+    return [client]
 
 
 class Clock:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from redis.cluster import RedisCluster
 
 from sharq_core import BadArgumentException, Config, DuplicateJob, NotFound, QueueFull, SharQ
-from tests.support import Clock, wait_for
+from tests.support import Clock, primaries, wait_for
 
 
 def put(sq: SharQ, job_id: str, queue_id: str = "q1", interval: int = 0, **extra) -> dict:
@@ -363,10 +362,7 @@ def test_metrics_counters_expire(sq: SharQ, redis_client) -> None:
 
 def _connections(redis_client) -> int:
     """Clients connected to the test Redis (on a cluster, to every primary)."""
-    if isinstance(redis_client, RedisCluster):
-        nodes = [redis_client.get_redis_connection(node) for node in redis_client.get_primaries()]
-        return sum(len(node.client_list()) for node in nodes)
-    return len(redis_client.client_list())
+    return sum(len(node.client_list()) for node in primaries(redis_client))
 
 
 def test_close_leaves_no_connection_open(config: Config, redis_client) -> None:

@@ -7,11 +7,11 @@ import threading
 from functools import partial
 
 import pytest
-from redis.cluster import RedisCluster, key_slot
+from redis.cluster import key_slot
 
 from sharq_core import Config, Conflict, DuplicateJob, SharQ
 from sharq_core.shards import Layout
-from tests.support import Clock
+from tests.support import Clock, primaries
 
 
 def put(sq: SharQ, job_id: str, queue_id: str, interval: int = 0, **extra) -> dict:
@@ -38,21 +38,14 @@ def test_queues_spread_over_the_shards_and_every_job_comes_out_once(sq: SharQ, r
     assert sq.type_stats("hot")["jobs"]["active"] == 60
 
 
-def _primaries(redis_client) -> list:
-    """The test Redis, or a plain client of each primary of the test cluster."""
-    if isinstance(redis_client, RedisCluster):
-        return [redis_client.get_redis_connection(node) for node in redis_client.get_primaries()]
-    return [redis_client]
-
-
 def _reads_during(redis_client, call):
     """`call()`'s result and the read events Redis handled while it ran (INFO stats;
     on a cluster, over every primary), less the INFO calls' own."""
-    primaries = _primaries(redis_client)
-    before = sum(primary.info("stats")["total_reads_processed"] for primary in primaries)
+    nodes = primaries(redis_client)
+    before = sum(node.info("stats")["total_reads_processed"] for node in nodes)
     result = call()
-    after = sum(primary.info("stats")["total_reads_processed"] for primary in primaries)
-    return result, after - before - len(primaries)
+    after = sum(node.info("stats")["total_reads_processed"] for node in nodes)
+    return result, after - before - len(nodes)
 
 
 def test_a_batch_sends_its_calls_on_each_shard_together(sq: SharQ, redis_client) -> None:
@@ -66,7 +59,7 @@ def test_a_batch_sends_its_calls_on_each_shard_together(sq: SharQ, redis_client)
     # a delayed job on each queue keeps every shard listed in the registry
     sq.enqueue_many("hot", [{"queue_id": q, "job_id": "kept", "payload": 1, "interval": 0, "delay_ms": 60_000}
                             for q in queue_ids])  # fmt: skip
-    nodes = len(_primaries(redis_client))
+    nodes = len(primaries(redis_client))
     for job_id in ("warm", "measured"):  # the first round opens every connection
         jobs = [{"queue_id": queue_id, "job_id": job_id, "payload": 1, "interval": 0} for queue_id in queue_ids]
         results, enqueue_reads = _reads_during(redis_client, partial(sq.enqueue_many, "hot", jobs))
@@ -82,7 +75,7 @@ def test_a_batch_sends_its_calls_on_each_shard_together(sq: SharQ, redis_client)
 def test_a_batch_over_shards_survives_a_flushed_script_cache(sq: SharQ, redis_client) -> None:
     sq.set_type_settings("hot", 6)
     sq.enqueue_many("hot", [{"queue_id": f"t{n}", "job_id": "a", "payload": n, "interval": 0} for n in range(30)])
-    for primary in _primaries(redis_client):
+    for primary in primaries(redis_client):
         primary.script_flush()
     jobs = [{"queue_id": f"t{n}", "job_id": "b", "payload": n, "interval": 0} for n in range(30)]
     assert {result["status"] for result in sq.enqueue_many("hot", jobs)} == {"queued"}

@@ -1,0 +1,33 @@
+"""How much CPU a process has used: what every bench divides by its jobs."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far, in the kernel's 10 ms
+    ticks, counting threads that have ended (the Python processes start and end
+    threads as they go)."""
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def run_time(pid: int) -> float:
+    """Seconds a process's live threads have run, in ns (/proc/<pid>/task/*/schedstat),
+    where a short run of a Redis would be a few ticks; else `cpu_seconds`."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        return sum(_task_run_ns(pid, task) for task in tasks) / 1e9
+    except OSError:
+        return cpu_seconds([pid])
+
+
+def _task_run_ns(pid: int, task: str) -> int:
+    with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
+        return int(stat.read().split()[0])
