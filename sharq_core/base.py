@@ -106,8 +106,7 @@ class EngineBase:
         runs again on its own, as `_script` runs one; any other refusal raises."""
         if len(calls) == 1:
             return [self._script(name, *calls[0])]
-        script, settings = self.scripts[name], self.config.redis
-        durable = settings.wait_replicas > 0 and name not in READ_ONLY
+        script, settings, durable = self.scripts[name], self.config.redis, self._durable(name)
         if self._pipeline is not None:
             commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
             replies = self._pipeline.call_many(commands, replicated=durable)
@@ -125,8 +124,7 @@ class EngineBase:
     def _run_script(self, name: str, keys: list[Any], args: list[Any]) -> Any:
         """Auto-pipelined under gevent, else through redis-py; a change is answered
         once `wait_replicas` replicas hold it (see replication.py)."""
-        script, settings = self.scripts[name], self.config.redis
-        durable = settings.wait_replicas > 0 and name not in READ_ONLY
+        script, settings, durable = self.scripts[name], self.config.redis, self._durable(name)
         if self._pipeline is not None:
             command = ("EVALSHA", script.sha, len(keys), *keys, *args)
             try:
@@ -139,6 +137,10 @@ class EngineBase:
         if isinstance(self.redis, RedisCluster):
             return cluster_eval_and_wait(self.redis, script, keys, args, settings)
         return eval_and_wait(self.redis, script, keys, args, settings)
+
+    def _durable(self, name: str) -> bool:
+        """Whether the script's changes are answered only once replicas hold them."""
+        return self.config.redis.wait_replicas > 0 and name not in READ_ONLY
 
     def _now(self) -> str | int:
         """The explicit clock's time in ms, or "" to let each script read Redis TIME."""
