@@ -139,9 +139,8 @@ class ProducerCommands(EngineBase):
 
     def _enqueue(self, queue_type: str, jobs: list[list[Any]]) -> list[int]:
         """enqueue.lua's code for each job, one call per shard the jobs map to, all
-        sent together (`_scripts`). A
-        shard that finds the shard count changed writes nothing; its jobs are
-        routed again on the count read afresh."""
+        sent together (`_scripts`). A shard that finds the shard count changed
+        writes nothing; its jobs are routed again on the count read afresh."""
         codes: dict[int, int] = {}
         for attempt in range(3):
             if attempt == 2 and not self._settle_layout(queue_type):
@@ -150,10 +149,18 @@ class ProducerCommands(EngineBase):
             pending = {index: job[0] for index, job in enumerate(jobs) if index not in codes}
             groups = layout.group(pending)
             calls = [self._enqueue_call(shard, layout.count, [jobs[i] for i in ids]) for shard, ids in groups.items()]
+            listed = []  # shards that held no queue before the call
             for (shard, indexes), reply in zip(groups.items(), self._scripts("enqueue", calls), strict=True):
-                shard_codes = self._enqueued(shard, reply)
-                if shard_codes is not None:
-                    codes.update(zip(indexes, shard_codes, strict=True))
+                type_was_empty, *shard_codes = reply
+                if type_was_empty < 0:  # the shard count changed: routed again
+                    continue
+                if type_was_empty:
+                    listed.append(shard)
+                codes.update(zip(indexes, shard_codes, strict=True))
+            if listed:
+                # the only write outside the types' slots; rare, so one more trip is fine.
+                # Should it be lost, requeue()'s discovery scan lists the type again.
+                self.redis.sadd(self.keys.queue_types(), *listed)
             if len(codes) == len(jobs):
                 return [codes[index] for index in range(len(jobs))]
         raise ShardsChanged("the queue type's shard count is changing; retrying is safe")
@@ -166,18 +173,6 @@ class ProducerCommands(EngineBase):
             keys += [self.keys.queue(shard, job[0]), self.keys.jobs(shard, job[0])]
             args += job
         return keys, args
-
-    def _enqueued(self, shard: str, reply: list[int]) -> list[int] | None:
-        """Each job's code from a shard's enqueue.lua reply; None when it refused
-        the shard count."""
-        type_was_empty, *codes = reply
-        if type_was_empty < 0:
-            return None
-        if type_was_empty:
-            # the only write outside the type's slot; rare, so a second trip is fine.
-            # Should it be lost, requeue()'s discovery scan lists the type again.
-            self.redis.sadd(self.keys.queue_types(), shard)
-        return codes
 
 
 def _batch_result(job: list[Any], code: int) -> dict[str, Any]:
