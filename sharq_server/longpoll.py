@@ -12,6 +12,9 @@ head of the line asks Redis: when a message names its type, or when the
 earliest rate-limited queue of the type comes due (the dequeue script says
 when), so a queue is handed out at its due time and parked requests never poll.
 When the head leaves (with jobs, or at its deadline) the next one asks at once.
+Every poll asks once more at its deadline before answering with nothing: an
+announcement lost on the way (a link found dead only later) costs a wait, never
+a queued job.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from sharq_core.jobs import DequeuedJob
 from sharq_core.replication import refresh_topology
 from sharq_core.shards import type_of
 
-from .announcements import Announcements
+from .announcements import UNFOLLOW_AFTER_S, Announcements
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +77,10 @@ class LongPoll:
     ack-and-take whose acks are done is never refused: it answers what it has.
     """
 
-    def __init__(self, engine: SharQ, max_parked: int = 900) -> None:
+    def __init__(self, engine: SharQ, max_parked: int = 900, unfollow_after_s: float = UNFOLLOW_AFTER_S) -> None:
         self.engine = engine
         self.max_parked = max_parked
+        self.unfollow_after_s = unfollow_after_s
         self._lines: dict[str, deque[_Waiter]] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -134,7 +138,10 @@ class LongPoll:
                 jobs, due = self.engine.take(queue_type, count)
                 if jobs:
                     return jobs, 0
-            return [], due
+            if self._closing.is_set() or not alive():
+                return [], due
+            jobs, due = self.engine.take(queue_type, count)  # the last look, at the deadline
+            return jobs, 0 if jobs else due
         finally:
             self._leave(queue_type, line, waiter)
 
@@ -194,7 +201,7 @@ class LongPoll:
         while not self._closing.is_set():
             announcements: Announcements | None = None
             try:
-                announcements = Announcements(self.engine)
+                announcements = Announcements(self.engine, self.unfollow_after_s)
                 announcements.open()
                 self._subscribed.set()
                 self._wake()  # anything announced before the subscription took is looked at now

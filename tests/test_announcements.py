@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,7 +13,8 @@ import redis
 
 from sharq_core import SharQ
 from sharq_server.announcements import Announcements, redis_major
-from tests.support import LocalCluster, ServerProcess, http, wait_for
+from sharq_server.longpoll import LongPoll
+from tests.support import LocalCluster, ServerProcess, http, primaries, wait_for
 
 
 def test_announcements_follow_the_redis_version(sq: SharQ) -> None:
@@ -30,6 +32,36 @@ def test_announcements_follow_the_redis_version(sq: SharQ) -> None:
         assert heard == "t"
     finally:
         announcements.close()
+
+
+def test_shard_channels_no_poll_waits_on_are_dropped(sq: SharQ) -> None:
+    """Found by review: the listener kept every shard channel it had followed for
+    the life of the process, the types no longer polled and the shards a reshard
+    took away included. Now one no parked poll wanted for unfollow_after_s goes."""
+    if redis_major(sq.redis) < 7:
+        pytest.skip("shard channels come with Redis 7")
+    poll = LongPoll(sq, unfollow_after_s=0.3)
+    channels = [f"sharq:{{hot#{n}}}:ready" for n in range(4)]
+    try:
+        for shards in (4, 2):
+            assert sq.set_type_settings("hot", shards)["status"] == "success"
+            parked = threading.Thread(target=poll.take, args=("hot", 1, 2), daemon=True)
+            parked.start()
+            expected = [1] * shards + [0] * (4 - shards)  # the old shards dropped while the new ones wait
+            wait_for(lambda e=expected: _subscribers(sq, channels) == e, what=f"{shards} shard channels followed")
+            parked.join(5)
+        wait_for(lambda: _subscribers(sq, channels) == [0] * 4, what="every shard channel dropped")
+    finally:
+        poll.close()
+
+
+def _subscribers(sq: SharQ, channels: list[str]) -> list[int]:
+    """Each channel's shard subscribers, over every primary."""
+    counts = [0] * len(channels)
+    for node in primaries(sq.redis):
+        for n, count in enumerate(node.execute_command("PUBSUB", "SHARDNUMSUB", *channels)[1::2]):
+            counts[n] += int(count)
+    return counts
 
 
 def _redis7() -> str:

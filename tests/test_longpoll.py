@@ -3,6 +3,8 @@ shutdown and vanished clients, on real Redis and real servers."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import signal
 import socket
 import threading
@@ -323,3 +325,127 @@ def test_a_client_gone_while_parked_frees_its_place_at_once(tmp_path) -> None:
         assert time.monotonic() - started < 5  # not the 30 s it asked to wait
     finally:
         server.stop()
+
+
+# -- a subscription dropped silently (issue 23, item 10) -----------------------------
+
+
+class SilentProxy:
+    """A TCP proxy in front of Redis (a thread per direction of each connection).
+    `silence_subscribers()` makes the connections that subscribed stop forwarding
+    without closing, as a NAT or load balancer that forgot them does."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.links: list[dict] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def subscribers(self) -> list[dict]:
+        return [link for link in self.links if link["subscriber"] and not link["silent"]]
+
+    def silence_subscribers(self) -> int:
+        found = self.subscribers()
+        for link in found:
+            link["silent"] = True
+        return len(found)
+
+    def close(self) -> None:
+        self.server.close()
+        for link in self.links:
+            for sock in link["sockets"]:
+                sock.close()
+
+    def _accept(self) -> None:
+        host, port = self.target.removeprefix("redis://").split("/")[0].split(":")
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((host, int(port)))
+            link = {"subscriber": False, "silent": False, "sockets": (client, upstream)}
+            self.links.append(link)
+            threading.Thread(target=self._pipe, args=(client, upstream, link), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, link), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket, link: dict) -> None:
+        try:
+            while data := source.recv(65536):
+                if source is link["sockets"][0] and b"SUBSCRIBE" in data:
+                    link["subscriber"] = True
+                if not link["silent"]:
+                    sink.sendall(data)
+        except OSError:
+            pass
+        for sock in link["sockets"]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def proxy(redis_url: str, single_redis: None, redis_client):
+    proxy = SilentProxy(redis_url)
+    yield proxy
+    proxy.close()
+
+
+def test_a_parked_poll_hears_an_enqueue_after_its_subscription_went_silent(proxy: SilentProxy, tmp_path) -> None:
+    """The listener PINGs through its subscription; one unanswered within
+    socket_timeout means the link is dead: it subscribes again and the parked
+    polls ask Redis at once. It used to wait for messages that never came, and the
+    poll answered 404 at its deadline with the job queued all along."""
+    env = {"SHARQ_REDIS_URL": proxy.url}
+    server = ServerProcess(str(tmp_path / "data"), workers=1, env=env).start()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            poll = pool.submit(http, "GET", f"{server.url}/dequeue/t/?wait=20", timeout=30)
+            wait_for(lambda: server.call("GET", "/deepstatus/")[1]["parked"] == 1, what="the poll to park")
+            wait_for(proxy.subscribers, what="the listener to subscribe")
+            assert proxy.silence_subscribers() == 1
+            started = time.monotonic()
+            assert server.call("POST", "/enqueue/t/q/", {"job_id": "a", **JOB})[0] == 201
+            status, job = poll.result()
+        taken = time.monotonic() - started
+        print(f"\nthe job announced into a silent subscription was taken after {taken * 1000:.0f} ms")
+        assert (status, job.get("job_id")) == (200, "a"), job
+        assert taken < 5  # ping every 1 s, answer within socket_timeout (2 s), then a new subscription
+        with ThreadPoolExecutor(1) as pool:  # and the new subscription wakes the next one
+            poll = pool.submit(http, "GET", f"{server.url}/dequeue/t/?wait=20", timeout=30)
+            wait_for(lambda: server.call("GET", "/deepstatus/")[1]["parked"] == 1, what="the next poll to park")
+            wait_for(proxy.subscribers, what="the listener to subscribe again")
+            started = time.monotonic()
+            assert server.call("POST", "/enqueue/t/q/", {"job_id": "b", **JOB})[0] == 201
+            assert poll.result()[1]["job_id"] == "b"
+        assert time.monotonic() - started < 1
+    finally:
+        server.stop()
+
+
+def test_a_poll_takes_once_more_at_its_deadline(proxy: SilentProxy, config: Config, redis_client) -> None:
+    """A job queued but never announced (its announcement fell into a subscription
+    not yet known dead) is handed out at the poll's deadline, not answered 404."""
+    settings = dataclasses.replace(config.redis, url=proxy.url, socket_timeout=5.0)  # no dead link found for 5 s
+    poll = LongPoll(SharQ(dataclasses.replace(config, redis=settings)))
+    try:
+        assert poll.take("t", 1, 1) == ([], None)  # the listener subscribes meanwhile (to t's channel from 7.0)
+        wait_for(proxy.subscribers, what="the listener to subscribe")
+        proxy.silence_subscribers()
+        takes = _scripts_run(redis_client)
+        got: list = []
+        started = time.monotonic()
+        thread = park(poll, got, wait=1)
+        wait_for(lambda: _scripts_run(redis_client) > takes, what="the poll's first take")
+        poll.engine.enqueue(1, 0, "a", "q", "t")  # announced into the silent link
+        thread.join(5)
+        assert [job.job_id for job in got[0][0]] == ["a"]
+        assert time.monotonic() - started < 3
+    finally:
+        poll.close()
+
+
+def _scripts_run(client: redis.Redis) -> int:
+    return client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
