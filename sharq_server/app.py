@@ -19,7 +19,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from sharq_core import BadArgumentException, Config, NotFound, SharQ, load_config
 
 from .arguments import json_body, queries, query, route
-from .auth import install_auth, whoami
+from .auth import install_auth, token_types, whoami
 from .deliveries import deliver, job_list, request_alive
 from .errors import failure, register_error_handlers
 from .longpoll import LongPoll
@@ -283,8 +283,8 @@ def dashboard(asset: str) -> Any:
 @serves("deep_status")
 def deep_status() -> dict:
     """Redis answers and accepts writes; also how many long polls this worker
-    process holds parked."""
-    return {**engine().deep_status(), "parked": long_poll().parked}
+    process holds parked (on its own types, for a token limited to some)."""
+    return {**engine().deep_status(), "parked": long_poll().parked_on(token_types())}
 
 
 @serves("openapi")

@@ -5,9 +5,10 @@ Every endpoint is one action (its `action` in `routes.ROUTES`, gathered in
 (`ROLE_ACTIONS`); a token limited to some queue types may act on those types
 only. An endpoint missing from the table needs admin.
 
-Views without a queue type: a type-limited token may read `/deepstatus/`,
-`/openapi.json` and `/whoami/` (no type's figures in them) but not the overall
-`/metrics/` (JSON or Prometheus), which covers every type.
+Views without a queue type: a type-limited token may read `/deepstatus/` (whose
+count of parked long polls then covers its own types only), `/openapi.json` and
+`/whoami/`, but not the overall `/metrics/` (JSON or Prometheus), which covers
+every type.
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def whoami() -> dict:
     if token is None:
         return {"status": "success", "auth": "off", "role": "admin", "types": None}
     return {"status": "success", "auth": "required", **token.describe()}
+
+
+def token_types() -> frozenset[str] | None:
+    """The queue types the request's token is limited to; None: every type."""
+    token = g.get("sharq_token")
+    return None if token is None else token.types
 
 
 def check_token() -> None:

@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import redis
@@ -148,8 +148,13 @@ class LongPoll:
     @property
     def parked(self) -> int:
         """How many requests wait in this process now."""
+        return self.parked_on(None)
+
+    def parked_on(self, queue_types: Collection[str] | None) -> int:
+        """How many requests wait in this process now on these types (None: on any)."""
         with self._lock:
-            return sum(len(line) for line in self._lines.values())
+            lines = self._lines.items()
+            return sum(len(line) for kind, line in lines if queue_types is None or kind in queue_types)
 
     def close(self) -> None:
         """Shutting down: every parked request answers now, none parks again."""

@@ -250,7 +250,8 @@ ROUTES = _routes(
           media=("text/javascript", "text/css"), refusals={404: ("no such asset", c.Error)}),
     Route(
         "deep_status", "GET", "/deepstatus/", "Redis answers and accepts writes; `parked`: long polls the answering"
-        " worker process holds", "read", success(parked=INTEGER), typeless=True,
+        " worker process holds (on the token's types, when it is limited to some)", "read", success(parked=INTEGER),
+        typeless=True,
     ),
     Route(
         "whoami", "GET", "/whoami/", "The token's role and queue types (null: every type); with auth off, admin",

@@ -11,6 +11,7 @@ import random
 import string
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -179,6 +180,21 @@ def test_type_limited_viewer_reads_no_overall_figures(server) -> None:
         )
     for path in ("/metrics/sms/", "/stats/sms/", "/deepstatus/", "/openapi.json"):
         assert call(server, "GET", path, "viewsms")[0] == 200, path
+
+
+def test_a_limited_token_sees_only_its_types_parked_polls(server) -> None:
+    """Found by review: /deepstatus/ gave a token limited to some types the count
+    of every long poll parked in the process, other tenants' types included."""
+    assert call(server, "POST", "/pause/sms/", "adm", {"for_ms": 20_000})[0] == 200  # jobs left in sms wait
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            polls = [pool.submit(call, server, "GET", f"/dequeue/{kind}/?wait=3", "adm") for kind in ("push", "push")]
+            polls.append(pool.submit(call, server, "GET", "/dequeue/sms/?wait=3", "worksms"))
+            wait_for(lambda: call(server, "GET", "/deepstatus/", "view")[1]["parked"] == 3, what="3 parked polls")
+            assert call(server, "GET", "/deepstatus/", "viewsms")[1]["parked"] == 1  # its sms poll, not push's two
+            assert {poll.result()[0] for poll in polls} == {404}
+    finally:
+        assert call(server, "POST", "/resume/sms/", "adm")[0] == 200
 
 
 def test_sha256_tokens(server) -> None:
