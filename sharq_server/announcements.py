@@ -53,7 +53,7 @@ class Announcements:
         self.pubsub = engine.redis.pubsub(ignore_subscribe_messages=True)
         self.unfollow_after_s = unfollow_after_s
         self._channels: dict[str, float] = {}  # followed shard channel: when a parked poll last wanted it
-        self._pings: dict[bytes, float] = {}  # an unanswered PING's message: when it left
+        self._pings: dict[int, tuple[bytes, float]] = {}  # connection (its id): its unanswered PING, when it left
         self._pinged = time.monotonic()
 
     def open(self) -> None:
@@ -98,7 +98,7 @@ class Announcements:
             time.sleep(timeout)  # nothing followed
             message = None
         if message is not None and message.get("type") == "pong":
-            self._pings.pop(message["data"], None)
+            self._pings = {key: ping for key, ping in self._pings.items() if ping[0] != message["data"]}
         if message is None or message.get("type") not in ("message", "smessage"):
             return None
         return message["data"].decode()
@@ -107,15 +107,16 @@ class Announcements:
         """PING through each subscribed connection once a PING_EVERY_S, the next
         round once every one has answered; one silent past socket_timeout is dead."""
         now, deadline = time.monotonic(), self.engine.config.redis.socket_timeout
-        connections = {f"{_PING}{id(pubsub)}".encode(): pubsub for pubsub in self._subscribed()}
-        self._pings = {key: sent for key, sent in self._pings.items() if key in connections}
-        if any(now - sent > deadline for sent in self._pings.values()):
+        connections = {id(pubsub): pubsub for pubsub in self._subscribed()}
+        self._pings = {key: ping for key, ping in self._pings.items() if key in connections}
+        if any(now - sent > deadline for _, sent in self._pings.values()):
             raise redis.ConnectionError(f"the subscription answered no PING within {deadline:g}s")
         if self._pings or now - self._pinged < PING_EVERY_S:
             return
         for key, pubsub in connections.items():
-            pubsub.ping(key)
-            self._pings[key] = now
+            text = f"{_PING}{key}:{now}"  # each PING its own, so no late PONG vouches for a later one
+            pubsub.ping(text)
+            self._pings[key] = (text.encode(), now)
         self._pinged = now
 
     def _subscribed(self) -> list[PubSub]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import threading
@@ -11,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from sharq_core import SharQ
+from sharq_core import Config, SharQ
 from sharq_server.announcements import Announcements, redis_major
 from sharq_server.longpoll import LongPoll
 from tests.support import LocalCluster, ServerProcess, http, primaries, wait_for
@@ -109,3 +110,26 @@ def _followed(cluster: LocalCluster) -> int:
         with redis.Redis(port=node.port) as client:
             total += sum(int(count) for count in client.execute_command("PUBSUB", "SHARDNUMSUB", *channels)[1::2])
     return total
+
+
+@pytest.mark.e2e
+def test_every_node_answers_the_listeners_pings(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    """On a Redis 7 cluster the shard channels sit on one connection per node: each
+    is PINGed and answers, so none is taken for dead (and subscribed again) while
+    a poll waits out 4 s, past the first PINGs' deadline."""
+    cluster = LocalCluster(str(tmp_path / "cluster"), _redis7()).start()
+    base = Config()
+    settings = dataclasses.replace(base.redis, url=cluster.url, clustered=True, embedded=False)
+    poll = LongPoll(SharQ(dataclasses.replace(base, redis=settings)))
+    try:
+        poll.engine.set_type_settings("hot", 6)
+        assert poll.take("hot", 1, 4) == ([], None)
+        pings = []
+        for node in cluster.nodes:
+            with redis.Redis(port=node.port) as client:
+                pings.append(client.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
+        assert min(pings) >= 2, pings  # each node holds some of the 6 channels
+        assert "long-poll listener lost Redis" not in caplog.text
+    finally:
+        poll.close()
+        cluster.stop()
