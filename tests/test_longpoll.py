@@ -420,7 +420,7 @@ def test_a_parked_poll_hears_an_enqueue_after_its_subscription_went_silent(proxy
             started = time.monotonic()
             assert server.call("POST", "/enqueue/t/q/", {"job_id": "b", **JOB})[0] == 201
             assert poll.result()[1]["job_id"] == "b"
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 2
     finally:
         server.stop()
 
@@ -445,6 +445,7 @@ def test_a_poll_takes_once_more_at_its_deadline(proxy: SilentProxy, config: Conf
         assert time.monotonic() - started < 3
     finally:
         poll.close()
+        poll.engine.close()
 
 
 def _scripts_run(client: redis.Redis) -> int:
