@@ -445,7 +445,6 @@ def test_a_poll_takes_once_more_at_its_deadline(proxy: SilentProxy, config: Conf
         assert time.monotonic() - started < 3
     finally:
         poll.close()
-        poll.engine.close()
 
 
 def _scripts_run(client: redis.Redis) -> int:
