@@ -87,6 +87,7 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
     path = path or environ.get("SHARQ_CONFIG") or None
     parser = _read_ini(path)
     _refuse_unknown_options(parser, path)
+    _refuse_empty_auth_tokens(environ)
     values = {name: _section_values(name, prefix, parser, environ) for name, prefix in _SECTIONS}
     redis_values = values["redis"]
     redis_values["embedded"] = not (_EXTERNAL_REDIS & redis_values.keys())
@@ -130,6 +131,17 @@ def _refuse_unknown_options(parser: configparser.ConfigParser, path: str | None)
                 raise ConfigError(
                     f"{path}: unknown option {option!r} in [{section}] (known: {', '.join(sorted(known))})"
                 )
+
+
+def _refuse_empty_auth_tokens(environ: Mapping[str, str]) -> None:
+    """``SHARQ_AUTH_TOKENS=${TOKENS}`` with TOKENS unset gives an empty value, which
+    must not turn access control off without a word: only an unset variable means
+    "no auth"."""
+    value = environ.get("SHARQ_AUTH_TOKENS")
+    if value is not None and not value.strip():
+        raise ConfigError(
+            "SHARQ_AUTH_TOKENS (auth_tokens) is set but empty: give the tokens, or unset it to turn access control off"
+        )
 
 
 def _section_values(
