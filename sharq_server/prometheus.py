@@ -93,7 +93,7 @@ class QueueCollector(Collector):
             "sharq_type_active_slots", "Slots the type-wide max_active counts as held", labels=["queue_type"]
         )
         shards = GaugeMetricFamily("sharq_type_shards", "Hash tags the type is spread over", labels=["queue_type"])
-        for queue_type in self.engine.queue_types():
+        for queue_type in self.engine.listed_types():
             stats = self.engine.type_stats(queue_type)
             for state, value in stats["jobs"].items():
                 jobs.add_metric([queue_type, state], value)
