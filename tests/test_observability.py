@@ -5,16 +5,41 @@ in each scrape, even when gunicorn is run directly."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import time
+import urllib.request
 
 import pytest
 from flask.testing import FlaskClient
 
 from sharq_core import Config, SharQ
 from sharq_server import create_app
-from tests.support import Clock
+from sharq_server.embedded import EmbeddedRedis
+from tests.support import Clock, ServerProcess, free_port, wait_for
 
 JOB = {"job_id": "j1", "payload": 1, "interval": 0}
 HOUR_MS = 3_600_000
+SOCKET_TIMEOUT = 1.0
+ENQUEUE_503 = 'sharq_http_requests_total{method="POST",route="/enqueue/<queue_type>/<queue_id>/",status="503"} 1.0'
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A Redis of the test's own, which it stops and freezes."""
+    server = EmbeddedRedis(str(tmp_path / "redis"), port=free_port(), persistent=False)
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+
+
+def timed_scrape(url: str) -> tuple[int, float, str]:
+    """One real scrape of /metrics/: status, seconds and text."""
+    started = time.monotonic()
+    with urllib.request.urlopen(url + "/metrics/?format=prometheus", timeout=30) as response:
+        return response.status, time.monotonic() - started, response.read().decode()
 
 
 @pytest.fixture
@@ -83,3 +108,30 @@ def test_the_retention_is_configurable(config: Config, redis_client, clock: Cloc
         assert engine.listed_types() == []  # 0: dropped as it drains, as before
     finally:
         engine.close()
+
+
+@pytest.mark.e2e
+def test_a_redis_outage_still_serves_the_process_metrics(store: EmbeddedRedis, tmp_path) -> None:
+    """While Redis was down the scrape answered 503, so every series vanished, the
+    503 counters with them, and no alert could fire on the outage."""
+    env = {"SHARQ_REDIS_URL": store.url, "SHARQ_REDIS_SOCKET_TIMEOUT": str(SOCKET_TIMEOUT)}
+    server = ServerProcess(str(tmp_path / "data"), workers=1, env=env).start()
+    try:
+        assert server.call("POST", "/enqueue/sms/u1/", JOB)[0] == 201
+        status, _, text = timed_scrape(server.url)
+        assert "sharq_redis_up 1.0" in text and 'sharq_jobs{queue_type="sms",state="queued"} 1.0' in text
+        store.stop()  # refused connections
+        assert server.call("POST", "/enqueue/sms/u1/", {**JOB, "job_id": "j2"})[0] == 503
+        refused = timed_scrape(server.url)
+        store.start()
+        os.kill(store.process.pid, signal.SIGSTOP)  # accepts, never answers
+        hung = timed_scrape(server.url)
+        os.kill(store.process.pid, signal.SIGCONT)
+        for status, seconds, text in (refused, hung):
+            assert status == 200 and seconds < SOCKET_TIMEOUT + 1.0, (status, seconds)
+            assert "sharq_redis_up 0.0" in text and ENQUEUE_503 in text
+            assert "sharq_jobs{" not in text  # no queue figure rather than a wrong one
+        print(f"\nscrape during an outage: refused {refused[1] * 1000:.0f} ms, hung {hung[1] * 1000:.0f} ms")
+        wait_for(lambda: "sharq_redis_up 1.0" in timed_scrape(server.url)[2], what="sharq_redis_up 1 again")
+    finally:
+        assert server.stop() == 0
