@@ -17,10 +17,10 @@ values: when several instances are scraped, aggregate with ``max by
 (queue_type, state)`` (or scrape one instance), not ``sum``.
 
 The process figures (HTTP requests and their durations per route and status,
-requeue passes) are counted in each gunicorn worker; `sharq-server` sets
-``PROMETHEUS_MULTIPROC_DIR`` so a scrape of any worker sums them over all of an
-instance's workers (prometheus_client's multiprocess mode). Sum those across
-instances.
+requeue passes) are counted in each gunicorn worker; `sharq-server` and
+``wsgi.py`` set ``PROMETHEUS_MULTIPROC_DIR`` (`process_metrics.py`) so a scrape
+of any worker sums them over all of an instance's workers (prometheus_client's
+multiprocess mode). Sum those across instances.
 """
 
 from __future__ import annotations

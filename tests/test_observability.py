@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
@@ -16,10 +22,12 @@ from flask.testing import FlaskClient
 from sharq_core import Config, SharQ
 from sharq_server import create_app
 from sharq_server.embedded import EmbeddedRedis
-from tests.support import Clock, ServerProcess, free_port, wait_for
+from sharq_server.process_metrics import _start_time
+from tests.support import Clock, ServerProcess, free_port, http, wait_for
 
 JOB = {"job_id": "j1", "payload": 1, "interval": 0}
 HOUR_MS = 3_600_000
+ROOT = Path(__file__).resolve().parent.parent
 SOCKET_TIMEOUT = 1.0
 ENQUEUE_503 = 'sharq_http_requests_total{method="POST",route="/enqueue/<queue_type>/<queue_id>/",status="503"} 1.0'
 
@@ -135,3 +143,67 @@ def test_a_redis_outage_still_serves_the_process_metrics(store: EmbeddedRedis, t
         wait_for(lambda: "sharq_redis_up 1.0" in timed_scrape(server.url)[2], what="sharq_redis_up 1 again")
     finally:
         assert server.stop() == 0
+
+
+def answered_by(log: Path, path: str) -> dict[str, int]:
+    """How many answers to `path` each worker (its pid) wrote to the access log."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    found: dict[str, int] = {}
+    for pid in (line.split()[0] for line in lines if line.split()[1:2] == [path]):
+        found[pid] = found.get(pid, 0) + 1
+    return found
+
+
+@pytest.mark.e2e
+def test_gunicorn_run_directly_sums_every_worker_in_each_scrape(store: EmbeddedRedis, tmp_path) -> None:
+    """`gunicorn -w 2 wsgi:app` as the README shows, no PROMETHEUS_MULTIPROC_DIR:
+    each scrape showed one worker's counters (3 of 6 enqueues)."""
+    port, log = free_port(), tmp_path / "access.log"
+    env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(SHARQ_REDIS_URL=store.url, PYTHONPATH=str(ROOT))
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-k", "gevent", "-w", "2", "--no-control-socket",
+        "-b", f"127.0.0.1:{port}", "--access-logfile", str(log), "--access-logformat", "%(p)s %(U)s %(s)s", "wsgi:app",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    left_over = Path(tempfile.gettempdir()) / f"sharq-metrics-{exited.pid}-1"
+    left_over.mkdir()  # the directory of a master that has exited: the workers remove it
+    with open(tmp_path / "gunicorn.log", "ab") as output:
+        gunicorn = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    shared = Path(tempfile.gettempdir()) / f"sharq-metrics-{gunicorn.pid}-{_start_time(gunicorn.pid)}"
+    try:
+        wait_for(lambda: _answers(url), timeout=30, what="gunicorn")
+        enqueued = 0
+
+        def both_workers_enqueued() -> bool:
+            nonlocal enqueued
+            enqueued += 1
+            assert http("POST", f"{url}/enqueue/sms/u1/", {**JOB, "job_id": f"j{enqueued}"})[0] == 201
+            return len(answered_by(log, "/enqueue/sms/u1/")) == 2
+
+        wait_for(both_workers_enqueued, timeout=30, interval=0, what="an enqueue answered by each worker")
+        pattern = re.compile(r'sharq_http_requests_total\{method="POST",route="/enqueue/<queue_type>/<queue_id>/"'
+                             r',status="201"\} ([0-9.]+)')  # fmt: skip
+
+        def every_scrape_sums_both() -> bool:
+            text = timed_scrape(url)[2]
+            assert [float(n) for n in pattern.findall(text)] == [enqueued], text
+            return len(answered_by(log, "/metrics/")) == 2
+
+        wait_for(every_scrape_sums_both, timeout=30, interval=0, what="a scrape answered by each worker")
+        print(f"\n{enqueued} enqueues over 2 workers: every scrape counted all of them")
+        assert len(list(shared.glob("*.db"))) >= 2 and not left_over.exists()
+    finally:
+        gunicorn.terminate()
+        assert gunicorn.wait(30) == 0
+        shutil.rmtree(shared, ignore_errors=True)
+        shutil.rmtree(left_over, ignore_errors=True)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return http("GET", url + "/", timeout=1)[0] == 200
+    except OSError:
+        return False
