@@ -42,7 +42,8 @@ class ViewCommands(EngineBase):
         limit: int | None = None,
         offset: int = 0,
     ) -> dict[str, Any]:
-        """Global, per-type or per-queue metrics, as in the seed README.
+        """Global, per-type or per-queue metrics, as in the seed README; the global
+        view's `queue_types` are the `listed_types`.
 
         The per-type view lists the queues holding jobs in id order, `limit` of
         them from `offset` (all by default, as the seed did), with their `total`.
