@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -143,16 +144,19 @@ def test_misspelt_option_stops_the_start(tmp_path, text: str, message: str) -> N
 
 
 @pytest.mark.parametrize("value", ["", "  "])
-def test_an_empty_auth_tokens_variable_stops_the_start(value: str) -> None:
+def test_an_empty_auth_tokens_variable_stops_the_start(value: str, tmp_path) -> None:
     """Issue 23: SHARQ_AUTH_TOKENS=${TOKENS} with TOKENS unset is set but empty, and
     turned access control off without a word; only an unset variable means no auth."""
     with pytest.raises(ConfigError, match=r"SHARQ_AUTH_TOKENS \(auth_tokens\) is set but empty"):
         load_config(None, environ={"SHARQ_AUTH_TOKENS": value})
     assert load_config(None, environ={}).server.auth_tokens == ()
-    command = [os.path.join(os.path.dirname(sys.executable), "sharq-server"), "--port", "1"]
-    done = subprocess.run(
-        command, env={**os.environ, "SHARQ_AUTH_TOKENS": value}, capture_output=True, text=True, timeout=30
-    )
+    with socket.socket() as taken:  # were the config accepted, the start would stop at the port, starting nothing
+        taken.bind(("127.0.0.1", 0))
+        port = str(taken.getsockname()[1])
+        command = [os.path.join(os.path.dirname(sys.executable), "sharq-server"), "--port", port]
+        command += ["--data-dir", str(tmp_path / "data")]
+        environ = {**os.environ, "SHARQ_AUTH_TOKENS": value}
+        done = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=30)
     assert done.returncode != 0 and "SHARQ_AUTH_TOKENS (auth_tokens) is set but empty" in done.stderr, done.stderr
 
 
