@@ -1,9 +1,9 @@
 """gunicorn settings for ``gunicorn -c config/gunicorn.conf.py wsgi:app``.
 
 `sharq-server` sets the same itself; use this file when you run gunicorn directly
-(in Docker, say) against a Redis configured through SHARQ_REDIS_URL. Set
-PROMETHEUS_MULTIPROC_DIR to an empty directory so /metrics/ sums the HTTP and
-requeue figures of all workers.
+(in Docker, say) against a Redis configured through SHARQ_REDIS_URL. /metrics/
+sums the HTTP and requeue figures of all workers: wsgi.py gives them a directory
+of the master's in the temporary directory unless PROMETHEUS_MULTIPROC_DIR names one.
 """
 
 import os

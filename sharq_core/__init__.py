@@ -39,6 +39,8 @@ key                        type     holds                                       
 ``P:{T}:nsched``           hash     Q -> how many delayed jobs it holds          while it holds some
 ``P:{T}:known``            zset     Q -> 0, queues with jobs or limits (id order) while they have them
 ``P:ready``                channel  a queue type whose jobs may be ready now     (pub/sub)
+``P:drained_types``        zset     T -> ms T left the registry, drained: the    ``idle_type_retention_ms``
+                                    views keep listing it (zeros, counters)
 ``P:requeue_lock``         string   token of the process running requeue         a few requeue intervals
 ``P:deep_status``          string   write probe of ``deep_status()``             10 s
 =========================  =======  ===========================================  ==================================

@@ -72,6 +72,8 @@ class Config:
     job_requeue_interval: int = 1000
     default_job_requeue_limit: int = -1
     dedupe_window_ms: int = 300_000
+    # how long a drained type stays in /metrics/ and the Prometheus exposition (zeros, counters kept)
+    idle_type_retention_ms: int = 3_600_000
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
 
@@ -87,6 +89,7 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
     path = path or environ.get("SHARQ_CONFIG") or None
     parser = _read_ini(path)
     _refuse_unknown_options(parser, path)
+    _refuse_empty_auth_tokens(environ)
     values = {name: _section_values(name, prefix, parser, environ) for name, prefix in _SECTIONS}
     redis_values = values["redis"]
     redis_values["embedded"] = not (_EXTERNAL_REDIS & redis_values.keys())
@@ -130,6 +133,17 @@ def _refuse_unknown_options(parser: configparser.ConfigParser, path: str | None)
                 raise ConfigError(
                     f"{path}: unknown option {option!r} in [{section}] (known: {', '.join(sorted(known))})"
                 )
+
+
+def _refuse_empty_auth_tokens(environ: Mapping[str, str]) -> None:
+    """``SHARQ_AUTH_TOKENS=${TOKENS}`` with TOKENS unset gives an empty value, which
+    must not turn access control off without a word: only an unset variable means
+    "no auth"."""
+    value = environ.get("SHARQ_AUTH_TOKENS")
+    if value is not None and not value.strip():
+        raise ConfigError(
+            "SHARQ_AUTH_TOKENS (auth_tokens) is set but empty: give the tokens, or unset it to turn access control off"
+        )
 
 
 def _section_values(
@@ -187,6 +201,8 @@ def _check(config: Config) -> None:
         raise ConfigError("job_expire_interval and job_requeue_interval must be > 0 ms")
     if not 0 <= config.dedupe_window_ms <= 86_400_000:
         raise ConfigError("dedupe_window_ms must be from 0 (off) to 86400000 (a day)")
+    if not 0 <= config.idle_type_retention_ms <= 30 * 86_400_000:
+        raise ConfigError("idle_type_retention_ms must be from 0 (drop at once) to 2592000000 (30 days)")
     if config.default_job_requeue_limit < -1:
         raise ConfigError("default_job_requeue_limit must be -1 (forever) or more")
     redis = config.redis

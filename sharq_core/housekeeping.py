@@ -9,6 +9,7 @@ from typing import Any
 from .base import DISCOVERY_INTERVAL_S, RATE_MEMORY_MS, REQUEUE_BATCH, EngineBase
 from .exceptions import BackendUnavailable, BadArgumentException, DuplicateJob, NotFound, NotReplicated
 from .keys import glob_escape, member
+from .shards import type_of
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,17 @@ class HousekeepingCommands(EngineBase):
         self.redis.srem(self.keys.queue_types(), queue_type)
         if self.redis.exists(*self.keys.live_keys(queue_type)):
             self.redis.sadd(self.keys.queue_types(), queue_type)
+        else:
+            self._remember_drained(type_of(queue_type))
+
+    def _remember_drained(self, queue_type: str) -> None:
+        """Keep listing a drained type in the views for idle_type_retention_ms (a
+        rate() over its counters, a dashboard row of zeros); older ones are dropped."""
+        now = int(self._now() or self._redis_time())
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.keys.drained_types(), {queue_type: now})
+            pipe.zremrangebyscore(self.keys.drained_types(), "-inf", now - self.config.idle_type_retention_ms)
+            pipe.execute()
 
     def _registered(self) -> list[str]:
         """The registry as stored: type names, shard names ("<type>#<n>") for shards."""

@@ -21,6 +21,11 @@ class Keys:
         """SET of every queue type ever enqueued to (written by Python, not Lua)."""
         return f"{self.prefix}:queue_types"
 
+    def drained_types(self) -> str:
+        """ZSET type -> ms it left the registry (drained): the views keep listing it
+        for ``idle_type_retention_ms`` after (written by Python, not Lua)."""
+        return f"{self.prefix}:drained_types"
+
     def requeue_lock(self) -> str:
         """STRING token of the process running the requeue pass (SET NX PX)."""
         return f"{self.prefix}:requeue_lock"

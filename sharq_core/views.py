@@ -21,6 +21,17 @@ class ViewCommands(EngineBase):
         """The types holding jobs (the registry lists each shard of a sharded type)."""
         return sorted({type_of(name.decode()) for name in self.redis.smembers(self.keys.queue_types())})
 
+    def listed_types(self) -> list[str]:
+        """The types the views list: those holding jobs, and those drained within
+        idle_type_retention_ms, so a type's figures do not vanish as it empties."""
+        now = int(self._now() or self._redis_time())
+        since = now - self.config.idle_type_retention_ms
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(self.keys.queue_types())
+            pipe.zrangebyscore(self.keys.drained_types(), f"({since}", "+inf")
+            live, drained = pipe.execute()
+        return sorted({type_of(name.decode()) for name in (*live, *drained)})
+
     def _shards_of(self, queue_types: Iterable[str]) -> list[str]:
         return [shard for queue_type in queue_types for shard in self._layout(queue_type).names()]
 
@@ -31,7 +42,8 @@ class ViewCommands(EngineBase):
         limit: int | None = None,
         offset: int = 0,
     ) -> dict[str, Any]:
-        """Global, per-type or per-queue metrics, as in the seed README.
+        """Global, per-type or per-queue metrics, as in the seed README; the global
+        view's `queue_types` are the `listed_types`.
 
         The per-type view lists the queues holding jobs in id order, `limit` of
         them from `offset` (all by default, as the seed did), with their `total`.
@@ -39,7 +51,7 @@ class ViewCommands(EngineBase):
         if queue_id is not None and queue_type is None:
             raise BadArgumentException("queue_id needs a queue_type")
         if queue_type is None:
-            types = self.queue_types()
+            types = self.listed_types()
             return {"status": "success", "queue_types": types, **self._counts(self._shards_of(types), "")}
         check.identifier("queue_type", queue_type)
         if queue_id is None:

@@ -14,11 +14,9 @@ import argparse
 import dataclasses
 import errno
 import logging
-import os
 import shutil
 import socket
 import sys
-import tempfile
 import textwrap
 from typing import Any
 
@@ -29,6 +27,7 @@ from sharq_core import Config, ConfigError, RedisSettings, ServerSettings, __ver
 from .embedded import EmbeddedRedis
 from .logs import ACCESS_FORMAT, SharqLogger
 from .logs import configure as configure_logs
+from .process_metrics import share_process_metrics
 
 log = logging.getLogger("sharq_server")
 
@@ -170,17 +169,6 @@ def _check_port_free(host: str, port: int) -> None:
             )
 
 
-def _share_process_metrics() -> str | None:
-    """prometheus_client's multiprocess mode: the workers (forked after this, and
-    importing prometheus_client only then) keep their counters in files here, so a
-    scrape of any worker sums them all. Unless the environment names a directory;
-    returns the one made here (removed at exit)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return None
-    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sharq-metrics-")
-    return folder
-
-
 def _worker_gone(arbiter: Any, worker: Any) -> None:
     """A dead worker's live gauges must not be summed any more."""
     from prometheus_client import multiprocess
@@ -196,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"sharq-server: {error}")
     configure_logs(config.server.log_format)
     _check_port_free(config.server.host, config.server.port)
-    metrics_dir = _share_process_metrics()
+    metrics_dir = share_process_metrics()  # before a worker imports prometheus_client
     embedded = None
     if config.redis.embedded:
         try:

@@ -3,28 +3,35 @@
 `GET /metrics/` answers this when the scrape asks for it (Accept prefers
 ``text/plain`` or ``application/openmetrics-text``, or ``?format=prometheus``);
 everything else keeps the seed's JSON. Produced with prometheus_client through a
-custom collector: one Redis round trip per live queue type (``stats.lua``), never
+custom collector: one Redis round trip per listed queue type (``stats.lua``), never
 one per queue. Labelled by ``queue_type`` only: per-tenant detail lives in the
-JSON views (``/queue/``, ``/queues/``), as cardinality advice asks.
+JSON views (``/queue/``, ``/queues/``), as cardinality advice asks. A type that
+drained stays listed, its figures zero and its counters kept, for
+``idle_type_retention_ms`` (an hour by default), so a rate() over it holds.
+
+While Redis cannot answer, the scrape still answers 200 within one
+``socket_timeout``: ``sharq_redis_up 0`` and the process figures, no queue figures.
 
 The figures come from Redis, so every instance reports the same cluster-wide
 values: when several instances are scraped, aggregate with ``max by
 (queue_type, state)`` (or scrape one instance), not ``sum``.
 
 The process figures (HTTP requests and their durations per route and status,
-requeue passes) are counted in each gunicorn worker; `sharq-server` sets
-``PROMETHEUS_MULTIPROC_DIR`` so a scrape of any worker sums them over all of an
-instance's workers (prometheus_client's multiprocess mode). Sum those across
-instances.
+requeue passes) are counted in each gunicorn worker; `sharq-server` and
+``wsgi.py`` set ``PROMETHEUS_MULTIPROC_DIR`` (`process_metrics.py`) so a scrape
+of any worker sums them over all of an instance's workers (prometheus_client's
+multiprocess mode). Sum those across instances.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import redis
 from flask import Flask, Request, Response, request
 from prometheus_client import Counter, Histogram, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -34,7 +41,10 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sharq_core import SharQ
 from sharq_core.engine import COUNTERS
 
+from .errors import unavailable_reason
 from .logs import LOG_AS
+
+log = logging.getLogger(__name__)
 
 _COUNTER_HELP = {
     "enqueued": "Jobs enqueued (delayed ones included)",
@@ -62,12 +72,31 @@ PROCESS_METRICS = (HTTP_REQUESTS, HTTP_DURATION, REQUEUE_PASSES, REQUEUE_FAILURE
 
 
 class QueueCollector(Collector):
-    """Every live queue type's figures, read when Prometheus scrapes."""
+    """Every listed queue type's figures, read when Prometheus scrapes, and
+    `sharq_redis_up`: while Redis cannot answer, the scrape still succeeds with
+    `sharq_redis_up 0` and the process figures (the 503s counted among them), so
+    the series do not vanish with the store and an alert can fire on it."""
 
     def __init__(self, engine: SharQ) -> None:
         self.engine = engine
 
     def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("sharq_redis_up", "1 when this scrape could read the queue figures from Redis, else 0")
+        try:
+            figures = self._queue_figures()  # all or none: a scrape never shows half the types
+        except redis.RedisError as error:
+            reason = unavailable_reason(error)
+            if reason is None:
+                raise
+            log.warning("Redis unavailable (%s) for a scrape: sharq_redis_up 0, process figures only", reason)
+            figures = None
+        up.add_metric([], 0 if figures is None else 1)
+        yield up
+        yield from figures or ()
+
+    def _queue_figures(self) -> list[Metric]:
+        """Every queue figure family; the first Redis error (one socket_timeout at
+        most, as no call is retried) ends the read."""
         jobs = GaugeMetricFamily("sharq_jobs", "Jobs by state", labels=["queue_type", "state"])
         queues = GaugeMetricFamily(
             "sharq_queues",
@@ -93,7 +122,7 @@ class QueueCollector(Collector):
             "sharq_type_active_slots", "Slots the type-wide max_active counts as held", labels=["queue_type"]
         )
         shards = GaugeMetricFamily("sharq_type_shards", "Hash tags the type is spread over", labels=["queue_type"])
-        for queue_type in self.engine.queue_types():
+        for queue_type in self.engine.listed_types():
             stats = self.engine.type_stats(queue_type)
             for state, value in stats["jobs"].items():
                 jobs.add_metric([queue_type, state], value)
@@ -110,7 +139,7 @@ class QueueCollector(Collector):
             if limits["active"] is not None:
                 type_active.add_metric([queue_type], limits["active"])
             shards.add_metric([queue_type], stats["shards"])
-        yield from (jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards)
+        return [jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards]
 
 
 def registry_for(engine: SharQ) -> CollectorRegistry:

@@ -171,8 +171,9 @@ ROUTES = _routes(
         body=c.NewInterval, body_required=True,
     ),
     Route(
-        "metrics", "GET", "/metrics/", "Queue types and overall per-minute counts; the Prometheus exposition when"
-        " Accept prefers text/plain or application/openmetrics-text, or with ?format=prometheus", "read",
+        "metrics", "GET", "/metrics/", "Queue types (holding jobs, or drained within idle_type_retention_ms) and"
+        " overall per-minute counts; the Prometheus exposition when Accept prefers text/plain or"
+        " application/openmetrics-text, or with ?format=prometheus", "read",
         success(queue_types=IDENTIFIERS, enqueue_counts=COUNTS, dequeue_counts=COUNTS),
         query=(Query("format", choices=("prometheus", "json")),),
         media=("application/json", "text/plain", "application/openmetrics-text"),

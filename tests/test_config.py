@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from sharq_core import ConfigError, load_config
+from sharq_core import Config, ConfigError, RedisSettings, ServerSettings, load_config
 from sharq_core.tokens import digest_of
 
 SEED = str(Path(__file__).parent / "data" / "seed-sharq.conf")
@@ -70,13 +75,14 @@ def test_bad_values_are_refused_at_start(environ: dict[str, str]) -> None:
         load_config(None, environ=environ)
 
 
-def test_example_file_shows_the_real_defaults() -> None:
-    """config/sharq.conf claims every option with its default: commented or not,
-    each shown value must be the default (a wrong key_prefix hid every job)."""
-    path = Path(__file__).parent.parent / "config" / "sharq.conf"
+EXAMPLE = Path(__file__).parent.parent / "config" / "sharq.conf"
+
+
+def example_options() -> dict[tuple[str, str], str]:
+    """(section, option) -> value of every option config/sharq.conf shows, commented or not."""
     shown = {}
     section = ""
-    for line in path.read_text().splitlines():
+    for line in EXAMPLE.read_text().splitlines():
         text = line.lstrip("; ").split(" ;")[0].strip()
         if text.startswith("["):
             section = text.strip("[]")
@@ -84,6 +90,13 @@ def test_example_file_shows_the_real_defaults() -> None:
             name, _, value = (part.strip() for part in text.partition(":"))
             if " " not in name:
                 shown[(section, name)] = value
+    return shown
+
+
+def test_example_file_shows_the_real_defaults() -> None:
+    """config/sharq.conf claims every option with its default: commented or not,
+    each shown value must be the default (a wrong key_prefix hid every job)."""
+    shown = example_options()
     defaults = load_config(None, environ={})
     objects = {"sharq": defaults, "sharq-server": defaults.server, "redis": defaults.redis}
     checked = 0
@@ -98,7 +111,21 @@ def test_example_file_shows_the_real_defaults() -> None:
             assert value.lower() == expected or (value == "" and not default), (section, name, value, default)
         checked += 1
     assert checked >= 20
-    load_config(str(path), environ={})
+    load_config(str(EXAMPLE), environ={})
+
+
+def test_example_file_lists_every_option() -> None:
+    """Issue 23: config/sharq.conf says it lists every option, and lacked
+    worker_connections; every field of the typed config must be in its section."""
+    sections = {"sharq": Config, "sharq-server": ServerSettings, "redis": RedisSettings}
+    typed = {
+        (section, field.name)
+        for section, cls in sections.items()
+        for field in dataclasses.fields(cls)
+        if field.name not in ("server", "redis", "embedded")  # sections, and derived
+    }
+    assert typed - example_options().keys() == set()
+    assert example_options().keys() - typed == set()
 
 
 @pytest.mark.parametrize(
@@ -114,6 +141,23 @@ def test_misspelt_option_stops_the_start(tmp_path, text: str, message: str) -> N
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(str(path), environ={})
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_auth_tokens_variable_stops_the_start(value: str, tmp_path) -> None:
+    """Issue 23: SHARQ_AUTH_TOKENS=${TOKENS} with TOKENS unset is set but empty, and
+    turned access control off without a word; only an unset variable means no auth."""
+    with pytest.raises(ConfigError, match=r"SHARQ_AUTH_TOKENS \(auth_tokens\) is set but empty"):
+        load_config(None, environ={"SHARQ_AUTH_TOKENS": value})
+    assert load_config(None, environ={}).server.auth_tokens == ()
+    with socket.socket() as taken:  # were the config accepted, the start would stop at the port, starting nothing
+        taken.bind(("127.0.0.1", 0))
+        port = str(taken.getsockname()[1])
+        command = [os.path.join(os.path.dirname(sys.executable), "sharq-server"), "--port", port]
+        command += ["--data-dir", str(tmp_path / "data")]
+        environ = {**os.environ, "SHARQ_AUTH_TOKENS": value}
+        done = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0 and "SHARQ_AUTH_TOKENS (auth_tokens) is set but empty" in done.stderr, done.stderr
 
 
 def test_an_auth_tokens_value_with_no_token_stops_the_start() -> None:
