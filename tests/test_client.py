@@ -16,6 +16,7 @@ import pytest
 from sharq_client import (
     BadRequest,
     Client,
+    Conflict,
     DuplicateJob,
     NotFound,
     Retry,
@@ -23,6 +24,7 @@ from sharq_client import (
     Unauthorized,
     Unavailable,
     Worker,
+    calls,
 )
 from tests.support import ServerProcess, wait_for
 
@@ -222,3 +224,35 @@ def test_an_unreachable_server_is_unavailable_with_no_status() -> None:
     with pytest.raises(Unavailable) as unreachable:
         Client(f"http://127.0.0.1:{port}", timeout=2).deep_status()
     assert unreachable.value.status is None  # no answer came at all: not a 503
+
+
+def test_a_conflict_that_is_not_about_a_receipt_is_conflict(client: Client) -> None:
+    """Issue 23 (11): a reshard refused while the type holds jobs raised StaleReceipt
+    ("the receipt names an earlier delivery"); only receipts' 409s are that."""
+    client.enqueue("cf", "q", "held", 1, interval=0)
+    with pytest.raises(Conflict) as conflict:
+        client.set_type_settings("cf", 2)
+    assert type(conflict.value) is Conflict and conflict.value.status == 409
+    [job] = client.dequeue("cf")
+    client.fail("cf", "q", "held", job.receipt)
+    for stale in (client.finish, client.touch, client.fail):
+        with pytest.raises(StaleReceipt):
+            stale("cf", "q", "held", job.receipt)
+
+
+NOT_SHARQS = [
+    (302, b""),  # a proxy's redirect to its login page
+    (200, b"<html><body>Sign in</body></html>"),
+    (200, b"{}"),  # JSON without the members the call answers
+    (200, b'{"status": "success", "results": [], "jobs": [{"job_id": "x"}]}'),
+    (200, b"[]"),
+]
+
+
+@pytest.mark.parametrize(("status", "raw"), NOT_SHARQS)
+def test_an_answer_that_is_not_sharqs_is_unavailable(status: int, raw: bytes) -> None:
+    """Issue 23 (9): a proxy's 302 or page made the worker's batch reader raise
+    KeyError, which nothing caught; it reads as the server being away."""
+    with pytest.raises(Unavailable, match="not a SharQ answer") as away:
+        calls.finish_many("t", [], take=5).answer(status, raw)
+    assert away.value.status == status
