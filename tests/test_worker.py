@@ -383,5 +383,6 @@ def test_a_second_signal_ends_the_grace_at_once(client: Client, server: ServerPr
     finally:
         if worker.poll() is None:
             worker.kill()
+            worker.wait()
     assert "1 job(s) still held after a second signal" in log_path.read_text()
     wait_for(lambda: client.job("t4", "q", "stuck")["state"] == "queued", what="the job back in its queue")
