@@ -60,15 +60,24 @@ class Call:
             raise not_sharqs(status, raw, self.path) from error
 
 
+# Failures any server in between may answer about the request itself (a proxy's
+# auth, its body size limit): their class holds whoever said it.
+_ANYONE_MAY_SAY = (400, 401, 403, 413)
+
+
 def decode(status: int, raw: bytes, path: str, conflict: type[Conflict] = Conflict) -> dict[str, Any]:
     """The JSON object of a success answer; raises the error class of a failure,
-    and Unavailable for a success that is not SharQ's (a redirect, a page)."""
+    and Unavailable for an answer that is not SharQ's (a redirect, a page, a
+    proxy's 404 that must not read as "no job is ready")."""
     try:
         data = json.loads(raw)
     except ValueError:
-        data = {"message": raw[:200].decode(errors="replace")} if status >= 400 else None
+        data = None
     if status >= 400:
-        raise error_for(status, data if isinstance(data, dict) else {}, conflict)
+        sharqs = isinstance(data, dict) and data.get("status") == "failure"
+        if not (sharqs or status in _ANYONE_MAY_SAY):
+            raise not_sharqs(status, raw, path)
+        raise error_for(status, data if sharqs else {"message": raw[:200].decode(errors="replace")}, conflict)
     if not 200 <= status < 300 or not isinstance(data, dict):
         raise not_sharqs(status, raw, path)
     return data
@@ -98,11 +107,12 @@ def _field(name: str) -> Callable[[dict[str, Any]], Any]:
 
 
 def _jobs(queue_type: str) -> Callable[[dict[str, Any]], list[Job]]:
-    return lambda data: [Job.from_json(queue_type, job) for job in data.get("jobs", [])]
+    return lambda data: [Job.from_json(queue_type, job) for job in data["jobs"]]
 
 
-def _batch(queue_type: str) -> Callable[[dict[str, Any]], Batch]:
-    return lambda data: Batch(data["results"], _jobs(queue_type)(data), data.get("retry_after_ms"))
+def _batch(queue_type: str, take: int) -> Callable[[dict[str, Any]], Batch]:
+    """An ack-and-take's answer; `jobs` only when it took."""
+    return lambda data: Batch(data["results"], _jobs(queue_type)(data) if take else [], data.get("retry_after_ms"))
 
 
 def _whole(data: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +192,7 @@ def finish(queue_type: str, queue_id: str, job_id: str, receipt: str | None = No
 def finish_many(queue_type: str, jobs: list[Job | dict[str, Any]], take: int = 0, wait: int = 0) -> Call:
     acks = [job.ack() if isinstance(job, Job) else job for job in jobs]
     query = {"next": take, "wait": wait} if take else None
-    return Call("POST", f"/finish/{queue_type}/", {"jobs": acks}, query, wait, _batch(queue_type))
+    return Call("POST", f"/finish/{queue_type}/", {"jobs": acks}, query, wait, _batch(queue_type, take))
 
 
 @_checked

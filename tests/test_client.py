@@ -246,6 +246,8 @@ NOT_SHARQS = [
     (200, b"{}"),  # JSON without the members the call answers
     (200, b'{"status": "success", "results": [], "jobs": [{"job_id": "x"}]}'),
     (200, b"[]"),
+    (404, b"<html>Not Found</html>"),  # not SharQ's "no job is ready"
+    (502, b"<html>Bad Gateway</html>"),
 ]
 
 
@@ -253,6 +255,14 @@ NOT_SHARQS = [
 def test_an_answer_that_is_not_sharqs_is_unavailable(status: int, raw: bytes) -> None:
     """Issue 23 (9): a proxy's 302 or page made the worker's batch reader raise
     KeyError, which nothing caught; it reads as the server being away."""
-    with pytest.raises(Unavailable, match="not a SharQ answer") as away:
-        calls.finish_many("t", [], take=5).answer(status, raw)
-    assert away.value.status == status
+    for call in (calls.finish_many("t", [], take=5), calls.dequeue("t", count=5)):
+        with pytest.raises(Unavailable, match="not a SharQ answer") as away:
+            call.answer(status, raw)
+        assert away.value.status == status
+
+
+def test_a_proxys_refusal_of_the_request_keeps_its_class() -> None:
+    """A 401, 403 or 413 page from a proxy says what SharQ's would: the worker
+    stops on a refused token, whoever refused it."""
+    with pytest.raises(Unauthorized, match="Authorization Required"):
+        calls.deep_status().answer(401, b"<html>Authorization Required</html>")
