@@ -162,13 +162,19 @@ def slow(job):
 """
 
 
-def test_sharq_worker_cli_finishes_what_it_holds_on_sigterm(client: Client, server: ServerProcess, tmp_path) -> None:
-    (tmp_path / "handlers.py").write_text(textwrap.dedent(HANDLERS))
-    command = [os.path.join(os.path.dirname(sys.executable), "sharq-worker"), "handlers:slow", "--type", "w5"]
+def sharq_worker(server: ServerProcess, folder, handlers: str, handler: str, queue_type: str):
+    """`sharq-worker` run on `handler` of the module `handlers` (written to
+    `folder`); the process and the path of its log."""
+    (folder / "handlers.py").write_text(textwrap.dedent(handlers))
+    command = [os.path.join(os.path.dirname(sys.executable), "sharq-worker"), handler, "--type", queue_type]
     env = {**os.environ, "SHARQ_URL": server.url, "SHARQ_TOKEN": "tok"}
-    log_path = tmp_path / "worker.log"
+    log_path = folder / "worker.log"
     with open(log_path, "wb") as log:
-        worker = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT), log_path
+
+
+def test_sharq_worker_cli_finishes_what_it_holds_on_sigterm(client: Client, server: ServerProcess, tmp_path) -> None:
+    worker, log_path = sharq_worker(server, tmp_path, HANDLERS, "handlers:slow", "w5")
     try:
         client.enqueue("w5", "q", "first", {"folder": str(tmp_path)}, interval=0)
         client.enqueue("w5", "q", "second", {"folder": str(tmp_path)}, interval=0)

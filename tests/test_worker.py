@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import urllib.error
@@ -346,12 +345,14 @@ def handle(job):
 def test_a_worker_thread_that_dies_ends_sharq_worker_non_zero(server: ServerProcess, tmp_path) -> None:
     """Issue 23 (9): a thread that died left the process running, taking nothing,
     reporting nothing. Now the worker stops, run() raises, the process exits 1."""
-    (tmp_path / "broken.py").write_text(textwrap.dedent(BROKEN))
-    command = [os.path.join(os.path.dirname(sys.executable), "sharq-worker"), "broken:handle", "--type", "t3"]
-    env = {**os.environ, "SHARQ_URL": server.url, "SHARQ_TOKEN": "tok"}
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 1
-    assert "a worker thread failed: RuntimeError('a bug in the upkeep thread')" in done.stderr
+    worker, log_path = test_client.sharq_worker(server, tmp_path, BROKEN, "handlers:handle", "t3")
+    try:
+        assert worker.wait(20) == 1
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert "a worker thread failed: RuntimeError('a bug in the upkeep thread')" in log_path.read_text()
 
 
 STUCK = """
@@ -367,12 +368,7 @@ def test_a_second_signal_ends_the_grace_at_once(client: Client, server: ServerPr
     """Issue 23: the signal handler took the worker's lock, which join() (in the same
     main thread) may hold; now it takes none, and a second Ctrl-C ends the grace:
     the process exits at once, the running job comes back after its expiry."""
-    (tmp_path / "stuck.py").write_text(textwrap.dedent(STUCK))
-    command = [os.path.join(os.path.dirname(sys.executable), "sharq-worker"), "stuck:stuck", "--type", "t4"]
-    env = {**os.environ, "SHARQ_URL": server.url, "SHARQ_TOKEN": "tok"}
-    log_path = tmp_path / "worker.log"
-    with open(log_path, "wb") as log:
-        worker = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    worker, log_path = test_client.sharq_worker(server, tmp_path, STUCK, "handlers:stuck", "t4")
     try:
         client.enqueue("t4", "q", "stuck", str(tmp_path / "started"), interval=0)
         wait_for(lambda: (tmp_path / "started").exists(), what="the job to start")
