@@ -112,7 +112,18 @@ def _jobs(queue_type: str) -> Callable[[dict[str, Any]], list[Job]]:
 
 def _batch(queue_type: str, take: int) -> Callable[[dict[str, Any]], Batch]:
     """An ack-and-take's answer; `jobs` only when it took."""
-    return lambda data: Batch(data["results"], _jobs(queue_type)(data) if take else [], data.get("retry_after_ms"))
+    return lambda data: Batch(_results(data), _jobs(queue_type)(data) if take else [], data.get("retry_after_ms"))
+
+
+def _results(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One result per ack, each naming its job and how it went."""
+    results = data["results"]
+    if not all(isinstance(result, dict) and result.keys() >= _RESULT for result in results):
+        raise KeyError("results")
+    return results
+
+
+_RESULT = {"queue_id", "job_id", "status"}
 
 
 def _whole(data: dict[str, Any]) -> dict[str, Any]:
