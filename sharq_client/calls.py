@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from .errors import BadRequest, NotFound, SharqClientError, error_for
+from .errors import BadRequest, Conflict, NotFound, StaleReceipt, Unavailable, error_for
 from .jobs import Batch, Job
 
 
@@ -27,8 +27,9 @@ def _nothing(data: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class Call:
-    """One request; `read` turns its JSON answer into the method's result, and with
-    `none_found` a 404 answers [] (a dequeue that found no job)."""
+    """One request; `read` turns its JSON answer into the method's result, with
+    `none_found` a 404 answers [] (a dequeue that found no job), and a 409 that is
+    not a duplicate raises `conflict` (StaleReceipt for the calls that carry one)."""
 
     method: str
     path: str
@@ -37,6 +38,7 @@ class Call:
     wait: float = 0
     read: Callable[[dict[str, Any]], Any] = _nothing
     none_found: bool = False
+    conflict: type[Conflict] = Conflict
 
     def target(self) -> str:
         """The path with its query string."""
@@ -49,24 +51,44 @@ class Call:
     def answer(self, status: int, raw: bytes) -> Any:
         """The method's result for one HTTP answer, or the exception its failure maps to."""
         try:
-            return self.read(decode(status, raw, self.path))
+            return self.read(decode(status, raw, self.path, self.conflict))
         except NotFound:
             if self.none_found:
                 return []
             raise
+        except (KeyError, TypeError, AttributeError, ValueError) as error:  # JSON without SharQ's members
+            raise not_sharqs(status, raw, self.path) from error
 
 
-def decode(status: int, raw: bytes, path: str) -> dict[str, Any]:
-    """The JSON object of a success answer; raises the error class of a failure."""
+# Failures any server in between may answer about the request itself (a proxy's
+# auth, its body size limit): their class holds whoever said it.
+_ANYONE_MAY_SAY = (400, 401, 403, 413)
+
+
+def decode(status: int, raw: bytes, path: str, conflict: type[Conflict] = Conflict) -> dict[str, Any]:
+    """The JSON object of a success answer; raises the error class of a failure,
+    and Unavailable for an answer that is not SharQ's (a redirect, a page, a
+    proxy's 404 that must not read as "no job is ready")."""
     try:
         data = json.loads(raw)
     except ValueError:
-        data = {"message": raw[:200].decode(errors="replace")}
+        data = None
     if status >= 400:
-        raise error_for(status, data if isinstance(data, dict) else {})
-    if not isinstance(data, dict):
-        raise SharqClientError(f"unexpected answer from {path}", status)
+        sharqs = isinstance(data, dict) and data.get("status") == "failure"
+        if not (sharqs or status in _ANYONE_MAY_SAY):
+            raise not_sharqs(status, raw, path)
+        raise error_for(status, data if sharqs else {"message": raw[:200].decode(errors="replace")}, conflict)
+    if not 200 <= status < 300 or not isinstance(data, dict):
+        raise not_sharqs(status, raw, path)
     return data
+
+
+def not_sharqs(status: int, raw: bytes, path: str) -> Unavailable:
+    """An answer SharQ never gives (a proxy's redirect or login page, JSON without
+    the members the call answers): as if the server were away, since a retry
+    once it answers again is safe and nothing can be read from this one."""
+    text = raw[:100].decode(errors="replace")
+    return Unavailable(f"{path} answered HTTP {status} {text!r}, not a SharQ answer (a proxy in between?)", status)
 
 
 def headers(token: str | None) -> dict[str, str]:
@@ -85,11 +107,23 @@ def _field(name: str) -> Callable[[dict[str, Any]], Any]:
 
 
 def _jobs(queue_type: str) -> Callable[[dict[str, Any]], list[Job]]:
-    return lambda data: [Job.from_json(queue_type, job) for job in data.get("jobs", [])]
+    return lambda data: [Job.from_json(queue_type, job) for job in data["jobs"]]
 
 
-def _batch(queue_type: str) -> Callable[[dict[str, Any]], Batch]:
-    return lambda data: Batch(data["results"], _jobs(queue_type)(data), data.get("retry_after_ms"))
+def _batch(queue_type: str, take: int) -> Callable[[dict[str, Any]], Batch]:
+    """An ack-and-take's answer; `jobs` only when it took."""
+    return lambda data: Batch(_results(data), _jobs(queue_type)(data) if take else [], data.get("retry_after_ms"))
+
+
+def _results(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One result per ack, each naming its job and how it went."""
+    results = data["results"]
+    if not all(isinstance(result, dict) and result.keys() >= _RESULT for result in results):
+        raise KeyError("results")
+    return results
+
+
+_RESULT = {"queue_id", "job_id", "status"}
 
 
 def _whole(data: dict[str, Any]) -> dict[str, Any]:
@@ -161,20 +195,21 @@ def dequeue(queue_type: str = "default", count: int = 1, wait: int = 0) -> Call:
 
 @_checked
 def finish(queue_type: str, queue_id: str, job_id: str, receipt: str | None = None) -> Call:
-    return Call("POST", f"/finish/{queue_type}/{queue_id}/{job_id}/", given(receipt=receipt))
+    path = f"/finish/{queue_type}/{queue_id}/{job_id}/"
+    return Call("POST", path, given(receipt=receipt), conflict=StaleReceipt)
 
 
 @_checked
 def finish_many(queue_type: str, jobs: list[Job | dict[str, Any]], take: int = 0, wait: int = 0) -> Call:
     acks = [job.ack() if isinstance(job, Job) else job for job in jobs]
     query = {"next": take, "wait": wait} if take else None
-    return Call("POST", f"/finish/{queue_type}/", {"jobs": acks}, query, wait, _batch(queue_type))
+    return Call("POST", f"/finish/{queue_type}/", {"jobs": acks}, query, wait, _batch(queue_type, take))
 
 
 @_checked
 def touch(queue_type: str, queue_id: str, job_id: str, receipt: str | None = None) -> Call:
     path = f"/touch/{queue_type}/{queue_id}/{job_id}/"
-    return Call("POST", path, given(receipt=receipt), read=_field("expires_at"))
+    return Call("POST", path, given(receipt=receipt), read=_field("expires_at"), conflict=StaleReceipt)
 
 
 @_checked
@@ -190,7 +225,8 @@ def fail(
 ) -> Call:
     body = given(receipt=receipt, error=error, retry_after_ms=retry_after_ms)
     body |= ({"dead": True} if dead else {}) | ({"throttle": True} if throttle else {})
-    return Call("POST", f"/fail/{queue_type}/{queue_id}/{job_id}/", body, read=_field("state"))
+    path = f"/fail/{queue_type}/{queue_id}/{job_id}/"
+    return Call("POST", path, body, read=_field("state"), conflict=StaleReceipt)
 
 
 # -- administration and views ------------------------------------------------------------

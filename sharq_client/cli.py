@@ -5,8 +5,9 @@
 The handler receives a `sharq_client.Job`; returning finishes the job, raising
 fails it (``raise Retry(after_ms=...)`` to retry it later). URL and token also
 come from SHARQ_URL and SHARQ_TOKEN. SIGTERM or Ctrl-C stops taking jobs and
-lets the running ones finish. A server that refuses the token (401, 403) or the
-type (400) ends it with exit status 1.
+lets the running ones finish (a second one: at once; the jobs still running
+come back after their expiry). A server that refuses the token (401, 403) or the
+type (400), or a worker thread that dies, ends it with exit status 1.
 """
 
 from __future__ import annotations
@@ -67,10 +68,28 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("sharq_client").info(
         "working on %s jobs from %s with %s (concurrency %d)", args.queue_type, args.url, args.handler, args.concurrency
     )
+    worker = Worker(client, args.queue_type, handler, args.concurrency, args.batch, grace=args.grace)
+    failed = None
     try:
-        Worker(client, args.queue_type, handler, args.concurrency, args.batch, grace=args.grace).run()
+        worker.run()
     except SharqClientError as error:
-        sys.exit(f"sharq-worker: SharQ refused this worker (HTTP {error.status}): {error.message}")
+        failed = f"sharq-worker: SharQ refused this worker (HTTP {error.status}): {error.message}"
+    except Exception as error:  # one of its threads died: it logged how
+        failed = f"sharq-worker: stopped, a worker thread failed: {error!r}"
+    if worker.left:  # handlers join() gave up on: their jobs come back after their expiry
+        abandon(failed)
+    sys.exit(failed)
+
+
+def abandon(failed: str | None) -> None:
+    """Exit now, not waiting for the handlers still running (Python waits for
+    them at exit, however long they take)."""
+    if failed:
+        print(failed, file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,9 @@ class NotFound(SharqClientError):
 
 
 class Conflict(SharqClientError):
-    """409: see DuplicateJob and StaleReceipt."""
+    """409: the call cannot be honoured in the state things are in now (a reshard
+    of a type that holds jobs, say); nothing changed. Its subclasses DuplicateJob
+    and StaleReceipt are the 409s of an enqueue and of a receipt."""
 
     status = 409
 
@@ -88,8 +90,9 @@ class TooManyWaiting(SharqClientError):
 
 
 class Unavailable(SharqClientError):
-    """503 (Redis trouble; the outcome is unknown and a retry is safe), or the
-    server could not be reached at all (`status` None)."""
+    """503 (Redis trouble; the outcome is unknown and a retry is safe), the server
+    could not be reached at all (`status` None), or what answered was not SharQ
+    (a proxy's redirect or page: `status` is its HTTP status)."""
 
     status = 503
 
@@ -106,11 +109,12 @@ _BY_STATUS: dict[int, type[SharqClientError]] = {
 }
 
 
-def error_for(status: int, body: dict[str, Any]) -> SharqClientError:
-    """The exception for one failure answer."""
+def error_for(status: int, body: dict[str, Any], conflict: type[Conflict] = Conflict) -> SharqClientError:
+    """The exception for one failure answer; a 409 without a duplicate's `state`
+    raises `conflict` (StaleReceipt from a call that carries a receipt)."""
     message = str(body.get("message") or f"HTTP {status}")
     if status == 429 and body.get("reason") == "long_polls_full":
         return TooManyWaiting(message, status, body)
     if status == 409:
-        return DuplicateJob(message, status, body) if "state" in body else StaleReceipt(message, status, body)
+        return DuplicateJob(message, status, body) if "state" in body else conflict(message, status, body)
     return _BY_STATUS.get(status, SharqClientError)(message, status, body)

@@ -19,6 +19,10 @@ MAX_DELAY_MS = 10**12  # the longest retry_after_ms the server takes
 # An ack waits for the fetcher's next call unless that call has been out this
 # long (a long poll): then the upkeep thread sends it on its own.
 PARKED_AFTER_S = 0.1
+# Nor does an ack wait longer than this (or a tenth of its job's expiry, when
+# shorter) for a fetcher's call: jobs waiting for a handler may keep the
+# fetchers idle for many jobs' time, and a late ack is refused as stale.
+ACK_LINGER_S = 0.1
 
 
 class Retry(Exception):
@@ -57,6 +61,7 @@ class Upkeep:
 
     queue_type: str
     _acks: list[Job]
+    _acks_due: float  # when the oldest ack must go, fetcher's call or not (inf: none held)
     _failures: list[tuple[Job, BaseException]]
     _running: dict[Any, _Running]
     _lock: threading.Lock
@@ -65,7 +70,6 @@ class Upkeep:
     _stopping: threading.Event
     _fetch_started: float | None
     _polling: bool
-    _requeue_acks: Any  # Worker's: puts acks back for the next call
 
     def _upkeep_loop(self, client: Client) -> None:
         while not self._closed.is_set():
@@ -83,13 +87,15 @@ class Upkeep:
         on its own: one the server refuses is logged and dropped, never the rest."""
         with self._lock:
             failures, self._failures = self._failures, []
-            send_acks = self._acks and (final or self._parked() or self._stopping.is_set())
-            acks, self._acks = (self._acks[:100], self._acks[100:]) if send_acks else ([], self._acks)
+            due = time.monotonic() >= self._acks_due
+            send_acks = final or due or self._parked() or self._stopping.is_set()
+            acks = self._take_acks() if send_acks else []
         if acks:
             try:
                 _log_results(client.finish_many(self.queue_type, acks).results)
             except (SharqClientError, OSError):
-                self._requeue_acks(acks)
+                with self._lock:
+                    self._return_acks(acks)
                 self._requeue_failures(failures)
                 raise
         for index, (job, error) in enumerate(failures):
@@ -105,6 +111,27 @@ class Upkeep:
         started = self._fetch_started
         out = started is not None and time.monotonic() - started > PARKED_AFTER_S
         return out and (self._polling or not polling)
+
+    def _hold_ack(self, job: Job) -> None:
+        """A finished job's ack, to go with the next call, and within its linger
+        whatever the fetchers do. Called holding the lock."""
+        self._acks.append(job)
+        linger = min(ACK_LINGER_S, (job.expires_at - job.dequeued_at) / 10_000)
+        self._acks_due = min(self._acks_due, time.monotonic() + linger)
+
+    def _take_acks(self) -> list[Job]:
+        """Up to 100 acks for the call about to go. Called holding the lock."""
+        acks, self._acks = self._acks[:100], self._acks[100:]
+        if not self._acks:
+            self._acks_due = math.inf
+        return acks
+
+    def _return_acks(self, acks: list[Job]) -> None:
+        """Acks a call may not have delivered: first in line, due now (a repeat is
+        answered "not active": harmless). Called holding the lock."""
+        if acks:
+            self._acks[:0] = acks
+            self._acks_due = time.monotonic()
 
     def _requeue_failures(self, failures: list[tuple[Job, BaseException]]) -> None:
         with self._lock:

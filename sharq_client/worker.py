@@ -11,15 +11,18 @@ Threads share the work, each with a client (connection) of its own:
   so keeps a second call in flight while jobs are plentiful (and, when jobs are
   quick, asks for the next batch while this one runs);
 - the handlers (a thread pool of `concurrency`) run the handler;
-- the upkeep thread sends acks that would otherwise wait behind a long poll,
-  reports failures, and touches every job still running at a third of its
-  expiry, so a long job is never delivered twice.
+- the upkeep thread sends acks that would otherwise wait behind a long poll
+  or linger past a tenth of a second, reports failures, and touches every job still
+  running at a third of its expiry, so a long job is never delivered twice.
 
-When the server is away the worker backs off and tries again; it never crashes.
-When the server refuses it for good (401 or 403: the token; 400: the queue type)
-it logs why and stops, and `run()` raises that error.
-`stop()` (or SIGTERM/SIGINT under `run()`) stops taking jobs; `join()` lets the
-running ones finish within `grace` seconds and sends their acks. It closes the
+When the server is away, or what answers is not SharQ (a proxy's redirect or
+page), or a poll comes back empty at once (the server's parked-poll cap is
+full), the worker backs off and tries again, keeping its acks. When the server
+refuses it for good (401 or 403: the token; 400: the queue type) it logs why
+and stops, and `run()` raises that error; so it does when one of its threads
+dies, rather than idling on. `stop()` (or SIGTERM/SIGINT under `run()`) stops
+taking jobs; `join()` lets the running ones finish within `grace` seconds (a
+second SIGTERM/SIGINT ends the grace at once) and sends their acks. It closes the
 connection of a long poll still parked (a waiting call never carries acks, so
 none is lost): the server sees its client gone and hands it nothing, so a job
 enqueued after the worker stopped stays queued.
@@ -28,6 +31,7 @@ enqueued after the worker stopped stays queued.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -72,13 +76,16 @@ class Worker(Upkeep):
         self.grace = grace
         self.processed = 0
         self.overlapped = 0  # calls sent while another was out (jobs plentiful)
-        self.error: SharqClientError | None = None  # why the worker stopped on its own
+        self.error: BaseException | None = None  # why the worker stopped on its own
+        self.left = 0  # jobs still running when join() gave up on them
         self._stopping = threading.Event()
         self._closed = threading.Event()  # join() is past the grace: the upkeep thread ends
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._running: dict[tuple[str, str], _Running] = {}
         self._acks: list[Job] = []
+        self._acks_due = math.inf
+        self._signals = 0  # SIGTERM/SIGINT received under run()
         self._failures: list[tuple[Job, BaseException]] = []
         self._asked = 0  # jobs the calls in flight asked for
         self._plentiful = False  # the last call brought all it asked for: a second fetcher helps
@@ -93,26 +100,33 @@ class Worker(Upkeep):
 
     def run(self) -> None:
         """Work until SIGTERM or SIGINT (or `stop()`), then `join()`; raises the
-        server's refusal (Unauthorized, Forbidden, BadRequest) when that stopped it."""
+        server's refusal (Unauthorized, Forbidden, BadRequest) when that stopped
+        it, or what killed one of the worker's threads."""
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda number, frame: self.stop())
+                signal.signal(signum, self._on_signal)
         self.start()
-        while not self._stopping.wait(1.0):
-            pass
+        while not (self._stopping.is_set() or self._signals):
+            self._stopping.wait(UPKEEP_TICK_S)
         self.join()
         if self.error is not None:
             raise self.error
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """SIGTERM or SIGINT: the first stops the worker, another ends join()'s
+        grace. It takes no lock: it runs in the main thread, between any two of
+        its steps, and that thread may hold one (join() holds the worker's)."""
+        self._signals += 1
 
     def start(self) -> Worker:
         """Work in background threads until `stop()`."""
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sharq-handler")
         self._upkeep_client = self.client.clone()
-        self._upkeep = threading.Thread(target=self._upkeep_loop, args=(self._upkeep_client,), daemon=True)
+        self._upkeep = self._thread("sharq-upkeep", self._upkeep_loop, self._upkeep_client)
         self._upkeep.start()
         self._fetch_clients = [self.client.clone(), self.client.clone()]  # join() closes them
         self._fetchers = [
-            threading.Thread(target=self._fetch_loop, args=(client, polls), name=f"sharq-fetcher-{n}", daemon=True)
+            self._thread(f"sharq-fetcher-{n}", self._fetch_loop, client, polls)
             for n, (client, polls) in enumerate(zip(self._fetch_clients, (True, False), strict=True))
         ]
         for fetcher in self._fetchers:
@@ -127,6 +141,19 @@ class Worker(Upkeep):
         with self._changed:
             self._changed.notify_all()
 
+    def _thread(self, name: str, loop: Callable[..., None], *args: Any) -> threading.Thread:
+        return threading.Thread(target=self._guarded, args=(loop, *args), name=name, daemon=True)
+
+    def _guarded(self, loop: Callable[..., None], *args: Any) -> None:
+        """One of the worker's threads. Should it die, the worker stops and `run()`
+        raises why: a worker taking nothing and reporting nothing must not idle on."""
+        try:
+            loop(*args)
+        except BaseException as error:
+            log.critical("thread %s died (%r): stopping", threading.current_thread().name, error, exc_info=error)
+            self.error = self.error or error
+            self.stop()
+
     # -- the fetchers ---------------------------------------------------------------------
 
     def _fetch_loop(self, client: Client, polls: bool) -> None:
@@ -136,30 +163,40 @@ class Worker(Upkeep):
         delay = 0.1
         while (call := self._next_call(polls)) is not None:
             take, acks = call
+            # a poll returns at once with whatever is ready, else when a job is
+            # enqueued (or comes due), else after `wait` s; a call carrying acks
+            # does not wait, so join() may cut a parked poll and lose no ack
+            wait = self.wait if polls and not acks else 0
+            sent = time.monotonic()
             try:
-                # a poll returns at once with whatever is ready, else when a job is
-                # enqueued (or comes due), else after `wait` s; a call carrying acks
-                # does not wait, so join() may cut a parked poll and lose no ack
-                reply = client.finish_many(
-                    self.queue_type, acks, take=take, wait=self.wait if polls and not acks else 0
-                )
+                reply = client.finish_many(self.queue_type, acks, take=take, wait=wait)
             except FATAL as error:
                 self._call_ended(polls, take, acks)
                 self._fail_for_good(error)
                 return
-            except (SharqClientError, OSError) as error:
+            except (SharqClientError, OSError) as error:  # away, or not SharQ answering
                 self._call_ended(polls, take, acks)
                 if self._stopping.is_set():
                     return  # join() cut the poll
                 log.warning("SharQ unavailable (%s); trying again in %.1fs", error, delay)
-                self._stopping.wait(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
+                delay = self._back_off(delay)
                 continue
-            delay = 0.1
             self._call_ended(polls, take, [], reply.jobs)
             _log_results(reply.results)
             for job in reply.jobs:
                 self._submit(job)  # a call out when stop() came still brings its jobs: they run
+            if wait and not reply.jobs and time.monotonic() - sent < wait / 2:
+                # empty long before its wait: the server would not park it (its cap
+                # is full, or it is stopping); asking again at once would spin
+                log.info("SharQ answered a poll at once with no job; asking again in %.1fs", delay)
+                delay = self._back_off(delay)
+            else:
+                delay = 0.1
+
+    def _back_off(self, delay: float) -> float:
+        """Wait `delay` (less when stopping); the next, longer delay."""
+        self._stopping.wait(delay)
+        return min(delay * 2, MAX_BACKOFF_S)
 
     def _next_call(self, polls: bool) -> tuple[int, list[Job]] | None:
         """Wait until this fetcher has a call worth making: how many to take, and
@@ -169,7 +206,7 @@ class Worker(Upkeep):
                 self._changed.wait()
             if self._stopping.is_set():
                 return None
-            acks, self._acks = self._acks[:100], self._acks[100:]
+            acks = self._take_acks()
             self.overlapped += self._asked > 0
             self._asked += take
             if polls:
@@ -195,7 +232,7 @@ class Worker(Upkeep):
         """Hold what a call brought and free the slots it asked for; acks it may
         not have delivered go back (a repeat is answered "not active": harmless)."""
         with self._changed:
-            self._acks[:0] = unsent
+            self._return_acks(unsent)
             self._asked -= take
             for job in jobs:
                 self._running[(job.queue_id, job.job_id)] = _Running(job)
@@ -233,16 +270,12 @@ class Worker(Upkeep):
                 self._held_s = held if self._held_s is None else self._held_s + (held - self._held_s) / 8
             self.processed += 1
             if error is None:
-                self._acks.append(job)
+                self._hold_ack(job)
             else:
                 self._failures.append((job, error))
 
     def _fetching(self) -> bool:
         return any(fetcher.is_alive() for fetcher in self._fetchers)
-
-    def _requeue_acks(self, acks: list[Job]) -> None:
-        with self._lock:
-            self._acks[:0] = acks
 
     def join(self) -> None:
         """After `stop()`: let running jobs finish within the grace period, then send
@@ -251,17 +284,18 @@ class Worker(Upkeep):
         client = self.client.clone()
         deadline = time.monotonic() + self.grace
         with self._changed:
-            while (self._running or self._fetching()) and time.monotonic() < deadline:
+            while (self._running or self._fetching()) and time.monotonic() < deadline and self._signals < 2:
                 if self._parked(polling=True):
                     self._fetch_clients[0].close()  # the server sees the client gone and hands it nothing
                 self._changed.wait(min(UPKEEP_TICK_S, max(deadline - time.monotonic(), 0)))
-            left = len(self._running)
+            left = self.left = len(self._running)
         for fetch_client in self._fetch_clients:
             fetch_client.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._closed.set()  # no more heartbeats: what is still held comes back after its expiry
         if left:
-            log.warning("%d job(s) still held after %.0fs: they will be delivered again", left, self.grace)
+            after = "a second signal" if self._signals > 1 else f"{self.grace:.0f}s"
+            log.warning("%d job(s) still held after %s: they will be delivered again", left, after)
         self._upkeep.join(self.client.timeout)  # it ends after its current call at most
         try:
             self._send_pending(client, final=True)

@@ -102,12 +102,14 @@ def finish(queue_type: str, queue_id: str, job_id: str) -> dict:
 @serves("finish_many")
 def finish_many(queue_type: str) -> Any:
     """Finish up to 100 jobs in one atomic call; with ?next=N (and ?wait=S) the
-    same call hands out up to N jobs: one request per batch for a busy worker."""
+    same call hands out up to N jobs: one request per batch for a busy worker.
+    Past the parked-poll cap, one with acks answers them (they are done); one
+    without is a plain long poll, refused with 429 as /dequeue/ refuses it."""
     jobs = json_body().get("jobs")
     next_count, wait = query("next"), query("wait")  # checked before anything changes
     results, taken, due = engine().finish_many(queue_type, jobs, next_count)
-    if next_count and not taken and wait:  # the acks are done: never refused from here on
-        taken, due = long_poll().take(queue_type, next_count, wait, request_alive, refuse_when_full=False)
+    if next_count and not taken and wait:
+        taken, due = long_poll().take(queue_type, next_count, wait, request_alive, refuse_when_full=not jobs)
     head = b'{"status":"success","results":' + ujson.dumps(results).encode()
     if not next_count:
         return current_app.response_class(head + b"}", mimetype="application/json")

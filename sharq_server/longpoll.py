@@ -74,7 +74,8 @@ class LongPoll:
     parked polls filling them would stall every other client. A poll beyond the
     cap still takes what is ready now; with nothing, it is refused with 429 and
     Retry-After, which clients (and `sharq-worker`) answer by backing off. An
-    ack-and-take whose acks are done is never refused: it answers what it has.
+    ack-and-take whose acks are done is never refused: it answers what it has
+    (one with no acks is a poll like any other).
     """
 
     def __init__(self, engine: SharQ, max_parked: int = 900, unfollow_after_s: float = UNFOLLOW_AFTER_S) -> None:

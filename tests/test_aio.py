@@ -18,6 +18,7 @@ from sharq_client import (
     AsyncClient,
     BadRequest,
     Client,
+    Conflict,
     DuplicateJob,
     NotFound,
     QueueFull,
@@ -91,6 +92,23 @@ def test_async_client_covers_the_api_with_typed_errors(server: ServerProcess) ->
             await client.finish("api", "q1", "a")
         assert await client.dequeue("api", wait=1) == []
         assert (await client.metrics("api"))["status"] == "success"
+
+    run(server, scenario)
+
+
+def test_a_conflict_that_is_not_about_a_receipt_is_conflict(server: ServerProcess) -> None:
+    """Issue 23 (11): as Client, AsyncClient raises Conflict, not StaleReceipt, for a
+    reshard refused while the type holds jobs."""
+
+    async def scenario(client: AsyncClient) -> None:
+        await client.enqueue("cf", "q", "held", 1, interval=0)
+        with pytest.raises(Conflict) as conflict:
+            await client.set_type_settings("cf", 2)
+        assert type(conflict.value) is Conflict
+        [job] = await client.dequeue("cf")
+        await client.fail("cf", "q", "held", job.receipt)
+        with pytest.raises(StaleReceipt):
+            await client.touch("cf", "q", "held", job.receipt)
 
     run(server, scenario)
 

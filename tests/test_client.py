@@ -16,6 +16,7 @@ import pytest
 from sharq_client import (
     BadRequest,
     Client,
+    Conflict,
     DuplicateJob,
     NotFound,
     Retry,
@@ -23,6 +24,7 @@ from sharq_client import (
     Unauthorized,
     Unavailable,
     Worker,
+    calls,
 )
 from tests.support import ServerProcess, wait_for
 
@@ -160,13 +162,19 @@ def slow(job):
 """
 
 
-def test_sharq_worker_cli_finishes_what_it_holds_on_sigterm(client: Client, server: ServerProcess, tmp_path) -> None:
-    (tmp_path / "handlers.py").write_text(textwrap.dedent(HANDLERS))
-    command = [os.path.join(os.path.dirname(sys.executable), "sharq-worker"), "handlers:slow", "--type", "w5"]
+def sharq_worker(server: ServerProcess, folder, handlers: str, handler: str, queue_type: str):
+    """`sharq-worker` run on `handler` of the module `handlers` (written to
+    `folder`); the process and the path of its log."""
+    (folder / "handlers.py").write_text(textwrap.dedent(handlers))
+    command = [os.path.join(os.path.dirname(sys.executable), "sharq-worker"), handler, "--type", queue_type]
     env = {**os.environ, "SHARQ_URL": server.url, "SHARQ_TOKEN": "tok"}
-    log_path = tmp_path / "worker.log"
+    log_path = folder / "worker.log"
     with open(log_path, "wb") as log:
-        worker = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT), log_path
+
+
+def test_sharq_worker_cli_finishes_what_it_holds_on_sigterm(client: Client, server: ServerProcess, tmp_path) -> None:
+    worker, log_path = sharq_worker(server, tmp_path, HANDLERS, "handlers:slow", "w5")
     try:
         client.enqueue("w5", "q", "first", {"folder": str(tmp_path)}, interval=0)
         client.enqueue("w5", "q", "second", {"folder": str(tmp_path)}, interval=0)
@@ -222,3 +230,47 @@ def test_an_unreachable_server_is_unavailable_with_no_status() -> None:
     with pytest.raises(Unavailable) as unreachable:
         Client(f"http://127.0.0.1:{port}", timeout=2).deep_status()
     assert unreachable.value.status is None  # no answer came at all: not a 503
+
+
+def test_a_conflict_that_is_not_about_a_receipt_is_conflict(client: Client) -> None:
+    """Issue 23 (11): a reshard refused while the type holds jobs raised StaleReceipt
+    ("the receipt names an earlier delivery"); only receipts' 409s are that."""
+    client.enqueue("cf", "q", "held", 1, interval=0)
+    with pytest.raises(Conflict) as conflict:
+        client.set_type_settings("cf", 2)
+    assert type(conflict.value) is Conflict and conflict.value.status == 409
+    [job] = client.dequeue("cf")
+    client.fail("cf", "q", "held", job.receipt)
+    for stale in (client.finish, client.touch, client.fail):
+        with pytest.raises(StaleReceipt):
+            stale("cf", "q", "held", job.receipt)
+
+
+NOT_SHARQS = [
+    (302, b""),  # a proxy's redirect to its login page
+    (200, b"<html><body>Sign in</body></html>"),
+    (200, b"{}"),  # JSON without the members the call answers
+    (200, b'{"status": "success", "results": [], "jobs": [{"job_id": "x"}]}'),
+    (200, b'{"status": "success", "results": [{"ok": 1}], "jobs": []}'),
+    (200, b"[]"),
+    (404, b"<html>Not Found</html>"),  # not SharQ's "no job is ready"
+    (502, b"<html>Bad Gateway</html>"),
+]
+
+
+@pytest.mark.parametrize(("status", "raw"), NOT_SHARQS)
+def test_an_answer_that_is_not_sharqs_is_unavailable(status: int, raw: bytes) -> None:
+    """Issue 23 (9): a proxy's 302 or page made the worker's batch reader raise
+    KeyError, which nothing caught; it reads as the server being away."""
+    reads = [calls.finish_many("t", [], take=5)] + ([] if b"results" in raw else [calls.dequeue("t", count=5)])
+    for call in reads:
+        with pytest.raises(Unavailable, match="not a SharQ answer") as away:
+            call.answer(status, raw)
+        assert away.value.status == status
+
+
+def test_a_proxys_refusal_of_the_request_keeps_its_class() -> None:
+    """A 401, 403 or 413 page from a proxy says what SharQ's would: the worker
+    stops on a refused token, whoever refused it."""
+    with pytest.raises(Unauthorized, match="Authorization Required"):
+        calls.deep_status().answer(401, b"<html>Authorization Required</html>")

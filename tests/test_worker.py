@@ -3,17 +3,24 @@ reports, stopping, cancelled jobs, fatal errors, and more than one request out."
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sharq_client import BadRequest, Client, Retry, SharqClientError, Throttle, Unauthorized, Worker
+from sharq_client import BadRequest, Client, Retry, SharqClientError, Throttle, TooManyWaiting, Unauthorized, Worker
 from tests import test_client
-from tests.support import ServerProcess, wait_for
+from tests.support import ServerProcess, http, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -164,3 +171,214 @@ def test_plentiful_jobs_keep_two_calls_in_flight_and_each_runs_once(client: Clie
     assert sorted(seen) == sorted(job["job_id"] for job in jobs)
     assert worker.overlapped > 0
     assert client.queues("p1")["total"] == 0  # every job acknowledged: no queue holds one
+
+
+def test_a_finished_jobs_ack_goes_while_the_fetchers_wait(client: Client) -> None:
+    """Issue 23 (7): with sharq-worker's defaults (concurrency 1, batch 50) and a
+    backlog, a finished job's ack waited for a quarter of the 50 slots to free:
+    past its expiry, so it ran twice. It goes on its own after a short linger."""
+    runs: Counter[str] = Counter()
+    first: list[str] = []
+    lock, release = threading.Lock(), threading.Event()
+
+    def handler(job) -> None:
+        with lock:
+            runs[job.job_id] += 1
+            if not first:
+                first.append(job.job_id)
+                time.sleep(0.1)  # the work: not so quick that the fetchers read a batch ahead
+                return
+        release.wait(10)  # the others wait while the first's ack must go
+
+    jobs = [{"queue_id": f"q{n}", "job_id": f"j{n}", "payload": n, "interval": 0} for n in range(60)]
+    client.enqueue_many("ack", jobs)
+    worker = Worker(client, "ack", handler).start()
+    try:
+        wait_for(lambda: worker.processed, what="the first job done")
+        done = f"q{first[0][1:]}", first[0]
+        # well within the server's 900 ms expiry
+        wait_for(lambda: client.job("ack", *done)["state"] == "finished", timeout=0.6, what="its ack")
+    finally:
+        release.set()
+    wait_for(lambda: set(states(client, "ack", jobs).values()) == {"finished"}, what="every job finished")
+    worker.join()
+    assert set(runs.values()) == {1}
+
+
+class Proxy:
+    """A real HTTP server standing in front of sharq-server, as a proxy or load
+    balancer would: it forwards every request and counts them, but answers the
+    /finish/ calls `when(acks)` selects itself, with the next of `junk`."""
+
+    def __init__(self, upstream: str, junk: list[tuple[int, bytes]], when=lambda acks: True) -> None:
+        self.upstream, self.junk, self.when = upstream, junk, when
+        self.calls = 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                proxy.serve(self)
+
+            do_POST = do_PUT = do_DELETE = do_GET
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def serve(self, request: BaseHTTPRequestHandler) -> None:
+        body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        acks = json.loads(body)["jobs"] if request.path.startswith("/finish/") else None
+        with self.lock:
+            self.calls += 1
+            answer = self.junk.pop(0) if acks is not None and self.junk and self.when(acks) else None
+        status, content = answer or self.forward(request, body)
+        request.send_response(status)
+        request.send_header("Content-Length", str(len(content)))
+        if status == 302:
+            request.send_header("Location", "/login")
+        request.end_headers()
+        request.wfile.write(content)
+
+    def forward(self, request: BaseHTTPRequestHandler, body: bytes) -> tuple[int, bytes]:
+        headers = {name: request.headers[name] for name in ("Content-Type", "Authorization") if request.headers[name]}
+        upstream = urllib.request.Request(self.upstream + request.path, body or None, headers, method=request.command)
+        try:
+            with urllib.request.urlopen(upstream, timeout=40) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_answers_that_are_not_sharqs_are_waited_out_and_lose_no_ack(tmp_path) -> None:
+    """Issue 23 (9): a proxy's 302 (or a page) made the batch reader raise
+    KeyError: the fetcher died with the acks it carried, the process idled on.
+    Now each such answer reads as the server away: the acks are kept and sent
+    again, and every job finishes having run once (long before its 30 s expiry)."""
+    server = ServerProcess(str(tmp_path / "data"), workers=1).start()
+    junk = [(302, b""), (200, b"<html>Sign in</html>"), (200, b"{}"), (200, b'{"status": "success"}')]
+    # the first poll meets a redirect; the next calls carrying acks meet the rest
+    proxy = Proxy(server.url, junk, when=lambda acks: bool(acks) or len(junk) == 4)
+    runs: Counter[str] = Counter()
+    jobs = [{"queue_id": f"q{n % 3}", "job_id": f"j{n}", "payload": n, "interval": 0} for n in range(20)]
+    worker = Worker(Client(proxy.url, timeout=5), "px", lambda job: runs.update([job.job_id]), 2, wait=1)
+    try:
+        Client(server.url).enqueue_many("px", jobs)
+        worker.start()
+        wait_for(lambda: not junk and runs.total() == 20, what="every junk answer served, every job run")
+        direct = Client(server.url)
+        wait_for(lambda: set(states(direct, "px", jobs).values()) == {"finished"}, what="every ack delivered")
+        assert worker.error is None and worker._fetching()
+        worker.join()
+        assert set(runs.values()) == {1}
+    finally:
+        worker.stop()
+        proxy.close()
+        server.stop()
+
+
+EMPTY_BATCH = b'{"status": "success", "results": [], "jobs": [], "retry_after_ms": null}'
+
+
+def test_an_idle_worker_backs_off_when_the_server_parks_no_more_polls(tmp_path) -> None:
+    """Issue 23 (8): with the server's parked-poll cap full, the worker's poll (an
+    ack-and-take with no acks) answered "200, no jobs" at once and the worker
+    asked again at once: 1,079 calls in 2 s. It is refused with 429 now, as
+    /dequeue/ is, and the worker backs off."""
+    env = {"SHARQ_WORKER_CONNECTIONS": "10"}  # the cap: 9 parked polls
+    server = ServerProcess(str(tmp_path / "data"), workers=1, env=env).start()
+    proxy = Proxy(server.url, [])  # counts the calls
+    try:
+        with ThreadPoolExecutor(9) as pool:
+            for _ in range(9):
+                pool.submit(http, "GET", f"{server.url}/dequeue/other/?wait=20", timeout=30)
+            wait_for(lambda: server.call("GET", "/deepstatus/")[1]["parked"] == 9, what="the cap full")
+            with pytest.raises(TooManyWaiting):
+                Client(server.url).finish_many("idle", [], take=1, wait=20)
+            worker = Worker(Client(proxy.url), "idle", print).start()
+            time.sleep(2)  # the window the calls are counted in
+            worker.join()
+            assert proxy.calls <= 10, f"{proxy.calls} calls in 2 s"
+            assert server.stop() == 0  # answers the parked polls
+    finally:
+        proxy.close()
+        server.stop()
+
+
+def test_a_poll_answered_empty_at_once_is_not_asked_again_at_once(client: Client, server: ServerProcess) -> None:
+    """Issue 23 (8): whatever makes a server answer a poll at once with nothing (an
+    older server at its cap, one stopping), the worker backs off, not spins."""
+    junk = [(200, EMPTY_BATCH)] * 10_000
+    proxy = Proxy(server.url, junk, when=lambda acks: not acks)
+    try:
+        worker = Worker(Client(proxy.url, token="tok"), "idle", print).start()
+        time.sleep(1.5)  # the window the calls are counted in
+        worker.join()
+        assert proxy.calls <= 10, f"{proxy.calls} calls in 1.5 s"
+    finally:
+        proxy.close()
+
+
+BROKEN = """
+import sharq_client.upkeep
+
+def heartbeats(self, client):
+    raise RuntimeError("a bug in the upkeep thread")
+
+sharq_client.upkeep.Upkeep._heartbeats = heartbeats  # the bug, planted
+
+def handle(job):
+    pass
+"""
+
+
+def test_a_worker_thread_that_dies_ends_sharq_worker_non_zero(server: ServerProcess, tmp_path) -> None:
+    """Issue 23 (9): a thread that died left the process running, taking nothing,
+    reporting nothing. Now the worker stops, run() raises, the process exits 1."""
+    worker, log_path = test_client.sharq_worker(server, tmp_path, BROKEN, "handlers:handle", "t3")
+    try:
+        assert worker.wait(20) == 1
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert "a worker thread failed: RuntimeError('a bug in the upkeep thread')" in log_path.read_text()
+
+
+STUCK = """
+import pathlib, time
+
+def stuck(job):
+    pathlib.Path(job.payload).touch()
+    time.sleep(60)
+"""
+
+
+def test_a_second_signal_ends_the_grace_at_once(client: Client, server: ServerProcess, tmp_path) -> None:
+    """Issue 23: the signal handler took the worker's lock, which join() (in the same
+    main thread) may hold; now it takes none, and a second Ctrl-C ends the grace:
+    the process exits at once, the running job comes back after its expiry."""
+    worker, log_path = test_client.sharq_worker(server, tmp_path, STUCK, "handlers:stuck", "t4")
+    try:
+        client.enqueue("t4", "q", "stuck", str(tmp_path / "started"), interval=0)
+        wait_for(lambda: (tmp_path / "started").exists(), what="the job to start")
+        worker.send_signal(signal.SIGINT)
+        wait_for(lambda: "stopping" in log_path.read_text(), what="the first signal to stop it")
+        worker.send_signal(signal.SIGINT)
+        assert worker.wait(10) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert "1 job(s) still held after a second signal" in log_path.read_text()
+    wait_for(lambda: client.job("t4", "q", "stuck")["state"] == "queued", what="the job back in its queue")
