@@ -4,12 +4,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
 COPY pyproject.toml README.md ./
+# the Python client (sharq-worker) is its own distribution, which the server requires;
+# clients/ also holds the build backend of the server (pyproject.toml, backend-path)
+COPY clients ./clients
 COPY sharq_core ./sharq_core
 COPY sharq_server ./sharq_server
-COPY sharq_client ./sharq_client
 COPY config ./config
 COPY wsgi.py ./
-RUN pip install . && useradd --system --uid 10001 --home-dir /app sharq && mkdir /data && chown sharq /data
+RUN pip install ./clients/python . && useradd --system --uid 10001 --home-dir /app sharq && mkdir /data && chown sharq /data
 
 USER sharq
 ENV SHARQ_HOST=0.0.0.0 SHARQ_PORT=8080 SHARQ_DATA_DIR=/data

@@ -9,17 +9,18 @@ ARGS    ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(BIN)/sharq-server: pyproject.toml
+# Both distributions editable, the client (clients/python/, which the server requires) first.
+$(BIN)/sharq-server: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e clients/python -e .
 	touch $@
 
 $(VENV)/.test-deps: $(BIN)/sharq-server
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e clients/python -e '.[test]'
 	touch $@
 
-install: $(BIN)/sharq-server  ## virtualenv + SharQ and its runtime dependencies
+install: $(BIN)/sharq-server  ## virtualenv + SharQ (server and Python client) and its runtime dependencies
 
 install-test: $(VENV)/.test-deps  ## plus the test tools
 
@@ -43,4 +44,4 @@ bench: install-test  ## the Performance table of README.md (needs wrk, hey and r
 	$(BIN)/python -m bench.run
 
 clean:  ## remove the virtualenv and caches (not ./sharq-data)
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info clients/python/*.egg-info

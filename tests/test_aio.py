@@ -321,4 +321,4 @@ try:
 except ImportError as error:
     print(error)
 """
-    assert "pip install 'sharq-server[async]'" in _python(code)
+    assert "pip install 'sharq-client[async]'" in _python(code)

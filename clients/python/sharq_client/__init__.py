@@ -7,7 +7,7 @@
     Worker(client, "sms", send_sms, concurrency=8).run()
 
 It needs neither Flask nor gevent: only urllib3. `AsyncClient` (asyncio) needs
-httpx too: `pip install 'sharq-server[async]'`.
+httpx too: `pip install 'sharq-client[async]'`.
 """
 
 from typing import Any

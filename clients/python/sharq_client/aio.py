@@ -1,7 +1,7 @@
 """`AsyncClient`: `Client` for asyncio services (FastAPI and the like).
 
 The same methods, arguments, answers and exceptions as `Client`, awaited. Built
-on httpx (the extra `sharq-server[async]`): the asyncio HTTP client that
+on httpx (the extra `sharq-client[async]`): the asyncio HTTP client that
 FastAPI's own TestClient uses, with connect and read timeouts apart as urllib3's,
 a pool of keep-alive connections, and a request that closes its connection when
 its task is cancelled. Importing it needs neither Flask nor gevent.
@@ -22,7 +22,7 @@ from typing import Any
 try:
     import httpx
 except ImportError as missing:  # an optional extra
-    raise ImportError("sharq_client.AsyncClient needs httpx: pip install 'sharq-server[async]'") from missing
+    raise ImportError("sharq_client.AsyncClient needs httpx: pip install 'sharq-client[async]'") from missing
 
 from . import calls
 from .calls import Call
