@@ -158,7 +158,8 @@ class Session:
             ["bash", "-c", self.to_here(command)],
             cwd=self.workdir,
             env=self.env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # one stream, in the order a terminal shows them
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
@@ -214,7 +215,7 @@ class Session:
             assert matches(before + after, actual), f"{block.where}: $ {command}\nexpected\n{expected}\ngot\n{actual}"
             return
         result = self._shell(command, timeout=DEADLINE)
-        actual = self.to_docs(result.stdout + result.stderr)
+        actual = self.to_docs(result.stdout)
         assert result.returncode == 0, f"{block.where}: $ {command}\nexit {result.returncode}\n{actual}"
         if self.record and not matches(expected, actual):
             self._record(block, command, expected, actual)
@@ -226,10 +227,9 @@ class Session:
         """Replace the output shown after `command` in the page with `actual`."""
         lines = block.text.splitlines()
         for _, last, shown_command, shown in _steps(lines):
-            if shown_command == command and "\n".join(lines[last + 1 : last + 1 + len(shown)]) == "\n".join(shown):
-                if "\n".join(shown).strip() == expected.strip():
-                    lines[last + 1 : last + 1 + len(shown)] = actual.strip().splitlines()
-                    break
+            if shown_command == command and "\n".join(shown).strip() == expected.strip():
+                lines[last + 1 : last + 1 + len(shown)] = actual.strip().splitlines()
+                break
         else:
             raise AssertionError(f"{block.where}: cannot find $ {command} to record its output")
         new_text = "\n".join(lines)
@@ -242,7 +242,7 @@ class Session:
 
     def _start(self, command: str) -> Running:
         process = subprocess.Popen(
-            ["bash", "-c", "exec " + self.to_here(command)],
+            ["bash", "-c", self.to_here(command)],
             cwd=self.workdir,
             env=self.env,
             stdout=subprocess.PIPE,

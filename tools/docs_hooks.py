@@ -53,7 +53,7 @@ DESCRIPTIONS = {
     "autopipeline": "under gevent, one shared Redis connection per worker (see [Performance](performance.md))",
     "wait_replicas": "answer a change 2xx only once this many replicas hold it (Redis `WAIT`; "
     "see [Durability](cluster-durability.md#durability-what-a-2xx-promises))",
-    "wait_timeout_ms": "ms to wait for them; a shortfall answers 503 `\"reason\":\"replicas\"`",
+    "wait_timeout_ms": 'ms to wait for them; a shortfall answers 503 `"reason":"replicas"`',
 }
 _SECTIONS = (
     ("sharq", sharq_config.Config, "SHARQ_"),
@@ -156,12 +156,17 @@ def _operation(spec: dict[str, Any], method: str, path: str, operation: dict[str
         required = "" if body.get("required") else " (optional)"
         out += [f"Body{required}: {_schema_name(schema)}", ""]
     out += ["| status | answer |", "|---|---|"]
+    shared = []
     for status, response in operation["responses"].items():
-        response = _resolve(spec, response)
+        if "$ref" in response:  # one of the refusals every route may answer
+            shared.append(status)
+            continue
         content = response.get("content", {})
         shapes = [_schema_name(c["schema"]) for c in content.values() if "schema" in c]
         shape = f" — {' / '.join(shapes)}" if shapes else ""
         out.append(f"| {status} | {_cell(response['description'] + shape)} |")
+    if shared:
+        out.append(f"| {', '.join(sorted(shared))} | the [common errors](#common-errors) |")
     return [*out, ""]
 
 
@@ -181,8 +186,30 @@ def _component(name: str, schema: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def _shared_statuses(spec: dict[str, Any]) -> dict[str, str]:
+    """Status -> name of the shared response, as the operations refer to them."""
+    found: dict[str, str] = {}
+    for methods in spec["paths"].values():
+        for operation in methods.values():
+            for status, response in operation["responses"].items():
+                if "$ref" in response:
+                    found[status] = response["$ref"].rsplit("/", 1)[1]
+    return found
+
+
 def http_reference(spec: dict[str, Any]) -> str:
-    out = ["## Operations", ""]
+    out = [
+        "## Common errors",
+        "",
+        "Any route but `GET /` and the dashboard's may answer these, with an [Error](#error) body:",
+        "",
+        "| status | when |",
+        "|---|---|",
+    ]
+    for name, response in spec["components"]["responses"].items():
+        status = next(code for code, ref in _shared_statuses(spec).items() if ref == name)
+        out.append(f"| {status} | {_cell(response['description'])} |")
+    out += ["", "## Operations", ""]
     for path, methods in spec["paths"].items():
         for method, operation in methods.items():
             out += _operation(spec, method, path, operation)
