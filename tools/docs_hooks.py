@@ -56,9 +56,9 @@ DESCRIPTIONS = {
     "wait_timeout_ms": 'ms to wait for them; a shortfall answers 503 `"reason":"replicas"`',
 }
 _SECTIONS = (
-    ("sharq", sharq_config.Config, "SHARQ_"),
-    ("sharq-server", sharq_config.ServerSettings, "SHARQ_"),
-    ("redis", sharq_config.RedisSettings, "SHARQ_REDIS_"),
+    ("sharq", "How jobs behave.", sharq_config.Config, "SHARQ_"),
+    ("sharq-server", "The HTTP server.", sharq_config.ServerSettings, "SHARQ_"),
+    ("redis", "Where Redis is and how to talk to it.", sharq_config.RedisSettings, "SHARQ_REDIS_"),
 )
 _DERIVED = {"embedded"}  # set by SharQ itself, never by the file
 
@@ -73,9 +73,12 @@ def _default(field: dataclasses.Field) -> str:
 
 
 def configuration_table() -> str:
-    rows = ["| option | environment | default | meaning |", "|---|---|---|---|"]
+    """One table per section of the INI file, from the dataclasses of `sharq_core.config`."""
+    out: list[str] = []
     missing = []
-    for section, cls, prefix in _SECTIONS:
+    for section, title, cls, prefix in _SECTIONS:
+        out += [f"### `[{section}]`", "", title, ""]
+        out += ["| option | environment | default | meaning |", "|---|---|---|---|"]
         for field in dataclasses.fields(cls):
             if field.name in _DERIVED or dataclasses.is_dataclass(field.default_factory):  # type: ignore[arg-type]
                 continue
@@ -83,10 +86,11 @@ def configuration_table() -> str:
                 missing.append(f"[{section}] {field.name}")
                 continue
             env = prefix + field.name.upper()
-            rows.append(f"| `[{section}] {field.name}` | `{env}` | {_default(field)} | {DESCRIPTIONS[field.name]} |")
+            out.append(f"| `{field.name}` | `{env}` | {_default(field)} | {DESCRIPTIONS[field.name]} |")
+        out.append("")
     if missing:
         raise ValueError(f"tools/docs_hooks.py: describe the options {', '.join(missing)}")
-    return "\n".join(rows)
+    return "\n".join(out)
 
 
 # -- the HTTP reference ------------------------------------------------------------------
