@@ -37,7 +37,7 @@ lint: install-test  ## ruff lint and format check
 format: install-test  ## apply ruff's formatting
 	$(BIN)/ruff format .
 
-bench: install-test  ## the Performance table of README.md (needs wrk, hey and redis-server 7 from Debian; installs them when root)
+bench: install-test  ## the figures of docs/performance.md (needs wrk, hey and redis-server 7 from Debian; installs them when root)
 	@command -v wrk >/dev/null && command -v hey >/dev/null && command -v redis-server >/dev/null \
 		|| (apt-get update -qq && apt-get install -y -qq wrk hey redis-server)
 	$(BIN)/python -m bench.run

@@ -21,7 +21,8 @@ What a page may hold (see docs/development.md, "Examples"):
   (the reason is required), ``<!-- example: background -->`` (a console block of one
   command left running until the end of the page, once its shown output appeared),
   ``<!-- example: eventually -->`` (run again until the output matches, for what
-  something running in the background does).
+  something running in the background does), ``<!-- example: requires: promtool -->``
+  (run only where those programs are on PATH, as in CI).
 
 Any other fence needs a language (``text``, ``json``, ``yaml``, ``ini``...), so a
 shell session can never hide in an unlabelled block.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -145,6 +147,10 @@ class Session:
         if block.marker.startswith("skip"):
             assert block.marker.startswith("skip:") and block.marker[5:].strip(), f"{block.where}: skip needs a reason"
             return
+        if block.marker.startswith("requires:"):  # runs where that program is installed (CI installs it)
+            if not all(shutil.which(program) for program in block.marker[9:].split()):
+                return
+            block.marker = ""
         if block.language == "python":
             self._python(block)
         elif block.language == "console":

@@ -49,6 +49,8 @@ def session(tmp_path_factory: pytest.TempPathFactory):
     env.pop("SHARQ_URL", None)
     env.pop("SHARQ_TOKEN", None)
     (folder / "work").mkdir()
+    for shipped in ("config", "deploy"):  # what examples read from the checkout they run in
+        (folder / "work" / shipped).symlink_to(os.path.join(ROOT, shipped))
     # curl shows no progress meter on a terminal; its output here is a pipe
     (folder / "work" / ".curlrc").write_text("no-progress-meter\n")
     reader = Session(str(folder / "work"), env, {"8080": str(server.port)}, free_port)
