@@ -1,11 +1,15 @@
 """The docs-example collector itself (tests/doc_examples.py): what it reads from a page
-and what it counts as the same output. No server: the examples run in
-tests/test_docs_examples.py."""
+and what it counts as the same output; and the MkDocs hooks that generate the reference
+pages (tools/docs_hooks.py). No server: the examples run in tests/test_docs_examples.py."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import pytest
 
+from sharq_server.openapi import document
 from tests.doc_examples import Block, Session, blocks, commands, matches
 
 
@@ -75,3 +79,25 @@ def test_a_command_whose_output_differs_fails(tmp_path) -> None:
         session.run(Block("page.md", 1, "console", "$ echo hello\ngoodbye"))
     with pytest.raises(AssertionError, match="exit 3"):
         session.run(Block("page.md", 1, "console", "$ exit 3"))
+
+
+def test_the_reference_pages_cover_every_operation_and_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tools/docs_hooks.py: every operationId of the served document is on the HTTP page,
+    and an option without a description stops the build, naming it."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "docs_hooks.py")
+    spec_of_module = importlib.util.spec_from_file_location("docs_hooks", path)
+    assert spec_of_module is not None and spec_of_module.loader is not None
+    docs_hooks = importlib.util.module_from_spec(spec_of_module)
+    spec_of_module.loader.exec_module(docs_hooks)
+
+    spec = document()
+    page = docs_hooks.http_reference(spec)
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            assert f"### `{method.upper()} {path}`" in page
+            assert f"`{operation['operationId']}`" in page
+    table = docs_hooks.configuration_table()
+    assert "| `worker_connections` | `SHARQ_WORKER_CONNECTIONS` | `1000` |" in table
+    monkeypatch.delitem(docs_hooks.DESCRIPTIONS, "wait_timeout_ms")
+    with pytest.raises(ValueError, match=r"\[redis\] wait_timeout_ms"):
+        docs_hooks.configuration_table()
