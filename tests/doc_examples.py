@@ -37,6 +37,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 RUNNABLE = {"console", "bash", "sh", "shell", "python"}
@@ -113,7 +114,7 @@ class Session:
     workdir: str
     env: dict[str, str]
     ports: dict[str, str]  # port in the docs -> port here
-    free_port: object  # callable returning a free port
+    free_port: Callable[[], int]  # a free port for each other port the docs name
     receipts: dict[str, str] = field(default_factory=dict)
     record: bool = False  # a writer's aid: put what the commands printed into the page
     background: list[Running] = field(default_factory=list)
@@ -122,7 +123,7 @@ class Session:
 
     def _port(self, port: str) -> str:
         if port not in self.ports:
-            self.ports[port] = str(self.free_port())  # type: ignore[operator]
+            self.ports[port] = str(self.free_port())
         return self.ports[port]
 
     def to_here(self, command: str) -> str:
