@@ -81,9 +81,10 @@ def test_a_command_whose_output_differs_fails(tmp_path) -> None:
         session.run(Block("page.md", 1, "console", "$ exit 3"))
 
 
-def test_the_reference_pages_cover_every_operation_and_option(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_reference_pages_cover_every_operation_and_option(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """tools/docs_hooks.py: every operationId of the served document is on the HTTP page,
-    and an option without a description stops the build, naming it."""
+    every option is in the configuration table, and an option described neither in the
+    hooks nor in config/sharq.conf stops the build, naming it."""
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "docs_hooks.py")
     spec_of_module = importlib.util.spec_from_file_location("docs_hooks", path)
     assert spec_of_module is not None and spec_of_module.loader is not None
@@ -99,5 +100,9 @@ def test_the_reference_pages_cover_every_operation_and_option(monkeypatch: pytes
     table = docs_hooks.configuration_table()
     assert "| `worker_connections` | `SHARQ_WORKER_CONNECTIONS` | `1000` |" in table
     monkeypatch.delitem(docs_hooks.DESCRIPTIONS, "wait_timeout_ms")
+    from_conf = "| `wait_timeout_ms` | `SHARQ_REDIS_WAIT_TIMEOUT_MS` | `100` | how long to wait"
+    assert from_conf in docs_hooks.configuration_table()
+    (tmp_path / "sharq.conf").write_text("[redis]\n")
+    monkeypatch.setattr(docs_hooks, "_CONF", str(tmp_path / "sharq.conf"))
     with pytest.raises(ValueError, match=r"\[redis\] wait_timeout_ms"):
         docs_hooks.configuration_table()

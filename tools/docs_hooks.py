@@ -5,13 +5,16 @@
   and the site carries a copy of that document as ``openapi.json``;
 - ``<!-- generated: configuration -->`` becomes the table of every option of the typed
   configuration (`sharq_core.config`): its section, environment variable and default
-  come from the dataclasses, and an option without a description below stops the build.
+  come from the dataclasses, its meaning from `DESCRIPTIONS` below or else from its
+  comment in config/sharq.conf, and an option described in neither stops the build.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
@@ -35,7 +38,7 @@ DESCRIPTIONS = {
     "accesslog": "access log: a file, `-` for stdout, `off` for none (opt-in, as gunicorn's)",
     "log_format": "`text` or `json`, one object a line (`--log-format`)",
     "auth_tokens": "comma-separated bearer tokens, each with an optional role and queue types; "
-    "empty: no auth (see [Access control](deployment.md#access-control))",
+    "unset: no auth (see [Access control](deployment.md#access-control))",
     "max_body_size": "bytes; a larger request body is answered 413",
     "data_dir": "where the embedded Redis keeps its files (`--data-dir`)",
     "graceful_timeout": "s in-flight requests get on SIGTERM",
@@ -61,6 +64,23 @@ _SECTIONS = (
     ("redis", "Where Redis is and how to talk to it.", sharq_config.RedisSettings, "SHARQ_REDIS_"),
 )
 _DERIVED = {"embedded"}  # set by SharQ itself, never by the file
+_CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "sharq.conf")
+_CONF_OPTION = re.compile(r"^;?\s*(\w+)\s*:[^;]*;\s*(.+?)\s*$")
+
+
+def _conf_comments() -> dict[tuple[str, str], str]:
+    """(section, option) -> the comment config/sharq.conf gives it."""
+    comments: dict[tuple[str, str], str] = {}
+    section = ""
+    with open(_CONF) as conf:
+        for line in conf:
+            header = re.match(r"^\[([\w-]+)\]", line)
+            if header:
+                section = header.group(1)
+            option = _CONF_OPTION.match(line)
+            if option and section:
+                comments.setdefault((section, option.group(1)), option.group(2))
+    return comments
 
 
 def _default(field: dataclasses.Field) -> str:
@@ -76,20 +96,22 @@ def configuration_table() -> str:
     """One table per section of the INI file, from the dataclasses of `sharq_core.config`."""
     out: list[str] = []
     missing = []
+    comments = _conf_comments()
     for section, title, cls, prefix in _SECTIONS:
         out += [f"### `[{section}]`", "", title, ""]
         out += ["| option | environment | default | meaning |", "|---|---|---|---|"]
         for field in dataclasses.fields(cls):
             if field.name in _DERIVED or dataclasses.is_dataclass(field.default_factory):  # type: ignore[arg-type]
                 continue
-            if field.name not in DESCRIPTIONS:
+            meaning = DESCRIPTIONS.get(field.name) or comments.get((section, field.name))
+            if not meaning:
                 missing.append(f"[{section}] {field.name}")
                 continue
             env = prefix + field.name.upper()
-            out.append(f"| `{field.name}` | `{env}` | {_default(field)} | {DESCRIPTIONS[field.name]} |")
+            out.append(f"| `{field.name}` | `{env}` | {_default(field)} | {meaning} |")
         out.append("")
     if missing:
-        raise ValueError(f"tools/docs_hooks.py: describe the options {', '.join(missing)}")
+        raise ValueError(f"describe the options {', '.join(missing)} in config/sharq.conf (or tools/docs_hooks.py)")
     return "\n".join(out)
 
 
