@@ -8,6 +8,7 @@ import importlib.util
 import os
 
 import pytest
+import yaml
 
 from sharq_server.openapi import document
 from tests.doc_examples import Block, Session, blocks, commands, matches
@@ -81,15 +82,21 @@ def test_a_command_whose_output_differs_fails(tmp_path) -> None:
         session.run(Block("page.md", 1, "console", "$ exit 3"))
 
 
+def _hooks():
+    """tools/docs_hooks.py, which MkDocs loads by its path (tools/ is no package)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "docs_hooks.py")
+    spec = importlib.util.spec_from_file_location("docs_hooks", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_reference_pages_cover_every_operation_and_option(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """tools/docs_hooks.py: every operationId of the served document is on the HTTP page,
     every option is in the configuration table, and an option described neither in the
     hooks nor in config/sharq.conf stops the build, naming it."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "docs_hooks.py")
-    spec_of_module = importlib.util.spec_from_file_location("docs_hooks", path)
-    assert spec_of_module is not None and spec_of_module.loader is not None
-    docs_hooks = importlib.util.module_from_spec(spec_of_module)
-    spec_of_module.loader.exec_module(docs_hooks)
+    docs_hooks = _hooks()
 
     spec = document()
     page = docs_hooks.http_reference(spec)
@@ -106,3 +113,13 @@ def test_the_reference_pages_cover_every_operation_and_option(monkeypatch: pytes
     monkeypatch.setattr(docs_hooks, "_CONF", str(tmp_path / "sharq.conf"))
     with pytest.raises(ValueError, match=r"\[redis\] wait_timeout_ms"):
         docs_hooks.configuration_table()
+
+
+def test_the_alerts_table_lists_every_shipped_alert() -> None:
+    docs_hooks = _hooks()
+    table = docs_hooks.alerts_table()
+    with open(docs_hooks._RULES) as rules:
+        groups = yaml.safe_load(rules)["groups"]
+    names = [rule["alert"] for group in groups for rule in group["rules"] if "alert" in rule]
+    assert names and all(f"| `{name}` |" in table for name in names)
+    assert "{{" not in table

@@ -3,6 +3,8 @@
 - ``<!-- generated: http-api -->`` becomes the HTTP reference, rendered from the very
   OpenAPI document the server serves at ``GET /openapi.json`` (`sharq_server.openapi`),
   and the site carries a copy of that document as ``openapi.json``;
+- ``<!-- generated: alerts -->`` becomes the table of the alert rules shipped in
+  deploy/prometheus/sharq-alerts.yml, read from that file;
 - ``<!-- generated: configuration -->`` becomes the table of every option of the typed
   configuration (`sharq_core.config`): its section, environment variable and default
   come from the dataclasses, its meaning from `DESCRIPTIONS` below or else from its
@@ -17,6 +19,7 @@ import os
 import re
 from typing import Any
 
+import yaml
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
@@ -64,7 +67,8 @@ _SECTIONS = (
     ("redis", "Where Redis is and how to talk to it.", sharq_config.RedisSettings, "SHARQ_REDIS_"),
 )
 _DERIVED = {"embedded"}  # set by SharQ itself, never by the file
-_CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "sharq.conf")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CONF = os.path.join(_ROOT, "config", "sharq.conf")
 _CONF_OPTION = re.compile(r"^;?\s*(\w+)\s*:[^;]*;\s*(.+?)\s*$")
 
 
@@ -245,6 +249,32 @@ def http_reference(spec: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+# -- the shipped alert rules -------------------------------------------------------------
+
+_RULES = os.path.join(_ROOT, "deploy", "prometheus", "sharq-alerts.yml")
+_TEMPLATE = re.compile(r"\{\{\s*\$labels\.(\w+)\s*\}\}|\{\{[^}]*\}\}")
+
+
+def _untemplated(text: str) -> str:
+    """An annotation as a reader of the table reads it: `{{ $labels.x }}` as <x>, values as N."""
+    return _TEMPLATE.sub(lambda m: f"<{m.group(1)}>" if m.group(1) else "N", text)
+
+
+def alerts_table() -> str:
+    with open(_RULES) as rules:
+        groups = yaml.safe_load(rules)["groups"]
+    alerts = [rule for group in groups for rule in group["rules"] if "alert" in rule]
+    records = [rule["record"] for group in groups for rule in group["rules"] if "record" in rule]
+    out = ["| alert | fires when | for | severity |", "|---|---|---|---|"]
+    for rule in alerts:
+        annotations = rule.get("annotations", {})
+        when = _untemplated(annotations.get("description") or annotations.get("summary", ""))
+        severity = rule.get("labels", {}).get("severity", "")
+        out.append(f"| `{rule['alert']}` | {_cell(when)} | {rule.get('for', 'at once')} | {severity} |")
+    out += ["", "Recording rules: " + ", ".join(f"`{name}`" for name in records) + "."]
+    return "\n".join(out)
+
+
 # -- MkDocs events -----------------------------------------------------------------------
 
 
@@ -256,6 +286,8 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
     if "<!-- generated: http-api -->" in markdown:
         markdown = markdown.replace("<!-- generated: http-api -->", http_reference(document()))
+    if "<!-- generated: alerts -->" in markdown:
+        markdown = markdown.replace("<!-- generated: alerts -->", alerts_table())
     if "<!-- generated: configuration -->" in markdown:
         markdown = markdown.replace("<!-- generated: configuration -->", configuration_table())
     return markdown
