@@ -8,7 +8,7 @@ from typing import Any
 import ujson
 
 from . import validation as check
-from .base import COUNTERS, MAX_PAGE, METRIC_MINUTES, EngineBase, optional_int
+from .base import COUNTERS, MAX_PAGE, METRIC_MINUTES, RATE_MINUTES, EngineBase, optional_int
 from .exceptions import BadArgumentException
 from .keys import member
 from .shards import type_of
@@ -80,6 +80,24 @@ class ViewCommands(EngineBase):
             dequeued[minute] += int(d or 0)
         return {"enqueue_counts": enqueued, "dequeue_counts": dequeued}
 
+    def rates(self, queue_type: str) -> dict[str, list[int]]:
+        """One type's jobs enqueued, handed out, finished and failed in each of the
+        last 60 minutes (the current one last, still counting), from `minutes`
+        (the epoch ms each starts)."""
+        now = int(self._now() or self._redis_time())
+        current = now - now % 60_000
+        minutes = [current - 60_000 * back for back in range(RATE_MINUTES - 1, -1, -1)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for shard in self._shards_of([check.identifier("queue_type", queue_type)]):
+                for minute in minutes:
+                    pipe.hmget(self.keys.rates(shard, minute), list(RATE_FIELDS))
+            replies = pipe.execute()
+        series: dict[str, list[int]] = {name: [0] * RATE_MINUTES for name in RATE_FIELDS.values()}
+        for index, counts in enumerate(replies):
+            for name, count in zip(RATE_FIELDS.values(), counts, strict=True):
+                series[name][index % RATE_MINUTES] += int(count or 0)
+        return {"minutes": minutes, **series}
+
     def type_stats(self, queue_type: str) -> dict[str, Any]:
         """One type's monitoring figures in one round trip: counters since it began
         (enqueued, dequeued, finished, failed, requeued, dead), jobs by state
@@ -96,6 +114,8 @@ class ViewCommands(EngineBase):
             figures = [mine + int(value) for mine, value in zip(figures, reply[2:10], strict=True)]
         active, scheduled, dead, ready, waiting, paused, capped, type_paused = figures
         oldest = min((int(reply[10]) for reply in replies if reply[10] is not None), default=None)
+        taken = [dict(zip(reply[1][::2], reply[1][1::2], strict=True)).get(b"taken_at") for reply in replies]
+        taken_at = max((int(at) for at in taken if at is not None), default=None)
         interval, burst, cap, _ = replies[0][11]
         return {
             "counters": {name: totals.get(name.encode(), 0) for name in COUNTERS},
@@ -103,6 +123,7 @@ class ViewCommands(EngineBase):
             "queues": {"ready": ready, "waiting": waiting, "paused": paused, "capped": capped},
             "type_paused": bool(type_paused),
             "oldest_queued_age_ms": None if oldest is None else max(int(replies[0][0]) - oldest, 0),
+            "last_taken_at": taken_at,
             "type_limits": {
                 "interval": optional_int(interval), "burst": optional_int(burst), "max_active": optional_int(cap),
                 "active": sum(int(reply[11][3]) for reply in replies if reply[11][3] is not None) if cap else None,
@@ -209,6 +230,10 @@ class ViewCommands(EngineBase):
         """Prove Redis answers and accepts writes (a full disk refuses them)."""
         self.redis.set(f"{self.keys.prefix}:deep_status", "ok", px=10_000)
         return {"status": "success"}
+
+
+# the rate buckets' fields and the names rates() gives their series
+RATE_FIELDS = {"e": "enqueued", "d": "dequeued", "f": "finished", "x": "failed"}
 
 
 def _type_pause(until: Any) -> dict[str, Any]:
