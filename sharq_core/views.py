@@ -80,23 +80,29 @@ class ViewCommands(EngineBase):
             dequeued[minute] += int(d or 0)
         return {"enqueue_counts": enqueued, "dequeue_counts": dequeued}
 
-    def rates(self, queue_type: str) -> dict[str, list[int]]:
+    def rates(self, queue_type: str) -> dict[str, list[int | None]]:
         """One type's jobs enqueued, handed out, finished and failed in each of the
         last 60 minutes (the current one last, still counting), from `minutes`
-        (the epoch ms each starts)."""
+        (the epoch ms each starts), and its `queued` jobs at each minute's last
+        enqueue or dequeue (carried over minutes without one; None before any)."""
         now = int(self._now() or self._redis_time())
         current = now - now % 60_000
         minutes = [current - 60_000 * back for back in range(RATE_MINUTES - 1, -1, -1)]
         with self.redis.pipeline(transaction=False) as pipe:
             for shard in self._shards_of([check.identifier("queue_type", queue_type)]):
                 for minute in minutes:
-                    pipe.hmget(self.keys.rates(shard, minute), list(RATE_FIELDS))
+                    pipe.hmget(self.keys.rates(shard, minute), [*RATE_FIELDS, "q"])
             replies = pipe.execute()
-        series: dict[str, list[int]] = {name: [0] * RATE_MINUTES for name in RATE_FIELDS.values()}
-        for index, counts in enumerate(replies):
-            for name, count in zip(RATE_FIELDS.values(), counts, strict=True):
-                series[name][index % RATE_MINUTES] += int(count or 0)
-        return {"minutes": minutes, **series}
+        series = {name: [0] * RATE_MINUTES for name in RATE_FIELDS.values()}
+        queued: list[int | None] = [None] * RATE_MINUTES
+        for start in range(0, len(replies), RATE_MINUTES):  # one shard's hour
+            last = None
+            for minute, (*counts, backlog) in enumerate(replies[start : start + RATE_MINUTES]):
+                for name, count in zip(RATE_FIELDS.values(), counts, strict=True):
+                    series[name][minute] += int(count or 0)
+                last = last if backlog is None else int(backlog)
+                queued[minute] = queued[minute] if last is None else (queued[minute] or 0) + last
+        return {"minutes": minutes, **series, "queued": queued}
 
     def type_stats(self, queue_type: str) -> dict[str, Any]:
         """One type's monitoring figures in one round trip: counters since it began

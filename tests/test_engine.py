@@ -523,6 +523,7 @@ def test_rates_count_each_minute_of_the_last_hour(sq: SharQ, clock: Clock, redis
     assert (rates["enqueued"][-31], rates["dequeued"][-31], rates["finished"][-31]) == (2, 1, 1)
     assert (rates["dequeued"][-1], rates["failed"][-1], rates["finished"][-1]) == (1, 1, 0)
     assert sum(rates["enqueued"]) == 2 and sum(rates["failed"]) == 1
+    assert (rates["queued"][0], rates["queued"][-31], rates["queued"][-2], rates["queued"][-1]) == (None, 1, 1, 0)
     assert sq.type_stats("sms")["last_taken_at"] == clock.now
     assert all(0 < redis_client.pttl(key) <= 3_660_000 for key in redis_client.keys("*:rates:*"))
     clock.advance(31 * 60_000)

@@ -324,13 +324,19 @@ local HASH_TABLE_MARK = string.rep('#', 65)
 -- counting into a flat list of them cost a take of 100 jobs about 15% more Redis
 -- time (bench/cluster.py). A hash table costs a few hundred bytes more per bucket.
 -- Add `n` to the type's count of its minute in the hour the dashboard draws:
--- 'e' enqueued, 'd' handed out, 'f' finished, 'x' failed. Four fields per minute
--- (a small hash, whatever the number of queues), kept 61 minutes.
+-- 'e' enqueued, 'd' handed out, 'f' finished, 'x' failed. Five fields per minute
+-- with note_backlog's (a small hash, whatever the number of queues), kept 61 minutes.
 local function count_rate(base, now, field, n)
   local key = base .. ':rates:' .. (now - (now % 60000))
   if redis.call('HINCRBY', key, field, n) == n then
     redis.call('PEXPIRE', key, 3660000 - (now % 60000))
   end
+end
+
+-- Note the type's jobs queued after this call ('q') in its minute's rates: the
+-- backlog chart reads each minute's last value (the counts before set the expiry).
+local function note_backlog(base, now, queued)
+  redis.call('HSET', base .. ':rates:' .. (now - (now % 60000)), 'q', queued)
 end
 
 local function count_minute(base, now, field, total, by_queue)
@@ -426,7 +432,7 @@ local function take(k, base, now, expire, count, token, out)
     count_minute(base, now, 'd', served, by_queue)
     redis.call('HINCRBY', k.totals, 'dequeued', served)
     redis.call('HSET', k.totals, 'taken_at', now)  -- "no worker took a job for N s"
-    redis.call('HINCRBY', k.totals, 'queued', -served)
+    note_backlog(base, now, redis.call('HINCRBY', k.totals, 'queued', -served))
   end
   return served, wait
 end
