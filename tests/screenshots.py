@@ -70,11 +70,15 @@ def seed(redis_url: str) -> None:
     engine.enqueue_many("sms", [job])
     taken = engine.dequeue_many("sms", 1)["jobs"][0]
     engine.fail("sms", taken["queue_id"], taken["job_id"], receipt=taken["receipt"], error="invalid number", dead=True)
-    engine.enqueue_many("sms", [{"queue_id": f"tenant-{n}", "job_id": f"w{n}", "payload": n, "interval": 0} for n in range(7)])
+    engine.enqueue_many(
+        "sms", [{"queue_id": f"tenant-{n}", "job_id": f"w{n}", "payload": n, "interval": 0} for n in range(7)]
+    )
     engine.pause("sms", "tenant-3")
     engine.set_limits("sms", "tenant-5", max_active=1)
     clock.now -= 120_000  # webhooks waited two minutes: no worker took any
-    engine.enqueue_many("webhooks", [{"queue_id": f"hook-{n}", "job_id": f"h{n}", "payload": n, "interval": 0} for n in range(4)])
+    engine.enqueue_many(
+        "webhooks", [{"queue_id": f"hook-{n}", "job_id": f"h{n}", "payload": n, "interval": 0} for n in range(4)]
+    )
     engine.close()
 
 
@@ -90,11 +94,13 @@ def photograph(url: str, out: Path) -> list[Path]:
             page.goto(url + "/dashboard/?stall=60")
             page.locator('#types tr[data-type="sms"] button').click()
             page.locator('#queues tr[data-queue="tenant-0"]').wait_for()
-            page.locator("#backlog-chart polyline").first.wait_for()
+            page.locator("#backlog-chart .y-tick").first.wait_for()
             page.evaluate("window.scrollTo(0, 0)")
             path = out / f"dashboard-{width}.png"
             height = page.evaluate("document.documentElement.scrollHeight")  # a phone's shot: its first screens
-            page.screenshot(path=str(path), full_page=True, clip={"x": 0, "y": 0, "width": width, "height": min(height, 2000)})
+            page.screenshot(
+                path=str(path), full_page=True, clip={"x": 0, "y": 0, "width": width, "height": min(height, 2000)}
+            )
             written.append(path)
             page.close()
         browser.close()

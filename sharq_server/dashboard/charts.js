@@ -48,8 +48,9 @@ function lineChart(svg, { minutes, series, top, unit }) {
     `<line class="axis" x1="${left}" x2="${left}" y1="${above}" y2="${height - bottom}"/>`);
   for (const { name, values } of series) {
     for (const run of runs(values)) {
-      const points = run.map((i) => `${x(i).toFixed(1)},${y(values[i]).toFixed(1)}`).join(" ");
-      parts.push(`<polyline class="line s-${name}" points="${points}"/>`);
+      const points = run.map((i) => `${x(i).toFixed(1)},${y(values[i]).toFixed(1)}`);
+      parts.push(run.length > 1 ? `<polyline class="line s-${name}" points="${points.join(" ")}"/>`
+        : `<circle class="dot s-${name}" r="3" cx="${x(run[0])}" cy="${y(values[run[0]])}"/>`);
     }
   }
   const slot = (width - left - right) / Math.max(minutes.length - 1, 1);
@@ -62,7 +63,8 @@ function lineChart(svg, { minutes, series, top, unit }) {
   svg.innerHTML = parts.join("");
 }
 
-// The index runs of known (non-null) values: a line is not drawn through a gap.
+// The index runs of known (non-null) values: a line is not drawn through a gap,
+// and a lone value is a dot.
 function runs(values) {
   const found = [];
   let run = [];
@@ -73,7 +75,7 @@ function runs(values) {
     } else run.push(i);
   });
   if (run.length) found.push(run);
-  return found.map((r) => (r.length === 1 ? [r[0], r[0]] : r));
+  return found;
 }
 
 // The legend under a chart, each series with its latest value.
