@@ -4,7 +4,7 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 ARGS    ?=
 
-.PHONY: help install install-test run test lint format bench clean
+.PHONY: help install install-test run test lint format bench screenshots clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ bench: install-test  ## the Performance table of README.md (needs wrk, hey and r
 	@command -v wrk >/dev/null && command -v hey >/dev/null && command -v redis-server >/dev/null \
 		|| (apt-get update -qq && apt-get install -y -qq wrk hey redis-server)
 	$(BIN)/python -m bench.run
+
+screenshots: install-test  ## the dashboard images of the docs, docs/img/dashboard-{1280,390}.png (needs Debian's chromium)
+	$(BIN)/python -m tests.screenshots --out docs/img
 
 clean:  ## remove the virtualenv and caches (not ./sharq-data)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info

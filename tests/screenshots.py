@@ -97,9 +97,9 @@ def photograph(url: str, out: Path) -> list[Path]:
             page.locator("#backlog-chart .y-tick").first.wait_for()
             page.evaluate("window.scrollTo(0, 0)")
             path = out / f"dashboard-{width}.png"
-            height = page.evaluate("document.documentElement.scrollHeight")  # a phone's shot: its first screens
+            height = page.evaluate("document.documentElement.scrollHeight")  # a phone's: its first screens
             page.screenshot(
-                path=str(path), full_page=True, clip={"x": 0, "y": 0, "width": width, "height": min(height, 2000)}
+                path=str(path), full_page=True, clip={"x": 0, "y": 0, "width": width, "height": min(height, 2400)}
             )
             written.append(path)
             page.close()

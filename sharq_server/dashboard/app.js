@@ -121,18 +121,20 @@ async function overview() {
   if (state.types === null) rateChart("#chart", all);
 }
 
-// What needs an operator, worst first: dead letters, stalled work, then pauses and caps.
+// What needs an operator, worst first: dead letters, stalled work, then pauses and
+// caps; each as [level, sentence for the list, word or two for the table].
 function problems(type, stats) {
   const found = [];
   const waiting = stats.jobs.queued;
-  if (stats.jobs.dead) found.push(["bad", `${plural(stats.jobs.dead, "dead letter")}`]);
+  if (stats.jobs.dead) found.push(["bad", `${plural(stats.jobs.dead, "dead letter")}`, "dead letters"]);
   const idle = stats.last_taken_at === null ? stats.oldest_queued_age_ms : serverNow() - stats.last_taken_at;
   if (waiting && stats.queues.ready && !stats.type_paused && stats.oldest_queued_age_ms >= STALL_MS && idle >= STALL_MS) {
-    found.push(["warn", `no worker has taken a job for ${duration(idle)} while ${plural(waiting, "job")} wait`]);
+    const said = `no worker has taken a job for ${duration(idle)} while ${plural(waiting, "job")} wait`;
+    found.push(["warn", said, "stalled"]);
   }
-  if (stats.type_paused) found.push(["warn", "the whole type is paused"]);
-  if (stats.queues.paused) found.push(["warn", `${plural(stats.queues.paused, "queue")} paused`]);
-  if (stats.queues.capped) found.push(["warn", `${plural(stats.queues.capped, "queue")} at max_active`]);
+  if (stats.type_paused) found.push(["warn", "the whole type is paused", "type paused"]);
+  if (stats.queues.paused) found.push(["warn", `${plural(stats.queues.paused, "queue")} paused`, "paused"]);
+  if (stats.queues.capped) found.push(["warn", `${plural(stats.queues.capped, "queue")} at max_active`, "capped"]);
   return found;
 }
 
@@ -149,7 +151,7 @@ function typeRow(row, type) {
   row.dataset.type = type;
   row.className = type === state.type ? "selected" : "";
   put(row, "type", type);
-  put(row, "health", found.length ? found.map(([, text]) => text).join("; ") : "ok", found.length ? found[0][0] : "ok");
+  put(row, "health", found.length ? found.map(([, , word]) => word).join(", ") : "ok", found.length ? found[0][0] : "ok");
   const oldest = stats.oldest_queued_age_ms;
   put(row, "oldest", oldest === null ? null : duration(oldest), oldest !== null && oldest >= STALL_MS ? "num warn" : "num");
   for (const name of ["queued", "active", "scheduled"]) put(row, name, stats.jobs[name], "num");
