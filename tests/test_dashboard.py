@@ -268,6 +268,8 @@ def test_limits_form_shows_the_servers_refusal(server: ServerProcess, page) -> N
     assert page.locator("#limits-dialog").is_visible()
     page.click("#limits-cancel")
     assert page.locator("#limits-dialog").is_hidden()
+    # Chromium logs a refused request itself; the page's own script logs nothing
+    assert page.console_errors == ["Failed to load resource: the server responded with a status of 400 (BAD REQUEST)"]
 
 
 def test_destructive_buttons_name_what_they_will_do(server: ServerProcess, page) -> None:
