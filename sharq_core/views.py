@@ -61,11 +61,15 @@ class ViewCommands(EngineBase):
         """One type's enqueue and dequeue counts of the last ten minutes."""
         return self._counts(self._shards_of([check.identifier("queue_type", queue_type)]), "")
 
-    def _counts(self, queue_types: Iterable[str], suffix: str) -> dict[str, dict[str, int]]:
-        """Ten per-minute enqueue and dequeue buckets summed over `queue_types`."""
+    def _last_minutes(self, count: int) -> list[int]:
+        """The epoch ms the last `count` minutes start at, the current one last."""
         now = int(self._now() or self._redis_time())
         current = now - now % 60_000
-        minutes = [current - 60_000 * back for back in range(METRIC_MINUTES - 1, -1, -1)]
+        return [current - 60_000 * back for back in range(count - 1, -1, -1)]
+
+    def _counts(self, queue_types: Iterable[str], suffix: str) -> dict[str, dict[str, int]]:
+        """Ten per-minute enqueue and dequeue buckets summed over `queue_types`."""
+        minutes = self._last_minutes(METRIC_MINUTES)
         fields = ["e" + suffix, "d" + suffix]
         with self.redis.pipeline(transaction=False) as pipe:
             for queue_type in queue_types:
@@ -85,9 +89,7 @@ class ViewCommands(EngineBase):
         last 60 minutes (the current one last, still counting), from `minutes`
         (the epoch ms each starts), and its `queued` jobs at each minute's last
         enqueue or dequeue (carried over minutes without one; None before any)."""
-        now = int(self._now() or self._redis_time())
-        current = now - now % 60_000
-        minutes = [current - 60_000 * back for back in range(RATE_MINUTES - 1, -1, -1)]
+        minutes = self._last_minutes(RATE_MINUTES)
         with self.redis.pipeline(transaction=False) as pipe:
             for shard in self._shards_of([check.identifier("queue_type", queue_type)]):
                 for minute in minutes:

@@ -325,7 +325,11 @@ def test_health_first_warns_of_dead_letters_and_of_jobs_no_worker_takes(server: 
     assert page.locator('#types tr[data-type="deadly"] td[data-field="dead"]').get_attribute("class") == "num bad"
     stalled = page.locator('#types tr[data-type="stalled"]')
     assert field(stalled, "oldest").endswith(" s")
-    call(server, "GET", "/dequeue/stalled/")  # a worker comes: the warning goes
+    warning.evaluate("item => { item.marked = true; }")
+    said = warning.inner_text()
+    wait_for(lambda: warning.inner_text() != said, what="the idle time to grow")
+    assert warning.evaluate("item => item.marked") is True  # the same item, its words updated
+    assert call(server, "GET", "/dequeue/stalled/?count=2")[0] == 200  # a worker takes them: the warning goes
     warning.wait_for(state="detached")
     page.close()
 
@@ -415,3 +419,21 @@ def test_phone_width_cuts_nothing_off_and_every_button_clicks(server: ServerProc
     assert errors == []
     assert all(url.startswith(server.url) for _, url in seen)  # nothing fetched from outside the server
     page.close()
+
+
+def test_limits_form_pauses_a_queue_for_a_while(server: ServerProcess, page) -> None:
+    call(server, "POST", "/enqueue/pausing/acme/", {"job_id": "a", "payload": 1, "interval": 0})
+    open_type(page, "pausing")
+    page.locator('#queues tr[data-queue="acme"] button', has_text="Limits…").click()
+    page.check('#limits-form input[name="pause"][value="for"]')
+    page.locator("#limits-dialog button", has_text="Save").click()
+    assert page.inner_text('.field-error[data-for="pause_for"]') == "pause_for: how many seconds the pause lasts"
+    assert call(server, "GET", "/queue/pausing/acme/")[1]["paused"] is False
+    page.fill('#limits-form input[name="pause_for"]', "120")
+    page.locator("#limits-dialog button", has_text="Save").click()
+    page.locator("#outcome", has_text="Saved queue acme: paused for 2 min").wait_for()
+    queue = call(server, "GET", "/queue/pausing/acme/")[1]
+    assert queue["paused"] is True and queue["paused_until"] is not None
+    row = page.locator('#queues tr[data-queue="acme"]')
+    wait_for(lambda: field(row, "state").startswith("paused until "), what="the queue shown paused")
+    assert page.console_errors == []

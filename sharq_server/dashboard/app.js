@@ -110,9 +110,10 @@ async function refreshOnce() {
 }
 
 async function overview() {
-  const types = state.types ?? (await api("GET", "/metrics/")).data.queue_types;
-  const answers = await Promise.all(types.map((type) => api("GET", `/stats/${type}/`)));
-  state.stats = Object.fromEntries(types.map((type, i) => [type, answers[i].data]));
+  const listed = state.types ?? (await api("GET", "/metrics/")).data.queue_types;
+  const answers = await Promise.all(listed.map((type) => api("GET", `/stats/${type}/`)));
+  const types = listed.filter((_, i) => answers[i].status === 200);  // one gone meanwhile is left out
+  state.stats = Object.fromEntries(types.map((type) => [type, answers[listed.indexOf(type)].data]));
   health(types);
   syncRows($("#types tbody"), types, (type) => type, typeRow);
   $("#overall").hidden = state.types !== null;  // a token limited to some types may not read the all-types view
@@ -129,7 +130,7 @@ function problems(type, stats) {
   if (stats.jobs.dead) found.push(["bad", `${plural(stats.jobs.dead, "dead letter")}`, "dead letters"]);
   const idle = stats.last_taken_at === null ? stats.oldest_queued_age_ms : serverNow() - stats.last_taken_at;
   if (waiting && stats.queues.ready && !stats.type_paused && stats.oldest_queued_age_ms >= STALL_MS && idle >= STALL_MS) {
-    const said = `no worker has taken a job for ${duration(idle)} while ${plural(waiting, "job")} wait`;
+    const said = `no worker has taken a job for ${duration(idle)} while ${plural(waiting, "job")} wait${waiting === 1 ? "s" : ""}`;
     found.push(["warn", said, "stalled"]);
   }
   if (stats.type_paused) found.push(["warn", "the whole type is paused", "type paused"]);
@@ -139,10 +140,14 @@ function problems(type, stats) {
 }
 
 function health(types) {
-  const items = types.flatMap((type) => problems(type, state.stats[type]).map(([level, text]) => [level, `${type}: ${text}`]));
+  const items = types.flatMap((type) => problems(type, state.stats[type])
+    .map(([level, text, word]) => [level, `${type}: ${text}`, `${type}:${word}`]));
   items.sort(([a], [b]) => (a === b ? 0 : a === "bad" ? -1 : 1));
-  if (!items.length) items.push(["ok", types.length ? `All ${plural(types.length, "type")} healthy` : "No queue types yet"]);
-  syncRows($("#health"), items, ([, text]) => text, (item, [level]) => { item.className = level; item.textContent = item.dataset.key; });
+  if (!items.length) items.push(["ok", types.length ? `All ${plural(types.length, "type")} healthy` : "No queue types yet", "ok"]);
+  syncRows($("#health"), items, ([, , key]) => key, (item, [level, text]) => {
+    item.className = level;
+    if (item.textContent !== text) item.textContent = text;
+  });
 }
 
 function typeRow(row, type) {

@@ -60,6 +60,7 @@ function editLimits(type, queue, typeLimits) {
   if (queue) {
     form.elements.pause.value = !queue.paused ? "running" : queue.paused_until ? "for" : "until";
     form.elements.pause_for.value = queue.paused_until ? Math.ceil((queue.paused_until - serverNow()) / 1000) : "";
+    own.pause_for = form.elements.pause_for.value;
   }
   showErrors({});
   $("#limits-error").textContent = "";
@@ -116,7 +117,7 @@ async function saveLimits(type, queue, own) {
     said.push(Object.entries(changed).map(([field, value]) => `${field} ${value ?? "cleared"}`).join(", "));
   }
   const wasPaused = queue ? (queue.paused ? (queue.paused_until ? "for" : "until") : "running") : "";
-  if (queue && (pause !== wasPaused || pause === "for")) {
+  if (queue && (pause !== wasPaused || (pause === "for" && form.elements.pause_for.value !== String(own.pause_for)))) {
     const call = pause === "running" ? ["POST", `/resume/${path}`]
       : ["POST", `/pause/${path}`, pause === "for" ? { for_ms: pauseFor * 1000 } : {}];
     const { status, data } = await api(...call);
