@@ -354,7 +354,8 @@ async function bulk(verb, method, suffix) {
 $("#retry-all").addEventListener("click", () => bulk("Retried", "POST", "retry/"));
 $("#delete-all").addEventListener("click", async () => {
   const dead = state.stats[state.type]?.jobs.dead ?? 0;
-  const text = `Delete all ${plural(dead, "dead letter")} of type ${state.type}? Their jobs and payloads are gone for good.`;
+  const text = dead === 1 ? `Delete the 1 dead letter of type ${state.type}? Its job and payload are gone for good.`
+    : `Delete all ${plural(dead, "dead letter")} of type ${state.type}? Their jobs and payloads are gone for good.`;
   if (await confirmed(text, `Delete ${plural(dead, "dead letter")}`)) await bulk("Deleted", "DELETE", "");
 });
 $("#pause-type").addEventListener("click", async () => {
