@@ -49,5 +49,8 @@ docs: install-test  ## serve the documentation site on http://127.0.0.1:8000 whi
 docs-build: install-test  ## build the documentation site into site/ (--strict: no broken link, no orphan page)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
+screenshots: install-test  ## the dashboard images of the docs, docs/img/dashboard-{1280,390}.png (needs Debian's chromium)
+	$(BIN)/python -m tests.screenshots --out docs/img
+
 clean:  ## remove the virtualenv and caches (not ./sharq-data)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info clients/python/*.egg-info site

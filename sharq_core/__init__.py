@@ -24,6 +24,9 @@ key                        type     holds                                       
                                     the theoretical arrival less one interval)   max(interval, 10 min)
 ``P:{T}:stats:M``          hash     ``e``/``d`` and ``e:Q``/``d:Q`` counts for   11 minutes after minute M starts
                                     the minute starting at M (epoch ms)
+``P:{T}:rates:M``          hash     ``e``/``d``/``f``/``x``: enqueued, handed    61 minutes after minute M starts
+                                    out, finished, failed in minute M; ``q``
+                                    jobs queued at its last enqueue or dequeue
 ``P:{T}:dead``             hash     ``Q:J`` -> JSON {payload, requeue_limit,     until retried or deleted
                                     interval, reason}
 ``P:{T}:dead_at``          zset     ``Q:J`` -> ms the job died                   as ``P:{T}:dead``

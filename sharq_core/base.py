@@ -33,6 +33,9 @@ MAX_BATCH = 100
 
 METRIC_MINUTES = 10
 
+# the minutes of per-type rates (enqueued, handed out, finished, failed) kept for the dashboard
+RATE_MINUTES = 60
+
 MAX_PAGE = 10_000
 
 # How often (s) requeue() also scans the keyspace for types missing from the

@@ -141,6 +141,9 @@ class Keys:
     def stats(self, queue_type: str, minute_ms: int) -> str:
         return f"{self.base(queue_type)}:stats:{minute_ms}"
 
+    def rates(self, queue_type: str, minute_ms: int) -> str:
+        return f"{self.base(queue_type)}:rates:{minute_ms}"
+
 
 def glob_escape(text: str) -> str:
     """`text` matched literally in a SCAN MATCH pattern."""

@@ -8,7 +8,7 @@ from typing import Any
 import ujson
 
 from . import validation as check
-from .base import COUNTERS, MAX_PAGE, METRIC_MINUTES, EngineBase, optional_int
+from .base import COUNTERS, MAX_PAGE, METRIC_MINUTES, RATE_MINUTES, EngineBase, optional_int
 from .exceptions import BadArgumentException
 from .keys import member
 from .shards import type_of
@@ -73,11 +73,15 @@ class ViewCommands(EngineBase):
         """One type's enqueue and dequeue counts of the last ten minutes."""
         return self._counts(self._shards_of([check.identifier("queue_type", queue_type)]), "")
 
-    def _counts(self, queue_types: Iterable[str], suffix: str) -> dict[str, dict[str, int]]:
-        """Ten per-minute enqueue and dequeue buckets summed over `queue_types`."""
+    def _last_minutes(self, count: int) -> list[int]:
+        """The epoch ms the last `count` minutes start at, the current one last."""
         now = int(self._now() or self._redis_time())
         current = now - now % 60_000
-        minutes = [current - 60_000 * back for back in range(METRIC_MINUTES - 1, -1, -1)]
+        return [current - 60_000 * back for back in range(count - 1, -1, -1)]
+
+    def _counts(self, queue_types: Iterable[str], suffix: str) -> dict[str, dict[str, int]]:
+        """Ten per-minute enqueue and dequeue buckets summed over `queue_types`."""
+        minutes = self._last_minutes(METRIC_MINUTES)
         fields = ["e" + suffix, "d" + suffix]
         with self.redis.pipeline(transaction=False) as pipe:
             for queue_type in queue_types:
@@ -91,6 +95,28 @@ class ViewCommands(EngineBase):
             enqueued[minute] += int(e or 0)
             dequeued[minute] += int(d or 0)
         return {"enqueue_counts": enqueued, "dequeue_counts": dequeued}
+
+    def rates(self, queue_type: str) -> dict[str, list[int | None]]:
+        """One type's jobs enqueued, handed out, finished and failed in each of the
+        last 60 minutes (the current one last, still counting), from `minutes`
+        (the epoch ms each starts), and its `queued` jobs at each minute's last
+        enqueue or dequeue (carried over minutes without one; None before any)."""
+        minutes = self._last_minutes(RATE_MINUTES)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for shard in self._shards_of([check.identifier("queue_type", queue_type)]):
+                for minute in minutes:
+                    pipe.hmget(self.keys.rates(shard, minute), [*RATE_FIELDS, "q"])
+            replies = pipe.execute()
+        series = {name: [0] * RATE_MINUTES for name in RATE_FIELDS.values()}
+        queued: list[int | None] = [None] * RATE_MINUTES
+        for start in range(0, len(replies), RATE_MINUTES):  # one shard's hour
+            last = None
+            for minute, (*counts, backlog) in enumerate(replies[start : start + RATE_MINUTES]):
+                for name, count in zip(RATE_FIELDS.values(), counts, strict=True):
+                    series[name][minute] += int(count or 0)
+                last = last if backlog is None else int(backlog)
+                queued[minute] = queued[minute] if last is None else (queued[minute] or 0) + last
+        return {"minutes": minutes, **series, "queued": queued}
 
     def type_stats(self, queue_type: str) -> dict[str, Any]:
         """One type's monitoring figures in one round trip: counters since it began
@@ -108,6 +134,8 @@ class ViewCommands(EngineBase):
             figures = [mine + int(value) for mine, value in zip(figures, reply[2:10], strict=True)]
         active, scheduled, dead, ready, waiting, paused, capped, type_paused = figures
         oldest = min((int(reply[10]) for reply in replies if reply[10] is not None), default=None)
+        taken = [dict(zip(reply[1][::2], reply[1][1::2], strict=True)).get(b"taken_at") for reply in replies]
+        taken_at = max((int(at) for at in taken if at is not None), default=None)
         interval, burst, cap, _ = replies[0][11]
         return {
             "counters": {name: totals.get(name.encode(), 0) for name in COUNTERS},
@@ -115,6 +143,7 @@ class ViewCommands(EngineBase):
             "queues": {"ready": ready, "waiting": waiting, "paused": paused, "capped": capped},
             "type_paused": bool(type_paused),
             "oldest_queued_age_ms": None if oldest is None else max(int(replies[0][0]) - oldest, 0),
+            "last_taken_at": taken_at,
             "type_limits": {
                 "interval": optional_int(interval), "burst": optional_int(burst), "max_active": optional_int(cap),
                 "active": sum(int(reply[11][3]) for reply in replies if reply[11][3] is not None) if cap else None,
@@ -221,6 +250,10 @@ class ViewCommands(EngineBase):
         """Prove Redis answers and accepts writes (a full disk refuses them)."""
         self.redis.set(f"{self.keys.prefix}:deep_status", "ok", px=10_000)
         return {"status": "success"}
+
+
+# the rate buckets' fields and the names rates() gives their series
+RATE_FIELDS = {"e": "enqueued", "d": "dequeued", "f": "finished", "x": "failed"}
 
 
 def _type_pause(until: Any) -> dict[str, Any]:

@@ -266,9 +266,13 @@ def queues(queue_type: str) -> dict:
 
 @serves("type_stats")
 def type_stats(queue_type: str) -> dict:
-    """One type's figures (as Prometheus gets them) and its per-minute counts."""
+    """One type's figures (as Prometheus gets them), its per-minute counts and its
+    last hour of rates (the dashboard's charts)."""
     sq = engine()
-    return {"status": "success", **sq.type_stats(queue_type), **sq.minute_counts(queue_type)}
+    return {
+        "status": "success", **sq.type_stats(queue_type), **sq.minute_counts(queue_type),
+        "rates": sq.rates(queue_type),
+    }  # fmt: skip
 
 
 @serves("dashboard", "dashboard_asset")

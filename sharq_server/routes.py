@@ -242,8 +242,9 @@ ROUTES = _routes(
     ),
     Route(
         "type_stats", "GET", "/stats/{queue_type}/", "One type's jobs and queues by state, counters since it began,"
-        " per-minute counts", "read", success(jobs={"type": "object"}, queues={"type": "object"},
-                                              counters={"type": "object"}, enqueue_counts=COUNTS),
+        " per-minute counts, the last hour's rates", "read",
+        success(jobs={"type": "object"}, queues={"type": "object"}, counters={"type": "object"},
+                enqueue_counts=COUNTS, rates={"type": "object"}),
     ),
     Route("dashboard", "GET", "/dashboard/", "The dashboard page", OPEN, TEXT, media=("text/html",),
           defaults={"asset": "index.html"}),

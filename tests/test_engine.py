@@ -504,3 +504,27 @@ def test_batches_count_each_queue_in_the_minute(sq: SharQ, clock: Clock) -> None
     assert (sq.metrics()["enqueue_counts"][minute], sq.metrics()["dequeue_counts"][minute]) == (4, 3)
     counters = sq.type_stats("sms")["counters"]
     assert (counters["enqueued"], counters["dequeued"]) == (4, 3)
+
+
+def test_rates_count_each_minute_of_the_last_hour(sq: SharQ, clock: Clock, redis_client) -> None:
+    """Issue 24: the dashboard's charts read an hour of enqueued, handed out,
+    finished and failed counts per minute, and when a worker last took a job."""
+    clock.now = 1_700_000_040_000
+    put(sq, "a", "q1")
+    put(sq, "b", "q2")
+    first = take(sq)
+    sq.finish(first["job_id"], first["queue_id"], "sms", receipt=first["receipt"])
+    clock.advance(30 * 60_000)
+    second = take(sq)
+    sq.fail("sms", second["queue_id"], second["job_id"], receipt=second["receipt"])
+    rates = sq.rates("sms")
+    minute = clock.now - clock.now % 60_000
+    assert rates["minutes"] == [minute - 60_000 * n for n in range(59, -1, -1)]
+    assert (rates["enqueued"][-31], rates["dequeued"][-31], rates["finished"][-31]) == (2, 1, 1)
+    assert (rates["dequeued"][-1], rates["failed"][-1], rates["finished"][-1]) == (1, 1, 0)
+    assert sum(rates["enqueued"]) == 2 and sum(rates["failed"]) == 1
+    assert (rates["queued"][0], rates["queued"][-31], rates["queued"][-2], rates["queued"][-1]) == (None, 1, 1, 0)
+    assert sq.type_stats("sms")["last_taken_at"] == clock.now
+    assert all(0 < redis_client.pttl(key) <= 3_660_000 for key in redis_client.keys("*:rates:*"))
+    clock.advance(31 * 60_000)
+    assert sum(sq.rates("sms")["enqueued"]) == 0

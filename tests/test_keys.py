@@ -69,6 +69,7 @@ def test_lua_derives_the_keys_python_names(sq: SharQ, clock: Clock, redis_client
         *(keys.jobs("sms", q) for q in ("q1", "q3")),
         *(keys.last("sms", q) for q in ("q1", "q2")),
         *(keys.stats("sms", minute - n * 60_000) for n in range(2)),
+        *(keys.rates("sms", minute - n * 60_000) for n in range(2)),
     }
     assert {key.decode() for key in redis_client.keys("*")} <= named
     assert redis_client.exists(keys.last("sms", "q1"), keys.jobs("sms", "q1"), keys.ready("sms")) == 3

@@ -18,7 +18,8 @@
 --   KEYS[14] nsched       hash    queue_id -> delayed jobs of the queue
 --   KEYS[15] known        zset    queue_id -> 0, queues holding jobs or limits (id order)
 --   KEYS[16] totals       hash    counters since the type began: enqueued, dequeued,
---                                 finished, failed, requeued, dead; and queued (jobs in lists)
+--                                 finished, failed, requeued, dead; queued (jobs in lists);
+--                                 taken_at (ms of the last dequeue)
 --   KEYS[17] heads        zset    queue_id -> ms its head (oldest) queued job was enqueued
 --   KEYS[18] settings     hash    shards (absent: 1); the type-wide interval, burst and
 --                                 max_active; last (the type's rate state), active (slots)
@@ -322,7 +323,24 @@ local HASH_TABLE_MARK = string.rep('#', 65)
 -- fields per queue, a few hundred in each shard of a type spread over shards, and
 -- counting into a flat list of them cost a take of 100 jobs about 15% more Redis
 -- time (bench/cluster.py). A hash table costs a few hundred bytes more per bucket.
+-- Add `n` to the type's count of its minute in the hour the dashboard draws:
+-- 'e' enqueued, 'd' handed out, 'f' finished, 'x' failed. Five fields per minute
+-- with note_backlog's (a small hash, whatever the number of queues), kept 61 minutes.
+local function count_rate(base, now, field, n)
+  local key = base .. ':rates:' .. (now - (now % 60000))
+  if redis.call('HINCRBY', key, field, n) == n then
+    redis.call('PEXPIRE', key, 3660000 - (now % 60000))
+  end
+end
+
+-- Note the type's jobs queued after this call ('q') in its minute's rates: the
+-- backlog chart reads each minute's last value (the counts before set the expiry).
+local function note_backlog(base, now, queued)
+  redis.call('HSET', base .. ':rates:' .. (now - (now % 60000)), 'q', queued)
+end
+
 local function count_minute(base, now, field, total, by_queue)
+  count_rate(base, now, field, total)
   local key = base .. ':stats:' .. (now - (now % 60000))
   if redis.call('HINCRBY', key, field, total) == total then
     redis.call('HSETNX', key, HASH_TABLE_MARK, '')
@@ -413,7 +431,8 @@ local function take(k, base, now, expire, count, token, out)
     redis.call('HSET', k.receipts, unpack(receipts))
     count_minute(base, now, 'd', served, by_queue)
     redis.call('HINCRBY', k.totals, 'dequeued', served)
-    redis.call('HINCRBY', k.totals, 'queued', -served)
+    redis.call('HSET', k.totals, 'taken_at', now)  -- "no worker took a job for N s"
+    note_backlog(base, now, redis.call('HINCRBY', k.totals, 'queued', -served))
   end
   return served, wait
 end

@@ -43,6 +43,7 @@ if error_text ~= '' then
 end
 if counts or throttle then
   redis.call('HINCRBY', k.totals, 'failed', 1)  -- a worker's report, not a hand-back
+  count_rate(base, now, 'x', 1)
 end
 if throttle then
   local until_ms = now + retry_after

@@ -66,6 +66,7 @@ if finished > 0 then
     end
   end
   redis.call('HINCRBY', k.totals, 'finished', finished)
+  count_rate(base, now, 'f', finished)
   if window > 0 then
     redis.call('ZADD', k.done, unpack(scored))
     -- the whole set goes once nothing was finished for a window (the requeue
