@@ -20,6 +20,8 @@ MAX_SHARDS = 64
 # is caught by the scripts that create per-queue state (layout_ok), which refuse
 LAYOUT_TTL_S = 1.0
 
+CHANGING = "the queue type's shard count is changing; retrying is safe"
+
 
 @dataclass(frozen=True)
 class Layout:
