@@ -183,20 +183,21 @@ def test_a_change_waits_while_another_holds_the_type(sq: SharQ, config: Config) 
 
 
 def test_a_carried_rate_state_never_replaces_a_newer_one(sq: SharQ, clock: Clock, redis_client) -> None:
-    """The carry keeps the newer of two rate states of a queue (a target shard
-    may hold one already: a change repeated after its process died)."""
+    """The carry keeps the newer of two rate states of a queue: the target shard
+    may hold one already (a change repeated after its process died)."""
     sq.set_type_settings("sms", 2)
     queue_id = on_shard(2, 1)
     put(sq, "a", queue_id, interval=60_000)
     job = sq.dequeue("sms")
     sq.finish(job["job_id"], queue_id, "sms")
-    newer = int(redis_client.get(sq.keys.last("sms#1", queue_id)))
-    redis_client.set(sq.keys.last("sms", queue_id), newer - 50_000, px=600_000)  # an older copy
+    carried = int(redis_client.get(sq.keys.last("sms#1", queue_id)))
+    redis_client.set(sq.keys.last("sms", queue_id), carried + 30_000, px=600_000)  # newer, where it goes
     sq.set_type_settings("sms", 1)
-    assert int(redis_client.get(sq.keys.last("sms", queue_id))) == newer
+    assert int(redis_client.get(sq.keys.last("sms", queue_id))) == carried + 30_000
+    assert not redis_client.exists(sq.keys.last("sms#1", queue_id))
     put(sq, "b", queue_id, interval=60_000)
     clock.advance(30_000)
-    assert sq.dequeue("sms") == {"status": "failure", "retry_after_ms": 30_000}
+    assert sq.dequeue("sms") == {"status": "failure", "retry_after_ms": 60_000}
 
 
 def test_type_limits_wait_for_a_change_under_way(sq: SharQ, config: Config) -> None:
