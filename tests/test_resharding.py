@@ -88,6 +88,11 @@ def test_a_server_on_an_old_shard_count_finds_the_active_job(config: Config, red
     assert b.fail("sms", "q3", "j3", receipt=receipt["j3"], dead=True)["state"] == "dead"
     stale(b)
     assert b.delete_dead_letter("sms", "q3", "j3") == {"status": "success"}
+    put(a, "k", "q5")
+    stale(b)
+    assert b.get_queue_length("sms", "q5") == 1
+    stale(b)
+    assert b.delete_queue("sms", "q5")["deleted"] == 1
     assert a.type_stats("sms")["counters"]["finished"] == 3
 
 
@@ -250,3 +255,24 @@ def test_the_refusal_over_http_names_what_blocks_it(tmp_path) -> None:
         )
     finally:
         server.stop()
+
+
+def test_a_finish_that_finds_its_job_costs_one_round_trip(sq: SharQ, redis_client) -> None:
+    """The stale-count check reads the count only on a miss: the common finish,
+    touch and fail stay one round trip each."""
+    for n in range(3):
+        put(sq, f"j{n}", "q1")
+    jobs = sq.dequeue_many("sms", 3)["jobs"]
+    node = primaries(redis_client)[0] if len(primaries(redis_client)) == 1 else None
+    if node is None:
+        pytest.skip("counts one node's reads")
+    calls = (
+        lambda: sq.touch("j0", "q1", "sms", receipt=jobs[0]["receipt"]),
+        lambda: sq.finish("j0", "q1", "sms", receipt=jobs[0]["receipt"]),
+        lambda: sq.finish_many("sms", [{"queue_id": "q1", "job_id": "j1"}]),
+        lambda: sq.fail("sms", "q1", "j2"),
+    )
+    for call in calls:
+        before = node.info("stats")["total_reads_processed"]
+        call()
+        assert node.info("stats")["total_reads_processed"] - before - 1 == 1
