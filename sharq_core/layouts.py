@@ -16,6 +16,7 @@ by then, rolls it back, and carries on.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from typing import Any
@@ -54,12 +55,16 @@ class LayoutCommands(EngineBase):
             if time.monotonic() > deadline:
                 raise ShardsChanged("another change of the queue type's shard count is under way; retrying is safe")
             time.sleep(0.01)
+        self._change_leased(queue_type, count, lease)
+        return self.type_settings(queue_type)
+
+    def _change_leased(self, queue_type: str, count: int, lease: _Lease) -> None:
+        """`_change`, then the lease given back and the cached count dropped."""
         try:
             self._change(queue_type, count, lease)
         finally:
-            self._script("unlock", [self.keys.change_lease(queue_type)], [lease.token])
-        self._layouts.pop(queue_type, None)
-        return self.type_settings(queue_type)
+            self._script("unlock", [lease.key], [lease.token])
+            self._layouts.pop(queue_type, None)
 
     def _change(self, queue_type: str, count: int, lease: _Lease) -> None:
         """Change the count under `lease`, completing (or superseding) a change
@@ -114,13 +119,8 @@ class LayoutCommands(EngineBase):
                 return True  # over: the count read afresh is the new one
             lease = self._take_lease(queue_type)
             if lease is not None:  # nobody renews it: abandoned
-                try:
-                    self._change(queue_type, int(pending.split(b":")[0]), lease)
-                except Conflict:
-                    pass  # rolled back: every shard open at the count it had
-                finally:
-                    self._script("unlock", [lease.key], [lease.token])
-                    self._layouts.pop(queue_type, None)
+                with contextlib.suppress(Conflict):  # rolled back: every shard open at the count it had
+                    self._change_leased(queue_type, int(pending.split(b":")[0]), lease)
                 return True
             time.sleep(0.01)
         return False
