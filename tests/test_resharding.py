@@ -276,3 +276,19 @@ def test_a_finish_that_finds_its_job_costs_one_round_trip(sq: SharQ, redis_clien
         before = node.info("stats")["total_reads_processed"]
         call()
         assert node.info("stats")["total_reads_processed"] - before - 1 == 1
+
+
+def test_a_change_renews_its_lease_and_stops_once_it_lost_it(sq: SharQ, redis_client) -> None:
+    """Issue 23.4: the lease is what tells a live change from a dead one, so a
+    long change keeps it alive; one paused past it (taken over) must stop."""
+    lease = sq._take_lease("sms")
+    assert lease is not None and sq._take_lease("sms") is None  # one change at a time
+    key = sq.keys.change_lease("sms")
+    redis_client.pexpire(key, 100)
+    lease.renewed -= LEASE_MS / 1000  # a second or more since it last renewed
+    sq._renew(lease)
+    assert redis_client.pttl(key) > LEASE_MS - 1000
+    redis_client.set(key, "another change")
+    lease.renewed -= LEASE_MS / 1000
+    with pytest.raises(ShardsChanged):
+        sq._renew(lease)
