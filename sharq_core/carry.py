@@ -24,7 +24,7 @@ CARRY_BATCH = 5_000
 def carry(redis: Any, keys: Keys, shards: list[str], new: Layout, window_ms: int, renew: Callable[[], None]) -> None:
     """Move what `shards` remember of drained queues to their shards under `new`;
     `renew` keeps the change's lease between batches."""
-    for shard in shards:
+    for shard in sorted(shards, key=lambda name: name not in new.names()):  # those that receive first: read once
         _carry_finished(redis, keys, shard, new, window_ms, renew)
     _carry_rates(redis, keys, shards, new, renew)
     for shard in shards:
@@ -34,8 +34,9 @@ def carry(redis: Any, keys: Keys, shards: list[str], new: Layout, window_ms: int
 
 def _carry_finished(redis: Any, keys: Keys, shard: str, new: Layout, window_ms: int, renew: Callable[[], None]) -> None:
     """Finished job_ids go to their queue's new shard, the later finish time
-    winning should it know the id already; CARRY_BATCH ids a round trip."""
-    start, targets = 0, {}
+    winning should it know the id already; CARRY_BATCH ids a round trip. A
+    shard the new count drops gives all of them: copied, then dropped at once."""
+    start, targets, dropped = 0, {}, shard not in new.names()
     while True:
         renew()
         # the scores as Redis wrote them: moved as they are, not parsed
@@ -51,11 +52,14 @@ def _carry_finished(redis: Any, keys: Keys, shard: str, new: Layout, window_ms: 
                 for target, members in moves.items():
                     pipe.zadd(keys.done(target), members, gt=True)
                     pipe.pexpire(keys.done(target), window_ms or 1)
-                pipe.zrem(keys.done(shard), *(member for members in moves.values() for member in members))
+                if not dropped:
+                    pipe.zrem(keys.done(shard), *(member for members in moves.values() for member in members))
                 pipe.execute()
         if len(batch) < CARRY_BATCH:
-            return
-        start += CARRY_BATCH - sum(map(len, moves.values()))  # the moved ones left the ranks
+            break
+        start += CARRY_BATCH if dropped else CARRY_BATCH - sum(map(len, moves.values()))  # moved: left the ranks
+    if dropped:
+        redis.delete(keys.done(shard))
 
 
 def _same(score: bytes) -> bytes:
