@@ -41,6 +41,7 @@ key                        type     holds                                       
 ``P:{T}:scheduled``        zset     ``Q:J`` -> ms a delayed job is due            until due
 ``P:{T}:nsched``           hash     Q -> how many delayed jobs it holds          while it holds some
 ``P:{T}:known``            zset     Q -> 0, queues with jobs or limits (id order) while they have them
+``P:{T}:change_lease``     string   token of the process changing T's shards     while it renews it (5 s)
 ``P:ready``                channel  a queue type whose jobs may be ready now     (pub/sub)
 ``P:drained_types``        zset     T -> ms T left the registry, drained: the    ``idle_type_retention_ms``
                                     views keep listing it (zeros, counters)

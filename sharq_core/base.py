@@ -79,6 +79,21 @@ class EngineBase:
         """The internal type name of the shard `queue_id` lives on."""
         return self._layout(queue_type).of(queue_id)
 
+    def _on_queue(self, queue_type: str, queue_id: str, call: Callable[[str], T], missed: Callable[[T], bool]) -> T:
+        """`call(shard)` on the shard `queue_id` lives on. An answer that found
+        nothing there (`missed`) may come from a count cached before another
+        server changed it (LAYOUT_TTL_S): it is checked against the count read
+        afresh and asked again where that puts the queue. A type holding the
+        job cannot change its count meanwhile, so the second answer stands. Only
+        a miss reads the count: a finish that finds its job costs nothing more."""
+        shard = self._shard(queue_type, queue_id)
+        answer = call(shard)
+        if missed(answer):
+            current = self._layout(queue_type, fresh=True).of(queue_id)
+            if current != shard:
+                return call(current)
+        return answer
+
     def _routed(self, queue_type: str, call: Callable[[Layout], T]) -> T:
         """`call(layout)`, once more on a layout read afresh should a script refuse
         the cached one (the shard count changed meanwhile)."""

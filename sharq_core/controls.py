@@ -7,7 +7,7 @@ from typing import Any
 from . import validation as check
 from .base import KEEP, MAX_LIMIT, RATE_MEMORY_MS, EngineBase, optional_int
 from .exceptions import NotFound, ShardsChanged
-from .shards import Layout
+from .shards import CHANGING, Layout
 
 
 class ControlCommands(EngineBase):
@@ -25,10 +25,12 @@ class ControlCommands(EngineBase):
         """Change a queue's rate limit live; NotFound when it holds no job."""
         self._check_queue(queue_type, queue_id)
         check.integer("interval", interval, 0, check.MAX_INTERVAL)
-        shard = self._shard(queue_type, queue_id)
-        args = [queue_id, interval, self.keys.base(shard), self._now(), RATE_MEMORY_MS]
-        updated = self._script("interval", self.keys.type_keys(shard), args)
-        if not updated:
+
+        def update(shard: str) -> int:
+            args = [queue_id, interval, self.keys.base(shard), self._now(), RATE_MEMORY_MS]
+            return int(self._script("interval", self.keys.type_keys(shard), args))
+
+        if not self._on_queue(queue_type, queue_id, update, lambda updated: not updated):
             raise NotFound("queue holds no queued or active job")
         return {"status": "success"}
 
@@ -49,7 +51,7 @@ class ControlCommands(EngineBase):
             shard = layout.of(queue_id)
             args = [queue_id, self.keys.base(shard), self._now(), *values, RATE_MEMORY_MS, layout.count]
             if not self._script("limits", self.keys.type_keys(shard), args):
-                raise ShardsChanged("the queue type's shard count is changing; retrying is safe")
+                raise ShardsChanged(CHANGING)
             self.redis.sadd(self.keys.queue_types(), shard)
 
         self._routed(queue_type, store)
@@ -88,7 +90,7 @@ class ControlCommands(EngineBase):
                 args = [action, queue_id or "", "" if for_ms is None else for_ms, self.keys.base(shard), self._now()]
                 until = int(self._script("pause", self.keys.type_keys(shard), [*args, layout.count]))
                 if until == -2:
-                    raise ShardsChanged("the queue type's shard count is changing; retrying is safe")
+                    raise ShardsChanged(CHANGING)
                 if action == "pause":
                     self.redis.sadd(self.keys.queue_types(), shard)
             return until
@@ -119,9 +121,15 @@ class ControlCommands(EngineBase):
             _limit("burst", burst, 1, MAX_LIMIT),
             _limit("max_active", max_active, 1, MAX_LIMIT),
         ]
-        layout = self._layout(queue_type, fresh=True)
-        for shard in {queue_type, *layout.names()}:  # the unsharded keys hold what GET answers
-            self._script("type_limits", self.keys.type_keys(shard), [self.keys.base(shard), *values])
+
+        def store(layout: Layout) -> None:
+            # refused while the shard count changes: its commit would apply the limits it read before
+            for shard in dict.fromkeys([*layout.names(), queue_type]):  # the unsharded keys hold what GET answers
+                args = [self.keys.base(shard), *values, layout.count]
+                if not self._script("type_limits", self.keys.type_keys(shard), args):
+                    raise ShardsChanged(CHANGING)
+
+        self._routed(queue_type, store)
         return self.type_limits(queue_type)
 
     def clear_type_limits(self, queue_type: str) -> dict[str, Any]:

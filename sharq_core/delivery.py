@@ -11,6 +11,7 @@ from .base import MAX_BATCH, RATE_MEMORY_MS, EngineBase
 from .exceptions import BadArgumentException, NotFound, StaleReceipt
 from .jobs import DequeuedJob
 from .keys import member
+from .shards import Layout
 
 NOT_ACTIVE = "job is not active (never dequeued, finished, or expired and requeued)"
 
@@ -107,6 +108,21 @@ class DeliveryCommands(EngineBase):
             raise BadArgumentException(f"jobs must be a list of up to {MAX_BATCH} jobs (or empty, with next)")
         acks = [self._ack(index, job) for index, job in enumerate(jobs)]
         layout = self._layout(queue_type)
+        results, taken, wait = self._finish_by(layout, acks, next_count)
+        missed = [index for index, result in enumerate(results) if result.get("code") == NotFound.status]
+        if missed and self._layout(queue_type, fresh=True) != layout:
+            # routed by a count cached before another server changed it: the acks
+            # that found nothing are asked again where the count read afresh puts them
+            again, _, _ = self._finish_by(self._layout(queue_type), [acks[index] for index in missed], 0)
+            for index, result in zip(missed, again, strict=True):
+                results[index] = result
+        return results, taken, wait
+
+    def _finish_by(
+        self, layout: Layout, acks: list[tuple[str, str, str]], next_count: int
+    ) -> tuple[list[dict[str, Any]], list[DequeuedJob], int | None]:
+        """finish_many's acks routed by `layout`, and the take after them."""
+        queue_type = layout.queue_type
         if layout.count == 1:  # acks and take in one call
             return self._finish_shard(queue_type, acks, next_count)
         groups = layout.group({index: ack[0] for index, ack in enumerate(acks)})
@@ -181,14 +197,13 @@ class DeliveryCommands(EngineBase):
     ) -> dict[str, Any]:
         """Heartbeat: push an active job's expiry out by job_expire_interval."""
         self._check_job(queue_type, queue_id, job_id)
-        shard = self._shard(queue_type, queue_id)
-        expiry = int(
-            self._script(
-                "touch",
-                [self.keys.active(shard), self.keys.receipts(shard), self.keys.jobs(shard, queue_id)],
-                [self._now(), member(queue_id, job_id), self.config.job_expire_interval, _receipt(receipt), job_id],
-            )
-        )
+        args = [self._now(), member(queue_id, job_id), self.config.job_expire_interval, _receipt(receipt), job_id]
+
+        def touch(shard: str) -> int:
+            keys = [self.keys.active(shard), self.keys.receipts(shard), self.keys.jobs(shard, queue_id)]
+            return int(self._script("touch", keys, args))
+
+        expiry = self._on_queue(queue_type, queue_id, touch, lambda code: code == -1)
         if expiry == -1:
             raise NotFound(NOT_ACTIVE)
         if expiry == -2:
@@ -261,11 +276,14 @@ class DeliveryCommands(EngineBase):
         throttle: bool = False,
     ) -> int:
         """fail.lua on the queue's shard, its ARGV in order; returns its code."""
-        shard = self._shard(queue_type, queue_id)
-        keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id)]
-        args = [self._now(), self.keys.base(shard), queue_id, job_id, receipt, error, retry_after]
-        args += [int(dead), int(counts), RATE_MEMORY_MS, int(throttle)]
-        return int(self._script("fail", keys, args))
+
+        def fail(shard: str) -> int:
+            keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id)]
+            args = [self._now(), self.keys.base(shard), queue_id, job_id, receipt, error, retry_after]
+            args += [int(dead), int(counts), RATE_MEMORY_MS, int(throttle)]
+            return int(self._script("fail", keys, args))
+
+        return self._on_queue(queue_type, queue_id, fail, lambda code: code == 0)
 
 
 def _token() -> str:

@@ -120,14 +120,17 @@ class HousekeepingCommands(EngineBase):
         self._check_queue(queue_type, queue_id)
         if not isinstance(purge_all, bool):
             raise BadArgumentException("purge_all must be true or false")
-        shard = self._shard(queue_type, queue_id)
-        keys = self._queue_keys(shard, queue_id)
-        base, purge = self.keys.base(shard), "1" if purge_all else "0"
-        deleted, at = 0, b"queued"
-        while at != b"done":
-            args = [queue_id, purge, REQUEUE_BATCH, at, RATE_MEMORY_MS, self._now(), base]
-            count, at = self._script("clear", keys, args)
-            deleted += count
+
+        def clear(shard: str) -> int:
+            keys, base, purge = self._queue_keys(shard, queue_id), self.keys.base(shard), "1" if purge_all else "0"
+            deleted, at = 0, b"queued"
+            while at != b"done":
+                args = [queue_id, purge, REQUEUE_BATCH, at, RATE_MEMORY_MS, self._now(), base]
+                count, at = self._script("clear", keys, args)
+                deleted += count
+            return deleted
+
+        deleted = self._on_queue(queue_type, queue_id, clear, lambda deleted: not deleted)
         if not deleted:
             raise NotFound("queue holds nothing to delete")
         return {"status": "success", "message": f"deleted {deleted} job(s)", "deleted": deleted}
@@ -135,9 +138,12 @@ class HousekeepingCommands(EngineBase):
     def retry_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Put a dead-lettered job back at the end of its queue with its full requeue_limit."""
         self._check_job(queue_type, queue_id, job_id)
-        shard = self._shard(queue_type, queue_id)
-        keys = self._queue_keys(shard, queue_id)
-        code = self._script("dead_retry", keys, [self._now(), queue_id, job_id, self.keys.base(shard)])
+
+        def retry(shard: str) -> tuple[int, str]:
+            args = [self._now(), queue_id, job_id, self.keys.base(shard)]
+            return self._script("dead_retry", self._queue_keys(shard, queue_id), args), shard
+
+        code, shard = self._on_queue(queue_type, queue_id, retry, lambda reply: reply[0] == 0)
         if code == 0:
             raise NotFound("no such dead-lettered job")
         if code < 0:
@@ -148,12 +154,11 @@ class HousekeepingCommands(EngineBase):
     def delete_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Drop one dead-lettered job for good."""
         self._check_job(queue_type, queue_id, job_id)
-        shard = self._shard(queue_type, queue_id)
-        deleted = self._script(
-            "dead_delete",
-            [self.keys.dead(shard), self.keys.dead_index(shard)],
-            [member(queue_id, job_id)],
-        )
-        if not deleted:
+
+        def delete(shard: str) -> int:
+            keys = [self.keys.dead(shard), self.keys.dead_index(shard)]
+            return int(self._script("dead_delete", keys, [member(queue_id, job_id)]))
+
+        if not self._on_queue(queue_type, queue_id, delete, lambda deleted: not deleted):
             raise NotFound("no such dead-lettered job")
         return {"status": "success"}

@@ -125,6 +125,11 @@ class Keys:
         state they keep: `last` (the type's rate state) and `active` (slots held)."""
         return f"{self.base(queue_type)}:settings"
 
+    def change_lease(self, queue_type: str) -> str:
+        """STRING token of the process changing the type's shard count (SET NX PX,
+        renewed while it works): a change whose lease ran out was abandoned."""
+        return f"{self.base(queue_type)}:change_lease"
+
     def ready_channel(self) -> str:
         """Pub/sub channel: the message is a queue type that may have a job ready."""
         return f"{self.prefix}:ready"

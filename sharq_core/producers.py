@@ -8,6 +8,7 @@ from typing import Any
 from . import validation as check
 from .base import MAX_BATCH, EngineBase
 from .exceptions import BadArgumentException, DuplicateJob, QueueFull, ShardsChanged
+from .shards import CHANGING
 
 # enqueue.lua's codes: the exception, its message and the job's state
 _ENQUEUE_FAILURES = {
@@ -163,7 +164,7 @@ class ProducerCommands(EngineBase):
                 self.redis.sadd(self.keys.queue_types(), *listed)
             if len(codes) == len(jobs):
                 return [codes[index] for index in range(len(jobs))]
-        raise ShardsChanged("the queue type's shard count is changing; retrying is safe")
+        raise ShardsChanged(CHANGING)
 
     def _enqueue_call(self, shard: str, count: int, jobs: list[list[Any]]) -> tuple[list[Any], list[Any]]:
         """The keys and arguments of one enqueue.lua call on one shard."""

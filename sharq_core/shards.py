@@ -17,8 +17,11 @@ from dataclasses import dataclass
 
 MAX_SHARDS = 64
 # how long (s) a server trusts the shard count it read: a count changed meanwhile
-# is caught by the scripts that create per-queue state (layout_ok), which refuse
+# is caught by the scripts that create per-queue state (layout_ok), which refuse,
+# and by a call on a queue that finds nothing, which checks the count afresh (_on_queue)
 LAYOUT_TTL_S = 1.0
+
+CHANGING = "the queue type's shard count is changing; retrying is safe"
 
 
 @dataclass(frozen=True)

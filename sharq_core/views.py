@@ -155,7 +155,9 @@ class ViewCommands(EngineBase):
         """One queue now: queue_length, active, scheduled, its effective limits,
         paused_until, next_ready_at and the age of its oldest queued job."""
         self._check_queue(queue_type, queue_id)
-        _, type_paused, queues = self._view(self._shard(queue_type, queue_id), ["ids", queue_id])
+        _, type_paused, queues = self._on_queue(
+            queue_type, queue_id, lambda shard: self._view(shard, ["ids", queue_id]), lambda view: _absent(view[2][0])
+        )
         return {"status": "success", **queues[0], **_type_pause(type_paused)}
 
     def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
@@ -195,9 +197,12 @@ class ViewCommands(EngineBase):
         `expires_at`), retrying (with `due_at`), dead, finished (within the dedupe
         window), or unknown; with the last error a worker reported, if any."""
         self._check_job(queue_type, queue_id, job_id)
-        shard = self._shard(queue_type, queue_id)
-        keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id)]
-        state, detail, last_error = self._script("status", keys, [member(queue_id, job_id), job_id])
+
+        def status(shard: str) -> list[Any]:
+            keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id)]
+            return self._script("status", keys, [member(queue_id, job_id), job_id])
+
+        state, detail, last_error = self._on_queue(queue_type, queue_id, status, lambda reply: reply[0] == b"unknown")
         state = state.decode()
         result: dict[str, Any] = {"status": "success", "state": state}
         if last_error:
@@ -218,7 +223,10 @@ class ViewCommands(EngineBase):
     def get_queue_length(self, queue_type: str, queue_id: str) -> int:
         """How many jobs wait in the queue (active ones not counted)."""
         self._check_queue(queue_type, queue_id)
-        return int(self.redis.llen(self.keys.queue(self._shard(queue_type, queue_id), queue_id)))
+        length = self._on_queue(
+            queue_type, queue_id, lambda shard: self.redis.llen(self.keys.queue(shard, queue_id)), lambda n: n == 0
+        )
+        return int(length)
 
     def dead_letters(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         """The type's dead-lettered jobs, oldest death first, with payloads and reasons."""
@@ -258,6 +266,14 @@ RATE_FIELDS = {"e": "enqueued", "d": "dequeued", "f": "finished", "x": "failed"}
 
 def _type_pause(until: Any) -> dict[str, Any]:
     return {} if until is None else {"type_paused_until": None if int(until) < 0 else int(until)}
+
+
+def _absent(view: dict[str, Any]) -> bool:
+    """Whether a queue's view finds nothing of it on the shard asked."""
+    sources = {limit["source"] for limit in view["limits"].values()}
+    return not (view["queue_length"] or view["active"] or view["scheduled"] or view["paused"]) and (
+        "override" not in sources
+    )
 
 
 def _queue_view(now: int, values: list[Any]) -> dict[str, Any]:

@@ -145,6 +145,15 @@ class NotReady(Error):
     paused: bool | UnsetType = UNSET
 
 
+class Blocked(Error):
+    """The type still holds state that lives per queue, so its shard count cannot
+    change: `blocked_by` says what, by kind (queues_with_jobs, queues_with_limits,
+    paused_queues: their total and the first few ids; active_jobs, dead_letters:
+    how many; type_paused)."""
+
+    blocked_by: dict[str, Any]
+
+
 class DequeuedJob(Struct, kw_only=True):
     """A job handed out; give its receipt to finish, touch and fail."""
 
@@ -202,7 +211,7 @@ class QueueView(Struct, kw_only=True):
     oldest_queued_age_ms: int | None
 
 
-ANSWERS = (Error, NotReady, DequeuedJob, JobResult, DeadLetter, EffectiveLimits, QueueView)
+ANSWERS = (Error, NotReady, Blocked, DequeuedJob, JobResult, DeadLetter, EffectiveLimits, QueueView)
 
 
 def fields_of(body: type[Body]) -> tuple[str, ...]:

@@ -221,7 +221,7 @@ ROUTES = _routes(
     Route(
         "set_type_settings", "PUT", "/types/{queue_type}/", "Spread the type over `shards` hash tags (409 while it"
         " holds jobs, dead letters, queue limits or pauses)", "admin", TYPE_SETTINGS, body=c.NewTypeSettings,
-        body_required=True, refusals={409: ("the type holds live state: drain it first", c.Error)},
+        body_required=True, refusals={409: ("the type holds live state, named in blocked_by", c.Blocked)},
     ),
     Route("type_settings", "GET", "/types/{queue_type}/", "The type's settings: its shard count", "read",
           TYPE_SETTINGS),

@@ -10,10 +10,16 @@ ARGV[1]  key base "<prefix>:{<queue_type>}"
 ARGV[2]  interval (ms)
 ARGV[3]  burst
 ARGV[4]  max_active
+ARGV[5]  the type's shard count the caller routed by (see layout_ok), or "" for
+         the change of the shard count itself, which holds the seal
 
-Returns 1.
+Returns 1, or 0 and nothing written when the shard count has changed or a change
+of it is under way (it would apply the limits it read before this call).
 --]]
 local k = type_keys()
+if ARGV[5] ~= '' and not layout_ok(k, ARGV[5]) then
+  return 0
+end
 for i, name in ipairs({ 'interval', 'burst', 'max_active' }) do
   local given = ARGV[1 + i]
   if given == '-' then
