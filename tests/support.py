@@ -121,6 +121,11 @@ class ServerProcess:
     def call(self, method: str, path: str, body: object = None, **kwargs):
         return http(method, self.url + path, body, **kwargs)
 
+    def scrape(self) -> str:
+        """The Prometheus exposition of /metrics/, as text."""
+        with urllib.request.urlopen(self.url + "/metrics/?format=prometheus", timeout=10) as response:
+            return response.read().decode()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         assert self.process is not None
         if self.process.poll() is None:
