@@ -146,11 +146,17 @@ class EngineBase:
         """How the script's changes wait for replicas: not at all (a read, or no
         `wait_replicas`); refused when replicas are short; or, for a take or an
         acknowledgement (whose loss costs a redelivery), answered all the same,
-        the shortfall counted in `shortfalls` (see replication.py)."""
+        the shortfall counted in `shortfalls`, which also says when a take need
+        not wait at all (see replication.py)."""
         settings = self.config.redis
         if not settings.wait_replicas or name in READ_ONLY:
             return None
-        return Wait(settings, name, self.shortfalls if name in REDELIVERABLE else None)
+        if name not in REDELIVERABLE:
+            return Wait(settings)
+        if self.shortfalls.skip_wait():
+            self.shortfalls.record(name, settings.wait_replicas, waited=False)
+            return None
+        return Wait(settings, name, self.shortfalls)
 
     def _now(self) -> str | int:
         """The explicit clock's time in ms, or "" to let each script read Redis TIME."""

@@ -13,7 +13,8 @@ Not every change needs its replicas to be answered. A take or an acknowledgement
 loses costs at most a redelivery, which at-least-once delivery allows; refusing
 them while replicas are short (after a lossy failover, until a replica joins)
 would stop every worker. They still wait, so they are replicated when replicas
-are there, but a shortfall is counted and logged (`Shortfalls`), not raised.
+are there, but a shortfall is counted and logged (`Shortfalls`), not raised,
+and for a second after one the others do not wait (one a second still does).
 An enqueue, a limit or any other setting lost is lost for good: those are
 refused (NotReplicated, 503) while fewer than `wait_replicas` confirm them.
 
@@ -61,6 +62,9 @@ REDELIVERABLE = frozenset({"dequeue", "finish", "touch", "fail", "requeue"})
 # at most one log line per this many seconds about changes answered short of replicas
 SHORTFALL_LOG_S = 60.0
 
+# after a take or an ack fell short of replicas, the next ones skip their WAIT for this long (s)
+PROBE_S = 1.0
+
 # refusals during a failover or a slot migration: the command did not run
 TOPOLOGY_ERRORS = (MovedError, AskError, ReadOnlyError, ClusterDownError, TryAgainError, SlotNotCoveredError)
 
@@ -68,29 +72,44 @@ _FIRST_DELAY_S, _MAX_DELAY_S = 0.02, 0.25
 
 
 class Shortfalls:
-    """The changes answered though fewer replicas than `wait_replicas` confirmed
-    them: counted per call in `counts`, told to `listener` (the server's Prometheus
-    counter) and logged at most once every SHORTFALL_LOG_S."""
+    """The takes and acknowledgements answered though fewer replicas than
+    `wait_replicas` confirmed them: counted per call in `counts`, told to
+    `listener` (the server's Prometheus counter), logged at most once every
+    SHORTFALL_LOG_S. Once one falls short, the next ones skip their WAIT for
+    PROBE_S (counted all the same), so that workers are not slowed by a whole
+    `wait_timeout_ms` per call while no replica is there; one a PROBE_S still
+    waits, to see the replicas come back."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         self.listener: Callable[[str], None] | None = None
         self._unlogged = 0
         self._logged_at: float | None = None
+        self._short_at: float | None = None
 
-    def record(self, call: str, acked: int, wanted: int) -> None:
+    def skip_wait(self) -> bool:
+        """True while a WAIT fell short in the last PROBE_S."""
+        return self._short_at is not None and time.monotonic() - self._short_at < PROBE_S
+
+    def confirmed(self) -> None:
+        """A WAIT was answered by enough replicas again."""
+        self._short_at = None
+
+    def record(self, call: str, wanted: int, waited: bool = True) -> None:
+        """One `call` answered short of replicas (`waited`: its WAIT said so)."""
         self.counts[call] = self.counts.get(call, 0) + 1
         self._unlogged += 1
         if self.listener is not None:
             self.listener(call)
         now = time.monotonic()
+        if waited:
+            self._short_at = now
         if self._logged_at is None or now - self._logged_at >= SHORTFALL_LOG_S:
             log.warning(
-                "%d take(s) or acknowledgement(s) answered with %d of the %d replica(s) required (the latest: %s):"
-                " a failover now may deliver their jobs again; enqueues and settings answer 503 until replicas"
-                " are back",
+                "%d take(s) or acknowledgement(s) answered with fewer than the %d replica(s) required (the latest:"
+                " %s): a failover now may deliver their jobs again; enqueues and settings answer 503 until"
+                " replicas are back",
                 self._unlogged,
-                acked,
                 wanted,
                 call,
             )
@@ -108,11 +127,14 @@ class Wait:
     shortfalls: Shortfalls | None = None
 
     def check(self, acked: int) -> None:
-        if acked >= self.settings.wait_replicas:
-            return
+        wanted = self.settings.wait_replicas
         if self.shortfalls is None:
-            raise NotReplicated(acked, self.settings.wait_replicas, self.settings.wait_timeout_ms)
-        self.shortfalls.record(self.call, acked, self.settings.wait_replicas)
+            if acked < wanted:
+                raise NotReplicated(acked, wanted, self.settings.wait_timeout_ms)
+        elif acked < wanted:
+            self.shortfalls.record(self.call, wanted)
+        else:
+            self.shortfalls.confirmed()
 
 
 def eval_and_wait(
