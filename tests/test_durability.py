@@ -4,6 +4,7 @@ and reads still answer; the gevent server's auto-pipeline shares one WAIT per ba
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -27,9 +28,9 @@ BINARIES = [binary for binary, clustered in _setups() if not clustered]
 
 @pytest.fixture(params=BINARIES, ids=lambda binary: f"redis-{_version(binary)}")
 def pair(request: pytest.FixtureRequest, tmp_path):
-    """A primary and its replica, in sync."""
+    """A primary and its replica, in sync (both stopped however the test or the
+    set-up ends; a test may have frozen the replica)."""
     primary = EmbeddedRedis(str(tmp_path / "primary"), port=free_port(), executable=request.param, persistent=False)
-    primary.start()
     replica = EmbeddedRedis(
         str(tmp_path / "replica"),
         port=free_port(),
@@ -37,17 +38,16 @@ def pair(request: pytest.FixtureRequest, tmp_path):
         persistent=False,
         extra_args=("--replicaof", "127.0.0.1", str(primary.port)),
     )
-    replica.start()
-    clients = [redis.Redis(port=primary.port), redis.Redis(port=replica.port)]
-    wait_for(lambda: in_sync(clients[0], clients[1:]), what="the replica to sync")
-    # a replica just in sync has once taken longer than WAIT_MS to confirm its first
-    # write (Redis 7.0, 1 run in 40): the tests start once it confirms one in time
-    wait_for(lambda: _confirms_a_write(clients[0]), what="the replica to confirm a write")
-    yield primary, replica
-    for client in clients:
-        client.close()
-    replica.stop()
-    primary.stop()
+    with contextlib.ExitStack() as stack:
+        for server in (primary, replica):
+            stack.callback(server.stop)
+            server.start()
+        clients = [stack.enter_context(redis.Redis(port=server.port)) for server in (primary, replica)]
+        wait_for(lambda: in_sync(clients[0], clients[1:]), what="the replica to sync")
+        # a replica just in sync has once taken longer than WAIT_MS to confirm its first
+        # write (Redis 7.0, 1 run in 40): the tests start once it confirms one in time
+        wait_for(lambda: _confirms_a_write(clients[0]), what="the replica to confirm a write")
+        yield primary, replica
 
 
 def _confirms_a_write(primary: redis.Redis) -> bool:
