@@ -24,7 +24,7 @@ import hiredis
 import redis
 
 from .config import RedisSettings
-from .replication import check_replicas
+from .replication import Wait
 
 
 class AutoPipeline:
@@ -45,21 +45,21 @@ class AutoPipeline:
         self._wait_command = hiredis.pack_command(("WAIT", settings.wait_replicas, settings.wait_timeout_ms))
         self._greenlets: list[gevent.Greenlet] = []
 
-    def call(self, *args: Any, replicated: bool = False) -> Any:
+    def call(self, *args: Any, wait: Wait | None = None) -> Any:
         """One command; raises redis-py's ConnectionError, TimeoutError or ResponseError.
 
-        `replicated` (with ``wait_replicas`` set): answer only once enough replicas
-        hold the change. One WAIT covers every write sent before it on the
+        With a `wait`: answer once the replicas hold the change (or `wait` has
+        judged their shortfall). One WAIT covers every write sent before it on the
         connection, so the writer keeps one in flight and sends the next after
         the batches that asked meanwhile: those writes share its wait (a group
         commit), and a slow replica costs a batch one `wait_timeout_ms`, not each write.
         """
-        (reply,) = self.call_many([args], replicated)
+        (reply,) = self.call_many([args], wait)
         if isinstance(reply, Exception):
             raise reply
         return reply
 
-    def call_many(self, commands: list[tuple[Any, ...]], replicated: bool = False) -> list[Any]:
+    def call_many(self, commands: list[tuple[Any, ...]], wait: Wait | None = None) -> list[Any]:
         """Several commands sent together, as `call` sends one: each one's reply, or
         the ResponseError Redis answered it with; a lost connection or a timeout raises."""
         if self._sock is None:
@@ -71,7 +71,7 @@ class AutoPipeline:
             self._waiters.append(waiter)
             waiters.append(waiter)
         acked = None
-        if replicated and self.settings.wait_replicas:
+        if wait is not None:
             acked = self._batch_wait = self._batch_wait or gevent.event.AsyncResult()
         self._wake_writer.set()
         replies: list[Any] = []
@@ -80,8 +80,8 @@ class AutoPipeline:
                 replies.append(self._reply(waiter))
             except redis.ResponseError as error:
                 replies.append(error)
-        if acked is not None and not all(isinstance(reply, Exception) for reply in replies):
-            check_replicas(self._reply(acked), self.settings)  # a refused command wrote nothing
+        if wait is not None and acked is not None and not all(isinstance(reply, Exception) for reply in replies):
+            wait.check(self._reply(acked))  # a refused command wrote nothing
         return replies
 
     def close(self) -> None:

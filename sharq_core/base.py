@@ -13,7 +13,10 @@ from . import validation as check
 from .exceptions import ShardsChanged
 from .replication import (
     READ_ONLY,
+    REDELIVERABLE,
     TOPOLOGY_ERRORS,
+    Shortfalls,
+    Wait,
     cluster_eval_and_wait,
     cluster_eval_many,
     eval_and_wait,
@@ -62,6 +65,7 @@ class EngineBase:
 
     _layouts: dict[str, tuple[float, Layout]]
     _turns: Iterator[int]
+    shortfalls: Shortfalls
 
     def _layout(self, queue_type: str, fresh: bool = False) -> Layout:
         """Over how many shards the type is spread (read at most once a LAYOUT_TTL_S)."""
@@ -124,14 +128,14 @@ class EngineBase:
         runs again on its own, as `_script` runs one; any other refusal raises."""
         if len(calls) == 1:
             return [self._script(name, *calls[0])]
-        script, settings, durable = self.scripts[name], self.config.redis, self._durable(name)
+        script, wait = self.scripts[name], self._durable(name)
         if self._pipeline is not None:
             commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
-            replies = self._pipeline.call_many(commands, replicated=durable)
+            replies = self._pipeline.call_many(commands, wait)
         elif isinstance(self.redis, RedisCluster):
-            replies = cluster_eval_many(self.redis, script, calls, settings, durable)
+            replies = cluster_eval_many(self.redis, script, calls, wait)
         else:
-            replies = eval_many(self.redis, script, calls, settings, durable)
+            replies = eval_many(self.redis, script, calls, wait)
         for index, reply in enumerate(replies):
             if isinstance(reply, (NoScriptError, *TOPOLOGY_ERRORS)):
                 replies[index] = self._script(name, *calls[index])
@@ -142,23 +146,35 @@ class EngineBase:
     def _run_script(self, name: str, keys: list[Any], args: list[Any]) -> Any:
         """Auto-pipelined under gevent, else through redis-py; a change is answered
         once `wait_replicas` replicas hold it (see replication.py)."""
-        script, settings, durable = self.scripts[name], self.config.redis, self._durable(name)
+        script, wait = self.scripts[name], self._durable(name)
         if self._pipeline is not None:
             command = ("EVALSHA", script.sha, len(keys), *keys, *args)
             try:
-                return self._pipeline.call(*command, replicated=durable)
+                return self._pipeline.call(*command, wait=wait)
             except NoScriptError:  # Redis restarted or its script cache was flushed
                 self._pipeline.call("SCRIPT", "LOAD", script.script)
-                return self._pipeline.call(*command, replicated=durable)
-        if not durable:
+                return self._pipeline.call(*command, wait=wait)
+        if wait is None:
             return script(keys, args)
         if isinstance(self.redis, RedisCluster):
-            return cluster_eval_and_wait(self.redis, script, keys, args, settings)
-        return eval_and_wait(self.redis, script, keys, args, settings)
+            return cluster_eval_and_wait(self.redis, script, keys, args, wait)
+        return eval_and_wait(self.redis, script, keys, args, wait)
 
-    def _durable(self, name: str) -> bool:
-        """Whether the script's changes are answered only once replicas hold them."""
-        return self.config.redis.wait_replicas > 0 and name not in READ_ONLY
+    def _durable(self, name: str) -> Wait | None:
+        """How the script's changes wait for replicas: not at all (a read, or no
+        `wait_replicas`); refused when replicas are short; or, for a take or an
+        acknowledgement (whose loss costs a redelivery), answered all the same,
+        the shortfall counted in `shortfalls`, which also says when a take need
+        not wait at all (see replication.py)."""
+        settings = self.config.redis
+        if not settings.wait_replicas or name in READ_ONLY:
+            return None
+        if name not in REDELIVERABLE:
+            return Wait(settings)
+        if self.shortfalls.skip_wait():
+            self.shortfalls.record(name, settings.wait_replicas, waited=False)
+            return None
+        return Wait(settings, name, self.shortfalls)
 
     def _now(self) -> str | int:
         """The explicit clock's time in ms, or "" to let each script read Redis TIME."""

@@ -29,6 +29,7 @@ from .housekeeping import HousekeepingCommands
 from .keys import Keys
 from .layouts import LayoutCommands
 from .producers import ProducerCommands
+from .replication import Shortfalls
 from .scripts import load_scripts
 from .views import ViewCommands
 
@@ -40,6 +41,10 @@ class SharQ(ProducerCommands, DeliveryCommands, ControlCommands, ViewCommands, H
     for defaults plus the environment. `clock`, when given, returns the time in
     ms and replaces Redis TIME (tests use it to step time); by default every
     script reads the time from Redis, so servers with skewed clocks agree.
+
+    With `wait_replicas`, `shortfalls` counts the takes and acknowledgements
+    answered while fewer replicas confirmed them (set `shortfalls.listener` to
+    be told of each); every other change is refused then (NotReplicated).
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class SharQ(ProducerCommands, DeliveryCommands, ControlCommands, ViewCommands, H
         self._discovered_at: float | None = None
         self._layouts = {}
         self._turns = itertools.count()
+        self.shortfalls = Shortfalls()
         self._setup(config if isinstance(config, Config) else load_config(config), client)
 
     def _setup(self, config: Config, client: Any = None) -> None:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from .base import DISCOVERY_INTERVAL_S, RATE_MEMORY_MS, REQUEUE_BATCH, EngineBase
-from .exceptions import BackendUnavailable, BadArgumentException, DuplicateJob, NotFound, NotReplicated
+from .exceptions import BadArgumentException, DuplicateJob, NotFound
 from .keys import glob_escape, member
 from .shards import type_of
 
@@ -32,15 +32,9 @@ class HousekeepingCommands(EngineBase):
             for queue_type in self.discover_types():
                 log.warning("queue type %s held jobs but was missing from the registry: listed again", queue_type)
         totals = {"requeued": 0, "dead": 0}
-        unconfirmed: BackendUnavailable | None = None
         for shard in self._registered():  # each shard of a sharded type on its own
-            try:
-                for name, count in self.requeue_type(shard).items():
-                    totals[name] += count
-            except NotReplicated as error:  # done, not confirmed: the other types still get their pass
-                unconfirmed = error
-        if unconfirmed is not None:
-            raise unconfirmed
+            for name, count in self.requeue_type(shard).items():
+                totals[name] += count
         return totals
 
     def requeue_type(self, queue_type: str) -> dict[str, int]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from . import validation as check
 from .base import MAX_BATCH, EngineBase
-from .exceptions import BadArgumentException, DuplicateJob, QueueFull, ShardsChanged
+from .exceptions import BadArgumentException, DuplicateJob, NotReplicated, QueueFull, ShardsChanged
 from .shards import CHANGING
 
 # enqueue.lua's codes: the exception, its message and the job's state
@@ -138,6 +138,18 @@ class ProducerCommands(EngineBase):
             due_spec,
         ]
 
+    def _enqueue_scripts(self, groups: dict[str, Any], calls: list[tuple[list[Any], list[Any]]]) -> list[Any]:
+        """enqueue.lua's calls. When replicas fall short, the jobs are on the primary
+        all the same, and no reply says whether a shard was empty: every shard is
+        listed in the registry (a drained one leaves it again at the next requeue
+        pass), or a failover keeping those jobs would leave them unseen by the
+        requeue loop until its discovery scan."""
+        try:
+            return self._scripts("enqueue", calls)
+        except NotReplicated:
+            self.redis.sadd(self.keys.queue_types(), *groups)
+            raise
+
     def _enqueue(self, queue_type: str, jobs: list[list[Any]]) -> list[int]:
         """enqueue.lua's code for each job, one call per shard the jobs map to, all
         sent together (`_scripts`). A shard that finds the shard count changed
@@ -151,7 +163,7 @@ class ProducerCommands(EngineBase):
             groups = layout.group(pending)
             calls = [self._enqueue_call(shard, layout.count, [jobs[i] for i in ids]) for shard, ids in groups.items()]
             listed = []  # shards that held no queue before the call
-            for (shard, indexes), reply in zip(groups.items(), self._scripts("enqueue", calls), strict=True):
+            for (shard, indexes), reply in zip(groups.items(), self._enqueue_scripts(groups, calls), strict=True):
                 type_was_empty, *shard_codes = reply
                 if type_was_empty < 0:  # the shard count changed: routed again
                     continue

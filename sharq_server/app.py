@@ -25,7 +25,7 @@ from .errors import failure, register_error_handlers
 from .longpoll import LongPoll
 from .openapi import document
 from .prometheus import ACCEPTED as PROMETHEUS_TYPES
-from .prometheus import count_requests, exposition, registry_for
+from .prometheus import count_requests, count_shortfalls, exposition, registry_for
 from .routes import api, serves
 
 DASHBOARD = os.path.join(os.path.dirname(__file__), "dashboard")
@@ -55,6 +55,7 @@ def create_app(config: Config | None = None, engine: SharQ | None = None) -> Fla
     app.extensions["sharq_longpoll"] = LongPoll(app.extensions["sharq"], max_parked=connections - connections // 10)
     app.extensions["sharq_prometheus"] = registry_for(app.extensions["sharq"])
     count_requests(app)
+    count_shortfalls(app.extensions["sharq"])
     register_error_handlers(app)
     install_auth(app, config.server.auth_tokens)
     app.register_blueprint(api)

@@ -40,6 +40,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from sharq_core import SharQ
 from sharq_core.engine import COUNTERS
+from sharq_core.replication import REDELIVERABLE
 
 from .errors import unavailable_reason
 from .logs import LOG_AS
@@ -68,7 +69,14 @@ HTTP_DURATION = Histogram(
 )
 REQUEUE_PASSES = Counter("sharq_requeue_passes", "Requeue passes this instance ran", registry=None)
 REQUEUE_FAILURES = Counter("sharq_requeue_failures", "Requeue passes that failed (Redis trouble)", registry=None)
-PROCESS_METRICS = (HTTP_REQUESTS, HTTP_DURATION, REQUEUE_PASSES, REQUEUE_FAILURES)
+REPLICA_SHORTFALL = Counter(
+    "sharq_replica_shortfall",
+    "Takes and acknowledgements answered though fewer replicas than wait_replicas confirmed them"
+    " (a failover may deliver their jobs again)",
+    ["call"],
+    registry=None,
+)
+PROCESS_METRICS = (HTTP_REQUESTS, HTTP_DURATION, REQUEUE_PASSES, REQUEUE_FAILURES, REPLICA_SHORTFALL)
 
 
 class QueueCollector(Collector):
@@ -153,6 +161,16 @@ def registry_for(engine: SharQ) -> CollectorRegistry:
         for metric in PROCESS_METRICS:
             registry.register(metric)
     return registry
+
+
+def count_shortfalls(engine: SharQ) -> None:
+    """Count, per call, the takes and acknowledgements `engine` answers short of
+    replicas; with `wait_replicas` set, each call's series is there from the start
+    (at 0), so a rate() over it works before the first shortfall."""
+    if engine.config.redis.wait_replicas:
+        for call in sorted(REDELIVERABLE):
+            REPLICA_SHORTFALL.labels(call)
+    engine.shortfalls.listener = lambda call: REPLICA_SHORTFALL.labels(call).inc()
 
 
 def count_requests(app: Flask) -> None:

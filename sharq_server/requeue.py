@@ -74,7 +74,7 @@ class RequeueLoop:
                 if counts and any(counts.values()):
                     log.info("requeued %(requeued)d expired job(s), dead-lettered %(dead)d", counts)
                 delay = self.interval_s
-            except (redis.RedisError, BackendUnavailable) as error:  # replicas short, say
+            except (redis.RedisError, BackendUnavailable) as error:  # Redis away, say
                 REQUEUE_FAILURES.inc()
                 delay = min(max(delay * 2, self.interval_s), MAX_BACKOFF_S)
                 log.warning("requeue pass failed (%s); next try in %.1fs", error, delay)

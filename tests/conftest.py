@@ -1,5 +1,6 @@
 """Fixtures: real Redis servers per session — each redis-server binary available, and
-a 3-node Redis Cluster — flushed before every test."""
+a 3-node Redis Cluster — flushed before every test. Whatever a test started is
+stopped after it, even when it failed (see `stop_leftovers`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from redis.cluster import RedisCluster
 
 from sharq_core import Config, SharQ
 from sharq_server.embedded import EmbeddedRedis, redis_executable
-from tests.support import Clock, LocalCluster, free_port
+from tests.support import Clock, LocalCluster, free_port, stop_leftovers
 
 
 class RedisSetup(NamedTuple):
@@ -34,6 +35,28 @@ class WholeCluster(RedisCluster):
 
     def flushall(self, asynchronous=False, target_nodes=RedisCluster.PRIMARIES):  # type: ignore[no-untyped-def]
         return super().flushall(asynchronous, target_nodes=target_nodes)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """Once the test's fixtures are torn down, end any process still running that
+    the test started in its tmp_path (a server the test body started, then failed
+    before stopping it)."""
+    try:
+        return (yield)
+    finally:
+        folder = getattr(item, "funcargs", {}).get("tmp_path")
+        if folder is not None:
+            stop_leftovers(str(folder))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Torn down last, after every other fixture, also when the run is
+    interrupted: end any process still running that the session started in its
+    temporary directories (a module fixture's server whose teardown failed)."""
+    yield
+    stop_leftovers(str(tmp_path_factory.getbasetemp()))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

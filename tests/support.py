@@ -1,5 +1,12 @@
 """Helpers shared by the tests (and bench/): free ports, deadlines, a clock tests can
-step, real HTTP calls, and the real servers and Redis Cluster they run."""
+step, real HTTP calls, and the real servers and Redis Cluster they run.
+
+Every process the tests start is stopped, even when a test fails: fixtures stop
+theirs on teardown, `ServerProcess` is a context manager, and conftest.py ends
+whatever is still running after each test (`stop_leftovers` on the processes
+naming the test's tmp_path) and after the session (those naming its basetemp).
+Should pytest itself be killed, the kernel sends SIGTERM to each sharq-server
+it started (as to each embedded Redis)."""
 
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from sharq_server.embedded import EmbeddedRedis
+from sharq_server.embedded import EmbeddedRedis, _term_on_parent_death
 
 T = TypeVar("T")
 
@@ -91,8 +98,15 @@ def http(method: str, url: str, body: object = None, headers: dict | None = None
         return error.code, json.loads(error.read() or b"null")
 
 
+# every sharq-server started and not yet seen to exit: a test that fails with
+# one running does not leave its Popen to the garbage collector (a ResourceWarning)
+_SERVERS: list[subprocess.Popen[bytes]] = []
+
+
 class ServerProcess:
-    """The real `sharq-server` CLI as a subprocess on a free port."""
+    """The real `sharq-server` CLI as a subprocess on a free port, in a process
+    group of its own (its gunicorn workers with it); `with` it to have it
+    stopped however the block ends."""
 
     def __init__(self, data_dir: str, workers: int = 2, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
@@ -107,9 +121,27 @@ class ServerProcess:
         command = [os.path.join(os.path.dirname(sys.executable), "sharq-server")]
         command += ["--port", str(self.port), "--workers", str(self.workers), "--data-dir", self.data_dir]
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._answers, timeout=30, what=f"sharq-server on {self.url}")
+            self.process = subprocess.Popen(
+                command,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_term_on_parent_death,
+            )
+        _SERVERS.append(self.process)
+        try:
+            wait_for(self._answers, timeout=30, what=f"sharq-server on {self.url}")
+        except BaseException:
+            self.stop(timeout=10)  # a server that never answered is not left behind
+            raise
         return self
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def _answers(self) -> bool:
         assert self.process is not None and self.process.poll() is None, self.log()
@@ -121,11 +153,23 @@ class ServerProcess:
     def call(self, method: str, path: str, body: object = None, **kwargs):
         return http(method, self.url + path, body, **kwargs)
 
+    def scrape(self) -> str:
+        """The Prometheus exposition of /metrics/, as text."""
+        with urllib.request.urlopen(self.url + "/metrics/?format=prometheus", timeout=10) as response:
+            return response.read().decode()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Send `sig` and wait for the exit code; a server still running after
+        `timeout` is killed with its whole process group (and the wait raises)."""
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)  # still our group: its leader is not reaped yet
+            self.process.wait()
+            raise
 
     def log(self) -> str:
         with open(self.log_path, errors="replace") as log:
@@ -133,10 +177,12 @@ class ServerProcess:
 
 
 def processes_mentioning(text: str) -> list[int]:
-    """PIDs whose command line contains `text` (to find a leftover redis-server)."""
+    """PIDs whose command line contains `text` (to find a leftover redis-server),
+    this process and its ancestors aside (a pytest run with --basetemp names it)."""
     found = []
+    ours = _ancestry()
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
+        if entry.isdigit() and int(entry) not in ours:
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
                     if text.encode() in cmdline.read():
@@ -144,6 +190,59 @@ def processes_mentioning(text: str) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def _ancestry() -> set[int]:
+    """This process and every process above it."""
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                pid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            break
+    return pids
+
+
+def stop_leftovers(folder: str, grace: float = 5.0) -> list[int]:
+    """End every process still running whose command line names `folder`, or that
+    runs in it (the tests start every server with its data in a tmp_path, every
+    worker in one): resumed should a test have frozen it, SIGTERM, then SIGKILL
+    after `grace` s. Returns their PIDs."""
+    pids = sorted(set(processes_mentioning(folder.rstrip(os.sep) + os.sep)) | set(_working_in(folder)))
+    for sig, wait_s in ((signal.SIGCONT, 0), (signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        for pid in pids:
+            if _running(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    _SERVERS[:] = [process for process in _SERVERS if process.poll() is None]  # reaps the ones that exited
+    return pids
+
+
+def _working_in(folder: str) -> list[int]:
+    """PIDs whose working directory is `folder` or below it (a sharq-worker a test
+    started in its tmp_path), this process and its ancestors aside."""
+    found, ours = [], _ancestry()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in ours:
+            with contextlib.suppress(OSError):
+                cwd = os.readlink(f"/proc/{entry}/cwd")
+                if cwd == folder or cwd.startswith(folder.rstrip(os.sep) + os.sep):
+                    found.append(int(entry))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 class LocalCluster:
@@ -168,6 +267,15 @@ class LocalCluster:
         self.url = f"redis://127.0.0.1:{self.nodes[0].port}/0"
 
     def start(self) -> LocalCluster:
+        """Start the nodes and join them; a cluster that cannot form is stopped."""
+        try:
+            self._form()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _form(self) -> None:
         for node in self.nodes:
             node.start()
         clients = [redis.Redis(port=node.port) for node in self.nodes]
@@ -185,7 +293,6 @@ class LocalCluster:
             wait_for(lambda p=primary, r=replica: in_sync(p, [r]), timeout=20, what="the replicas to sync")
         for client in clients:
             client.close()
-        return self
 
     def replace_as_replica(self, index: int, primary: EmbeddedRedis) -> None:
         """Start node `index` again as a new, empty node replicating `primary`, as an
@@ -210,6 +317,13 @@ class LocalCluster:
             if node.process is not None and node.process.poll() is None:
                 os.kill(node.process.pid, signal.SIGCONT)  # a test may have frozen it
             node.stop()
+
+
+def sample(exposition: str, name: str, **labels: str) -> float:
+    """The value of one sample of a Prometheus exposition (labels in the order given)."""
+    selector = name + ("{" + ",".join(f'{key}="{value}"' for key, value in labels.items()) + "}" if labels else "")
+    line = next(line for line in exposition.splitlines() if line.startswith(selector + " "))
+    return float(line.split()[-1])
 
 
 def _knows(client: redis.Redis, node_id: str) -> bool:
