@@ -202,7 +202,9 @@ def test_a_finished_jobs_ack_goes_while_the_fetchers_wait(client: Client) -> Non
         release.set()
     wait_for(lambda: set(states(client, "ack", jobs).values()) == {"finished"}, what="every job finished")
     worker.join()
-    assert set(runs.values()) == {1}
+    # the finished job never ran again (the others sat on a 900 ms expiry held by
+    # touches; on a loaded machine one may miss its touch and rerun, as at-least-once allows)
+    assert runs[first[0]] == 1
 
 
 class Proxy:
