@@ -39,7 +39,7 @@ from .exceptions import NotReplicated
 T = TypeVar("T")
 
 # the scripts that change nothing, so need no WAIT
-READ_ONLY = frozenset({"view", "stats", "status"})
+READ_ONLY = frozenset({"view", "stats", "status", "autoscale"})
 
 # refusals during a failover or a slot migration: the command did not run
 TOPOLOGY_ERRORS = (MovedError, AskError, ReadOnlyError, ClusterDownError, TryAgainError, SlotNotCoveredError)

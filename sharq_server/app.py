@@ -269,6 +269,11 @@ def type_stats(queue_type: str) -> dict:
     return {"status": "success", **sq.type_stats(queue_type), **sq.minute_counts(queue_type)}
 
 
+@serves("autoscale")
+def autoscale(queue_type: str) -> dict:
+    return engine().autoscale(queue_type)
+
+
 @serves("dashboard", "dashboard_asset")
 def dashboard(asset: str) -> Any:
     """The dashboard's page and its assets, packaged with the server (no CDN). The

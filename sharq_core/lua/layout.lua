@@ -9,8 +9,8 @@ a queue's shard follows from the count, so that state would be stranded; the
 change then opens what it sealed and nothing changed. Once every shard is sealed
 the change commits the count to each (the unsharded keys last) and opens it.
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
-KEYS[19..]   the keys whose existence keeps the type live (keys.py `live_keys`)
+KEYS[1..19]  the type's keys (see _helpers.lua)
+KEYS[20..]   the keys whose existence keeps the type live (keys.py `live_keys`)
 ARGV[1]  "seal", "commit" or "open"
 ARGV[2]  the new shard count (1 = unsharded), for "commit"
 
