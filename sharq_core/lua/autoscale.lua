@@ -4,8 +4,9 @@ usefully run at once (the engine's `autoscale` does the arithmetic).
 Constant work however many queues the type holds: the demand sums the scripts
 keep in the settings hash (see count_demand in _helpers.lua), the measured job
 duration, the type's queued and active jobs and its type-wide limits; and, for
-queues with neither a rate limit nor a cap (whose share is their backlog), the
-lengths of at most `sample` backlogged queues picked at random (HRANDFIELD).
+queues with neither a rate limit nor a cap (whose share is their jobs, queued
+and running), those of at most `sample` backlogged queues picked at random
+(HRANDFIELD).
 
 KEYS[1..19]  the type's keys (see _helpers.lua)
 ARGV[1]  key base "<prefix>:{<queue_type>}"
@@ -16,7 +17,8 @@ sampled_length, type_interval, type_cap }: type_paused 1 while the type is
 paused; duration the measured job duration in ms (a string; false until a job
 was finished); backlogged the queues counted in the sums; sums the flat
 HGETALL-style list of the "demand:*" fields without their prefix; sampled how
-many unlimited queues the sample found and sampled_length their jobs; the
+many unlimited queues the sample found and sampled_length their jobs (queued
+and active); the
 type-wide interval and cap as this shard applies them (false when unset).
 --]]
 local k = type_keys()
@@ -38,6 +40,7 @@ if redis.call('HEXISTS', k.settings, 'demand:f') == 1 then
     if picked[i + 1] == 'f=1' then
       sampled = sampled + 1
       sampled_length = sampled_length + redis.call('LLEN', base .. ':q:' .. picked[i])
+        + (tonumber(redis.call('HGET', k.nactive, picked[i])) or 0)
     end
   end
 end
