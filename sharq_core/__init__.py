@@ -38,6 +38,9 @@ key                        type     holds                                       
 ``P:{T}:scheduled``        zset     ``Q:J`` -> ms a delayed job is due            until due
 ``P:{T}:nsched``           hash     Q -> how many delayed jobs it holds          while it holds some
 ``P:{T}:known``            zset     Q -> 0, queues with jobs or limits (id order) while they have them
+``P:{T}:demand``           hash     Q -> what the backlogged, unpaused queue      while Q holds queued jobs
+                                    adds to the autoscale sums (``demand:*`` in
+                                    the type's settings hash)
 ``P:ready``                channel  a queue type whose jobs may be ready now     (pub/sub)
 ``P:drained_types``        zset     T -> ms T left the registry, drained: the    ``idle_type_retention_ms``
                                     views keep listing it (zeros, counters)
