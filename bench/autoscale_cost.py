@@ -6,8 +6,10 @@ dequeued and finished one call each, on the engine directly, in three shapes:
 - churn:    20,000 queues of one job each (every job lists and unlists its queue);
 - limited:  100 queues with a cap (max_active 1000) and an interval of 1 ms.
 
-Prints, per shape, Redis' µs per job in EVALSHA (INFO commandstats, the script's
-own commands included) and the wall time per job of dequeue + finish.
+Prints, per shape, the Redis commands the scripts ran per job and Redis' µs per
+job in EVALSHA (INFO commandstats, the scripts' own commands included), and the
+wall time per job of dequeue + finish. The command count is exact; the times
+vary with the machine's load (compare runs made back to back).
 Run: PYTHONPATH=<checkout> python -m bench.autoscale_cost (once per checkout,
 the same machine, the same minute, to compare).
 """
@@ -24,7 +26,7 @@ from sharq_core import Config, RedisSettings, SharQ
 from sharq_server.embedded import EmbeddedRedis
 from tests.support import free_port
 
-from .commands import script_usec
+from .commands import commandstats, per_job, script_usec
 
 JOBS = 20_000
 
@@ -40,9 +42,9 @@ def fill(sq: SharQ, shape: str) -> None:
         sq.enqueue_many("t", jobs[start : start + 100])
 
 
-def run(sq: SharQ, store: redis.Redis) -> tuple[float, float]:
-    """µs of Redis script time and of wall time per dequeue + finish."""
-    usec, started, done = script_usec(store), time.perf_counter(), 0
+def run(sq: SharQ, store: redis.Redis) -> tuple[float, float, float]:
+    """Commands, µs of Redis script time and µs of wall time per dequeue + finish."""
+    calls, usec, started, done = commandstats(store), script_usec(store), time.perf_counter(), 0
     while done < JOBS:
         jobs, _ = sq.take("t", 1)
         if not jobs:
@@ -51,7 +53,9 @@ def run(sq: SharQ, store: redis.Redis) -> tuple[float, float]:
         sq.finish_job(jobs[0].job_id, jobs[0].queue_id, "t", jobs[0].receipt)
         done += 1
     wall = time.perf_counter() - started
-    return (script_usec(store) - usec) / JOBS, wall * 1e6 / JOBS
+    usec = script_usec(store) - usec
+    commands, _ = per_job(calls, commandstats(store), JOBS)
+    return commands - 2, usec / JOBS, wall * 1e6 / JOBS  # less the two EVALSHA
 
 
 def main() -> None:
@@ -64,8 +68,8 @@ def main() -> None:
             for shape in sys.argv[1:] or ("deep", "churn", "limited"):
                 store.flushall()
                 fill(sq, shape)
-                redis_us, wall_us = run(sq, store)
-                print(f"{shape:8} redis {redis_us:6.1f} µs/job (dequeue+finish)   wall {wall_us:6.1f} µs/job")
+                commands, redis_us, wall_us = run(sq, store)
+                print(f"{shape:8} {commands:5.2f} commands/job   redis {redis_us:6.1f} µs/job   wall {wall_us:7.1f} µs/job")
             sq.close()
         finally:
             server.stop()
