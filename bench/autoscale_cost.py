@@ -69,7 +69,8 @@ def main() -> None:
                 store.flushall()
                 fill(sq, shape)
                 commands, redis_us, wall_us = run(sq, store)
-                print(f"{shape:8} {commands:5.2f} commands/job   redis {redis_us:6.1f} µs/job   wall {wall_us:7.1f} µs/job")
+                figures = f"{commands:5.2f} commands/job   redis {redis_us:6.1f} µs/job   wall {wall_us:7.1f} µs/job"
+                print(f"{shape:8} {figures}")
             sq.close()
         finally:
             server.stop()
