@@ -42,6 +42,9 @@ key                        type     holds                                       
 ``P:{T}:nsched``           hash     Q -> how many delayed jobs it holds          while it holds some
 ``P:{T}:known``            zset     Q -> 0, queues with jobs or limits (id order) while they have them
 ``P:{T}:change_lease``     string   token of the process changing T's shards     while it renews it (5 s)
+``P:{T}:demand``           hash     Q -> what the backlogged, unpaused queue      while Q holds queued jobs
+                                    adds to the autoscale sums (``demand:*`` in
+                                    the type's settings hash)
 ``P:ready``                channel  a queue type whose jobs may be ready now     (pub/sub)
 ``P:drained_types``        zset     T -> ms T left the registry, drained: the    ``idle_type_retention_ms``
                                     views keep listing it (zeros, counters)

@@ -90,13 +90,13 @@ class Keys:
         return f"{self.base(queue_type)}:known"
 
     def type_keys(self, queue_type: str) -> list[str]:
-        """The 18 keys every script of a type takes first, in _helpers.lua's order."""
+        """The 19 keys every script of a type takes first, in _helpers.lua's order."""
         keys = self._type_keys.get(queue_type)
         if keys is None:
             names = (
                 self.ready, self.active, self.queues, self.receipts, self.errors, self.dead, self.dead_index,
                 self.done, self.limits, self.nactive, self.paused, self.type_paused, self.scheduled, self.nsched,
-                self.known, self.totals, self.heads, self.settings,
+                self.known, self.totals, self.heads, self.settings, self.demand,
             )  # fmt: skip
             keys = self._type_keys[queue_type] = [name(queue_type) for name in names]
             if len(self._type_keys) > 10_000:  # clients choose type names: keep the cache bounded
@@ -122,13 +122,19 @@ class Keys:
     def settings(self, queue_type: str) -> str:
         """HASH the type's own settings: `shards` (how many shards the type is spread
         over; absent: 1), its type-wide `interval`, `burst`, `max_active`, and the
-        state they keep: `last` (the type's rate state) and `active` (slots held)."""
+        state they keep: `last` (the type's rate state) and `active` (slots held);
+        `duration` (ms, the measured job duration) and the ``demand:*`` sums."""
         return f"{self.base(queue_type)}:settings"
 
     def change_lease(self, queue_type: str) -> str:
         """STRING token of the process changing the type's shard count (SET NX PX,
         renewed while it works): a change whose lease ran out was abandoned."""
         return f"{self.base(queue_type)}:change_lease"
+
+    def demand(self, queue_type: str) -> str:
+        """HASH Q -> what the backlogged queue adds to the type's demand sums (the
+        settings hash's ``demand:*`` fields; see count_demand in _helpers.lua)."""
+        return f"{self.base(queue_type)}:demand"
 
     def ready_channel(self) -> str:
         """Pub/sub channel: the message is a queue type that may have a job ready."""

@@ -53,7 +53,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # the scripts that change nothing, so need no WAIT
-READ_ONLY = frozenset({"view", "stats", "status"})
+READ_ONLY = frozenset({"view", "stats", "status", "autoscale"})
 
 # the takes and acknowledgements: a failover that loses one delivers a job again,
 # never loses it, so they are answered even when replicas are short

@@ -32,6 +32,7 @@ NAMES = (
     "unlock",
     "type_limits",
     "layout",
+    "autoscale",
 )
 
 

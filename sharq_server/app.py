@@ -276,6 +276,11 @@ def type_stats(queue_type: str) -> dict:
     }  # fmt: skip
 
 
+@serves("autoscale")
+def autoscale(queue_type: str) -> dict:
+    return engine().autoscale(queue_type)
+
+
 @serves("dashboard", "dashboard_asset")
 def dashboard(asset: str) -> Any:
     """The dashboard's page and its assets, packaged with the server (no CDN). The

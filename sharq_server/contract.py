@@ -211,7 +211,36 @@ class QueueView(Struct, kw_only=True):
     oldest_queued_age_ms: int | None
 
 
-ANSWERS = (Error, NotReady, Blocked, DequeuedJob, JobResult, DeadLetter, EffectiveLimits, QueueView)
+class AutoscaleInputs(Struct, kw_only=True):
+    """What the wanted concurrency came from, summed over the type's shards."""
+
+    queues: Annotated[int, Meta(description="backlogged queues, not paused")]
+    unlimited_queues: Annotated[int, Meta(description="of them, with neither rate limit nor cap")]
+    rate: Annotated[float, Meta(description="jobs/s the rate-limited ones allow together")]
+    demand: Annotated[float, Meta(description="sum of min(rate x duration, cap), or backlog, over them")]
+    queued: int
+    active: int
+    type_rate: Annotated[float, Meta(description="jobs/s the type-wide interval allows")] | None
+    type_max_active: int | None
+
+
+class Autoscale(Struct, kw_only=True):
+    """How many jobs of the type could usefully run at once now: what to scale workers to."""
+
+    queue_type: Identifier
+    wanted_concurrency: Annotated[int, Meta(ge=0)]
+    job_duration_seconds: Annotated[float, Meta(description="hand-out to finish, a moving average")]
+    job_duration_source: Literal["measured", "default"]
+    type_paused: bool
+    bound: Annotated[
+        Literal["queues", "active", "jobs", "type_rate", "type_max_active", "paused", "mixed"],
+        Meta(description="what decided: the queues' demand, the jobs running, the jobs held, a type-wide limit"),
+    ]
+    inputs: AutoscaleInputs
+    shards: int
+
+
+ANSWERS = (Error, NotReady, Blocked, DequeuedJob, JobResult, DeadLetter, EffectiveLimits, QueueView, Autoscale)
 
 
 def fields_of(body: type[Body]) -> tuple[str, ...]:

@@ -3,8 +3,8 @@
 `GET /metrics/` answers this when the scrape asks for it (Accept prefers
 ``text/plain`` or ``application/openmetrics-text``, or ``?format=prometheus``);
 everything else keeps the seed's JSON. Produced with prometheus_client through a
-custom collector: one Redis round trip per listed queue type (``stats.lua``), never
-one per queue. Labelled by ``queue_type`` only: per-tenant detail lives in the
+custom collector: two Redis round trips per listed queue type (``stats.lua`` and
+``autoscale.lua``), never one per queue. Labelled by ``queue_type`` only: per-tenant detail lives in the
 JSON views (``/queue/``, ``/queues/``), as cardinality advice asks. A type that
 drained stays listed, its figures zero and its counters kept, for
 ``idle_type_retention_ms`` (an hour by default), so a rate() over it holds.
@@ -130,6 +130,16 @@ class QueueCollector(Collector):
             "sharq_type_active_slots", "Slots the type-wide max_active counts as held", labels=["queue_type"]
         )
         shards = GaugeMetricFamily("sharq_type_shards", "Hash tags the type is spread over", labels=["queue_type"])
+        wanted = GaugeMetricFamily(
+            "sharq_type_wanted_concurrency",
+            "Jobs of the type that could usefully run at once now (GET /autoscale/<type>/): scale workers on it",
+            labels=["queue_type"],
+        )
+        duration = GaugeMetricFamily(
+            "sharq_type_job_duration_seconds",
+            "The type's job duration, hand-out to finish (a moving average; the configured default until measured)",
+            labels=["queue_type"],
+        )
         for queue_type in self.engine.listed_types():
             stats = self.engine.type_stats(queue_type)
             for state, value in stats["jobs"].items():
@@ -147,7 +157,10 @@ class QueueCollector(Collector):
             if limits["active"] is not None:
                 type_active.add_metric([queue_type], limits["active"])
             shards.add_metric([queue_type], stats["shards"])
-        return [jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards]
+            autoscale = self.engine.autoscale(queue_type)
+            wanted.add_metric([queue_type], autoscale["wanted_concurrency"])
+            duration.add_metric([queue_type], autoscale["job_duration_seconds"])
+        return [jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards, wanted, duration]
 
 
 def registry_for(engine: SharQ) -> CollectorRegistry:

@@ -246,6 +246,10 @@ ROUTES = _routes(
         success(jobs={"type": "object"}, queues={"type": "object"}, counters={"type": "object"},
                 enqueue_counts=COUNTS, rates={"type": "object"}),
     ),
+    Route(
+        "autoscale", "GET", "/autoscale/{queue_type}/", "How many jobs of the type could usefully run at once now"
+        " (what to scale workers to), and the inputs it came from", "read", {"allOf": [success(), ref(c.Autoscale)]},
+    ),
     Route("dashboard", "GET", "/dashboard/", "The dashboard page", OPEN, TEXT, media=("text/html",),
           defaults={"asset": "index.html"}),
     Route("dashboard_asset", "GET", "/dashboard/{asset}", "The dashboard's scripts and styles", OPEN, TEXT,

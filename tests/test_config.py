@@ -62,6 +62,7 @@ def test_config_path_from_environment() -> None:
         {"SHARQ_JOB_EXPIRE_INTERVAL": "soon"},
         {"SHARQ_JOB_EXPIRE_INTERVAL": "0"},
         {"SHARQ_DEFAULT_JOB_REQUEUE_LIMIT": "-2"},
+        {"SHARQ_DEFAULT_JOB_DURATION_MS": "0"},
         {"SHARQ_REDIS_CONN_TYPE": "pigeon"},
         {"SHARQ_REDIS_CONN_TYPE": "unix_sock"},
         {"SHARQ_REDIS_KEY_PREFIX": "a{b}"},

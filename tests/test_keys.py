@@ -65,6 +65,8 @@ def test_lua_derives_the_keys_python_names(sq: SharQ, clock: Clock, redis_client
         keys.nsched("sms"),
         keys.totals("sms"),
         keys.heads("sms"),
+        keys.settings("sms"),
+        keys.demand("sms"),
         *(keys.queue("sms", q) for q in ("q1", "q3")),
         *(keys.jobs("sms", q) for q in ("q1", "q3")),
         *(keys.last("sms", q) for q in ("q1", "q2")),

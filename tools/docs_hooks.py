@@ -59,7 +59,10 @@ DESCRIPTIONS = {
     "autopipeline": "under gevent, one shared Redis connection per worker (see [Performance](performance.md))",
     "wait_replicas": "answer a change 2xx only once this many replicas hold it (Redis `WAIT`; "
     "see [Durability](cluster-durability.md#durability-what-a-2xx-promises))",
-    "wait_timeout_ms": 'ms to wait for them; a shortfall answers 503 `"reason":"replicas"` for enqueues and settings; takes and acknowledgements are answered all the same',
+    "wait_timeout_ms": (
+        'ms to wait for them; a shortfall answers 503 `"reason":"replicas"` for enqueues and settings; '
+        "takes and acknowledgements are answered all the same"
+    ),
 }
 _SECTIONS = (
     ("sharq", "How jobs behave.", sharq_config.Config, "SHARQ_"),

@@ -22,17 +22,21 @@
 --                                 taken_at (ms of the last dequeue)
 --   KEYS[17] heads        zset    queue_id -> ms its head (oldest) queued job was enqueued
 --   KEYS[18] settings     hash    shards (absent: 1); the type-wide interval, burst and
---                                 max_active; last (the type's rate state), active (slots)
+--                                 max_active; last (the type's rate state), active (slots);
+--                                 duration (ms, the measured job duration) and the
+--                                 demand:* sums of the demand records (see count_demand)
+--   KEYS[19] demand       hash    queue_id -> what the backlogged queue adds to the demand
+--                                 sums (see count_demand)
 -- A queue's own keys are "<base>:q:<id>" (list), ":j:<id>" (jobs) and ":last:<id>"
 -- (rate state), base being "<prefix>:{<queue_type>}".
-local TYPE_KEYS = 18
+local TYPE_KEYS = 19
 
 local function type_keys()
   return {
     ready = KEYS[1], active = KEYS[2], queues = KEYS[3], receipts = KEYS[4], errors = KEYS[5],
     dead = KEYS[6], dead_at = KEYS[7], done = KEYS[8], limits = KEYS[9], nactive = KEYS[10],
     paused = KEYS[11], type_paused = KEYS[12], scheduled = KEYS[13], nsched = KEYS[14], known = KEYS[15],
-    totals = KEYS[16], heads = KEYS[17], settings = KEYS[18],
+    totals = KEYS[16], heads = KEYS[17], settings = KEYS[18], demand = KEYS[19],
   }
 end
 
@@ -170,6 +174,56 @@ local function check_delivery(k, jobs_key, member, job_id, receipt)
   return 1
 end
 
+-- Autoscaling (autoscale.lua reads it): every backlogged queue that is not paused
+-- adds its share of wanted concurrency, min(rate x duration, cap), to sums in the
+-- settings hash, so a read costs the same with 100,000 queues as with one. The
+-- duration is read at read time, so each share is kept in the form that stays
+-- exact as it moves: a rate alone in "demand:r" (jobs/s x 1e6: 1e9 / interval),
+-- a cap alone in "demand:c", a queue with neither counted in "demand:f"; one with
+-- both in a pair "demand:r<b>" / "demand:c<b>", b its break-even duration
+-- cap x interval (ms) on a log scale (4 buckets per doubling), the reader taking
+-- min(rate x duration, cap) per bucket. The queue's record in the demand hash says
+-- what it added ("r=5000000", "r37=5000000 c37=2", "c=3", "f=1"), so leaving takes
+-- back exactly that.
+local function demand_record(interval, cap)
+  if interval <= 0 then
+    return cap and ('c=' .. cap) or 'f=1'
+  end
+  local rate = string.format('%d', math.floor(1e9 / interval))
+  if not cap then
+    return 'r=' .. rate
+  end
+  local bucket = math.floor(4 * math.log(cap * interval) / math.log(2))
+  return 'r' .. bucket .. '=' .. rate .. ' c' .. bucket .. '=' .. cap
+end
+
+local function add_demand(k, record, sign)
+  for name, amount in string.gmatch(record, '(%w+)=(%d+)') do
+    local field = 'demand:' .. name
+    if redis.call('HINCRBY', k.settings, field, sign * tonumber(amount)) == 0 then
+      redis.call('HDEL', k.settings, field)
+    end
+  end
+end
+
+-- Make the queue's share the one `record` describes (nil: none, the queue is
+-- empty or paused); no write when it already is.
+local function count_demand(k, queue_id, record)
+  local held = redis.call('HGET', k.demand, queue_id)
+  if held == (record or false) then
+    return
+  end
+  if held then
+    add_demand(k, held, -1)
+  end
+  if record then
+    redis.call('HSET', k.demand, queue_id, record)
+    add_demand(k, record, 1)
+  else
+    redis.call('HDEL', k.demand, queue_id)
+  end
+end
+
 -- List a queue in the ready set at the time its next job may go, or take it out
 -- while it cannot be served: empty, at its concurrency cap, or paused until
 -- resumed. The rate is a generic cell rate algorithm with one stored time per
@@ -180,6 +234,7 @@ end
 local function schedule_queue(k, base, queue_id, now)
   if redis.call('LLEN', base .. ':q:' .. queue_id) == 0 then
     redis.call('ZREM', k.ready, queue_id)
+    count_demand(k, queue_id, nil)
     return
   end
   local interval, burst, cap = queue_limits(k, queue_id)
@@ -188,6 +243,8 @@ local function schedule_queue(k, base, queue_id, now)
     redis.call('HDEL', k.paused, queue_id)  -- a timed pause that is over
     paused = nil
   end
+  -- a queue at its cap still wants its cap's workers: only a pause takes its share
+  count_demand(k, queue_id, not paused and demand_record(interval, cap) or nil)
   if paused == -1 or (cap and (tonumber(redis.call('HGET', k.nactive, queue_id)) or 0) >= cap) then
     redis.call('ZREM', k.ready, queue_id)
     return
@@ -410,6 +467,7 @@ local function take(k, base, now, expire, count, token, out)
       set_head(k, base, queue_id, length > 0 and redis.call('LINDEX', queue_key, 0) or nil)
       if length == 0 or (cap and running >= cap) then
         redis.call('ZREM', k.ready, queue_id)
+        if length == 0 then count_demand(k, queue_id, nil) end
       else
         -- no earlier than now: borrowed burst must not jump queues that waited
         redis.call('ZADD', k.ready, math.max(last + interval - (burst - 1) * interval, now), queue_id)
@@ -424,6 +482,7 @@ local function take(k, base, now, expire, count, token, out)
       served = served + 1
     else
       redis.call('ZREM', k.ready, queue_id)
+      count_demand(k, queue_id, nil)
     end
   end
   if served > 0 then

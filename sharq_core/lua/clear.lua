@@ -9,9 +9,9 @@ limit. The caller repeats with the returned `next` until it is 'done':
             to about `batch` of the queue's delayed jobs (and active ones, with
             purge_all).
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
-KEYS[19]     queue list    job_ids in FIFO order
-KEYS[20]     jobs hash     job_id -> record
+KEYS[1..19]  the type's keys (see _helpers.lua)
+KEYS[20]     queue list    job_ids in FIFO order
+KEYS[21]     jobs hash     job_id -> record
 ARGV[1]  queue_id
 ARGV[2]  "1" to purge active jobs too, "0" for queued and delayed jobs only
 ARGV[3]  batch: the most jobs to delete in this call
@@ -44,6 +44,7 @@ if at == 'queued' then
     next = 'queued'
   else
     redis.call('ZREM', k.ready, queue_id)
+    count_demand(k, queue_id, nil)
     if purge_all or redis.call('HEXISTS', k.nsched, queue_id) == 1 then next = '0' end
   end
 else

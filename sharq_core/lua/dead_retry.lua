@@ -3,9 +3,9 @@
 It comes back with its original requeue_limit, and the queue's current interval
 (or the one it had when it died, if the queue has gone since).
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
-KEYS[19]     queue list    job_ids in FIFO order
-KEYS[20]     jobs hash     job_id -> record
+KEYS[1..19]  the type's keys (see _helpers.lua)
+KEYS[20]     queue list    job_ids in FIFO order
+KEYS[21]     jobs hash     job_id -> record
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  queue_id
 ARGV[3]  job_id

@@ -6,7 +6,7 @@ active until now + expire under a fresh receipt, and moves the queue's
 next-ready time by its rate (see take and schedule_queue in _helpers.lua).
 Delayed jobs that are due join their queues first.
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
+KEYS[1..19]  the type's keys (see _helpers.lua)
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  key base "<prefix>:{<queue_type>}"
 ARGV[3]  job_expire_interval (ms)

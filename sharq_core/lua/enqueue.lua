@@ -6,8 +6,8 @@ first, so no record is ever overwritten) or finished less than the dedupe window
 ago (so a producer retrying after a 503 never queues a second copy). A job with
 a due time later than now is scheduled: it joins the back of its queue when due.
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
-then for job i (i = 1..n), two keys at 18 + 2(i-1):
+KEYS[1..19]  the type's keys (see _helpers.lua)
+then for job i (i = 1..n), two keys at 19 + 2(i-1):
   +1 queue list  job_ids in FIFO order
   +2 jobs hash   job_id -> "<requeues_remaining>:<requeue_limit>:<enqueued_ms>:<payload>"
 ARGV[1]  now in ms, or "" to read Redis TIME

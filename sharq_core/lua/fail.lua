@@ -9,8 +9,8 @@ return that does not count (`counts` "0") is how a server hands back a job its
 client never received (not counted as a failure either); with `throttle` (the upstream said 429) it does not
 count either, and the whole queue is paused for `retry_after` ms.
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
-KEYS[19]     jobs hash   job_id -> record, of this queue
+KEYS[1..19]  the type's keys (see _helpers.lua)
+KEYS[20]     jobs hash   job_id -> record, of this queue
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  key base "<prefix>:{<queue_type>}"
 ARGV[3]  queue_id

@@ -6,9 +6,10 @@ holds. With a dedupe window, the job_id is remembered as finished for that long,
 so an enqueue of it in the same queue is refused meanwhile (see enqueue). With
 `next` > 0 the same call then hands out up to `next` jobs, as dequeue does: a
 busy worker acknowledges a batch and takes the next in one round trip.
+Each finish also feeds the type's measured job duration (see measure_duration).
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
-then for job i (i = 1..n), one key at 18 + i: the jobs hash of its queue
+KEYS[1..19]  the type's keys (see _helpers.lua)
+then for job i (i = 1..n), one key at 19 + i: the jobs hash of its queue
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  key base "<prefix>:{<queue_type>}"
 ARGV[3]  how long (ms) to remember a dequeue time at least, once a queue is empty
@@ -28,6 +29,29 @@ local k = type_keys()
 local now = now_ms(ARGV[1])
 local base, memory, window = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local expire, next_count, token = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+
+-- The type's job duration, hand-out to finish: a moving average (each job weighs
+-- DURATION_WEIGHT) in the settings hash, what autoscale.lua multiplies rates by. A
+-- job's hand-out is its expiry less job_expire_interval; a touch moves that, so a
+-- job touched counts from its last touch.
+local DURATION_WEIGHT = 0.1
+
+local function measure_duration(k, expiries, expire, now)
+  local total, n = 0, 0
+  for _, expiry in ipairs(expiries) do
+    if expiry then
+      total, n = total + math.max(now - (tonumber(expiry) - expire), 0), n + 1
+    end
+  end
+  if n == 0 then
+    return
+  end
+  local mean, held = total / n, tonumber(redis.call('HGET', k.settings, 'duration'))
+  if held then
+    mean = held + (1 - (1 - DURATION_WEIGHT) ^ n) * (mean - held)
+  end
+  redis.call('HSET', k.settings, 'duration', string.format('%.1f', mean))
+end
 
 skip_absent_overrides(k)
 local n = (#ARGV - 7) / 3
@@ -55,6 +79,7 @@ for i = 1, n do
   result[3 + i] = code
 end
 if finished > 0 then
+  measure_duration(k, redis.call('ZMSCORE', k.active, unpack(members)), expire, now)
   redis.call('ZREM', k.active, unpack(members))
   redis.call('HDEL', k.receipts, unpack(members))
   if redis.call('EXISTS', k.errors) == 1 then

@@ -5,7 +5,7 @@ next job and lowering it lets the next one out sooner. When the queue has an
 interval of its own (PUT /limits), that is the one changed; an override holding
 only burst or max_active is left alone, so later enqueues' intervals still count.
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
+KEYS[1..19]  the type's keys (see _helpers.lua)
 ARGV[1]  queue_id
 ARGV[2]  interval (ms)
 ARGV[3]  key base "<prefix>:{<queue_type>}"

@@ -10,8 +10,8 @@ change then opens what it sealed at the count it had and nothing changed. Once
 every shard is sealed and what drained queues left behind has moved, the change
 opens each at the new count (the unsharded keys last) with the type's rate state.
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
-KEYS[19..]   the keys whose existence keeps the type live (keys.py `live_keys`)
+KEYS[1..19]  the type's keys (see _helpers.lua)
+KEYS[20..]   the keys whose existence keeps the type live (keys.py `live_keys`)
 ARGV[1]  "seal" or "open"
 ARGV[2]  for "open": the shard count to open at (1 = unsharded)
 ARGV[3]  for "open": the type-wide rate state (`last`) this shard starts from:

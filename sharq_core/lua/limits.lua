@@ -4,7 +4,7 @@ Each of interval, burst and max_active is given as a number (set it), "" (keep
 it) or "-" (clear it). The override stays when the queue runs empty, until every
 field is cleared. A queue may get limits before it holds any job.
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
+KEYS[1..19]  the type's keys (see _helpers.lua)
 ARGV[1]  queue_id
 ARGV[2]  key base "<prefix>:{<queue_type>}"
 ARGV[3]  now in ms, or "" to read Redis TIME

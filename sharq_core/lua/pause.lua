@@ -5,7 +5,7 @@ keep flowing and its active jobs can still be finished. A timed pause needs no
 resume: the queue is listed again at the time the pause ends (the type's pause
 key expires then), and long polls wake at that time.
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
+KEYS[1..19]  the type's keys (see _helpers.lua)
 ARGV[1]  "pause" or "resume"
 ARGV[2]  queue_id, or "" for the whole type
 ARGV[3]  for how long (ms), or "" for until resumed

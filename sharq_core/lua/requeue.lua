@@ -9,8 +9,8 @@ pauses that are over are dropped (a drained queue's would otherwise keep
 counting as paused and keep its type listed). The
 caller repeats until all came short of `batch`, so no call blocks Redis for long.
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
-KEYS[19..]   the keys whose existence keeps the type live (keys.py `live_keys`)
+KEYS[1..19]  the type's keys (see _helpers.lua)
+KEYS[20..]   the keys whose existence keeps the type live (keys.py `live_keys`)
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  key base "<prefix>:{<queue_type>}"
 ARGV[3]  batch: the most jobs to handle (and to promote, and ids to trim)

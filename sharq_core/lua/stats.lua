@@ -3,7 +3,7 @@
 Constant work per type but for `capped` and `paused`, which visit the queues
 that have limits of their own or a pause (HGETALL of those hashes).
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
+KEYS[1..19]  the type's keys (see _helpers.lua)
 ARGV[1]  now in ms, or "" to read Redis TIME
 
 Returns { now, totals (flat HGETALL of the totals hash), active, scheduled, dead,

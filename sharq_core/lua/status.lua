@@ -1,7 +1,7 @@
 --[[ status: where one job is, read in one consistent step.
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
-KEYS[19]     jobs hash   job_id -> record, of this queue
+KEYS[1..19]  the type's keys (see _helpers.lua)
+KEYS[20]     jobs hash   job_id -> record, of this queue
 ARGV[1]  "<queue_id>:<job_id>"
 ARGV[2]  job_id
 

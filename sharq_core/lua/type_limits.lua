@@ -5,7 +5,7 @@ allow it (see type_gate in take). Each of interval, burst and max_active is give
 as a number (set it), "" (keep it) or "-" (clear it). When a cap is set anew, the
 slots its queues hold now are counted, so the cap is exact from the first job.
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
+KEYS[1..19]  the type's keys (see _helpers.lua)
 ARGV[1]  key base "<prefix>:{<queue_type>}"
 ARGV[2]  interval (ms)
 ARGV[3]  burst

@@ -3,7 +3,7 @@
 Read only. The page walks the type's known queues (those holding jobs or limits
 of their own) in queue_id order, so its cost grows with the page, not the type.
 
-KEYS[1..18]  the type's keys (see _helpers.lua)
+KEYS[1..19]  the type's keys (see _helpers.lua)
 ARGV[1]  key base "<prefix>:{<queue_type>}"
 ARGV[2]  now in ms, or "" to read Redis TIME
 ARGV[3]  "ids" (ARGV[4..] the queue_ids) or "page" (ARGV[4] offset, ARGV[5] limit)

@@ -207,6 +207,10 @@ class AsyncClient:
         """One type's counters since it began, jobs and queues by state, per-minute counts."""
         return await self._send(calls.type_stats(queue_type))
 
+    async def autoscale(self, queue_type: str) -> dict[str, Any]:
+        """How many jobs of the type could usefully run at once now, and its inputs."""
+        return await self._send(calls.autoscale(queue_type))
+
     async def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         return await self._send(calls.queues(queue_type, limit, offset))
 

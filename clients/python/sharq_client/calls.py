@@ -330,6 +330,11 @@ def type_stats(queue_type: str) -> Call:
 
 
 @_checked
+def autoscale(queue_type: str) -> Call:
+    return Call("GET", f"/autoscale/{queue_type}/", read=_whole)
+
+
+@_checked
 def queues(queue_type: str, limit: int = 100, offset: int = 0) -> Call:
     return Call("GET", f"/queues/{queue_type}/", query={"limit": limit, "offset": offset}, read=_whole)
 

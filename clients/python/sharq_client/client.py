@@ -209,6 +209,11 @@ class Client:
         per-minute counts."""
         return self._send(calls.type_stats(queue_type))
 
+    def autoscale(self, queue_type: str) -> dict[str, Any]:
+        """How many jobs of the type could usefully run at once now (`wanted_concurrency`),
+        and the inputs it came from."""
+        return self._send(calls.autoscale(queue_type))
+
     def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         return self._send(calls.queues(queue_type, limit, offset))
 
