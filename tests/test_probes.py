@@ -1,0 +1,140 @@
+"""Issue 28.2: the token-free probes Kubernetes calls (`/livez`, `/readyz`) and the
+server's drain on SIGTERM, on a real sharq-server over a Redis of the test's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from http.client import HTTPConnection
+
+import pytest
+
+from sharq_server.embedded import EmbeddedRedis
+from tests.support import ServerProcess, free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+
+SOCKET_TIMEOUT = 1.0
+TOKEN = "probe-secret-token"
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A Redis the test may stop and freeze (SIGSTOP: it accepts but never answers)."""
+    server = EmbeddedRedis(str(tmp_path / "redis"), port=free_port(), persistent=False)
+    server.start()
+    yield server
+    if server.process is not None:
+        os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+
+
+def sharq_on(store: EmbeddedRedis, tmp_path, **env: str) -> ServerProcess:
+    settings = {
+        "SHARQ_REDIS_URL": store.url,
+        "SHARQ_REDIS_SOCKET_TIMEOUT": str(SOCKET_TIMEOUT),
+        "SHARQ_AUTH_TOKENS": TOKEN,
+        **env,
+    }
+    return ServerProcess(str(tmp_path / "sharq"), workers=1, env=settings).start()
+
+
+def probe(server: ServerProcess, path: str, headers: dict | None = None) -> tuple[int, bytes, float]:
+    """(status, raw body, seconds taken) of one GET, no token unless given."""
+    started = time.monotonic()
+    connection = HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        reply = connection.getresponse()
+        return reply.status, reply.read(), time.monotonic() - started
+    finally:
+        connection.close()
+
+
+def test_probes_need_no_token_and_disclose_nothing(store: EmbeddedRedis, tmp_path) -> None:
+    """Auth is on: /livez and /readyz answer without a token, with a wrong one too,
+    and say nothing but success (no version, no address, no setting)."""
+    server = sharq_on(store, tmp_path)
+    try:
+        assert server.call("GET", "/deepstatus/")[0] == 401  # the deep check still wants a token
+        for path in ("/livez", "/readyz", "/livez/", "/readyz/"):
+            for headers in ({}, {"Authorization": "Bearer wrong"}):
+                status, body, _ = probe(server, path, headers)
+                assert (status, json.loads(body)) == (200, {"status": "success"}), path
+    finally:
+        assert server.stop() == 0
+
+
+def test_readyz_is_503_within_socket_timeout_while_redis_is_down_or_hung(store: EmbeddedRedis, tmp_path) -> None:
+    """Refused connections, then a Redis that accepts but never answers: /readyz is
+    503 within socket_timeout (Kubernetes takes the pod out of the Service) while
+    /livez stays 200 (a restart would not mend Redis); both 200 once it is back."""
+    server = sharq_on(store, tmp_path)
+    try:
+        store.stop()
+        refused = probe(server, "/readyz")
+        assert probe(server, "/livez")[0] == 200
+        store.start()
+        assert store.process is not None
+        os.kill(store.process.pid, signal.SIGSTOP)
+        hung = probe(server, "/readyz")
+        assert probe(server, "/livez")[0] == 200
+        os.kill(store.process.pid, signal.SIGCONT)
+        for status, body, seconds in (refused, hung):
+            answer = json.loads(body)
+            assert (status, answer["status"]) == (503, "failure")
+            assert seconds < SOCKET_TIMEOUT + 0.5
+            assert str(store.port) not in body.decode() and "127.0.0.1" not in body.decode()
+        print(f"\n/readyz 503 after {refused[2] * 1000:.0f} ms (refused), {hung[2] * 1000:.0f} ms (hung)")
+        wait_for(lambda: probe(server, "/readyz")[0] == 200, what="/readyz once Redis answers again")
+    finally:
+        assert server.stop() == 0
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except OSError:
+        return True
+
+
+def test_sigterm_drains_within_graceful_timeout_and_exits_0(store: EmbeddedRedis, tmp_path) -> None:
+    """SIGTERM: new connections are refused at once, a parked long poll is answered
+    at once, a request in flight is answered, one that never completes is cut at
+    graceful_timeout, and the server exits 0 (what a rolling update needs)."""
+    graceful = 2
+    server = sharq_on(store, tmp_path, SHARQ_GRACEFUL_TIMEOUT=str(graceful))
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    body = json.dumps({"job_id": "late", "payload": "x" * 1000, "interval": 0}).encode()
+    parked = HTTPConnection("127.0.0.1", server.port, timeout=10)
+    finishing = HTTPConnection("127.0.0.1", server.port, timeout=10)
+    stuck = HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        parked.request("GET", "/dequeue/sms/?wait=30", headers=auth)
+        wait_for(lambda: server.call("GET", "/deepstatus/", headers=auth)[1]["parked"] == 1, what="the parked poll")
+        for connection in (finishing, stuck):
+            connection.putrequest("POST", "/enqueue/sms/u1/")
+            for name, value in auth.items():
+                connection.putheader(name, value)
+            connection.putheader("Content-Length", str(len(body)))
+            connection.endheaders(body[:100])  # headers and part of the body: in flight
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        answer = parked.getresponse()
+        assert answer.status == 404 and time.monotonic() - started < 2  # answered at once, nothing taken
+        wait_for(lambda: refuses_connections(server.port), what="the server to stop accepting")
+        finishing.send(body[100:])
+        reply = finishing.getresponse()
+        assert (reply.status, json.loads(reply.read())) == (201, {"status": "queued"})
+        assert server.process.wait(graceful + 5) == 0  # `stuck` never sends the rest of its body
+        drained = time.monotonic() - started
+        print(f"\ndrained in {drained:.2f} s with a stuck request (graceful_timeout {graceful} s)")
+        assert drained < graceful + 3
+    finally:
+        for connection in (parked, finishing, stuck):
+            connection.close()
+        server.stop()
