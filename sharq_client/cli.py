@@ -16,6 +16,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -71,6 +72,20 @@ def main(argv: list[str] | None = None) -> None:
         Worker(client, args.queue_type, handler, args.concurrency, args.batch, grace=args.grace).run()
     except SharqClientError as error:
         sys.exit(f"sharq-worker: SharQ refused this worker (HTTP {error.status}): {error.message}")
+    _leave_overrunning_handlers()
+
+
+def _leave_overrunning_handlers() -> None:
+    """Exit 0 now even when a handler outlasted --grace: Python joins the handler
+    pool's threads at exit (concurrent.futures does, daemon or not), which would
+    hold the process (a pod, until its SIGKILL). The worker has sent every ack
+    already; the overrunning jobs stay held on the server and are delivered again
+    after their expiry."""
+    if threading.active_count() > 1:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Issue 28.2: the token-free probes Kubernetes calls (`/livez`, `/readyz`) and the
-server's drain on SIGTERM, on a real sharq-server over a Redis of the test's own."""
+"""Issue 28.2: the token-free probes Kubernetes calls (`/livez`, `/readyz`), the
+server's drain on SIGTERM and sharq-worker's, on a real sharq-server over a Redis
+of the test's own and a real sharq-worker process."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
+import textwrap
 import time
 from http.client import HTTPConnection
 
@@ -138,3 +142,57 @@ def test_sigterm_drains_within_graceful_timeout_and_exits_0(store: EmbeddedRedis
         for connection in (parked, finishing, stuck):
             connection.close()
         server.stop()
+
+
+HANDLERS = """
+import pathlib, time
+
+def timed(job):
+    folder = pathlib.Path(job.payload["folder"])
+    (folder / ("started-" + job.job_id)).touch()
+    time.sleep(job.payload["seconds"])
+    (folder / ("done-" + job.job_id)).touch()
+"""
+
+
+def test_sharq_worker_drains_within_its_grace_sends_every_ack_and_exits_0(store: EmbeddedRedis, tmp_path) -> None:
+    """SIGTERM while a short and a long job run: the worker takes nothing more, the
+    short one finishes and its ack reaches the server, the long one outlasts the
+    grace and stays held (never lost: it is delivered again after its expiry), and
+    the process exits 0 within the grace and a margin."""
+    server = sharq_on(store, tmp_path, SHARQ_JOB_EXPIRE_INTERVAL="2000", SHARQ_JOB_REQUEUE_INTERVAL="100")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    (tmp_path / "handlers.py").write_text(textwrap.dedent(HANDLERS))
+    grace = 2.0
+    command = [os.path.join(os.path.dirname(sys.executable), "sharq-worker"), "handlers:timed", "--type", "drain"]
+    command += ["--concurrency", "2", "--grace", str(grace)]
+    env = {**os.environ, "SHARQ_URL": server.url, "SHARQ_TOKEN": TOKEN}
+    log_path = tmp_path / "worker.log"
+    try:
+        for job_id, seconds in (("short", 1.0), ("long", 60)):
+            job = {"job_id": job_id, "payload": {"folder": str(tmp_path), "seconds": seconds}, "interval": 0}
+            assert server.call("POST", f"/enqueue/drain/{job_id}/", job, headers=auth)[0] == 201
+        with open(log_path, "wb") as log:
+            worker = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: (tmp_path / "started-long").exists() and (tmp_path / "started-short").exists(),
+                     what="both jobs to start")  # fmt: skip
+            started = time.monotonic()
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(grace + 10) == 0, log_path.read_text()
+            stopped = time.monotonic() - started
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+        print(f"\nsharq-worker exited 0 {stopped:.2f} s after SIGTERM (grace {grace} s)")
+        assert stopped < grace + 3
+        assert server.call("POST", "/enqueue/drain/later/", {"job_id": "later", "payload": {}, "interval": 0},
+                           headers=auth)[0] == 201  # fmt: skip
+        state = lambda job_id: server.call("GET", f"/job/drain/{job_id}/{job_id}/", headers=auth)[1]["state"]  # noqa: E731
+        assert (tmp_path / "done-short").exists() and state("short") == "finished"  # its ack was sent
+        assert not (tmp_path / "done-long").exists() and state("later") == "queued"  # nothing taken after SIGTERM
+        wait_for(lambda: state("long") == "queued", what="the unfinished job back in its queue after its expiry")
+        output = log_path.read_text()
+        assert "still held" in output and "Traceback" not in output
+    finally:
+        assert server.stop() == 0
