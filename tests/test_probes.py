@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ from http.client import HTTPConnection
 import pytest
 
 from sharq_server.embedded import EmbeddedRedis
-from tests.support import ServerProcess, free_port, wait_for
+from tests.support import ServerProcess, free_port, refuses_connections, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -96,14 +95,6 @@ def test_readyz_is_503_within_socket_timeout_while_redis_is_down_or_hung(store: 
         wait_for(lambda: probe(server, "/readyz")[0] == 200, what="/readyz once Redis answers again")
     finally:
         assert server.stop() == 0
-
-
-def refuses_connections(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return False
-    except OSError:
-        return True
 
 
 def test_sigterm_drains_within_graceful_timeout_and_exits_0(store: EmbeddedRedis, tmp_path) -> None:
