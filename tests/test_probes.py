@@ -149,9 +149,10 @@ def timed(job):
 def test_sharq_worker_drains_within_its_grace_sends_every_ack_and_exits_0(store: EmbeddedRedis, tmp_path) -> None:
     """SIGTERM while a short and a long job run: the worker takes nothing more, the
     short one finishes and its ack reaches the server, the long one outlasts the
-    grace and stays held (never lost: it is delivered again after its expiry), and
-    the process exits 0 within the grace and a margin."""
-    server = sharq_on(store, tmp_path, SHARQ_JOB_EXPIRE_INTERVAL="2000", SHARQ_JOB_REQUEUE_INTERVAL="100")
+    grace and is given back at once (its expiry is a minute away) with no requeue
+    spent (requeue_limit 0: a spent one would have dead-lettered it), and the
+    process exits 0 within the grace and a margin."""
+    server = sharq_on(store, tmp_path, SHARQ_JOB_EXPIRE_INTERVAL="60000")
     auth = {"Authorization": f"Bearer {TOKEN}"}
     (tmp_path / "handlers.py").write_text(textwrap.dedent(HANDLERS))
     grace = 2.0
@@ -162,6 +163,7 @@ def test_sharq_worker_drains_within_its_grace_sends_every_ack_and_exits_0(store:
     try:
         for job_id, seconds in (("short", 1.0), ("long", 60)):
             job = {"job_id": job_id, "payload": {"folder": str(tmp_path), "seconds": seconds}, "interval": 0}
+            job["requeue_limit"] = 0
             assert server.call("POST", f"/enqueue/drain/{job_id}/", job, headers=auth)[0] == 201
         with open(log_path, "wb") as log:
             worker = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -182,8 +184,33 @@ def test_sharq_worker_drains_within_its_grace_sends_every_ack_and_exits_0(store:
         state = lambda job_id: server.call("GET", f"/job/drain/{job_id}/{job_id}/", headers=auth)[1]["state"]  # noqa: E731
         assert (tmp_path / "done-short").exists() and state("short") == "finished"  # its ack was sent
         assert not (tmp_path / "done-long").exists() and state("later") == "queued"  # nothing taken after SIGTERM
-        wait_for(lambda: state("long") == "queued", what="the unfinished job back in its queue after its expiry")
+        assert state("long") == "queued"  # given back before the worker exited
+        status, job = server.call("GET", "/dequeue/drain/", headers=auth)
+        assert (status, job["job_id"], job["requeues_remaining"]) == (200, "long", 0)
         output = log_path.read_text()
-        assert "still held" in output and "Traceback" not in output
+        assert "given back to their queues" in output and "Traceback" not in output
+    finally:
+        assert server.stop() == 0
+
+
+def test_release_gives_a_job_back_at_once_uncounted_and_takes_no_other_outcome(store: EmbeddedRedis, tmp_path) -> None:
+    """POST /fail/ with release: the job is queued again at once, its requeue not
+    spent; combined with dead, throttle or retry_after_ms it is a 400 that changes
+    nothing."""
+    server = sharq_on(store, tmp_path)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        job = {"job_id": "j", "payload": 1, "interval": 0, "requeue_limit": 0}
+        assert server.call("POST", "/enqueue/rel/q/", job, headers=auth)[0] == 201
+        receipt = server.call("GET", "/dequeue/rel/", headers=auth)[1]["receipt"]
+        for refused in ({"dead": True}, {"throttle": True, "retry_after_ms": 10}, {"retry_after_ms": 10}):
+            status, body = server.call("POST", "/fail/rel/q/j/", {"receipt": receipt, "release": True, **refused},
+                                       headers=auth)  # fmt: skip
+            assert status == 400 and "release" in body["message"], body
+        assert server.call("GET", "/job/rel/q/j/", headers=auth)[1]["state"] == "active"
+        status, body = server.call("POST", "/fail/rel/q/j/", {"receipt": receipt, "release": True}, headers=auth)
+        assert (status, body) == (200, {"status": "success", "state": "queued"})
+        status, again = server.call("GET", "/dequeue/rel/", headers=auth)
+        assert (status, again["job_id"], again["requeues_remaining"]) == (200, "j", 0)
     finally:
         assert server.stop() == 0
