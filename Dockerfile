@@ -28,7 +28,7 @@ COPY sharq_client ./sharq_client
 COPY config ./config
 RUN pip install --no-deps --no-build-isolation . && pip check
 
-RUN useradd --system --uid 10001 --user-group --home-dir /app sharq && mkdir /data && chown sharq:sharq /data
+RUN groupadd --system --gid 10001 sharq && useradd --system --uid 10001 --gid 10001 --home-dir /app sharq && mkdir /data && chown 10001:10001 /data
 USER 10001:10001
 ENV SHARQ_HOST=0.0.0.0 SHARQ_PORT=8080 SHARQ_DATA_DIR=/data
 EXPOSE 8080

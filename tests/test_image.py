@@ -72,7 +72,7 @@ def test_the_image_makes_no_anonymous_volume_and_runs_as_the_manifests_user() ->
     assert "VOLUME" not in words  # with SHARQ_REDIS_URL, nothing is written to /data
     user = [arguments for word, arguments in instructions() if word == "USER"]
     assert user == ["10001:10001"]
-    assert "--uid 10001" in run_matching("useradd")
+    assert "--uid 10001 --gid 10001" in run_matching("useradd") and "--gid 10001 sharq" in run_matching("groupadd")
     manifests = (ROOT / "deploy" / "kubernetes" / "server.yaml").read_text()
     assert "runAsUser: 10001" in manifests and "runAsGroup: 10001" in manifests
 
