@@ -220,13 +220,16 @@ class DeliveryCommands(EngineBase):
         retry_after_ms: int | None = None,
         dead: bool = False,
         throttle: bool = False,
+        release: bool = False,
     ) -> dict[str, Any]:
         """A worker reports that an active job failed: it goes back to the front of
         its queue at once (or after `retry_after_ms`), counting against its
         requeue_limit like an expiry; with none left, or with `dead`, it goes to
         the dead letters with `error` as its reason. With `throttle` (its upstream
         answered 429) it goes back to the front without counting, and the whole
-        queue is paused for `retry_after_ms`."""
+        queue is paused for `retry_after_ms`. With `release` (a stopping worker
+        gives back what it could not finish) it goes back to the front at once,
+        without counting."""
         self._check_job(queue_type, queue_id, job_id)
         retry_after = check.optional_integer("retry_after_ms", retry_after_ms, 0, check.MAX_INTERVAL) or 0
         if error is not None and (not isinstance(error, str) or len(error) > MAX_ERROR):
@@ -237,6 +240,10 @@ class DeliveryCommands(EngineBase):
             raise BadArgumentException("throttle must be true or false")
         if throttle and not retry_after:
             raise BadArgumentException("throttle needs retry_after_ms: how long the upstream asked to wait")
+        if not isinstance(release, bool):
+            raise BadArgumentException("release must be true or false")
+        if release and (dead or throttle or retry_after):
+            raise BadArgumentException("release (back at once, uncounted) takes no dead, throttle or retry_after_ms")
         code = self._fail(
             queue_type,
             queue_id,
@@ -245,14 +252,14 @@ class DeliveryCommands(EngineBase):
             check.text("error", error or ""),
             retry_after,
             dead=dead,
-            counts=not throttle,
+            counts=not (throttle or release),
             throttle=throttle,
         )
         if code == 0:
             raise NotFound(NOT_ACTIVE)
         if code == -1:
             raise StaleReceipt(STALE_RECEIPT)
-        state = "dead" if code == 2 else "queued" if throttle or not retry_after else "retrying"
+        state = "dead" if code == 2 else "queued" if throttle or release or not retry_after else "retrying"
         return {"status": "success", "state": state}
 
     def release(self, queue_type: str, jobs: Iterable[DequeuedJob]) -> None:

@@ -24,6 +24,7 @@ from .deliveries import deliver, job_list, request_alive
 from .errors import failure, register_error_handlers
 from .longpoll import LongPoll
 from .openapi import document
+from .probes import livez, readyz  # noqa: F401 - registers /livez and /readyz
 from .prometheus import ACCEPTED as PROMETHEUS_TYPES
 from .prometheus import count_requests, count_shortfalls, exposition, registry_for
 from .routes import api, serves

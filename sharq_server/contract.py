@@ -89,6 +89,9 @@ class Failed(Delivery):
     retry_after_ms: RetryAfterMs | None = None
     dead: bool = False
     throttle: Annotated[bool, Meta(description="upstream said 429: pause the queue retry_after_ms")] = False
+    release: Annotated[
+        bool, Meta(description="the worker gives the job back unfinished (it is stopping): no requeue spent")
+    ] = False
 
 
 class NewInterval(Body):

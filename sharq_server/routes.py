@@ -264,6 +264,11 @@ ROUTES = _routes(
         ANY_TOKEN, success(auth={"enum": ["off", "required"]}, role={"enum": list(ROLES)},
                            types={"anyOf": [IDENTIFIERS, {"type": "null"}]}), typeless=True,
     ),
+    Route("livez", "GET", "/livez", "Liveness: the process serves (no token, nothing disclosed)", OPEN, success()),
+    Route(
+        "readyz", "GET", "/readyz", "Readiness: Redis answered a PING within socket_timeout (no token, nothing"
+        " disclosed)", OPEN, success(), refusals={503: ("Redis did not answer within socket_timeout", c.Error)},
+    ),
     Route("openapi", "GET", "/openapi.json", "This document (OpenAPI 3.1)", "read", {"type": "object"},
           typeless=True),
 )  # fmt: skip

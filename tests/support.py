@@ -42,6 +42,15 @@ def free_port(below: int = 65536) -> int:
             return port
 
 
+def refuses_connections(port: int) -> bool:
+    """Nothing accepts connections on 127.0.0.1:`port` (a server stopped listening)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except OSError:
+        return True
+
+
 def _free_cluster_port() -> int:
     """A port whose cluster-bus twin (port + 10000, as Redis 6.2 fixes it) is free too."""
     while True:

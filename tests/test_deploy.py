@@ -26,6 +26,7 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 RULES = DEPLOY / "prometheus" / "sharq-alerts.yml"
 RULE_TESTS = DEPLOY / "prometheus" / "sharq-alerts.test.yml"
 BOARD = DEPLOY / "grafana" / "sharq-dashboard.json"
+KUBERNETES = DEPLOY / "kubernetes"
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 needs_promtool = pytest.mark.skipif(
@@ -66,6 +67,26 @@ def panel_queries() -> list[tuple[str, str]]:
                 expr = expr.replace(variable, value)
             assert "$" not in expr, f"{panel['title']}: a variable the test does not fill in: {expr}"
             found.append((panel["title"], expr))
+    return found
+
+
+def manifest_queries() -> list[tuple[str, str]]:
+    """(where, PromQL) for every expression deploy/kubernetes/ hands a Prometheus:
+    KEDA's prometheus triggers and prometheus-adapter's rules (its template filled
+    in for the type the HPA selects)."""
+    found = []
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            for trigger in (doc or {}).get("spec", {}).get("triggers", []):
+                if trigger["type"] == "prometheus":
+                    found.append((f"{path.name}: {trigger['name']}", trigger["metadata"]["query"]))
+            for text in (doc or {}).get("data", {}).values() if doc and doc["kind"] == "ConfigMap" else ():
+                for rule in (yaml.safe_load(text) or {}).get("externalRules", []) if "externalRules" in text else ():
+                    series = rule["seriesQuery"].split("{")[0].strip("'\"")
+                    expr = rule["metricsQuery"].replace("<<.Series>>", series)
+                    found.append(
+                        (f"{path.name}: {rule['name']['as']}", expr.replace("<<.LabelMatchers>>", 'queue_type="sms"'))
+                    )
     return found
 
 
@@ -316,3 +337,18 @@ def test_alerts_go_off_on_a_real_scrape(workload: Prometheus) -> None:
 
     expected = {("SharqDeadLettersGrowing", "sms", "firing"), ("SharqQueueTypePaused", "email", "pending")}
     wait_for(lambda: expected <= alerts(), timeout=WAIT, what=f"{expected} among the alerts")
+
+
+def test_the_manifests_hand_prometheus_some_queries() -> None:
+    where = {where.split(":")[0] for where, _ in manifest_queries()}
+    assert where == {"keda-prometheus.yaml", "hpa.yaml"}
+
+
+@pytest.mark.e2e
+@needs_prometheus
+@pytest.mark.parametrize("where, expr", manifest_queries(), ids=[where for where, _ in manifest_queries()])
+def test_every_manifest_query_has_data(sharq: ServerProcess, workload: Prometheus, where: str, expr: str) -> None:
+    """KEDA's and the adapter's queries return one series from a real scrape (KEDA
+    needs a single element)."""
+    result = wait_for(lambda: workload.has_data(expr), timeout=WAIT, what=f"data for {where}: {expr}")
+    assert len(result) == 1, result

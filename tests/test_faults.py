@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from sharq_server.embedded import EmbeddedRedis
-from tests.support import ServerProcess, free_port, processes_mentioning, wait_for
+from tests.support import ServerProcess, free_port, processes_mentioning, refuses_connections, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -241,14 +241,6 @@ def most_at_once(spans: list[tuple[int, int]]) -> int:
         current += change
         most = max(most, current)
     return most
-
-
-def refuses_connections(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return False
-    except OSError:
-        return True
 
 
 def test_sigterm_finishes_in_flight_requests(tmp_path) -> None:

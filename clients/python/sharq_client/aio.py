@@ -130,9 +130,10 @@ class AsyncClient:
         retry_after_ms: int | None = None,
         dead: bool = False,
         throttle: bool = False,
+        release: bool = False,
     ) -> str:
         """Report a failure as `Client.fail` does; returns the job's state."""
-        call = calls.fail(queue_type, queue_id, job_id, receipt, error, retry_after_ms, dead, throttle)
+        call = calls.fail(queue_type, queue_id, job_id, receipt, error, retry_after_ms, dead, throttle, release)
         return await self._send(call)
 
     # -- administration and views ------------------------------------------------------

@@ -222,9 +222,11 @@ def fail(
     retry_after_ms: int | None = None,
     dead: bool = False,
     throttle: bool = False,
+    release: bool = False,
 ) -> Call:
     body = given(receipt=receipt, error=error, retry_after_ms=retry_after_ms)
     body |= ({"dead": True} if dead else {}) | ({"throttle": True} if throttle else {})
+    body |= {"release": True} if release else {}
     path = f"/fail/{queue_type}/{queue_id}/{job_id}/"
     return Call("POST", path, body, read=_field("state"), conflict=StaleReceipt)
 

@@ -128,12 +128,15 @@ class Client:
         retry_after_ms: int | None = None,
         dead: bool = False,
         throttle: bool = False,
+        release: bool = False,
     ) -> str:
         """Report a failure: back to the front of its queue now (or after
         `retry_after_ms`), or dead; with `throttle` (the upstream said 429) back to
-        the front uncounted and the queue paused `retry_after_ms`. Returns the
+        the front uncounted and the queue paused `retry_after_ms`; with `release`
+        (this worker is stopping) back to the front at once, uncounted. Returns the
         job's state (queued, retrying, dead)."""
-        return self._send(calls.fail(queue_type, queue_id, job_id, receipt, error, retry_after_ms, dead, throttle))
+        call = calls.fail(queue_type, queue_id, job_id, receipt, error, retry_after_ms, dead, throttle, release)
+        return self._send(call)
 
     # -- administration and views ------------------------------------------------------
 

@@ -22,7 +22,9 @@ refuses it for good (401 or 403: the token; 400: the queue type) it logs why
 and stops, and `run()` raises that error; so it does when one of its threads
 dies, rather than idling on. `stop()` (or SIGTERM/SIGINT under `run()`) stops
 taking jobs; `join()` lets the running ones finish within `grace` seconds (a
-second SIGTERM/SIGINT ends the grace at once) and sends their acks. It closes the
+second SIGTERM/SIGINT ends the grace at once), sends their acks and gives back (to
+the front of their queues, no requeue spent) those the grace did not let finish.
+It closes the
 connection of a long poll still parked (a waiting call never carries acks, so
 none is lost): the server sees its client gone and hands it nothing, so a job
 enqueued after the worker stopped stays queued.
@@ -30,6 +32,7 @@ enqueued after the worker stopped stays queued.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
@@ -40,7 +43,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from .client import Client, Job
-from .errors import BadRequest, Forbidden, SharqClientError, Unauthorized
+from .errors import BadRequest, Forbidden, NotFound, SharqClientError, StaleReceipt, Unauthorized
 from .upkeep import UPKEEP_TICK_S, Retry, Throttle, Upkeep, _log_results, _Running
 
 log = logging.getLogger("sharq_client.worker")
@@ -288,22 +291,31 @@ class Worker(Upkeep):
                 if self._parked(polling=True):
                     self._fetch_clients[0].close()  # the server sees the client gone and hands it nothing
                 self._changed.wait(min(UPKEEP_TICK_S, max(deadline - time.monotonic(), 0)))
-            left = self.left = len(self._running)
+            held = [running.job for running in self._running.values()]
+            self.left = len(held)
         for fetch_client in self._fetch_clients:
             fetch_client.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._closed.set()  # no more heartbeats: what is still held comes back after its expiry
-        if left:
+        self._closed.set()  # no more heartbeats
+        if held:
             after = "a second signal" if self._signals > 1 else f"{self.grace:.0f}s"
-            log.warning("%d job(s) still held after %s: they will be delivered again", left, after)
+            log.warning("%d job(s) still held after %s: given back to their queues", len(held), after)
         self._upkeep.join(self.client.timeout)  # it ends after its current call at most
         try:
             self._send_pending(client, final=True)
+            self._release(client, held)
         except (SharqClientError, OSError) as error:
             log.warning("could not send the last acks (%s): those jobs will be delivered again", error)
         for own in (client, self._upkeep_client):
             own.close()  # no idle keep-alive connection holds up a server's graceful stop
         log.info("stopped after %d job(s)", self.processed)
+
+    def _release(self, client: Client, jobs: list[Job]) -> None:
+        """Give back what the grace did not let finish, so another worker takes it
+        now rather than after its expiry (and no requeue is spent on it)."""
+        for job in jobs:
+            with contextlib.suppress(NotFound, StaleReceipt):  # expired and handed out again meanwhile
+                client.fail(job.queue_type, job.queue_id, job.job_id, job.receipt, release=True)
 
 
 __all__ = ["Retry", "SharqClientError", "Throttle", "Worker"]
