@@ -91,6 +91,8 @@ def test_the_lock_pins_every_dependency_at_the_tested_version_with_hashes() -> N
     for line in json.loads(project.stdout)["project"]["dependencies"]:
         requirement = Requirement(line)
         name = requirement.name.lower()
+        if name == "sharq-client":
+            continue  # this checkout's own client, installed from clients/python/ beside the server
         assert name in pins, f"{name} is not in requirements.lock"
         assert requirement.specifier.contains(pins[name]), (name, pins[name], str(requirement.specifier))
         if requirement.marker is None or requirement.marker.evaluate():
