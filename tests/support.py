@@ -103,12 +103,18 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir + "-server.log"
 
-    def start(self) -> ServerProcess:
+    def start(self, timeout: float = 30) -> ServerProcess:
+        """Start it and wait until it answers; one that does not in time is stopped
+        (no fixture holds it yet to stop it after the failed test)."""
         command = [os.path.join(os.path.dirname(sys.executable), "sharq-server")]
         command += ["--port", str(self.port), "--workers", str(self.workers), "--data-dir", self.data_dir]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._answers, timeout=30, what=f"sharq-server on {self.url}")
+        try:
+            wait_for(self._answers, timeout=timeout, what=f"sharq-server on {self.url}")
+        except BaseException:
+            self.stop(timeout=10)
+            raise
         return self
 
     def _answers(self) -> bool:
@@ -122,10 +128,17 @@ class ServerProcess:
         return http(method, self.url + path, body, **kwargs)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Send `sig` and wait for the exit; one not done within `timeout` is killed
+        (its workers and embedded Redis follow their master) before TimeoutExpired."""
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
 
     def log(self) -> str:
         with open(self.log_path, errors="replace") as log:
