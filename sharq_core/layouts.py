@@ -94,8 +94,12 @@ class LayoutCommands(EngineBase):
                 pipe.hgetall(self.keys.totals(shard))
                 pipe.delete(self.keys.totals(shard))
                 totals, _ = pipe.execute()
+            target = self.keys.totals(new.name(0))
             for name, value in totals.items():
-                self.redis.hincrby(self.keys.totals(new.name(0)), name.decode(), int(value))
+                if name == b"taken_at":  # a time, not a count: the latest one stands, never their sum
+                    self.redis.hset(target, "taken_at", max(int(value), int(self.redis.hget(target, name) or 0)))
+                else:
+                    self.redis.hincrby(target, name.decode(), int(value))
 
     def _carry_finished(self, shard: str, new: Layout) -> None:
         """Finished job_ids within the dedupe window go to their queue's new shard."""

@@ -559,3 +559,25 @@ def test_the_backlog_chart_follows_every_change_of_the_queued_count(sq: SharQ, c
     sq.retry_dead_letter("sms", "q2", "j5")
     assert backlog() == (4, 4)
     assert all(0 < redis_client.pttl(key) <= 3_660_000 for key in redis_client.keys("*:rates:*"))
+
+
+def test_last_taken_at_stays_a_time_across_a_reshard(sq: SharQ, clock: Clock) -> None:
+    """Found by review: `taken_at` (the last dequeue's time) is kept in the totals
+    hash, whose fields a reshard adds up from the shards it removes: 2 shards down to
+    1 made last_taken_at the sum of two times, decades ahead (the dashboard's "no
+    worker took a job for N s" negative). The latest time carries, not the sum."""
+    sq.set_type_settings("sms", 2)
+    for n in range(10):
+        put(sq, f"j{n}", queue_id=f"q{n}")
+    taken = sq.dequeue_many("sms", 10)["jobs"]
+    shards = {sq._shard("sms", job["queue_id"]) for job in taken}
+    assert len(taken) == 10 and len(shards) == 2  # both shards handed out jobs
+    taken_at = clock.now
+    clock.advance(1000)
+    for job in taken:
+        sq.finish(job["job_id"], job["queue_id"], "sms", receipt=job["receipt"])
+    assert sq.type_stats("sms")["last_taken_at"] == taken_at
+    sq.set_type_settings("sms", 1)
+    stats = sq.type_stats("sms")
+    assert stats["last_taken_at"] == taken_at
+    assert (stats["counters"]["dequeued"], stats["counters"]["finished"]) == (10, 10)  # counts do add up
