@@ -396,3 +396,17 @@ def test_a_long_poll_answers_503_within_one_timeout_once_the_listener_lost_redis
         assert polled[0][0] == 200 and polled[0][1] < 5  # woken by the new subscription, not at its deadline
     finally:
         assert server.stop() == 0
+
+
+def test_a_first_long_poll_answers_503_at_once_when_redis_refuses(redis_server: EmbeddedRedis, tmp_path) -> None:
+    """Found by review: the first long poll of a process waited a whole socket_timeout
+    for its listener to subscribe, though Redis had refused the listener at once; it
+    now goes on as soon as the listener's first try has ended, either way."""
+    settings = {"SHARQ_REDIS_URL": redis_server.url, "SHARQ_REDIS_SOCKET_TIMEOUT": str(SOCKET_TIMEOUT)}
+    redis_server.stop()  # refused connections
+    server = ServerProcess(str(tmp_path / "sharq"), workers=1, env=settings).start()
+    try:
+        status, seconds, _ = timed(server, "GET", "/dequeue/sms/?wait=5")
+        assert status == 503 and seconds < SOCKET_TIMEOUT / 2, seconds
+    finally:
+        assert server.stop() == 0
