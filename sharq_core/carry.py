@@ -110,12 +110,17 @@ def _move_rates(redis: Any, moves: list[tuple[bytes, str]]) -> None:
 
 def _carry_totals(redis: Any, keys: Keys, shard: str, new: Layout) -> None:
     """A shard the new count drops hands its counters to the new first shard."""
+    target = keys.totals(new.name(0))
     with redis.pipeline(transaction=True) as pipe:  # read and drop at once: counted once
         pipe.hgetall(keys.totals(shard))
         pipe.delete(keys.totals(shard))
-        totals, _ = pipe.execute()
+        pipe.hget(target, "taken_at")
+        totals, _, taken_at = pipe.execute()
     if totals:
         with redis.pipeline(transaction=False) as pipe:
             for name, value in totals.items():
-                pipe.hincrby(keys.totals(new.name(0)), name.decode(), int(value))
+                if name == b"taken_at":  # a time, not a count: the latest one stands, never their sum
+                    pipe.hset(target, "taken_at", max(int(value), int(taken_at or 0)))
+                else:
+                    pipe.hincrby(target, name.decode(), int(value))
             pipe.execute()

@@ -86,7 +86,7 @@ class LongPoll:
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._listener: threading.Thread | None = None
-        self._subscribed = threading.Event()
+        self._settled = threading.Event()  # the listener's first try ended: subscribed, or Redis failed it
 
     def take(
         self,
@@ -194,13 +194,17 @@ class LongPoll:
 
     def _listen(self) -> None:
         """Start this process's listener on first use, and wait (briefly) until it
-        has subscribed, so a job announced meanwhile is not missed."""
+        has subscribed, so a job announced meanwhile is not missed. A listener that
+        lost Redis is not waited for (nor is its first try, once Redis failed it):
+        the poll's own take answers 503 within one socket_timeout (waiting first
+        made it two), and once the listener has subscribed again it wakes every
+        line to look."""
         if self._listener is None:
             with self._lock:
                 if self._listener is None:
                     self._listener = threading.Thread(target=self._run, name="sharq-longpoll", daemon=True)
                     self._listener.start()
-        self._subscribed.wait(self.engine.config.redis.socket_timeout)
+        self._settled.wait(self.engine.config.redis.socket_timeout)
 
     def _run(self) -> None:
         delay = 0.1
@@ -209,7 +213,7 @@ class LongPoll:
             try:
                 announcements = Announcements(self.engine, self.unfollow_after_s)
                 announcements.open()
-                self._subscribed.set()
+                self._settled.set()
                 self._wake()  # anything announced before the subscription took is looked at now
                 delay = 0.1
                 while not self._closing.is_set():
@@ -219,7 +223,7 @@ class LongPoll:
                     if announced is not None:
                         self._wake(type_of(announced))  # a shard wakes its type's line
             except (redis.RedisError, OSError) as error:
-                self._subscribed.clear()
+                self._settled.set()
                 self._wake()  # parked polls ask Redis now: each answers 503 at once, not at its deadline
                 # on a cluster, the channel's node may have failed over: subscribe
                 # next time where the refreshed slot map says

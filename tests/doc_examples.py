@@ -30,6 +30,7 @@ shell session can never hide in an unlabelled block.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -161,16 +162,8 @@ class Session:
             assert result.returncode == 0, f"{block.where}: exit {result.returncode}\n{result.stdout}"
 
     def _shell(self, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", "-c", self.to_here(command)],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,  # one stream, in the order a terminal shows them
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
+        # one stream, in the order a terminal shows them
+        return _run(["bash", "-c", self.to_here(command)], self.workdir, self.env, timeout, subprocess.STDOUT)
 
     def _python(self, block: Block) -> None:
         first = block.text.splitlines()[0] if block.text else ""
@@ -183,14 +176,7 @@ class Session:
         script = os.path.join(self.workdir, "_example.py")
         with open(script, "w") as out:
             out.write(self.to_here(block.text) + "\n")
-        result = subprocess.run(
-            [self.env["SHARQ_EXAMPLES_PYTHON"], script],
-            cwd=self.workdir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE,
-        )
+        result = _run([self.env["SHARQ_EXAMPLES_PYTHON"], script], self.workdir, self.env, DEADLINE, subprocess.PIPE)
         assert result.returncode == 0, f"{block.where}: exit {result.returncode}\n{result.stdout}{result.stderr}"
         actual = self.to_docs(result.stdout)
         assert matches(expected, actual), f"{block.where}: expected\n{expected}\ngot\n{actual}"
@@ -216,8 +202,10 @@ class Session:
         if "\n^C" in "\n" + expected:
             before, after = re.split(r"^\^C", expected, maxsplit=1, flags=re.MULTILINE)
             running = self._start(command)
-            self._wait_for_output(block, running, before)
-            running.stop()
+            try:
+                self._wait_for_output(block, running, before)
+            finally:
+                running.stop()  # its output never showing must not leave it running
             actual = self.to_docs(running.output)
             assert matches(before + after, actual), f"{block.where}: $ {command}\nexpected\n{expected}\ngot\n{actual}"
             return
@@ -298,16 +286,40 @@ class Running:
         return "".join(self._chunks)
 
     def stop(self) -> None:
-        """SIGINT, as Ctrl-C; SIGKILL if it does not exit in time."""
+        """SIGINT, as Ctrl-C; then SIGKILL to whatever of its group is left (it did
+        not exit in time, or a background job of its shell, which ignores SIGINT,
+        outlived it and would hold its output open: the reader would never end)."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGINT)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        _kill_group(self.process)
         self._reader.join(DEADLINE)
         self.process.stdout.close()  # type: ignore[union-attr]
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL every process left in `process`'s group (it leads one) and reap it."""
+    with contextlib.suppress(ProcessLookupError):  # the group is empty: all exited
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _run(
+    argv: list[str], cwd: str, env: dict[str, str], timeout: float, stderr: int
+) -> subprocess.CompletedProcess[str]:
+    """subprocess.run in a process group of its own, every process of which is killed
+    when it ends or times out: subprocess.run kills only the process it started, so
+    a `sharq-worker` an example started would outlive a failed run, orphaned."""
+    with subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
+        start_new_session=True,
+    ) as process:  # fmt: skip
+        try:
+            stdout, errors = process.communicate(timeout=timeout)
+        finally:
+            _kill_group(process)
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, errors)
 
 
 def _steps(lines: list[str]) -> list[tuple[int, int, str, list[str]]]:

@@ -126,7 +126,9 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir + "-server.log"
 
-    def start(self) -> ServerProcess:
+    def start(self, timeout: float = 30) -> ServerProcess:
+        """Start it and wait until it answers; one that does not in time is stopped
+        (no fixture holds it yet to stop it after the failed test)."""
         command = [os.path.join(os.path.dirname(sys.executable), "sharq-server")]
         command += ["--port", str(self.port), "--workers", str(self.workers), "--data-dir", self.data_dir]
         with open(self.log_path, "ab") as log:
@@ -140,7 +142,7 @@ class ServerProcess:
             )
         _SERVERS.append(self.process)
         try:
-            wait_for(self._answers, timeout=30, what=f"sharq-server on {self.url}")
+            wait_for(self._answers, timeout=timeout, what=f"sharq-server on {self.url}")
         except BaseException:
             self.stop(timeout=10)  # a server that never answered is not left behind
             raise

@@ -189,7 +189,9 @@ class Prometheus:
         (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Prometheus:
+    def start(self, timeout: float = WAIT) -> Prometheus:
+        """Start it and wait until it is ready; one that is not in time is stopped
+        (no fixture holds it yet to stop it after the failed test)."""
         assert PROMETHEUS is not None
         command = [
             PROMETHEUS,
@@ -199,7 +201,11 @@ class Prometheus:
         ]
         with open(self.folder / "prometheus.log", "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._ready, timeout=WAIT, what="prometheus to be ready")
+        try:
+            wait_for(self._ready, timeout=timeout, what="prometheus to be ready")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _ready(self) -> bool:
@@ -225,10 +231,25 @@ class Prometheus:
     def stop(self) -> None:
         assert self.process is not None
         self.process.terminate()
-        self.process.wait(30)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
 
     def log(self) -> str:
         return (self.folder / "prometheus.log").read_text(errors="replace")
+
+
+@needs_prometheus
+def test_a_prometheus_not_ready_in_time_is_stopped(tmp_path) -> None:
+    """Found by review: a Prometheus slower to get ready than its start allows stayed
+    running after the failed test."""
+    server = Prometheus(tmp_path, "127.0.0.1:9")
+    with pytest.raises(AssertionError, match="timed out"):
+        server.start(timeout=0)
+    assert server.process is not None and server.process.poll() is not None
 
 
 @pytest.fixture(scope="module")

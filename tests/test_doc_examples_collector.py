@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 
 from sharq_server.openapi import document
+from tests import doc_examples
 from tests.doc_examples import Block, Session, blocks, commands, matches
+from tests.support import wait_for
 
 
 def test_blocks_carry_language_line_and_marker() -> None:
@@ -123,3 +127,59 @@ def test_the_alerts_table_lists_every_shipped_alert() -> None:
     names = [rule["alert"] for group in groups for rule in group["rules"] if "alert" in rule]
     assert names and all(f"| `{name}` |" in table for name in names)
     assert "{{" not in table
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone but for its parent's wait(): /proc shows it as state Z
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _started_child(tmp_path) -> int:
+    return int(wait_for(lambda: (tmp_path / "child.pid").exists() and (tmp_path / "child.pid").read_text().strip()))
+
+
+# a command that starts a long-running child (as `sharq-worker` is) and waits on it
+_CHILD = "sleep 300 & echo $! > child.pid; wait"
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        Block("page.md", 1, "console", f"$ {_CHILD}\nready\n^C"),  # its output never shows: no Ctrl-C came
+        Block("page.md", 1, "console", f"$ {_CHILD}\nready"),  # it outlives the deadline
+        Block("page.md", 1, "bash", _CHILD),
+        Block("page.md", 1, "python", f"import subprocess\nsubprocess.run({_CHILD!r}, shell=True)"),
+    ],
+    ids=["ctrl-c-never-reached", "console-timeout", "bash-timeout", "python-timeout"],
+)
+def test_a_failed_example_leaves_nothing_running(tmp_path, monkeypatch: pytest.MonkeyPatch, block: Block) -> None:
+    """Found by review: an example that failed (its output never showed, or it ran past
+    the deadline) left what it started running: a `sharq-worker` of the README's ^C
+    block polled on after the test run, orphaned. Every process an example starts is
+    stopped however it ends."""
+    monkeypatch.setattr(doc_examples, "DEADLINE", 1.0)
+    env = {"PATH": "/usr/bin:/bin", "SHARQ_EXAMPLES_PYTHON": sys.executable}
+    session = Session(str(tmp_path), env, {}, lambda: 40000)
+    with pytest.raises((AssertionError, subprocess.TimeoutExpired)):
+        session.run(block)
+    child = _started_child(tmp_path)
+    session.stop_background()
+    wait_for(lambda: not _alive(child), timeout=5, what=f"the example's child {child} to be stopped")
+
+
+def test_a_background_example_stops_its_whole_group(tmp_path) -> None:
+    """stop_background() ends every process a background command started, not just
+    the shell: a child that outlived its parent's Ctrl-C was left running, and kept the
+    output open, so stop_background() hung until it ended."""
+    session = Session(str(tmp_path), {"PATH": "/usr/bin:/bin"}, {}, lambda: 40000)
+    # a shell's background job ignores SIGINT: the shell exits on Ctrl-C, its job runs on
+    command = "sleep 300 & echo $! > child.pid; echo ready; sleep 300"
+    session.run(Block("page.md", 1, "console", f"$ {command}\nready", "background"))
+    child = _started_child(tmp_path)
+    session.stop_background()
+    wait_for(lambda: not _alive(child), timeout=5, what=f"the background child {child} to be stopped")

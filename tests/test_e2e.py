@@ -239,3 +239,14 @@ def test_the_docker_healthcheck_command_works_with_scoped_tokens(tmp_path) -> No
             assert (done.returncode == 0) == healthy, (extra, done.stderr)
     finally:
         server.stop()
+
+
+def test_a_server_that_does_not_answer_in_time_is_stopped(tmp_path) -> None:
+    """Found by review: a `sharq-server` that took longer to answer than its start
+    allows (a loaded machine) stayed running after the failed test, with its
+    workers and its embedded Redis, since no fixture had it yet to stop it."""
+    server = ServerProcess(str(tmp_path / "data"), workers=1)
+    with pytest.raises(AssertionError, match="timed out"):
+        server.start(timeout=0)
+    assert server.process is not None and server.process.poll() is not None
+    wait_for(lambda: processes_mentioning(server.data_dir) == [], what="the server's workers and Redis to exit")

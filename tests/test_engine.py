@@ -523,8 +523,61 @@ def test_rates_count_each_minute_of_the_last_hour(sq: SharQ, clock: Clock, redis
     assert (rates["enqueued"][-31], rates["dequeued"][-31], rates["finished"][-31]) == (2, 1, 1)
     assert (rates["dequeued"][-1], rates["failed"][-1], rates["finished"][-1]) == (1, 1, 0)
     assert sum(rates["enqueued"]) == 2 and sum(rates["failed"]) == 1
-    assert (rates["queued"][0], rates["queued"][-31], rates["queued"][-2], rates["queued"][-1]) == (None, 1, 1, 0)
+    # the failed job went back to its queue: the backlog counts it again
+    assert (rates["queued"][0], rates["queued"][-31], rates["queued"][-2], rates["queued"][-1]) == (None, 1, 1, 1)
+    assert sq.type_stats("sms")["jobs"]["queued"] == 1
     assert sq.type_stats("sms")["last_taken_at"] == clock.now
     assert all(0 < redis_client.pttl(key) <= 3_660_000 for key in redis_client.keys("*:rates:*"))
     clock.advance(31 * 60_000)
     assert sum(sq.rates("sms")["enqueued"]) == 0
+
+
+def test_the_backlog_chart_follows_every_change_of_the_queued_count(sq: SharQ, clock: Clock, redis_client) -> None:
+    """Found by review: the rates' backlog (`queued`) was noted only by enqueue and
+    dequeue, so after a queue was deleted, or expired jobs went back to their
+    queues, or a dead letter was retried, the chart showed the old backlog for the
+    rest of the hour while /stats/ showed another. Checked on a type over 2 shards,
+    whose charts sum the shards."""
+    sq.set_type_settings("sms", 2)
+    clock.now = 1_700_000_040_000
+    for n in range(6):
+        put(sq, f"j{n}", queue_id=f"q{n % 3}", requeue_limit=0 if n == 5 else 1)
+
+    def backlog() -> tuple[int | None, int]:
+        return sq.rates("sms")["queued"][-1], sq.type_stats("sms")["jobs"]["queued"]
+
+    assert backlog() == (6, 6)
+    sq.delete_queue("sms", "q0")  # j0, j3
+    assert backlog() == (4, 4)
+    taken = [take(sq) for _ in range(4)]
+    assert backlog() == (0, 0)
+    assert sq.type_stats("sms")["last_taken_at"] == clock.now
+    clock.advance(60_000 + sq.config.job_expire_interval)
+    sq.requeue()  # three back in their queues, j5 (requeue_limit 0) dead
+    assert backlog() == (3, 3)
+    assert {job["job_id"] for job in taken} >= {"j5"}
+    sq.retry_dead_letter("sms", "q2", "j5")
+    assert backlog() == (4, 4)
+    assert all(0 < redis_client.pttl(key) <= 3_660_000 for key in redis_client.keys("*:rates:*"))
+
+
+def test_last_taken_at_stays_a_time_across_a_reshard(sq: SharQ, clock: Clock) -> None:
+    """Found by review: `taken_at` (the last dequeue's time) is kept in the totals
+    hash, whose fields a reshard adds up from the shards it removes: 2 shards down to
+    1 made last_taken_at the sum of two times, decades ahead (the dashboard's "no
+    worker took a job for N s" negative). The latest time carries, not the sum."""
+    sq.set_type_settings("sms", 2)
+    for n in range(10):
+        put(sq, f"j{n}", queue_id=f"q{n}")
+    taken = sq.dequeue_many("sms", 10)["jobs"]
+    shards = {sq._shard("sms", job["queue_id"]) for job in taken}
+    assert len(taken) == 10 and len(shards) == 2  # both shards handed out jobs
+    taken_at = clock.now
+    clock.advance(1000)
+    for job in taken:
+        sq.finish(job["job_id"], job["queue_id"], "sms", receipt=job["receipt"])
+    assert sq.type_stats("sms")["last_taken_at"] == taken_at
+    sq.set_type_settings("sms", 1)
+    stats = sq.type_stats("sms")
+    assert stats["last_taken_at"] == taken_at
+    assert (stats["counters"]["dequeued"], stats["counters"]["finished"]) == (10, 10)  # counts do add up

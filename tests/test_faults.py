@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from sharq_server.embedded import EmbeddedRedis
-from tests.support import ServerProcess, free_port, processes_mentioning, refuses_connections, wait_for
+from tests.support import ServerProcess, free_port, frozen, processes_mentioning, refuses_connections, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -361,3 +361,44 @@ def test_redis_refusing_writes_is_503_and_writes_nothing(redis_server: EmbeddedR
         admin.replicaof("NO", "ONE")
         admin.config_set("maxmemory", 0)
         primary.stop()
+
+
+def test_a_long_poll_answers_503_within_one_timeout_once_the_listener_lost_redis(
+    redis_server: EmbeddedRedis, tmp_path
+) -> None:
+    """Found by review: once the listener's PINGs found a hung Redis, every long poll
+    first waited a socket_timeout for the listener to subscribe again, then its own
+    take timed out: 503 after two timeouts. A poll no longer waits on a listener
+    that lost Redis (it wakes every line when it has subscribed again)."""
+    settings = {"SHARQ_REDIS_URL": redis_server.url, "SHARQ_REDIS_SOCKET_TIMEOUT": str(SOCKET_TIMEOUT)}
+    server = ServerProcess(str(tmp_path / "sharq"), workers=1, env=settings).start()
+    try:
+        assert server.call("GET", "/dequeue/sms/?wait=1")[0] == 404  # the listener subscribed
+        with frozen(redis_server.process.pid):
+            wait_for(lambda: "long-poll listener lost Redis" in server.log(), what="the listener to notice")
+            hung = [timed(server, "GET", "/dequeue/sms/?wait=5") for _ in range(2)]
+        assert [status for status, _, _ in hung] == [503, 503]
+        assert max(seconds for _, seconds, _ in hung) < SOCKET_TIMEOUT + 0.5, hung
+        wait_for(lambda: server.call("GET", "/deepstatus/")[0] == 200, what="SharQ to serve again")
+        polled: list[tuple[int, float, dict]] = []
+        poller = threading.Thread(target=lambda: polled.append(timed(server, "GET", "/dequeue/sms/?wait=10")))
+        poller.start()
+        assert server.call("POST", "/enqueue/sms/u1/", {"job_id": "j1", "payload": 1, "interval": 0})[0] == 201
+        poller.join(15)
+        assert polled[0][0] == 200 and polled[0][1] < 5  # woken by the new subscription, not at its deadline
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_first_long_poll_answers_503_at_once_when_redis_refuses(redis_server: EmbeddedRedis, tmp_path) -> None:
+    """Found by review: the first long poll of a process waited a whole socket_timeout
+    for its listener to subscribe, though Redis had refused the listener at once; it
+    now goes on as soon as the listener's first try has ended, either way."""
+    settings = {"SHARQ_REDIS_URL": redis_server.url, "SHARQ_REDIS_SOCKET_TIMEOUT": str(SOCKET_TIMEOUT)}
+    redis_server.stop()  # refused connections
+    server = ServerProcess(str(tmp_path / "sharq"), workers=1, env=settings).start()
+    try:
+        status, seconds, _ = timed(server, "GET", "/dequeue/sms/?wait=5")
+        assert status == 503 and seconds < SOCKET_TIMEOUT / 2, seconds
+    finally:
+        assert server.stop() == 0

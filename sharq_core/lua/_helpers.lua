@@ -345,6 +345,29 @@ local function free_slot(k, base, queue_id, now)
   return type_freed
 end
 
+-- Add `n` to the type's count of its minute in the hour the dashboard draws:
+-- 'e' enqueued, 'd' handed out, 'f' finished, 'x' failed. Five fields per minute
+-- with add_queued's (a small hash, whatever the number of queues), kept 61 minutes.
+local function count_rate(base, now, field, n)
+  local key = base .. ':rates:' .. (now - (now % 60000))
+  if redis.call('HINCRBY', key, field, n) == n then
+    redis.call('PEXPIRE', key, 3660000 - (now % 60000))
+  end
+end
+
+-- Add `n` (negative: remove) to the type's jobs queued in lists, and note the new
+-- count ('q') in its minute's rates: the backlog chart reads each minute's last
+-- value, so every change of the count goes through here (a deleted queue, jobs
+-- put back or promoted, not only enqueues and takes). The first note of a minute
+-- no count came before sets the expiry.
+local function add_queued(k, base, now, n)
+  local queued = redis.call('HINCRBY', k.totals, 'queued', n)
+  local key = base .. ':rates:' .. (now - (now % 60000))
+  if redis.call('HSET', key, 'q', queued) == 1 then
+    redis.call('PEXPIRE', key, 3660000 - (now % 60000))
+  end
+end
+
 -- Move delayed jobs that are due to the back of their queues, at most `limit`,
 -- earliest first. Returns how many moved.
 local function promote(k, base, now, limit)
@@ -362,7 +385,7 @@ local function promote(k, base, now, limit)
     end
   end
   if #due > 0 then
-    redis.call('HINCRBY', k.totals, 'queued', #due)
+    add_queued(k, base, now, #due)
   end
   return #due
 end
@@ -380,22 +403,6 @@ local HASH_TABLE_MARK = string.rep('#', 65)
 -- fields per queue, a few hundred in each shard of a type spread over shards, and
 -- counting into a flat list of them cost a take of 100 jobs about 15% more Redis
 -- time (bench/cluster.py). A hash table costs a few hundred bytes more per bucket.
--- Add `n` to the type's count of its minute in the hour the dashboard draws:
--- 'e' enqueued, 'd' handed out, 'f' finished, 'x' failed. Five fields per minute
--- with note_backlog's (a small hash, whatever the number of queues), kept 61 minutes.
-local function count_rate(base, now, field, n)
-  local key = base .. ':rates:' .. (now - (now % 60000))
-  if redis.call('HINCRBY', key, field, n) == n then
-    redis.call('PEXPIRE', key, 3660000 - (now % 60000))
-  end
-end
-
--- Note the type's jobs queued after this call ('q') in its minute's rates: the
--- backlog chart reads each minute's last value (the counts before set the expiry).
-local function note_backlog(base, now, queued)
-  redis.call('HSET', base .. ':rates:' .. (now - (now % 60000)), 'q', queued)
-end
-
 local function count_minute(base, now, field, total, by_queue)
   count_rate(base, now, field, total)
   local key = base .. ':stats:' .. (now - (now % 60000))
@@ -491,7 +498,7 @@ local function take(k, base, now, expire, count, token, out)
     count_minute(base, now, 'd', served, by_queue)
     redis.call('HINCRBY', k.totals, 'dequeued', served)
     redis.call('HSET', k.totals, 'taken_at', now)  -- "no worker took a job for N s"
-    note_backlog(base, now, redis.call('HINCRBY', k.totals, 'queued', -served))
+    add_queued(k, base, now, -served)
   end
   return served, wait
 end
@@ -535,6 +542,6 @@ local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, me
   if redis.call('LPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
     schedule_queue(k, base, queue_id, now)
   end
-  redis.call('HINCRBY', k.totals, 'queued', 1)
+  add_queued(k, base, now, 1)
   return 'requeued'
 end

@@ -37,7 +37,7 @@ if at == 'queued' then
   deleted = #queued
   redis.call('LTRIM', queue_key, #queued, -1)
   if #queued > 0 then  -- (Redis refuses "-0" as an integer)
-    redis.call('HINCRBY', k.totals, 'queued', -#queued)
+    add_queued(k, base, now, -#queued)
   end
   set_head(k, base, queue_id, redis.call('LINDEX', queue_key, 0) or nil)
   if redis.call('EXISTS', queue_key) == 1 then

@@ -39,6 +39,6 @@ if redis.call('RPUSH', queue_key, job_id) == 1 then
   redis.call('ZADD', k.heads, now, queue_id)
   schedule_queue(k, base, queue_id, now)
 end
-redis.call('HINCRBY', k.totals, 'queued', 1)
+add_queued(k, base, now, 1)
 announce(base)
 return 1

@@ -115,7 +115,7 @@ if added > 0 then
   count_minute(base, now, 'e', added, by_queue)
   redis.call('HINCRBY', k.totals, 'enqueued', added)
   if queued > 0 then
-    note_backlog(base, now, redis.call('HINCRBY', k.totals, 'queued', queued))
+    add_queued(k, base, now, queued)
   end
   announce(base)
 end
