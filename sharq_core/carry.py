@@ -114,9 +114,9 @@ def _carry_totals(redis: Any, keys: Keys, shard: str, new: Layout) -> None:
     with redis.pipeline(transaction=True) as pipe:  # read and drop at once: counted once
         pipe.hgetall(keys.totals(shard))
         pipe.delete(keys.totals(shard))
-        pipe.hget(target, "taken_at")
-        totals, _, taken_at = pipe.execute()
+        totals, _ = pipe.execute()
     if totals:
+        taken_at = redis.hget(target, "taken_at") if b"taken_at" in totals else None
         with redis.pipeline(transaction=False) as pipe:
             for name, value in totals.items():
                 if name == b"taken_at":  # a time, not a count: the latest one stands, never their sum
