@@ -59,7 +59,7 @@ class DeliveryCommands(EngineBase):
         return (jobs, 0) if jobs else ([], min(waits, default=None))
 
     def _take_shard(self, shard: str, count: int) -> tuple[list[DequeuedJob], int | None]:
-        args = [self._now(), self.keys.base(shard), self.config.job_expire_interval, count, _token()]
+        args = [self._now(), self.keys.base(shard), self.config.job_expire_interval, count, _token(), RATE_MEMORY_MS]
         return self._taken(self._script("dequeue", self.keys.type_keys(shard), args), 2)
 
     def _taken(self, reply: list[Any], start: int) -> tuple[list[DequeuedJob], int | None]:
@@ -237,7 +237,7 @@ class DeliveryCommands(EngineBase):
             raise NotFound(NOT_ACTIVE)
         if code == -1:
             raise StaleReceipt(STALE_RECEIPT)
-        state = "dead" if code == 2 else "queued" if throttle or not retry_after else "retrying"
+        state = "dead" if code == 2 else "expired" if code == 3 else "queued" if throttle or not retry_after else "retrying"
         return {"status": "success", "state": state}
 
     def release(self, queue_type: str, jobs: Iterable[DequeuedJob]) -> None:

@@ -32,6 +32,8 @@ RequeueLimit = bounded(-1, check.MAX_REQUEUE_LIMIT, "requeues before a job is de
 QueuedLength = bounded(1, check.MAX_QUEUED_LENGTH, "refuse the job when its queue holds this many")
 DelayMs = bounded(0, check.MAX_INTERVAL, "schedule it this many ms from now")
 NotBefore = bounded(0, check.MAX_TIME, "schedule it for this epoch ms")
+ExpireAt = bounded(0, check.MAX_TIME, "never hand it out after this epoch ms (Redis clock); must be later than now")
+TtlMs = bounded(1, check.MAX_INTERVAL, "never hand it out later than this many ms after the enqueue (or retry)")
 RetryAfterMs = bounded(0, check.MAX_INTERVAL)
 LimitValue = bounded(1, MAX_LIMIT)
 TypeInterval = bounded(1, check.MAX_INTERVAL, "ms between two dequeues of the type")
@@ -53,6 +55,8 @@ class NewJob(Body):
     max_queued_length: QueuedLength | None = None
     delay_ms: DelayMs | None = None
     not_before: NotBefore | None = None
+    expire_at: ExpireAt | None = None
+    ttl_ms: TtlMs | None = None
 
 
 class BatchJob(NewJob, kw_only=True):
@@ -89,6 +93,13 @@ class Failed(Delivery):
     retry_after_ms: RetryAfterMs | None = None
     dead: bool = False
     throttle: Annotated[bool, Meta(description="upstream said 429: pause the queue retry_after_ms")] = False
+
+
+class Retry(Body):
+    """A dead letter's retry: the job keeps its deadline unless one of these gives a new one."""
+
+    expire_at: ExpireAt | None = None
+    ttl_ms: TtlMs | None = None
 
 
 class NewInterval(Body):
@@ -177,6 +188,7 @@ class DeadLetter(Struct, kw_only=True):
     requeue_limit: int
     reason: str
     last_error: str | None
+    expire_at: Annotated[int, Meta(description="the job's deadline, epoch ms")] | UnsetType = UNSET
 
 
 class Sourced(Struct):

@@ -197,7 +197,8 @@ ROUTES = _routes(
     ),
     Route(
         "retry_dead_letter", "POST", "/deadletter/{queue_type}/{queue_id}/{job_id}/retry/",
-        "Requeue a dead-lettered job", "admin", QUEUED, refusals={409: ("job_id is queued or active again", c.Error)},
+        "Requeue a dead-lettered job (a new deadline only if the body gives one)", "admin", QUEUED, body=c.Retry,
+        refusals={409: ("job_id is queued or active again", c.Error)},
     ),
     Route(
         "delete_dead_letter", "DELETE", "/deadletter/{queue_type}/{queue_id}/{job_id}/", "Delete a dead-lettered job",

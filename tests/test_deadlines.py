@@ -1,0 +1,143 @@
+"""Deadlines (issue 26.1): a job enqueued with expire_at or ttl_ms is never handed
+out after it, whatever path it takes back to its queue; it becomes a dead letter
+with reason "expired", counted, and no call's cost grows with how many expired."""
+
+from __future__ import annotations
+
+import pytest
+
+from sharq_core import BadArgumentException, SharQ
+from tests.support import Clock, ServerProcess, wait_for
+
+START = 1_700_000_000_000
+
+
+def test_a_job_past_its_deadline_is_never_dequeued(sq: SharQ, clock: Clock) -> None:
+    sq.enqueue({"otp": 1}, 0, "otp", "u1", "sms", ttl_ms=60_000)
+    sq.enqueue({"otp": 2}, 0, "later", "u1", "sms", expire_at=clock.now + 120_000)
+    assert sq.job_status("sms", "u1", "otp")["expire_at"] == clock.now + 60_000
+    clock.advance(60_000)
+    job = sq.dequeue("sms")
+    assert job["job_id"] == "later"  # "otp" expired the moment its deadline came
+    status = sq.job_status("sms", "u1", "otp")
+    assert (status["state"], status["expired_at"], status["reason"]) == ("expired", START + 60_000, "expired")
+    dead = sq.dead_letters("sms")["jobs"]
+    assert [(j["job_id"], j["reason"], j["expire_at"]) for j in dead] == [("otp", "expired", START + 60_000)]
+    stats = sq.type_stats("sms")
+    assert (stats["counters"]["expired"], stats["counters"]["dead"], stats["jobs"]["queued"]) == (1, 1, 0)
+
+
+def test_a_job_before_its_deadline_goes_out_as_usual(sq: SharQ, clock: Clock) -> None:
+    sq.enqueue(1, 0, "j", "u1", "sms", ttl_ms=10)
+    clock.advance(9)
+    assert sq.dequeue("sms")["job_id"] == "j"
+    assert sq.finish("j", "u1", "sms")["status"] == "success"
+    clock.advance(100)
+    assert sq.requeue() == {"requeued": 0, "dead": 0}  # its index entry goes; nothing is touched
+    assert sq.type_stats("sms")["counters"]["expired"] == 0
+
+
+def test_paused_queue_expires_by_the_requeue_pass(sq: SharQ, clock: Clock) -> None:
+    """An OTP behind a paused tenant: the pass expires it, though no take reaches it."""
+    sq.enqueue("newsletter", 0, "n1", "tenant", "sms")
+    sq.enqueue("otp", 0, "otp", "tenant", "sms", ttl_ms=60_000)
+    sq.enqueue("newsletter", 0, "n2", "tenant", "sms")
+    sq.pause("sms", "tenant")
+    clock.advance(60_000)
+    assert sq.requeue() == {"requeued": 0, "dead": 1}
+    assert sq.job_status("sms", "tenant", "otp")["state"] == "expired"
+    assert sq.get_queue_length("sms", "tenant") == 2
+    sq.resume("sms", "tenant")
+    assert [sq.dequeue("sms")["job_id"] for _ in range(2)] == ["n1", "n2"]
+
+
+def test_delayed_job_expires_before_it_is_due(sq: SharQ, clock: Clock) -> None:
+    """ttl_ms counts from the enqueue even for a delayed job."""
+    sq.enqueue(1, 0, "j", "u1", "sms", delay_ms=1000, ttl_ms=500)
+    clock.advance(500)
+    assert sq.requeue() == {"requeued": 0, "dead": 1}
+    assert sq.job_status("sms", "u1", "j")["state"] == "expired"
+    assert sq.queue_info("sms", "u1")["scheduled"] == 0
+    clock.advance(500)
+    assert sq.dequeue("sms")["status"] == "failure"
+
+
+def test_an_expired_delivery_is_not_requeued_past_the_deadline(sq: SharQ, clock: Clock) -> None:
+    """Neither the pass nor the sweep touches the active job; when its delivery
+    expires after its deadline it goes to the dead letters, not back to its queue."""
+    sq.enqueue(1, 0, "j", "u1", "sms", ttl_ms=500)
+    assert sq.dequeue("sms")["job_id"] == "j"
+    clock.advance(500)
+    assert sq.requeue() == {"requeued": 0, "dead": 0}
+    assert sq.job_status("sms", "u1", "j")["state"] == "active"
+    clock.advance(500)  # the delivery's expiry (1 s)
+    assert sq.requeue() == {"requeued": 0, "dead": 1}
+    assert sq.job_status("sms", "u1", "j")["state"] == "expired"
+    assert sq.dequeue("sms")["status"] == "failure"
+
+
+def test_a_failed_job_past_its_deadline_expires(sq: SharQ, clock: Clock) -> None:
+    sq.enqueue(1, 0, "j", "u1", "sms", ttl_ms=500)
+    sq.dequeue("sms")
+    clock.advance(600)
+    assert sq.fail("sms", "u1", "j")["state"] == "expired"
+    assert sq.job_status("sms", "u1", "j")["state"] == "expired"
+
+
+def test_retry_keeps_the_deadline_unless_it_gives_one(sq: SharQ, clock: Clock) -> None:
+    sq.enqueue(1, 0, "j", "u1", "sms", ttl_ms=500, requeue_limit=0)
+    sq.dequeue("sms")
+    sq.fail("sms", "u1", "j", error="boom")  # dead letter, deadline not passed yet
+    assert sq.retry_dead_letter("sms", "u1", "j") == {"status": "queued"}
+    assert sq.job_status("sms", "u1", "j")["expire_at"] == START + 500
+    sq.dequeue("sms")
+    sq.fail("sms", "u1", "j", error="boom")
+    clock.advance(500)
+    with pytest.raises(BadArgumentException, match="expire_at"):
+        sq.retry_dead_letter("sms", "u1", "j")  # too late: it would never go out
+    assert sq.job_status("sms", "u1", "j")["state"] == "dead"
+    assert sq.retry_dead_letter("sms", "u1", "j", ttl_ms=1000) == {"status": "queued"}
+    assert sq.job_status("sms", "u1", "j")["expire_at"] == clock.now + 1000
+    clock.advance(1000)
+    assert sq.dequeue("sms")["status"] == "failure"
+    assert sq.job_status("sms", "u1", "j")["state"] == "expired"
+    # an expired dead letter is retried like any other, with a new deadline
+    assert sq.retry_dead_letter("sms", "u1", "j", expire_at=clock.now + 5) == {"status": "queued"}
+    assert sq.dequeue("sms")["job_id"] == "j"
+
+
+def test_a_take_drops_at_most_ten_expired_heads(sq: SharQ, clock: Clock) -> None:
+    """No call's cost grows with the number of expired jobs: a take drops ten,
+    answers "try again now" (retry_after_ms 0), and the pass sweeps the rest."""
+    for n in range(25):
+        sq.enqueue(n, 0, f"x{n}", "u1", "sms", ttl_ms=10)
+    sq.enqueue("ok", 0, "ok", "u1", "sms")
+    clock.advance(10)
+    assert sq.dequeue("sms") == {"status": "failure", "retry_after_ms": 0}
+    assert sq.type_stats("sms")["counters"]["expired"] == 10
+    assert sq.get_queue_length("sms", "u1") == 16
+    assert sq.requeue() == {"requeued": 0, "dead": 15}
+    assert sq.dequeue("sms")["job_id"] == "ok"
+    assert sq.type_stats("sms")["counters"]["expired"] == 25
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"ttl_ms": 0}, "ttl_ms"),
+        ({"ttl_ms": -5}, "ttl_ms"),
+        ({"ttl_ms": 1.5}, "ttl_ms"),
+        ({"expire_at": START - 1}, "expire_at"),
+        ({"expire_at": START}, "expire_at"),
+        ({"expire_at": START + 10, "ttl_ms": 10}, "expire_at or ttl_ms"),
+    ],
+)
+def test_bad_deadlines_are_refused_and_change_nothing(sq: SharQ, fields: dict, named: str) -> None:
+    with pytest.raises(BadArgumentException, match=named):
+        sq.enqueue_fields("sms", "u1", {"job_id": "j", "payload": 1, "interval": 0, **fields})
+    assert sq.job_status("sms", "u1", "j")["state"] == "unknown"
+    results = sq.enqueue_many("sms", [{"queue_id": "u1", "job_id": "k", "payload": 1, "interval": 0, **fields}]) \
+        if named == "expire_at" else None
+    if results:  # checked in Lua on the Redis clock: that job alone fails in a batch
+        assert results[0]["code"] == 400 and "expire_at" in results[0]["message"]
+        assert sq.job_status("sms", "u1", "k")["state"] == "unknown"
