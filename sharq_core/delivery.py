@@ -237,8 +237,9 @@ class DeliveryCommands(EngineBase):
             raise NotFound(NOT_ACTIVE)
         if code == -1:
             raise StaleReceipt(STALE_RECEIPT)
-        state = "dead" if code == 2 else "expired" if code == 3 else "queued" if throttle or not retry_after else "retrying"
-        return {"status": "success", "state": state}
+        if code in (2, 3):
+            return {"status": "success", "state": "dead" if code == 2 else "expired"}
+        return {"status": "success", "state": "queued" if throttle or not retry_after else "retrying"}
 
     def release(self, queue_type: str, jobs: Iterable[DequeuedJob]) -> None:
         """Put jobs whose client never received them back at the front of their

@@ -4,6 +4,8 @@ with reason "expired", counted, and no call's cost grows with how many expired."
 
 from __future__ import annotations
 
+import urllib.request
+
 import pytest
 
 from sharq_core import BadArgumentException, SharQ
@@ -136,8 +138,71 @@ def test_bad_deadlines_are_refused_and_change_nothing(sq: SharQ, fields: dict, n
     with pytest.raises(BadArgumentException, match=named):
         sq.enqueue_fields("sms", "u1", {"job_id": "j", "payload": 1, "interval": 0, **fields})
     assert sq.job_status("sms", "u1", "j")["state"] == "unknown"
-    results = sq.enqueue_many("sms", [{"queue_id": "u1", "job_id": "k", "payload": 1, "interval": 0, **fields}]) \
-        if named == "expire_at" else None
+    results = (
+        sq.enqueue_many("sms", [{"queue_id": "u1", "job_id": "k", "payload": 1, "interval": 0, **fields}])
+        if named == "expire_at"
+        else None
+    )
     if results:  # checked in Lua on the Redis clock: that job alone fails in a batch
         assert results[0]["code"] == 400 and "expire_at" in results[0]["message"]
         assert sq.job_status("sms", "u1", "k")["state"] == "unknown"
+
+
+# -- over real HTTP: a sharq-server process on each Redis setup (6.2, 7, cluster) -------
+
+
+@pytest.fixture
+def server(redis_setup, redis_client, tmp_path):
+    env = {"SHARQ_REDIS_URL": redis_setup.url, "SHARQ_JOB_REQUEUE_INTERVAL": "50"}
+    if redis_setup.clustered:
+        env["SHARQ_REDIS_CLUSTERED"] = "1"
+    server = ServerProcess(str(tmp_path / "data"), workers=1, env=env).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_otp_behind_a_paused_tenant_expires_over_http(server: ServerProcess, shards: int) -> None:
+    if shards > 1:
+        assert server.call("PUT", "/types/sms/", {"shards": shards})[0] == 200
+    job = {"payload": {"to": "+4155550100"}, "interval": 0}
+    assert server.call("POST", "/pause/sms/tenant/")[0] == 200
+    assert server.call("POST", "/enqueue/sms/tenant/", {**job, "job_id": "otp", "ttl_ms": 300})[0] == 201
+    assert server.call("POST", "/enqueue/sms/tenant/", {**job, "job_id": "news"})[0] == 201
+    queued = server.call("GET", "/job/sms/tenant/otp/")[1]
+    assert queued["state"] == "queued" and queued["expire_at"] == queued["enqueued_at"] + 300
+
+    wait_for(lambda: server.call("GET", "/job/sms/tenant/otp/")[1]["state"] == "expired", what="the OTP to expire")
+    status = server.call("GET", "/job/sms/tenant/otp/")[1]
+    assert (status["expired_at"], status["reason"]) == (queued["expire_at"], "expired")
+    dead = server.call("GET", "/deadletter/sms/")[1]["jobs"]
+    assert [(j["job_id"], j["reason"], j["expire_at"]) for j in dead] == [("otp", "expired", queued["expire_at"])]
+    assert server.call("GET", "/stats/sms/")[1]["counters"]["expired"] == 1
+    request = urllib.request.Request(server.url + "/metrics/", headers={"Accept": "text/plain"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    assert 'sharq_jobs_expired_total{queue_type="sms"} 1.0' in text
+
+    server.call("POST", "/resume/sms/tenant/")
+    assert server.call("GET", "/dequeue/sms/")[1]["job_id"] == "news"
+    assert server.call("GET", "/dequeue/sms/")[0] == 404
+    status, body = server.call("POST", "/deadletter/sms/tenant/otp/retry/")
+    assert status == 400 and "expire_at" in body["message"]
+    assert server.call("POST", "/deadletter/sms/tenant/otp/retry/", {"ttl_ms": 60_000}) == (200, {"status": "queued"})
+    assert server.call("GET", "/dequeue/sms/")[1]["job_id"] == "otp"
+
+
+BAD_OVER_HTTP = [
+    ({"ttl_ms": 0}, "ttl_ms"),
+    ({"ttl_ms": -1}, "ttl_ms"),
+    ({"ttl_ms": 1.5}, "ttl_ms"),
+    ({"expire_at": 1_000}, "expire_at"),
+    ({"expire_at": 4_000_000_000_000, "ttl_ms": 10}, "expire_at or ttl_ms"),
+]
+
+
+def test_bad_deadlines_get_a_400_over_http(server: ServerProcess) -> None:
+    for fields, named in BAD_OVER_HTTP:
+        status, body = server.call("POST", "/enqueue/sms/u1/", {"job_id": "j", "payload": 1, "interval": 0, **fields})
+        assert status == 400 and named in body["message"], (fields, body)
+        assert server.call("GET", "/job/sms/u1/j/")[0] == 404  # unknown: nothing was stored
