@@ -24,7 +24,8 @@
 --   KEYS[18] settings     hash    shards (absent: 1); the type-wide interval, burst and
 --                                 max_active; last (the type's rate state), active (slots)
 -- A queue's own keys are "<base>:q:<id>" (list), ":j:<id>" (jobs) and ":last:<id>"
--- (rate state), base being "<prefix>:{<queue_type>}".
+-- (rate state), base being "<prefix>:{<queue_type>}"; "<base>:deadlines" indexes
+-- the jobs enqueued with a deadline (see deadlines_key).
 local TYPE_KEYS = 18
 
 local function type_keys()

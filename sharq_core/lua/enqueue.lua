@@ -82,7 +82,8 @@ for i = 1, n do
   local code
   if deadline and deadline <= now then
     code = -7
-  elseif redis.call('HSETNX', jobs_key, job_id, requeue_limit_of(limit) .. ':' .. limit .. ':' .. now .. ':' .. payload) == 0 then
+  elseif redis.call('HSETNX', jobs_key, job_id,
+      requeue_limit_of(limit) .. ':' .. limit .. ':' .. now .. ':' .. payload) == 0 then
     code = held(member)
   else
     code = refused(member)
