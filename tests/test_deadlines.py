@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from sharq_client import Client
 from sharq_core import BadArgumentException, SharQ
 from tests.support import Clock, ServerProcess, wait_for
 
@@ -206,3 +207,15 @@ def test_bad_deadlines_get_a_400_over_http(server: ServerProcess) -> None:
         status, body = server.call("POST", "/enqueue/sms/u1/", {"job_id": "j", "payload": 1, "interval": 0, **fields})
         assert status == 400 and named in body["message"], (fields, body)
         assert server.call("GET", "/job/sms/u1/j/")[0] == 404  # unknown: nothing was stored
+
+
+def test_the_python_client_gives_deadlines(server: ServerProcess) -> None:
+    client = Client(server.url)
+    try:
+        assert client.enqueue("sms", "u1", "otp", {"code": 1}, 0, ttl_ms=200, requeue_limit=0) == "queued"
+        assert client.job_status("sms", "u1", "otp")["expire_at"] > 0
+        wait_for(lambda: client.job_status("sms", "u1", "otp")["state"] == "expired", what="the OTP to expire")
+        client.retry_dead_letter("sms", "u1", "otp", ttl_ms=60_000)
+        assert [job.job_id for job in client.dequeue("sms")] == ["otp"]
+    finally:
+        client.close()
