@@ -48,7 +48,7 @@ DISCOVERY_INTERVAL_S = 30.0
 MAX_LIMIT = 10**6
 
 # the counters every type keeps since it began (the "totals" hash)
-COUNTERS = ("enqueued", "dequeued", "finished", "failed", "requeued", "dead")
+COUNTERS = ("enqueued", "dequeued", "finished", "failed", "requeued", "dead", "expired")
 
 KEEP: Any = object()  # set_limits: leave this field as it is
 

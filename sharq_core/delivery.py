@@ -60,7 +60,7 @@ class DeliveryCommands(EngineBase):
         return (jobs, 0) if jobs else ([], min(waits, default=None))
 
     def _take_shard(self, shard: str, count: int) -> tuple[list[DequeuedJob], int | None]:
-        args = [self._now(), self.keys.base(shard), self.config.job_expire_interval, count, _token()]
+        args = [self._now(), self.keys.base(shard), self.config.job_expire_interval, count, _token(), RATE_MEMORY_MS]
         return self._taken(self._script("dequeue", self.keys.type_keys(shard), args), 2)
 
     def _taken(self, reply: list[Any], start: int) -> tuple[list[DequeuedJob], int | None]:
@@ -259,8 +259,9 @@ class DeliveryCommands(EngineBase):
             raise NotFound(NOT_ACTIVE)
         if code == -1:
             raise StaleReceipt(STALE_RECEIPT)
-        state = "dead" if code == 2 else "queued" if throttle or release or not retry_after else "retrying"
-        return {"status": "success", "state": state}
+        if code in (2, 3):
+            return {"status": "success", "state": "dead" if code == 2 else "expired"}
+        return {"status": "success", "state": "queued" if throttle or release or not retry_after else "retrying"}
 
     def release(self, queue_type: str, jobs: Iterable[DequeuedJob]) -> None:
         """Put jobs whose client never received them back at the front of their

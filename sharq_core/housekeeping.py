@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from . import validation as check
 from .base import DISCOVERY_INTERVAL_S, RATE_MEMORY_MS, REQUEUE_BATCH, EngineBase
 from .exceptions import BadArgumentException, DuplicateJob, NotFound
 from .keys import glob_escape, member
@@ -41,12 +42,12 @@ class HousekeepingCommands(EngineBase):
         """Requeue one type's expired jobs in batches of REQUEUE_BATCH until none is left."""
         keys = self.keys.type_keys(queue_type) + self.keys.live_keys(queue_type)
         args = [self._now(), self.keys.base(queue_type), REQUEUE_BATCH, RATE_MEMORY_MS, self.config.dedupe_window_ms]
-        totals = {"requeued": 0, "dead": 0}
+        totals = {"requeued": 0, "dead": 0}  # "dead" counts those that expired too: dead letters all
         while True:
-            handled, requeued, dead, trimmed, live, promoted = self._script("requeue", keys, args)
+            handled, requeued, dead, trimmed, live, promoted, expired, swept = self._script("requeue", keys, args)
             totals["requeued"] += requeued
-            totals["dead"] += dead
-            if max(handled, trimmed, promoted) < REQUEUE_BATCH:
+            totals["dead"] += dead + expired
+            if max(handled, trimmed, promoted, swept) < REQUEUE_BATCH:
                 break
         if not live:
             self._forget_type(queue_type)
@@ -129,17 +130,25 @@ class HousekeepingCommands(EngineBase):
             raise NotFound("queue holds nothing to delete")
         return {"status": "success", "message": f"deleted {deleted} job(s)", "deleted": deleted}
 
-    def retry_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
-        """Put a dead-lettered job back at the end of its queue with its full requeue_limit."""
+    def retry_dead_letter(
+        self, queue_type: str, queue_id: str, job_id: str, expire_at: int | None = None, ttl_ms: int | None = None
+    ) -> dict[str, Any]:
+        """Put a dead-lettered job back at the end of its queue with its full
+        requeue_limit and its options; it keeps its deadline unless `expire_at` or
+        `ttl_ms` gives a new one, and a deadline not after now is refused."""
         self._check_job(queue_type, queue_id, job_id)
+        deadline = check.deadline(expire_at, ttl_ms) or ""
 
         def retry(shard: str) -> tuple[int, str]:
-            args = [self._now(), queue_id, job_id, self.keys.base(shard)]
+            args = [self._now(), queue_id, job_id, self.keys.base(shard), deadline]
             return self._script("dead_retry", self._queue_keys(shard, queue_id), args), shard
 
         code, shard = self._on_queue(queue_type, queue_id, retry, lambda reply: reply[0] == 0)
         if code == 0:
             raise NotFound("no such dead-lettered job")
+        if code == -2:
+            raise BadArgumentException("expire_at must be later than now: the job's deadline has passed, give a new"
+                                       " expire_at or ttl_ms to retry it")  # fmt: skip
         if code < 0:
             raise DuplicateJob("job_id is already queued or active in this queue", state="queued")
         self.redis.sadd(self.keys.queue_types(), shard)

@@ -18,11 +18,15 @@ _ENQUEUE_FAILURES = {
     -4: (DuplicateJob, "job_id is dead-lettered in this queue: retry or delete the dead letter first", "dead"),
     -5: (DuplicateJob, "job_id was finished within the dedupe window (dedupe_window_ms)", "finished"),
     -6: (DuplicateJob, "job_id is already scheduled in this queue", "scheduled"),
+    -7: (BadArgumentException, "expire_at must be later than now (Redis clock)", None),
 }
 
 _MISSING = object()
 
-JOB_FIELDS = ("job_id", "payload", "interval", "requeue_limit", "max_queued_length", "delay_ms", "not_before")
+JOB_FIELDS = (
+    "job_id", "payload", "interval", "requeue_limit", "max_queued_length", "delay_ms", "not_before", "expire_at",
+    "ttl_ms",
+)  # fmt: skip
 _BATCH_FIELDS = frozenset((*JOB_FIELDS, "queue_id"))
 
 
@@ -40,15 +44,20 @@ class ProducerCommands(EngineBase):
         max_queued_length: int | None = None,
         delay_ms: int | None = None,
         not_before: int | None = None,
+        expire_at: int | None = None,
+        ttl_ms: int | None = None,
     ) -> dict[str, Any]:
         """Queue one job; raises DuplicateJob or QueueFull and then changes nothing.
 
         With `delay_ms` (from now) or `not_before` (epoch ms, on the Redis clock) the
-        job is scheduled: it joins the back of its queue when due.
+        job is scheduled: it joins the back of its queue when due. With `expire_at`
+        (epoch ms, Redis clock) or `ttl_ms` (from now, even for a delayed job) it is
+        never handed out after that: it expires into the dead letters instead.
         """
         job = self._job_args(
-            queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before
-        )
+            queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before, expire_at,
+            ttl_ms,
+        )  # fmt: skip
         code = self._enqueue(check.identifier("queue_type", queue_type), [job])[0]
         if code in _ENQUEUE_FAILURES:
             error, message, state = _ENQUEUE_FAILURES[code]
@@ -85,7 +94,7 @@ class ProducerCommands(EngineBase):
             get = job.get  # as _fields, without the dict between: this runs for every job of a batch
             return self._job_args(
                 get("queue_id"), get("job_id"), get("payload", _MISSING), get("interval"), get("requeue_limit"),
-                get("max_queued_length"), get("delay_ms"), get("not_before"),
+                get("max_queued_length"), get("delay_ms"), get("not_before"), get("expire_at"), get("ttl_ms"),
             )  # fmt: skip
         except BadArgumentException as exc:
             raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
@@ -104,6 +113,8 @@ class ProducerCommands(EngineBase):
             "max_queued_length": job.get("max_queued_length"),
             "delay_ms": job.get("delay_ms"),
             "not_before": job.get("not_before"),
+            "expire_at": job.get("expire_at"),
+            "ttl_ms": job.get("ttl_ms"),
         }
 
     def _job_args(
@@ -116,6 +127,8 @@ class ProducerCommands(EngineBase):
         max_queued_length: Any,
         delay_ms: Any = None,
         not_before: Any = None,
+        expire_at: Any = None,
+        ttl_ms: Any = None,
     ) -> list[Any]:
         """Validate one job into the seven ARGV values enqueue.lua takes."""
         if payload is _MISSING:
@@ -127,13 +140,15 @@ class ProducerCommands(EngineBase):
         due_spec = f"+{delay}" if delay else ("" if due is None else due)
         if requeue_limit is None:
             requeue_limit = self.config.default_job_requeue_limit
+        limit = check.integer("requeue_limit", requeue_limit, -1, check.MAX_REQUEUE_LIMIT)
+        deadline = check.deadline(expire_at, ttl_ms)
         max_length = check.optional_integer("max_queued_length", max_queued_length, 1, check.MAX_QUEUED_LENGTH)
         return [
             check.identifier("queue_id", queue_id),
             check.identifier("job_id", job_id),
             check.payload_text(payload),
             check.integer("interval", interval, 0, check.MAX_INTERVAL),
-            check.integer("requeue_limit", requeue_limit, -1, check.MAX_REQUEUE_LIMIT),
+            limit if deadline is None else f"{limit}|x={deadline}",
             "" if max_length is None else max_length,
             due_spec,
         ]

@@ -73,6 +73,17 @@ def optional_integer(name: str, value: Any, minimum: int, maximum: int) -> int |
     return None if value is None else integer(name, value, minimum, maximum)
 
 
+def deadline(expire_at: Any, ttl_ms: Any) -> str | None:
+    """A job's deadline as enqueue.lua and dead_retry.lua take it: epoch ms, or
+    "+<ms>" from now (Redis clock); None for none. Whether expire_at is still in
+    the future is checked in Lua, on the Redis clock."""
+    if expire_at is not None and ttl_ms is not None:
+        raise BadArgumentException("give expire_at or ttl_ms, not both")
+    if ttl_ms is not None:
+        return f"+{integer('ttl_ms', ttl_ms, 1, MAX_INTERVAL)}"
+    return None if expire_at is None else str(integer("expire_at", expire_at, 0, MAX_TIME))
+
+
 def payload_text(payload: Any) -> str:
     """The payload as JSON text; NaN, infinities and non-JSON objects are refused."""
     try:

@@ -194,8 +194,9 @@ class ViewCommands(EngineBase):
 
     def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Where a job is: queued, scheduled (with `due_at`), active (with
-        `expires_at`), retrying (with `due_at`), dead, finished (within the dedupe
-        window), or unknown; with the last error a worker reported, if any."""
+        `expires_at`), retrying (with `due_at`), dead, expired (a dead letter that
+        was never handed out by its deadline, with `expired_at`), finished (within
+        the dedupe window), or unknown; with the last error a worker reported, if any."""
         self._check_job(queue_type, queue_id, job_id)
 
         def status(shard: str) -> list[Any]:
@@ -212,10 +213,14 @@ class ViewCommands(EngineBase):
         elif state in ("retrying", "scheduled"):
             result["due_at"] = int(float(detail))
         elif state == "queued":
-            remaining, limit, enqueued, _ = detail.split(b":", 3)
+            remaining, limit_field, enqueued, _ = detail.split(b":", 3)
+            limit, *options = limit_field.split(b"|")
             result.update(requeues_remaining=int(remaining), requeue_limit=int(limit), enqueued_at=int(enqueued))
+            result.update(_options(options))
         elif state == "dead":
             result.update(_dead_record(detail))
+            if result["reason"] == "expired":
+                result.update(state="expired", expired_at=result["expire_at"])
         elif state == "finished":
             result["finished_at"] = int(float(detail))
         return result
@@ -299,9 +304,22 @@ def _queue_view(now: int, values: list[Any]) -> dict[str, Any]:
 
 def _dead_record(raw: bytes) -> dict[str, Any]:
     record = ujson.loads(raw)
-    return {
+    dead = {
         "payload": ujson.loads(record["payload"]),
         "requeue_limit": record["requeue_limit"],
         "reason": record["reason"],
         "last_error": record.get("last_error"),
     }
+    if record.get("expire_at") is not None:
+        dead["expire_at"] = int(record["expire_at"])
+    return dead
+
+
+def _options(options: list[bytes]) -> dict[str, Any]:
+    """The job options of a record's limit field that GET /job/ shows (see job_option)."""
+    shown = {}
+    for option in options:
+        name, _, value = option.partition(b"=")
+        if name == b"x":
+            shown["expire_at"] = int(value)
+    return shown

@@ -194,7 +194,7 @@ def dead_letters(queue_type: str) -> dict:
 
 @serves("retry_dead_letter")
 def retry_dead_letter(queue_type: str, queue_id: str, job_id: str) -> dict:
-    return engine().retry_dead_letter(queue_type, queue_id, job_id)
+    return engine().retry_dead_letter(queue_type, queue_id, job_id, **json_body())
 
 
 @serves("delete_dead_letter")

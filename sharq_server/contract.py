@@ -32,6 +32,8 @@ RequeueLimit = bounded(-1, check.MAX_REQUEUE_LIMIT, "requeues before a job is de
 QueuedLength = bounded(1, check.MAX_QUEUED_LENGTH, "refuse the job when its queue holds this many")
 DelayMs = bounded(0, check.MAX_INTERVAL, "schedule it this many ms from now")
 NotBefore = bounded(0, check.MAX_TIME, "schedule it for this epoch ms")
+ExpireAt = bounded(0, check.MAX_TIME, "never hand it out after this epoch ms (Redis clock); must be later than now")
+TtlMs = bounded(1, check.MAX_INTERVAL, "never hand it out later than this many ms after the enqueue (or retry)")
 RetryAfterMs = bounded(0, check.MAX_INTERVAL)
 LimitValue = bounded(1, MAX_LIMIT)
 TypeInterval = bounded(1, check.MAX_INTERVAL, "ms between two dequeues of the type")
@@ -53,6 +55,8 @@ class NewJob(Body):
     max_queued_length: QueuedLength | None = None
     delay_ms: DelayMs | None = None
     not_before: NotBefore | None = None
+    expire_at: ExpireAt | None = None
+    ttl_ms: TtlMs | None = None
 
 
 class BatchJob(NewJob, kw_only=True):
@@ -92,6 +96,13 @@ class Failed(Delivery):
     release: Annotated[
         bool, Meta(description="the worker gives the job back unfinished (it is stopping): no requeue spent")
     ] = False
+
+
+class Retry(Body):
+    """A dead letter's retry: the job keeps its deadline unless one of these gives a new one."""
+
+    expire_at: ExpireAt | None = None
+    ttl_ms: TtlMs | None = None
 
 
 class NewInterval(Body):
@@ -189,6 +200,7 @@ class DeadLetter(Struct, kw_only=True):
     requeue_limit: int
     reason: str
     last_error: str | None
+    expire_at: Annotated[int, Meta(description="the job's deadline, epoch ms")] | UnsetType = UNSET
 
 
 class Sourced(Struct):

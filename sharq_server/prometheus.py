@@ -54,6 +54,7 @@ _COUNTER_HELP = {
     "failed": "Failures workers reported",
     "requeued": "Jobs put back after their delivery expired",
     "dead": "Jobs moved to the dead letters",
+    "expired": "Jobs never handed out by their deadline (expire_at, ttl_ms): dead letters with reason expired",
 }
 ACCEPTED = ("application/openmetrics-text", "text/plain")
 

@@ -157,14 +157,15 @@ ROUTES = _routes(
     ),
     Route(
         "fail", "POST", "/fail/{queue_type}/{queue_id}/{job_id}/", "A job failed: back to the front of its queue"
-        " (now or after retry_after_ms), or dead", "work", success(state={"enum": ["queued", "retrying", "dead"]}),
+        " (now or after retry_after_ms), or dead (expired: its deadline has passed)", "work",
+        success(state={"enum": ["queued", "retrying", "dead", "expired"]}),
         body=c.Failed, refusals=STALE,
     ),
     Route(
         "job_status", "GET", "/job/{queue_type}/{queue_id}/{job_id}/",
-        "Where a job is: queued, scheduled, active, retrying,"
-        " dead or finished (within the dedupe window); last_error when a worker reported one", "status",
-        success(state={"enum": ["queued", "scheduled", "active", "retrying", "dead", "finished"]}),
+        "Where a job is: queued, scheduled, active, retrying, dead, expired (a dead letter never handed out by its"
+        " deadline, with expired_at) or finished (within the dedupe window); last_error when a worker reported one",
+        "status", success(state={"enum": ["queued", "scheduled", "active", "retrying", "dead", "expired", "finished"]}),
     ),
     Route(
         "interval", "POST", "/interval/{queue_type}/{queue_id}/", "Change a queue's rate limit", "admin", success(),
@@ -197,7 +198,8 @@ ROUTES = _routes(
     ),
     Route(
         "retry_dead_letter", "POST", "/deadletter/{queue_type}/{queue_id}/{job_id}/retry/",
-        "Requeue a dead-lettered job", "admin", QUEUED, refusals={409: ("job_id is queued or active again", c.Error)},
+        "Requeue a dead-lettered job (a new deadline only if the body gives one)", "admin", QUEUED, body=c.Retry,
+        refusals={409: ("job_id is queued or active again", c.Error)},
     ),
     Route(
         "delete_dead_letter", "DELETE", "/deadletter/{queue_type}/{queue_id}/{job_id}/", "Delete a dead-lettered job",

@@ -79,7 +79,7 @@ def sharded_batches(sq: SharQ) -> None:
     results, more, _ = sq.finish_many("s", acks, next_count=10)
     assert [result["status"] for result in results] == ["success"] * 100 and len(more) == 10
     assert sq.type_stats("s")["counters"] == {"enqueued": 630, "dequeued": 110, "finished": 100, "failed": 0,
-                                              "requeued": 0, "dead": 0}  # fmt: skip
+                                              "requeued": 0, "dead": 0, "expired": 0}  # fmt: skip
 
 
 def acl_user(url: str) -> None:

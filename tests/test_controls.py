@@ -233,7 +233,15 @@ def test_type_stats_follow_every_move(sq: SharQ, clock: Clock) -> None:
     taken(sq)  # c is due: it moves and is taken with d
     stats = sq.type_stats("t")
     assert stats["jobs"]["queued"] == 0 and stats["oldest_queued_age_ms"] is None
-    assert stats["counters"] == {"enqueued": 4, "dequeued": 3, "finished": 0, "failed": 1, "requeued": 0, "dead": 0}
+    assert stats["counters"] == {
+        "enqueued": 4,
+        "dequeued": 3,
+        "finished": 0,
+        "failed": 1,
+        "requeued": 0,
+        "dead": 0,
+        "expired": 0,
+    }
 
 
 # -- found by review (issue 14) -------------------------------------------------------

@@ -12,6 +12,11 @@ with burst 1 it is the last dequeue, and the next job is due at L + interval
 dequeue moves L to max(L + interval, now). So over any window of T ms a queue
 serves at most B + T // interval jobs; `test_burst_window_bound` checks that
 directly on the engine.
+
+Deadlines (issue 26): a job enqueued with ttl_ms is never handed out from its
+deadline on. A take that meets it at a queue's head drops it to the dead letters
+(at most 10 per call) and goes on; the requeue pass expires those still queued or
+delayed, and a delivery that ends after the deadline expires instead of going back.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ JOBS = st.sampled_from(["j1", "j2", "j3"])
 INTERVALS = st.sampled_from([0, 30, 150])
 # steps that land on, just before and just after every interval and the expiry
 STEPS = st.sampled_from([0, 1, 29, 30, 31, 99, 100, 149, 150])
+TTLS = st.sampled_from([None, None, 30, 150])
+MAX_EXPIRED_PER_TAKE = 10
 
 
 class Model:
@@ -54,6 +61,7 @@ class Model:
         self.delayed: dict[tuple[str, str], int] = {}  # -> due
         self.dead: set[tuple[str, str]] = set()
         self.done: dict[tuple[str, str], int] = {}  # -> finish time
+        self.expired = 0  # jobs never handed out by their deadline
 
     # -- the queue's limits and place in the ready set ----------------------------
 
@@ -101,7 +109,18 @@ class Model:
 
     # -- the operations ---------------------------------------------------------------
 
-    def enqueue(self, queue, job, payload, interval, limit, max_length, delay):
+    def _lapsed(self, key) -> bool:
+        deadline = self.jobs[key].get("deadline")
+        return deadline is not None and deadline <= self.now
+
+    def _expire(self, key) -> None:
+        """A job not handed out by its deadline: a dead letter, counted."""
+        del self.jobs[key]
+        self.dead.add(key)
+        self.expired += 1
+        self._forget_if_empty(key[0])
+
+    def enqueue(self, queue, job, payload, interval, limit, max_length, delay, ttl=None):
         key = (queue, job)
         if key in self.jobs or key in self.dead or self.now - self.done.get(key, -WINDOW) < WINDOW:
             return "duplicate"
@@ -109,6 +128,8 @@ class Model:
         if max_length is not None and held >= max_length:
             return "full"
         self.jobs[key] = {"payload": payload, "remaining": limit, "limit": limit}
+        if ttl is not None:
+            self.jobs[key]["deadline"] = self.now + ttl
         if self.interval.get(queue) != interval:
             self.interval[queue] = interval
             self._schedule(queue)
@@ -132,12 +153,22 @@ class Model:
 
     def dequeue(self, count):
         self._promote()
-        served = []
+        served, expired = [], 0
         while len(served) < count and self.due:
             queue = min(self.due, key=lambda q: (self.due[q], q))
             if self.due[queue] > self.now:
                 break
             job = self.fifo[queue].popleft()
+            if self._lapsed((queue, job)):
+                # dropped: the queue keeps its place for its next job
+                self._expire((queue, job))
+                if not self.fifo[queue]:
+                    del self.fifo[queue]
+                    self.due.pop(queue)
+                expired += 1
+                if expired == MAX_EXPIRED_PER_TAKE:
+                    return served, 0  # more may be ready behind them
+                continue
             self.active[(queue, job)] = self.now + EXPIRE
             interval = self._limits(queue)[0]
             self.last[queue] = max(self.last[queue] + interval, self.now) if queue in self.last else self.now
@@ -178,6 +209,9 @@ class Model:
             self.dead.add(key)
             self._forget_if_empty(queue)
             return "dead"
+        if self._lapsed(key):
+            self._expire(key)
+            return "expired"
         if counts and record["remaining"] > 0:
             record["remaining"] -= 1
         self.fifo.setdefault(queue, deque()).appendleft(job)
@@ -201,9 +235,11 @@ class Model:
             return "retrying"
         del self.active[key]
         state = self._put_back(queue, job, counts=not throttle)
+        if state in ("dead", "expired"):
+            return state
         if throttle:
             self._schedule(queue)
-        return "dead" if state == "dead" else "queued"
+        return "queued"
 
     def set_interval(self, queue, interval):
         if queue not in self.interval:
@@ -238,10 +274,22 @@ class Model:
         for _, name in expired:
             queue, job = name.split(":")
             del self.active[(queue, job)]
-            if self._put_back(queue, job, counts=True) == "dead":
-                dead += 1
-            else:
+            if self._put_back(queue, job, counts=True) == "requeued":
                 requeued += 1
+            else:
+                dead += 1
+        # the sweep: jobs still queued or delayed past their deadline expire
+        for key in sorted(key for key in self.jobs if key not in self.active and self._lapsed(key)):
+            queue, job = key
+            if key in self.delayed:
+                del self.delayed[key]
+            else:
+                self.fifo[queue].remove(job)
+                if not self.fifo[queue]:
+                    del self.fifo[queue]
+                self._schedule(queue)
+            self._expire(key)
+            dead += 1
         self._promote()
         return {"requeued": requeued, "dead": dead}
 
@@ -263,6 +311,7 @@ class EngineVersusModel(RuleBasedStateMachine):
         self.model = Model()
         self.model.now = self.clock.now
         self.served_at: dict[str, int] = {}
+        self.deadlines: dict[tuple[str, str], int] = {}  # each job's latest, as enqueued
 
     @rule(ms=STEPS)
     def advance(self, ms: int) -> None:
@@ -277,11 +326,17 @@ class EngineVersusModel(RuleBasedStateMachine):
         limit=st.sampled_from([-1, 0, 1, 2]),
         max_length=st.sampled_from([None, 2]),
         delay=st.sampled_from([0, 0, 0, 30, 150]),
+        ttl=TTLS,
     )
-    def enqueue(self, queue, job, payload, interval, limit, max_length, delay) -> None:
-        expected = self.model.enqueue(queue, job, payload, interval, limit, max_length, delay)
+    def enqueue(self, queue, job, payload, interval, limit, max_length, delay, ttl) -> None:
+        expected = self.model.enqueue(queue, job, payload, interval, limit, max_length, delay, ttl)
         try:
-            self.engine.enqueue(payload, interval, job, queue, "t", limit, max_length, delay_ms=delay or None)
+            self.engine.enqueue(
+                payload, interval, job, queue, "t", limit, max_length, delay_ms=delay or None, ttl_ms=ttl
+            )
+            self.deadlines.pop((queue, job), None)
+            if ttl is not None:
+                self.deadlines[(queue, job)] = self.model.now + ttl
             got = "queued"
         except DuplicateJob:
             got = "duplicate"
@@ -301,6 +356,9 @@ class EngineVersusModel(RuleBasedStateMachine):
         assert reply.get("retry_after_ms", 0) == wait
         for job in reply["jobs"]:
             self.served_at[job["queue_id"]] = job["dequeued_at"]
+            # nothing expired is ever handed out
+            deadline = self.deadlines.get((job["queue_id"], job["job_id"]))
+            assert deadline is None or job["dequeued_at"] < deadline, (job, deadline)
 
     @rule(queue=QUEUES, job=JOBS)
     def finish(self, queue: str, job: str) -> None:
@@ -346,6 +404,7 @@ class EngineVersusModel(RuleBasedStateMachine):
     @rule()
     def requeue(self) -> None:
         assert self.engine.requeue() == self.model.requeue()
+        assert self.engine.type_stats("t")["counters"]["expired"] == self.model.expired
 
     @rule(queue=QUEUES, job=JOBS)
     def touch(self, queue: str, job: str) -> None:

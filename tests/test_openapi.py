@@ -103,6 +103,11 @@ def _integer_bounds(model: type) -> dict[str, tuple[int, int]]:
     return bounds
 
 
+# fields whose real floor is the Redis clock's now (checked in Lua): their declared
+# minimum is refused too, as the description says
+NOT_BEFORE_NOW = {"expire_at"}
+
+
 def test_declared_body_bounds_are_the_engines(config, redis_client) -> None:
     """Each integer field the document bounds is refused by the engine (400 naming
     it) just past either bound, and not refused at the bound: the document and
@@ -116,6 +121,8 @@ def test_declared_body_bounds_are_the_engines(config, redis_client) -> None:
         base = {name: value for name, value in minimal.items() if name in route.body.__struct_fields__}
         for name, (low, high) in _integer_bounds(route.body).items():
             for value, refused in ((low - 1, True), (high + 1, True), (low, False), (high, False)):
+                if value == low and name in NOT_BEFORE_NOW:
+                    continue
                 answer = client.open(path, method=route.method, json={**base, name: value})
                 message = (answer.get_json() or {}).get("message", "")
                 assert (answer.status_code == 400 and name in message) == refused, (route.path, name, value, message)

@@ -28,7 +28,8 @@
 --   KEYS[19] demand       hash    queue_id -> what the backlogged queue adds to the demand
 --                                 sums (see count_demand)
 -- A queue's own keys are "<base>:q:<id>" (list), ":j:<id>" (jobs) and ":last:<id>"
--- (rate state), base being "<prefix>:{<queue_type>}".
+-- (rate state), base being "<prefix>:{<queue_type>}"; "<base>:deadlines" indexes
+-- the jobs enqueued with a deadline (see deadlines_key).
 local TYPE_KEYS = 19
 
 local function type_keys()
@@ -153,6 +154,45 @@ local function parse_record(record)
   local c = string.find(record, ':', b + 1, true)
   return tonumber(string.sub(record, 1, a - 1)), string.sub(record, a + 1, b - 1),
     string.sub(record, b + 1, c - 1), string.sub(record, c + 1)
+end
+
+-- A job's options ride in its record's second field, after its requeue limit:
+-- "<limit>" alone, or "<limit>|c=<cost>|p=<priority>|x=<expire_at ms>|g=<campaign>",
+-- each present only when not its default, so a job with none reads as before.
+local function job_option(limit_field, name)
+  return string.match(limit_field, '|' .. name .. '=([^|]*)')
+end
+
+local function requeue_limit_of(limit_field)
+  return string.match(limit_field, '^[^|]*')
+end
+
+-- A job's deadline (epoch ms) from its limit field, or nil: a field without
+-- options costs one find.
+local function deadline_of(limit_field)
+  return string.find(limit_field, '|', 1, true) and tonumber(job_option(limit_field, 'x'))
+end
+
+-- The limit field of a whole record ("<remaining>:<limit_field>:...").
+local function limit_field_of(record)
+  return string.match(record, '^[^:]*:([^:]*)')
+end
+
+-- The index of deadlines: "<q>:<j>" -> expire_at of each job enqueued with one
+-- (entries stay after the job is gone; the requeue pass drops them once due).
+local function deadlines_key(base)
+  return base .. ':deadlines'
+end
+
+-- Index a job's deadline. The index outlives its last deadline by a day, so
+-- entries of jobs finished in time go with it once a type falls idle.
+local function index_deadline(base, member, deadline, now)
+  local key = deadlines_key(base)
+  redis.call('ZADD', key, deadline, member)
+  local keep = deadline - now + 86400000
+  if redis.call('PTTL', key) < keep then
+    redis.call('PEXPIRE', key, keep)
+  end
 end
 
 -- Whether a finish or fail with `receipt` ("" = any) may act on the job now:
@@ -415,20 +455,56 @@ local function count_minute(base, now, field, total, by_queue)
   end
 end
 
+-- A job leaves for the dead letters with `reason`: its record and last error
+-- go into the dead-letter JSON (with its options other than its requeue limit,
+-- so a retry keeps them), and a queue left with no job is forgotten. The caller
+-- has taken it out of its list, the scheduled set or the active set.
+local function bury(k, base, queue_id, job_id, record, reason, now, memory)
+  local member = queue_id .. ':' .. job_id
+  local jobs_key = base .. ':j:' .. queue_id
+  local _, limit, _, payload = parse_record(record)
+  local requeue_limit = requeue_limit_of(limit)
+  local options = string.sub(limit, #requeue_limit + 1)
+  local last_error = redis.call('HGET', k.errors, member)
+  local interval = queue_limits(k, queue_id)
+  redis.call('HDEL', k.errors, member)
+  redis.call('HDEL', jobs_key, job_id)
+  if redis.call('EXISTS', jobs_key) == 0 then
+    forget_queue(k, base, queue_id, memory, now)
+  end
+  redis.call('HSET', k.dead, member, cjson.encode({
+    payload = payload, requeue_limit = tonumber(requeue_limit), interval = interval,
+    reason = reason, last_error = last_error or cjson.null,
+    options = options ~= '' and options or nil, expire_at = deadline_of(limit) }))
+  redis.call('ZADD', k.dead_at, now, member)
+  redis.call('HINCRBY', k.totals, 'dead', 1)
+end
+
+-- A job not handed out by its deadline: a dead letter with reason "expired",
+-- counted as such. The caller has taken it out of its list or the scheduled set.
+local function expire_job(k, base, queue_id, job_id, record, now, memory)
+  bury(k, base, queue_id, job_id, record, 'expired', now, memory)
+  redis.call('HINCRBY', k.totals, 'expired', 1)
+end
+
+-- At most this many expired heads are dropped per take: the rest wait for the
+-- next take or the requeue pass, so no call's cost grows with their number.
+local MAX_EXPIRED_PER_TAKE = 10
+
 -- Hand out up to `count` ready jobs, fairest queue first, each under a fresh
 -- receipt `token`.<n>. Appends queue_id, job_id, record, queue_length, receipt
 -- per job to `out`; returns how many were served and, when none was, the ms
 -- until the earliest queued or delayed job is due (-1: none, or the type is
 -- paused until resumed). The active set and receipts are written once at the
 -- end, with every job the call took (nothing in between reads them).
-local function take(k, base, now, expire, count, token, out)
+local function take(k, base, now, expire, count, token, out, memory)
   local type_paused = tonumber(redis.call('GET', k.type_paused))
   if type_paused then
     return 0, type_paused < 0 and -1 or type_paused - now
   end
   promote(k, base, now, 100)
   local type_wide = type_limits(k)
-  local served, wait = 0, 0
+  local served, wait, expired = 0, 0, 0
   local limits, by_queue, active, receipts = {}, {}, {}, {}
   while served < count do
     local head = redis.call('ZRANGE', k.ready, 0, 0, 'WITHSCORES')
@@ -451,9 +527,22 @@ local function take(k, base, now, expire, count, token, out)
     local queue_id = head[1]
     local queue_key, last_key = base .. ':q:' .. queue_id, base .. ':last:' .. queue_id
     local job_id = redis.call('LPOP', queue_key)
-    if job_id then
+    local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
+    local deadline = record and deadline_of(limit_field_of(record))
+    if deadline and deadline <= now then
+      -- never handed out: it expires, and the queue keeps its place for its next job
+      expire_job(k, base, queue_id, job_id, record, now, memory)
+      expired = expired + 1
+      local length = redis.call('LLEN', queue_key)
+      set_head(k, base, queue_id, length > 0 and redis.call('LINDEX', queue_key, 0) or nil)
+      if length == 0 then
+        redis.call('ZREM', k.ready, queue_id)
+      end
+      if expired == MAX_EXPIRED_PER_TAKE then
+        break  -- wait stays 0: more may be ready behind them
+      end
+    elseif job_id then
       local member = queue_id .. ':' .. job_id
-      local record = redis.call('HGET', base .. ':j:' .. queue_id, job_id)
       if not limits[queue_id] then
         limits[queue_id] = { queue_limits(k, queue_id) }  -- nothing here changes them
       end
@@ -498,15 +587,18 @@ local function take(k, base, now, expire, count, token, out)
     count_minute(base, now, 'd', served, by_queue)
     redis.call('HINCRBY', k.totals, 'dequeued', served)
     redis.call('HSET', k.totals, 'taken_at', now)  -- "no worker took a job for N s"
-    add_queued(k, base, now, -served)
+  end
+  if served + expired > 0 then
+    add_queued(k, base, now, -served - expired)
   end
   return served, wait
 end
 
 -- An active job's delivery is over and it returns to its queue: to the front
 -- with one requeue fewer (when `counts` and its limit is not -1), or, when it
--- has none left or `dead` is asked, to the dead letters with `reason`. The
--- caller has removed it from the active set. Returns 'requeued', 'dead' or 'gone'.
+-- has none left or `dead` is asked, to the dead letters with `reason`; one whose
+-- deadline has passed expires instead of going back. The caller has removed it
+-- from the active set. Returns 'requeued', 'dead', 'expired' or 'gone'.
 local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, memory)
   local member = queue_id .. ':' .. job_id
   local jobs_key = base .. ':j:' .. queue_id
@@ -521,19 +613,13 @@ local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, me
   end
   local remaining, limit, enqueued, payload = parse_record(record)
   if dead or (counts and remaining == 0) then
-    local last_error = redis.call('HGET', k.errors, member)
-    local interval = queue_limits(k, queue_id)
-    redis.call('HDEL', k.errors, member)
-    redis.call('HDEL', jobs_key, job_id)
-    if redis.call('EXISTS', jobs_key) == 0 then
-      forget_queue(k, base, queue_id, memory, now)
-    end
-    redis.call('HSET', k.dead, member, cjson.encode({
-      payload = payload, requeue_limit = tonumber(limit), interval = interval,
-      reason = reason, last_error = last_error or cjson.null }))
-    redis.call('ZADD', k.dead_at, now, member)
-    redis.call('HINCRBY', k.totals, 'dead', 1)
+    bury(k, base, queue_id, job_id, record, reason, now, memory)
     return 'dead'
+  end
+  local deadline = deadline_of(limit)
+  if deadline and deadline <= now then
+    expire_job(k, base, queue_id, job_id, record, now, memory)
+    return 'expired'
   end
   if counts and remaining > 0 then
     redis.call('HSET', jobs_key, job_id, (remaining - 1) .. ':' .. limit .. ':' .. enqueued .. ':' .. payload)

@@ -1,7 +1,9 @@
 --[[ dead_retry: give a dead-lettered job another life at the back of its queue.
 
-It comes back with its original requeue_limit, and the queue's current interval
-(or the one it had when it died, if the queue has gone since).
+It comes back with its original requeue_limit and options, and the queue's
+current interval (or the one it had when it died, if the queue has gone since).
+Its deadline stays unless the retry gives a new one; a retry that would leave
+it with a deadline not after now is refused (it would never be handed out).
 
 KEYS[1..19]  the type's keys (see _helpers.lua)
 KEYS[20]     queue list    job_ids in FIFO order
@@ -10,13 +12,15 @@ ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  queue_id
 ARGV[3]  job_id
 ARGV[4]  key base "<prefix>:{<queue_type>}"
+ARGV[5]  a new deadline: "" keep the job's own, "+<ms>" that long from now, or epoch ms
 
-Returns 1 requeued, 0 no such dead letter, -1 the job_id is queued or active again.
+Returns 1 requeued, 0 no such dead letter, -1 the job_id is queued or active
+again, -2 its deadline is not after now.
 --]]
 local k = type_keys()
 local queue_key, jobs_key = KEYS[TYPE_KEYS + 1], KEYS[TYPE_KEYS + 2]
 local now = now_ms(ARGV[1])
-local queue_id, job_id, base = ARGV[2], ARGV[3], ARGV[4]
+local queue_id, job_id, base, new_deadline = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local member = queue_id .. ':' .. job_id
 
 local raw = redis.call('HGET', k.dead, member)
@@ -28,9 +32,22 @@ if redis.call('HEXISTS', jobs_key, job_id) == 1 then
 end
 local dead = cjson.decode(raw)
 local limit = string.format('%d', dead.requeue_limit)
+local options = dead.options or ''
+local deadline = dead.expire_at
+if new_deadline ~= '' then
+  options = string.gsub(options, '|x=[^|]*', '')
+  deadline = string.sub(new_deadline, 1, 1) == '+' and now + tonumber(string.sub(new_deadline, 2)) or tonumber(new_deadline)
+  options = options .. '|x=' .. string.format('%d', deadline)
+end
+if deadline and deadline <= now then
+  return -2
+end
 redis.call('HDEL', k.dead, member)
 redis.call('ZREM', k.dead_at, member)
-redis.call('HSET', jobs_key, job_id, limit .. ':' .. limit .. ':' .. now .. ':' .. dead.payload)
+redis.call('HSET', jobs_key, job_id, limit .. ':' .. limit .. options .. ':' .. now .. ':' .. dead.payload)
+if deadline then
+  index_deadline(base, member, deadline, now)
+end
 if redis.call('HSETNX', k.queues, queue_id, dead.interval) == 1 then
   redis.call('ZADD', k.known, 0, queue_id)
 end

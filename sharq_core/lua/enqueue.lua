@@ -5,6 +5,9 @@ scheduled, active, dead-lettered (its dead letter must be retried or deleted
 first, so no record is ever overwritten) or finished less than the dedupe window
 ago (so a producer retrying after a 503 never queues a second copy). A job with
 a due time later than now is scheduled: it joins the back of its queue when due.
+A job with a deadline (option x, see job_option) is indexed by it, so the
+requeue pass finds it should it still wait then; a relative one ("x=+<ms>") is
+stored as now + ms, and one not after now is refused.
 
 KEYS[1..19]  the type's keys (see _helpers.lua)
 then for job i (i = 1..n), two keys at 19 + 2(i-1):
@@ -16,7 +19,8 @@ ARGV[3]  dedupe window (ms); 0 = finished jobs are not remembered
 ARGV[4]  the type's shard count the caller routed by (see layout_ok)
 then for job i, seven values at 4 + 7(i-1):
   +1 queue_id  +2 job_id  +3 payload (JSON text)  +4 interval
-  +5 requeue_limit  +6 max_queued_length ("" = unlimited)
+  +5 limit field: "<requeue_limit>" or "<requeue_limit>|<options>" (see job_option)
+  +6 max_queued_length ("" = unlimited)
   +7 due: "" now, "+<ms>" that long from now, or epoch ms; later than now, the
      job is scheduled until then
 
@@ -24,7 +28,8 @@ Returns { type_was_empty, code_1, ..., code_n } where type_was_empty is 1 when
 the type held no queue before this call (Python then lists the type), or { -1 }
 and nothing written when the shard count has changed (route again); code_i
 is 1 queued, 2 scheduled, -1 already queued, -2 queue full, -3 already active,
--4 dead-lettered, -5 finished within the dedupe window, -6 already scheduled.
+-4 dead-lettered, -5 finished within the dedupe window, -6 already scheduled,
+-7 its expire_at is not after now.
 --]]
 local k = type_keys()
 local now = now_ms(ARGV[1])
@@ -64,13 +69,21 @@ for i = 1, n do
   local a = 4 + 7 * (i - 1)
   local queue_id, job_id, payload = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local interval, limit, max_length = tonumber(ARGV[a + 4]), ARGV[a + 5], tonumber(ARGV[a + 6])
+  local deadline = deadline_of(limit)
+  if deadline and string.find(limit, '|x=+', 1, true) then
+    deadline = now + deadline  -- ttl_ms: from now
+    limit = string.gsub(limit, '|x=[^|]*', '|x=' .. deadline)
+  end
   local due_spec = ARGV[a + 7]
   local due = string.sub(due_spec, 1, 1) == '+' and now + tonumber(string.sub(due_spec, 2)) or tonumber(due_spec)
   local member = queue_id .. ':' .. job_id
   -- the record is written first (HSETNX: a job_id the hash holds is refused as
   -- it stands) and taken back should the job be refused for another reason
   local code
-  if redis.call('HSETNX', jobs_key, job_id, limit .. ':' .. limit .. ':' .. now .. ':' .. payload) == 0 then
+  if deadline and deadline <= now then
+    code = -7
+  elseif redis.call('HSETNX', jobs_key, job_id,
+      requeue_limit_of(limit) .. ':' .. limit .. ':' .. now .. ':' .. payload) == 0 then
     code = held(member)
   else
     code = refused(member)
@@ -105,6 +118,9 @@ for i = 1, n do
       end
       queued = queued + 1
       code = 1
+    end
+    if deadline then
+      index_deadline(base, member, deadline, now)
     end
     by_queue[queue_id] = (by_queue[queue_id] or 0) + 1
     added = added + 1

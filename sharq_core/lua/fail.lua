@@ -23,8 +23,9 @@ ARGV[9]  "1" if the return counts against requeue_limit
 ARGV[10] how long (ms) to remember a dequeue time at least, once a queue is empty
 ARGV[11] "1" to throttle: pause the queue for retry_after ms, the job back in front
 
-Returns 1 back in its queue (or waiting for retry_after), 2 dead-lettered, 0 not
-active, -1 the receipt is not the current delivery's.
+Returns 1 back in its queue (or waiting for retry_after), 2 dead-lettered, 3
+expired (its deadline passed: it is not handed out again), 0 not active, -1 the
+receipt is not the current delivery's.
 --]]
 local k = type_keys()
 local jobs_key = KEYS[TYPE_KEYS + 1]
@@ -64,9 +65,10 @@ if retry_after > 0 and not dead and not (counts and remaining == 0) then
 end
 redis.call('ZREM', k.active, member)
 local reason = error_text ~= '' and error_text or 'failed'
-if put_back(k, base, queue_id, job_id, counts, dead, reason, now, memory) == 'dead' then
+local outcome = put_back(k, base, queue_id, job_id, counts, dead, reason, now, memory)
+if outcome == 'dead' or outcome == 'expired' then
   announce(base)  -- its slot is free
-  return 2
+  return outcome == 'dead' and 2 or 3
 end
 if throttle then
   schedule_queue(k, base, queue_id, now)  -- listed again from the end of the pause

@@ -103,7 +103,7 @@ if freed then
   announce(base)  -- a queue at its concurrency cap can be served again
 end
 if next_count > 0 then
-  local _, wait = take(k, base, now, expire, next_count, token, result)
+  local _, wait = take(k, base, now, expire, next_count, token, result, memory)
   result[2] = wait
 end
 return result

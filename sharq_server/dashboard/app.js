@@ -161,6 +161,7 @@ function typeRow(row, type) {
   put(row, "oldest", oldest === null ? null : duration(oldest), oldest !== null && oldest >= STALL_MS ? "num warn" : "num");
   for (const name of ["queued", "active", "scheduled"]) put(row, name, stats.jobs[name], "num");
   put(row, "dead", stats.jobs.dead, stats.jobs.dead ? "num bad" : "num");
+  row.fields.dead.title = `${plural(stats.counters.expired, "job")} expired (never handed out by their deadline) since the type began`;
   for (const name of ["paused", "capped"]) put(row, name, stats.queues[name], stats.queues[name] ? "num warn" : "num");
   for (const name of ["ready", "waiting"]) put(row, name, stats.queues[name], "num");
   put(row, "limits", typeLimits(stats.type_limits) + (stats.type_paused ? "; paused" : ""));

@@ -84,13 +84,15 @@ class AsyncClient:
         max_queued_length: int | None = None,
         delay_ms: int | None = None,
         not_before: int | None = None,
+        expire_at: int | None = None,
+        ttl_ms: int | None = None,
     ) -> str:
         """Queue one job, or with `delay_ms` (from now) or `not_before` (epoch ms)
-        schedule it; returns "queued" or "scheduled". DuplicateJob (with `.state`)
-        or QueueFull when refused."""
-        call = calls.enqueue(
-            queue_type, queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before
-        )
+        schedule it; with `expire_at` or `ttl_ms` never hand it out after that;
+        returns "queued" or "scheduled". DuplicateJob (with `.state`) or QueueFull
+        when refused."""
+        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms)
+        call = calls.enqueue(queue_type, queue_id, job_id, payload, interval, *args)
         return await self._send(call)
 
     async def enqueue_many(self, queue_type: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -157,8 +159,11 @@ class AsyncClient:
     async def dead_letters(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         return await self._send(calls.dead_letters(queue_type, limit, offset))
 
-    async def retry_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> None:
-        await self._send(calls.retry_dead_letter(queue_type, queue_id, job_id))
+    async def retry_dead_letter(
+        self, queue_type: str, queue_id: str, job_id: str, expire_at: int | None = None, ttl_ms: int | None = None
+    ) -> None:
+        """Requeue a dead letter; it keeps its deadline unless `expire_at` or `ttl_ms` gives a new one."""
+        await self._send(calls.retry_dead_letter(queue_type, queue_id, job_id, expire_at, ttl_ms))
 
     async def delete_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> None:
         await self._send(calls.delete_dead_letter(queue_type, queue_id, job_id))

@@ -171,11 +171,14 @@ def enqueue(
     max_queued_length: int | None = None,
     delay_ms: int | None = None,
     not_before: int | None = None,
+    expire_at: int | None = None,
+    ttl_ms: int | None = None,
 ) -> Call:
     body = {"job_id": job_id, "payload": payload, "interval": interval}
     body |= given(
-        requeue_limit=requeue_limit, max_queued_length=max_queued_length, delay_ms=delay_ms, not_before=not_before
-    )
+        requeue_limit=requeue_limit, max_queued_length=max_queued_length, delay_ms=delay_ms, not_before=not_before,
+        expire_at=expire_at, ttl_ms=ttl_ms,
+    )  # fmt: skip
     return Call("POST", f"/enqueue/{queue_type}/{queue_id}/", body, read=_field("status"))
 
 
@@ -262,8 +265,11 @@ def dead_letters(queue_type: str, limit: int = 100, offset: int = 0) -> Call:
 
 
 @_checked
-def retry_dead_letter(queue_type: str, queue_id: str, job_id: str) -> Call:
-    return Call("POST", f"/deadletter/{queue_type}/{queue_id}/{job_id}/retry/")
+def retry_dead_letter(
+    queue_type: str, queue_id: str, job_id: str, expire_at: int | None = None, ttl_ms: int | None = None
+) -> Call:
+    body = given(expire_at=expire_at, ttl_ms=ttl_ms) or None
+    return Call("POST", f"/deadletter/{queue_type}/{queue_id}/{job_id}/retry/", body)
 
 
 @_checked

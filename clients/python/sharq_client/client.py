@@ -86,11 +86,15 @@ class Client:
         max_queued_length: int | None = None,
         delay_ms: int | None = None,
         not_before: int | None = None,
+        expire_at: int | None = None,
+        ttl_ms: int | None = None,
     ) -> str:
         """Queue one job, or with `delay_ms` (from now) or `not_before` (epoch ms, on
         the server's Redis clock) schedule it; returns "queued" or "scheduled".
-        DuplicateJob (with `.state`) or QueueFull when refused."""
-        args = (requeue_limit, max_queued_length, delay_ms, not_before)
+        With `expire_at` (epoch ms) or `ttl_ms` (from now) it is never handed out
+        after that (it expires into the dead letters). DuplicateJob (with
+        `.state`) or QueueFull when refused."""
+        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms)
         return self._send(calls.enqueue(queue_type, queue_id, job_id, payload, interval, *args))
 
     def enqueue_many(self, queue_type: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -160,8 +164,11 @@ class Client:
     def dead_letters(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         return self._send(calls.dead_letters(queue_type, limit, offset))
 
-    def retry_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> None:
-        self._send(calls.retry_dead_letter(queue_type, queue_id, job_id))
+    def retry_dead_letter(
+        self, queue_type: str, queue_id: str, job_id: str, expire_at: int | None = None, ttl_ms: int | None = None
+    ) -> None:
+        """Requeue a dead letter; it keeps its deadline unless `expire_at` or `ttl_ms` gives a new one."""
+        self._send(calls.retry_dead_letter(queue_type, queue_id, job_id, expire_at, ttl_ms))
 
     def delete_dead_letter(self, queue_type: str, queue_id: str, job_id: str) -> None:
         self._send(calls.delete_dead_letter(queue_type, queue_id, job_id))
