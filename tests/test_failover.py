@@ -229,7 +229,9 @@ def test_after_a_lossy_failover_jobs_are_taken_and_finished_with_no_replica(clus
         finally:
             load.stop()
         assert not [job for job, (sent, _) in load.acked.items() if sent > frozen_at]
-        assert {reason for sent, _, reason in load.refused if sent > promoted} == {"replicas"}
+        # refused for want of a replica (a connection cut by the failover itself may add "connection")
+        reasons = {reason for sent, _, reason in load.refused if sent > promoted}
+        assert "replicas" in reasons and reasons <= {"replicas", "connection"}, reasons
         exposition = server.scrape()
         shortfalls = {
             call: sample(exposition, "sharq_replica_shortfall_total", call=call) for call in ("dequeue", "finish")
