@@ -74,6 +74,8 @@ class Config:
     dedupe_window_ms: int = 300_000
     # how long a drained type stays in /metrics/ and the Prometheus exposition (zeros, counters kept)
     idle_type_retention_ms: int = 3_600_000
+    # how long a campaign's record stays readable after it is done, then it is forgotten
+    campaign_retention_ms: int = 7 * 86_400_000
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
 
@@ -203,6 +205,8 @@ def _check(config: Config) -> None:
         raise ConfigError("dedupe_window_ms must be from 0 (off) to 86400000 (a day)")
     if not 0 <= config.idle_type_retention_ms <= 30 * 86_400_000:
         raise ConfigError("idle_type_retention_ms must be from 0 (drop at once) to 2592000000 (30 days)")
+    if not 0 <= config.campaign_retention_ms <= 366 * 86_400_000:
+        raise ConfigError("campaign_retention_ms must be from 0 (drop at once) to 31622400000 (366 days)")
     if config.default_job_requeue_limit < -1:
         raise ConfigError("default_job_requeue_limit must be -1 (forever) or more")
     redis = config.redis

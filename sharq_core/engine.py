@@ -9,6 +9,7 @@ redis-py combines its command families):
 - views.py         metrics, type_stats, queue(s), job_status, dead_letters
 - housekeeping.py  requeue, discover_types, clear_queue, dead-letter retry/delete
 - layouts.py       type_settings: a hot type spread over shards (shards.py)
+- campaigns.py     campaign(s), cancel_campaign, set_on_done: a fan-out followed as one
 - base.py          the constants, state and script runner they share
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 from redis.cluster import RedisCluster
 
 from .base import COUNTERS, KEEP, MAX_BATCH, RATE_MEMORY_MS, REQUEUE_BATCH  # re-exported: callers import them here
+from .campaigns import CampaignCommands
 from .config import Config, load_config
 from .connection import connect
 from .controls import ControlCommands
@@ -34,7 +36,10 @@ from .scripts import load_scripts
 from .views import ViewCommands
 
 
-class SharQ(ProducerCommands, DeliveryCommands, ControlCommands, ViewCommands, HousekeepingCommands, LayoutCommands):
+class SharQ(
+    ProducerCommands, DeliveryCommands, ControlCommands, ViewCommands, CampaignCommands, HousekeepingCommands,
+    LayoutCommands,
+):  # fmt: skip
     """A rate-limited, multi-tenant job queue over one Redis (or Redis Cluster).
 
     `config` is a path to the seed's INI file, an already built `Config`, or None

@@ -35,7 +35,11 @@ class HousekeepingCommands(EngineBase):
         for shard in self._registered():  # each shard of a sharded type on its own
             for name, count in self.requeue_type(shard).items():
                 totals[name] += count
+            self.finish_campaigns(shard)
         return totals
+
+    def finish_campaigns(self, shard: str) -> int:
+        raise NotImplementedError  # campaigns.py
 
     def requeue_type(self, queue_type: str) -> dict[str, int]:
         """Requeue one type's expired jobs in batches of REQUEUE_BATCH until none is left."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from . import validation as check
 from .base import MAX_BATCH, EngineBase
-from .exceptions import BadArgumentException, DuplicateJob, NotReplicated, QueueFull, ShardsChanged
+from .exceptions import BadArgumentException, Conflict, DuplicateJob, NotReplicated, QueueFull, ShardsChanged
 from .shards import CHANGING
 
 # enqueue.lua's codes: the exception, its message and the job's state
@@ -18,11 +18,14 @@ _ENQUEUE_FAILURES = {
     -4: (DuplicateJob, "job_id is dead-lettered in this queue: retry or delete the dead letter first", "dead"),
     -5: (DuplicateJob, "job_id was finished within the dedupe window (dedupe_window_ms)", "finished"),
     -6: (DuplicateJob, "job_id is already scheduled in this queue", "scheduled"),
+    -7: (Conflict, "the job's campaign was cancelled: it takes no new jobs", "cancelled"),
 }
 
 _MISSING = object()
 
-JOB_FIELDS = ("job_id", "payload", "interval", "requeue_limit", "max_queued_length", "delay_ms", "not_before")
+JOB_FIELDS = (
+    "job_id", "payload", "interval", "requeue_limit", "max_queued_length", "delay_ms", "not_before", "campaign",
+)  # fmt: skip
 _BATCH_FIELDS = frozenset((*JOB_FIELDS, "queue_id"))
 
 
@@ -40,14 +43,17 @@ class ProducerCommands(EngineBase):
         max_queued_length: int | None = None,
         delay_ms: int | None = None,
         not_before: int | None = None,
+        campaign: str | None = None,
     ) -> dict[str, Any]:
-        """Queue one job; raises DuplicateJob or QueueFull and then changes nothing.
+        """Queue one job; raises DuplicateJob, QueueFull or Conflict (its campaign
+        was cancelled) and then changes nothing.
 
         With `delay_ms` (from now) or `not_before` (epoch ms, on the Redis clock) the
-        job is scheduled: it joins the back of its queue when due.
+        job is scheduled: it joins the back of its queue when due. With `campaign`
+        it counts in that campaign of the type (campaigns.py).
         """
         job = self._job_args(
-            queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before
+            queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before, campaign
         )
         code = self._enqueue(check.identifier("queue_type", queue_type), [job])[0]
         if code in _ENQUEUE_FAILURES:
@@ -85,7 +91,7 @@ class ProducerCommands(EngineBase):
             get = job.get  # as _fields, without the dict between: this runs for every job of a batch
             return self._job_args(
                 get("queue_id"), get("job_id"), get("payload", _MISSING), get("interval"), get("requeue_limit"),
-                get("max_queued_length"), get("delay_ms"), get("not_before"),
+                get("max_queued_length"), get("delay_ms"), get("not_before"), get("campaign"),
             )  # fmt: skip
         except BadArgumentException as exc:
             raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
@@ -104,6 +110,7 @@ class ProducerCommands(EngineBase):
             "max_queued_length": job.get("max_queued_length"),
             "delay_ms": job.get("delay_ms"),
             "not_before": job.get("not_before"),
+            "campaign": job.get("campaign"),
         }
 
     def _job_args(
@@ -116,6 +123,7 @@ class ProducerCommands(EngineBase):
         max_queued_length: Any,
         delay_ms: Any = None,
         not_before: Any = None,
+        campaign: Any = None,
     ) -> list[Any]:
         """Validate one job into the seven ARGV values enqueue.lua takes."""
         if payload is _MISSING:
@@ -128,12 +136,15 @@ class ProducerCommands(EngineBase):
         if requeue_limit is None:
             requeue_limit = self.config.default_job_requeue_limit
         max_length = check.optional_integer("max_queued_length", max_queued_length, 1, check.MAX_QUEUED_LENGTH)
+        limit = check.integer("requeue_limit", requeue_limit, -1, check.MAX_REQUEUE_LIMIT)
+        if campaign is not None:  # an option rides after the limit (see job_option in _helpers.lua)
+            limit = f"{limit}|g={check.identifier('campaign', campaign)}"
         return [
             check.identifier("queue_id", queue_id),
             check.identifier("job_id", job_id),
             check.payload_text(payload),
             check.integer("interval", interval, 0, check.MAX_INTERVAL),
-            check.integer("requeue_limit", requeue_limit, -1, check.MAX_REQUEUE_LIMIT),
+            limit,
             "" if max_length is None else max_length,
             due_spec,
         ]

@@ -32,6 +32,10 @@ NAMES = (
     "unlock",
     "type_limits",
     "layout",
+    "campaign_cancel",
+    "campaign_forget",
+    "campaign_on_done",
+    "campaign_notified",
 )
 
 

@@ -199,7 +199,7 @@ class ViewCommands(EngineBase):
         self._check_job(queue_type, queue_id, job_id)
 
         def status(shard: str) -> list[Any]:
-            keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id)]
+            keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id), self.keys.cancelled(shard)]
             return self._script("status", keys, [member(queue_id, job_id), job_id])
 
         state, detail, last_error = self._on_queue(queue_type, queue_id, status, lambda reply: reply[0] == b"unknown")
@@ -212,12 +212,16 @@ class ViewCommands(EngineBase):
         elif state in ("retrying", "scheduled"):
             result["due_at"] = int(float(detail))
         elif state == "queued":
-            remaining, limit, enqueued, _ = detail.split(b":", 3)
+            remaining, limit_field, enqueued, _ = detail.split(b":", 3)
+            limit, *options = limit_field.split(b"|")
             result.update(requeues_remaining=int(remaining), requeue_limit=int(limit), enqueued_at=int(enqueued))
+            result.update(_job_options(options))
         elif state == "dead":
             result.update(_dead_record(detail))
         elif state == "finished":
             result["finished_at"] = int(float(detail))
+        elif state == "cancelled":
+            result["cancelled_at"] = int(float(detail))
         return result
 
     def get_queue_length(self, queue_type: str, queue_id: str) -> int:
@@ -304,4 +308,15 @@ def _dead_record(raw: bytes) -> dict[str, Any]:
         "requeue_limit": record["requeue_limit"],
         "reason": record["reason"],
         "last_error": record.get("last_error"),
+        **({"campaign": record["campaign"]} if "campaign" in record else {}),
     }
+
+
+def _job_options(options: list[bytes]) -> dict[str, Any]:
+    """The options riding in a record's limit field ("g=<campaign>", see
+    _helpers.lua job_option) that GET /job/ shows."""
+    shown: dict[str, Any] = {}
+    for option in options:
+        if option.startswith(b"g="):
+            shown["campaign"] = option[2:].decode()
+    return shown

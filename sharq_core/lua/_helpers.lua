@@ -151,6 +151,82 @@ local function parse_record(record)
     string.sub(record, b + 1, c - 1), string.sub(record, c + 1)
 end
 
+-- A job's options ride in its record's second field, after its requeue limit:
+-- "<limit>" alone, or "<limit>|c=<cost>|p=<priority>|x=<expire_at ms>|g=<campaign>",
+-- each present only when not its default, so a job with none reads as before.
+local function job_option(limit_field, name)
+  return string.match(limit_field, '|' .. name .. '=([^|]*)')
+end
+
+local function requeue_limit_of(limit_field)
+  return string.match(limit_field, '^[^|]*')
+end
+
+-- Campaigns (campaigns.py): a job enqueued with a campaign counts in the hash
+-- "<base>:cg:<id>" of its shard (total, queued, scheduled, active, finished,
+-- dead, cancelled; started and, while nothing of it is live here, ended), the
+-- counts moving inside the script that moves the job. "<base>:campaigns" (zset
+-- id -> ms started) lists them, "<base>:cg_ended" (id -> ms ended) those over.
+-- A script asks any_campaigns() once before reading a record for its campaign:
+-- a type that never had one pays one EXISTS per call, nothing per job.
+local campaigns_here = nil
+
+local function any_campaigns(base)
+  if campaigns_here == nil then
+    campaigns_here = redis.call('EXISTS', base .. ':campaigns') == 1
+  end
+  return campaigns_here
+end
+
+-- The campaign a job record counts in, or nil.
+local function campaign_in(record)
+  local a = string.find(record, ':', 1, true)
+  local b = string.find(record, ':', a + 1, true)
+  return job_option(string.sub(record, a + 1, b - 1), 'g')
+end
+
+-- The moves of this call, id -> { state -> n }, written by campaign_flush.
+local campaign_moves = {}
+
+-- One job of campaign `id` (nil: none) moves from state `from` to `to` (either nil).
+local function campaign_move(id, from, to)
+  if not id then
+    return
+  end
+  local moves = campaign_moves[id]
+  if not moves then
+    moves = {}
+    campaign_moves[id] = moves
+  end
+  if from then moves[from] = (moves[from] or 0) - 1 end
+  if to then moves[to] = (moves[to] or 0) + 1 end
+end
+
+-- Write the call's moves (once per campaign, however many jobs moved), and note
+-- when a campaign's last live job here ended or a live one came back. A
+-- campaign forgotten (campaign_retention_ms) while a dead letter of it stayed is
+-- not counted again.
+local function campaign_flush(base, now)
+  for id, moves in pairs(campaign_moves) do
+    local key = base .. ':cg:' .. id
+    if redis.call('EXISTS', key) == 1 then
+      for state, n in pairs(moves) do
+        if n ~= 0 then redis.call('HINCRBY', key, state, n) end
+      end
+      local c = redis.call('HMGET', key, 'queued', 'scheduled', 'active', 'ended')
+      local live = (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0) + (tonumber(c[3]) or 0)
+      if live == 0 and not c[4] then
+        redis.call('HSET', key, 'ended', now)
+        redis.call('ZADD', base .. ':cg_ended', now, id)
+      elseif live > 0 and c[4] then
+        redis.call('HDEL', key, 'ended')
+        redis.call('ZREM', base .. ':cg_ended', id)
+      end
+    end
+  end
+  campaign_moves = {}
+end
+
 -- Whether a finish or fail with `receipt` ("" = any) may act on the job now:
 -- 1 yes, 0 it is not active (or waits to be retried, so no delivery is under
 -- way), -1 the receipt does not name its current delivery.
@@ -303,6 +379,10 @@ local function promote(k, base, now, limit)
       set_head(k, base, queue_id, job_id)
       schedule_queue(k, base, queue_id, now)
     end
+    if any_campaigns(base) then
+      local record = redis.call('HGET', base .. ':j:' .. queue_id, job_id)
+      campaign_move(record and campaign_in(record), 'scheduled', 'queued')
+    end
   end
   if #due > 0 then
     redis.call('HINCRBY', k.totals, 'queued', #due)
@@ -415,6 +495,9 @@ local function take(k, base, now, expire, count, token, out)
         redis.call('ZADD', k.ready, math.max(last + interval - (burst - 1) * interval, now), queue_id)
       end
       if type_wide then type_took(k, type_wide, now) end
+      if any_campaigns(base) then
+        campaign_move(campaign_in(record), 'queued', 'active')
+      end
       by_queue[queue_id] = (by_queue[queue_id] or 0) + 1
       out[#out + 1] = queue_id
       out[#out + 1] = job_id
@@ -434,6 +517,7 @@ local function take(k, base, now, expire, count, token, out)
     redis.call('HSET', k.totals, 'taken_at', now)  -- "no worker took a job for N s"
     note_backlog(base, now, redis.call('HINCRBY', k.totals, 'queued', -served))
   end
+  campaign_flush(base, now)
   return served, wait
 end
 
@@ -454,7 +538,9 @@ local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, me
     return 'gone'
   end
   local remaining, limit, enqueued, payload = parse_record(record)
-  if dead or (counts and remaining == 0) then
+  local campaign = job_option(limit, 'g')
+  local cancelled = campaign and redis.call('HEXISTS', base .. ':cg:' .. campaign, 'cancel') == 1
+  if dead or cancelled or (counts and remaining == 0) then
     local last_error = redis.call('HGET', k.errors, member)
     local interval = queue_limits(k, queue_id)
     redis.call('HDEL', k.errors, member)
@@ -462,13 +548,21 @@ local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, me
     if redis.call('EXISTS', jobs_key) == 0 then
       forget_queue(k, base, queue_id, memory, now)
     end
+    if cancelled and not dead then
+      -- its campaign was cancelled while it was out: it ends here, not in its queue
+      redis.call('ZADD', base .. ':cancelled', now, member)
+      campaign_move(campaign, 'active', 'cancelled')
+      return 'cancelled'
+    end
     redis.call('HSET', k.dead, member, cjson.encode({
-      payload = payload, requeue_limit = tonumber(limit), interval = interval,
-      reason = reason, last_error = last_error or cjson.null }))
+      payload = payload, requeue_limit = tonumber(requeue_limit_of(limit)), interval = interval,
+      reason = reason, last_error = last_error or cjson.null, campaign = campaign }))
     redis.call('ZADD', k.dead_at, now, member)
     redis.call('HINCRBY', k.totals, 'dead', 1)
+    campaign_move(campaign, 'active', 'dead')
     return 'dead'
   end
+  campaign_move(campaign, 'active', 'queued')
   if counts and remaining > 0 then
     redis.call('HSET', jobs_key, job_id, (remaining - 1) .. ':' .. limit .. ':' .. enqueued .. ':' .. payload)
   end

@@ -11,7 +11,11 @@ ARGV[2]  queue_id
 ARGV[3]  job_id
 ARGV[4]  key base "<prefix>:{<queue_type>}"
 
-Returns 1 requeued, 0 no such dead letter, -1 the job_id is queued or active again.
+A job of a campaign counts in it again (dead to queued); one whose campaign was
+cancelled stays dead.
+
+Returns 1 requeued, 0 no such dead letter, -1 the job_id is queued or active
+again, -2 its campaign was cancelled.
 --]]
 local k = type_keys()
 local queue_key, jobs_key = KEYS[TYPE_KEYS + 1], KEYS[TYPE_KEYS + 2]
@@ -28,9 +32,18 @@ if redis.call('HEXISTS', jobs_key, job_id) == 1 then
 end
 local dead = cjson.decode(raw)
 local limit = string.format('%d', dead.requeue_limit)
+local options = ''
+if dead.campaign then
+  if redis.call('HEXISTS', base .. ':cg:' .. dead.campaign, 'cancel') == 1 then
+    return -2
+  end
+  options = '|g=' .. dead.campaign
+  campaign_move(dead.campaign, 'dead', 'queued')
+  redis.call('SADD', base .. ':cgm:' .. dead.campaign, member)
+end
 redis.call('HDEL', k.dead, member)
 redis.call('ZREM', k.dead_at, member)
-redis.call('HSET', jobs_key, job_id, limit .. ':' .. limit .. ':' .. now .. ':' .. dead.payload)
+redis.call('HSET', jobs_key, job_id, limit .. ':' .. limit .. options .. ':' .. now .. ':' .. dead.payload)
 if redis.call('HSETNX', k.queues, queue_id, dead.interval) == 1 then
   redis.call('ZADD', k.known, 0, queue_id)
 end
@@ -40,5 +53,6 @@ if redis.call('RPUSH', queue_key, job_id) == 1 then
   schedule_queue(k, base, queue_id, now)
 end
 redis.call('HINCRBY', k.totals, 'queued', 1)
+campaign_flush(base, now)
 announce(base)
 return 1

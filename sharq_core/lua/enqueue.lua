@@ -16,7 +16,8 @@ ARGV[3]  dedupe window (ms); 0 = finished jobs are not remembered
 ARGV[4]  the type's shard count the caller routed by (see layout_ok)
 then for job i, seven values at 4 + 7(i-1):
   +1 queue_id  +2 job_id  +3 payload (JSON text)  +4 interval
-  +5 requeue_limit  +6 max_queued_length ("" = unlimited)
+  +5 requeue_limit, with the job's options after it ("3|g=<campaign>", see
+     job_option)  +6 max_queued_length ("" = unlimited)
   +7 due: "" now, "+<ms>" that long from now, or epoch ms; later than now, the
      job is scheduled until then
 
@@ -24,7 +25,10 @@ Returns { type_was_empty, code_1, ..., code_n } where type_was_empty is 1 when
 the type held no queue before this call (Python then lists the type), or { -1 }
 and nothing written when the shard count has changed (route again); code_i
 is 1 queued, 2 scheduled, -1 already queued, -2 queue full, -3 already active,
--4 dead-lettered, -5 finished within the dedupe window, -6 already scheduled.
+-4 dead-lettered, -5 finished within the dedupe window, -6 already scheduled,
+-7 its campaign was cancelled. A job with a campaign counts in it (see
+campaign_flush), opened at its first job, and joins its member set
+"<base>:cgm:<id>" ("<q>:<j>"), which a cancel walks.
 --]]
 local k = type_keys()
 local now = now_ms(ARGV[1])
@@ -43,6 +47,23 @@ local function refused(member)
     return -5
   end
   return nil
+end
+
+-- whether campaign `id` takes jobs: opened here at its first job, refused once
+-- cancelled (read once per call)
+local open_campaigns = {}
+local function campaign_open(id)
+  local open = open_campaigns[id]
+  if open == nil then
+    local key = base .. ':cg:' .. id
+    if redis.call('HSETNX', key, 'started', now) == 1 then
+      redis.call('HSET', key, 'total', 0, 'queued', 0, 'scheduled', 0, 'active', 0)
+      redis.call('ZADD', base .. ':campaigns', now, id)
+    end
+    open = redis.call('HEXISTS', key, 'cancel') == 0
+    open_campaigns[id] = open
+  end
+  return open
 end
 
 -- the code of a job_id its queue's jobs hash already holds
@@ -67,10 +88,16 @@ for i = 1, n do
   local due_spec = ARGV[a + 7]
   local due = string.sub(due_spec, 1, 1) == '+' and now + tonumber(string.sub(due_spec, 2)) or tonumber(due_spec)
   local member = queue_id .. ':' .. job_id
+  local remaining, campaign = limit, nil
+  if string.find(limit, '|', 1, true) then
+    remaining, campaign = requeue_limit_of(limit), job_option(limit, 'g')
+  end
   -- the record is written first (HSETNX: a job_id the hash holds is refused as
   -- it stands) and taken back should the job be refused for another reason
   local code
-  if redis.call('HSETNX', jobs_key, job_id, limit .. ':' .. limit .. ':' .. now .. ':' .. payload) == 0 then
+  if campaign and not campaign_open(campaign) then
+    code = -7
+  elseif redis.call('HSETNX', jobs_key, job_id, remaining .. ':' .. limit .. ':' .. now .. ':' .. payload) == 0 then
     code = held(member)
   else
     code = refused(member)
@@ -106,6 +133,11 @@ for i = 1, n do
       queued = queued + 1
       code = 1
     end
+    if campaign then
+      campaign_move(campaign, nil, 'total')
+      campaign_move(campaign, nil, code == 2 and 'scheduled' or 'queued')
+      redis.call('SADD', base .. ':cgm:' .. campaign, member)
+    end
     by_queue[queue_id] = (by_queue[queue_id] or 0) + 1
     added = added + 1
   end
@@ -119,4 +151,5 @@ if added > 0 then
   end
   announce(base)
 end
+campaign_flush(base, now)
 return result

@@ -64,7 +64,9 @@ if retry_after > 0 and not dead and not (counts and remaining == 0) then
 end
 redis.call('ZREM', k.active, member)
 local reason = error_text ~= '' and error_text or 'failed'
-if put_back(k, base, queue_id, job_id, counts, dead, reason, now, memory) == 'dead' then
+local outcome = put_back(k, base, queue_id, job_id, counts, dead, reason, now, memory)
+campaign_flush(base, now)
+if outcome == 'dead' then
   announce(base)  -- its slot is free
   return 2
 end

@@ -40,6 +40,7 @@ for _, member in ipairs(expired) do
   end
 end
 local promoted = promote(k, base, now, batch)
+campaign_flush(base, now)
 if requeued > 0 then
   redis.call('HINCRBY', k.totals, 'requeued', requeued)
 end
@@ -56,9 +57,10 @@ for i = 1, #pauses, 2 do
   end
 end
 
--- finished ids past the window are the lowest scores: drop at most `batch`
+-- finished (and cancelled) ids past the window are the lowest scores: drop at most `batch`
 local stale = math.min(redis.call('ZCOUNT', k.done, '-inf', now - window), batch)
 if stale > 0 then
   redis.call('ZREMRANGEBYRANK', k.done, 0, stale - 1)
 end
+redis.call('ZREMRANGEBYSCORE', base .. ':cancelled', '-inf', now - window)
 return { #expired, requeued, dead, stale, redis.call('EXISTS', unpack(KEYS, TYPE_KEYS + 1)), promoted }
