@@ -130,6 +130,8 @@ class CampaignCommands(EngineBase):
         if not isinstance(on_done, Mapping):
             raise BadArgumentException("on_done must be an object with queue_type, queue_id and payload")
         check.known_fields(on_done, _ON_DONE_FIELDS, "on_done: ")
+        if "payload" not in on_done:
+            raise BadArgumentException("on_done.payload is required (null is a payload)")
         target = {
             "queue_type": _on_done_identifier("queue_type", on_done.get("queue_type")),
             "queue_id": _on_done_identifier("queue_id", on_done.get("queue_id")),

@@ -32,6 +32,7 @@ RequeueLimit = bounded(-1, check.MAX_REQUEUE_LIMIT, "requeues before a job is de
 QueuedLength = bounded(1, check.MAX_QUEUED_LENGTH, "refuse the job when its queue holds this many")
 DelayMs = bounded(0, check.MAX_INTERVAL, "schedule it this many ms from now")
 NotBefore = bounded(0, check.MAX_TIME, "schedule it for this epoch ms")
+CampaignId = Annotated[str, Meta(pattern=IDENTIFIER_PATTERN, description="count it in this campaign of the type")]
 RetryAfterMs = bounded(0, check.MAX_INTERVAL)
 LimitValue = bounded(1, MAX_LIMIT)
 TypeInterval = bounded(1, check.MAX_INTERVAL, "ms between two dequeues of the type")
@@ -53,6 +54,7 @@ class NewJob(Body):
     max_queued_length: QueuedLength | None = None
     delay_ms: DelayMs | None = None
     not_before: NotBefore | None = None
+    campaign: CampaignId | None = None
 
 
 class BatchJob(NewJob, kw_only=True):
@@ -124,6 +126,19 @@ class Purge(Body):
     purge_all: bool = False
 
 
+class OnDone(Body):
+    """The job a campaign enqueues once done, job_id `campaign-done.<id>`; its
+    payload holds this payload and the final counts."""
+
+    queue_type: Identifier
+    queue_id: Identifier
+    payload: Any
+
+
+class CampaignSettings(Body):
+    on_done: OnDone
+
+
 class NoFields(Body):
     """Nothing to give: any field is refused."""
 
@@ -188,6 +203,28 @@ class DeadLetter(Struct, kw_only=True):
     last_error: str | None
 
 
+class Campaign(Struct, kw_only=True):
+    """A campaign's counts (they always sum to total); done once it has jobs (or was
+    cancelled) and none is queued, scheduled or active."""
+
+    queue_type: Identifier
+    campaign: Identifier
+    total: int
+    queued: int
+    scheduled: int
+    active: int
+    finished: int
+    dead: int
+    expired: int
+    cancelled: int
+    done: bool
+    started_at: int
+    ended_at: int | None
+    cancelled_at: int | None
+    on_done: OnDone | None
+    on_done_enqueued_at: int | None
+
+
 class Sourced(Struct):
     value: int | None
     source: Literal["override", "last enqueue", "default"]
@@ -211,7 +248,7 @@ class QueueView(Struct, kw_only=True):
     oldest_queued_age_ms: int | None
 
 
-ANSWERS = (Error, NotReady, Blocked, DequeuedJob, JobResult, DeadLetter, EffectiveLimits, QueueView)
+ANSWERS = (Error, NotReady, Blocked, DequeuedJob, JobResult, DeadLetter, EffectiveLimits, QueueView, Campaign)
 
 
 def fields_of(body: type[Body]) -> tuple[str, ...]:
