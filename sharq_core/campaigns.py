@@ -119,6 +119,7 @@ class CampaignCommands(EngineBase):
             while cursor not in (b"0", "0"):
                 args = [self._now(), self.keys.base(shard), campaign_id, REQUEUE_BATCH, cursor]
                 _, cursor = self._script("campaign_cancel", keys, args)
+        self.redis.sadd(self.keys.queue_types(), *layout.names())  # its on_done may be due with no job left
         return self.campaign(queue_type, campaign_id)
 
     def set_on_done(self, queue_type: str, campaign_id: str, on_done: Any) -> dict[str, Any]:
@@ -141,6 +142,7 @@ class CampaignCommands(EngineBase):
         keys = [self.keys.campaign(shard, campaign_id), self.keys.campaigns(shard), self.keys.campaigns_notify(shard)]
         if not self._script("campaign_on_done", keys, [self._now(), campaign_id, ujson.dumps(target)]):
             raise Conflict("the campaign's on_done job was enqueued already: it happens once")
+        self.redis.sadd(self.keys.queue_types(), shard)  # the requeue pass visits it, jobs or none
         return self.campaign(queue_type, campaign_id)
 
     def finish_campaigns(self, shard: str) -> int:

@@ -91,7 +91,7 @@ class HousekeepingCommands(EngineBase):
         self._discovered_at = time.monotonic()
         prefix = glob_escape(self.keys.prefix)
         found = set()
-        for suffix in ("queues", "dead"):
+        for suffix in ("queues", "dead", "campaigns"):
             for key in self.redis.scan_iter(match=f"{prefix}:{{*}}:{suffix}", count=1000):
                 name = key.decode()
                 found.add(name[len(self.keys.prefix) + 2 : -len(suffix) - 2])

@@ -12,6 +12,11 @@ with burst 1 it is the last dequeue, and the next job is due at L + interval
 dequeue moves L to max(L + interval, now). So over any window of T ms a queue
 serves at most B + T // interval jobs; `test_burst_window_bound` checks that
 directly on the engine.
+
+Jobs may belong to one campaign: its counts must equal the model's and sum to
+its total after every step, it is done exactly when it has jobs and none is
+queued, scheduled or active, a cancel removes its queued and delayed jobs, and
+its on_done job is enqueued once, by the first requeue pass after it is done.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from sharq_core import Config, DuplicateJob, NotFound, QueueFull, SharQ
+from sharq_core.campaigns import STATES
+from sharq_core.exceptions import Conflict
 from tests.support import Clock
 
 EXPIRE = 100
@@ -54,6 +61,35 @@ class Model:
         self.delayed: dict[tuple[str, str], int] = {}  # -> due
         self.dead: set[tuple[str, str]] = set()
         self.done: dict[tuple[str, str], int] = {}  # -> finish time
+        self.campaign = {"total": 0, "finished": 0, "dead": 0, "cancelled": 0}  # the one campaign's past
+        self.campaign_cancelled = False
+
+    def campaign_counts(self) -> dict[str, int]:
+        """The campaign's counts: the live ones from where its jobs are now."""
+        mine = {key for key, record in self.jobs.items() if record["campaign"]}
+        scheduled = sum(1 for key in self.delayed if key in mine)
+        active = sum(1 for key in self.active if key in mine)
+        queued = len(mine) - scheduled - active
+        return {**self.campaign, "queued": queued, "scheduled": scheduled, "active": active, "expired": 0}
+
+    def campaign_done(self) -> bool:
+        counts = self.campaign_counts()
+        live = counts["queued"] + counts["scheduled"] + counts["active"]
+        return live == 0 and (counts["total"] > 0 or self.campaign_cancelled)
+
+    def cancel(self) -> None:
+        """Its queued and delayed jobs go; active ones end as they would."""
+        self.campaign_cancelled = True
+        for key in [key for key, record in self.jobs.items() if record["campaign"] and key not in self.active]:
+            queue, job = key
+            del self.jobs[key]
+            if self.delayed.pop(key, None) is None:
+                self.fifo[queue].remove(job)
+                if not self.fifo[queue]:
+                    del self.fifo[queue]
+                self._schedule(queue)
+            self.campaign["cancelled"] += 1
+            self._forget_if_empty(queue)
 
     # -- the queue's limits and place in the ready set ----------------------------
 
@@ -101,14 +137,17 @@ class Model:
 
     # -- the operations ---------------------------------------------------------------
 
-    def enqueue(self, queue, job, payload, interval, limit, max_length, delay):
+    def enqueue(self, queue, job, payload, interval, limit, max_length, delay, campaign=False):
         key = (queue, job)
+        if campaign and self.campaign_cancelled:
+            return "cancelled"
         if key in self.jobs or key in self.dead or self.now - self.done.get(key, -WINDOW) < WINDOW:
             return "duplicate"
         held = len(self.fifo.get(queue, ())) + sum(1 for q, _ in self.delayed if q == queue)
         if max_length is not None and held >= max_length:
             return "full"
-        self.jobs[key] = {"payload": payload, "remaining": limit, "limit": limit}
+        self.jobs[key] = {"payload": payload, "remaining": limit, "limit": limit, "campaign": campaign}
+        self.campaign["total"] += campaign
         if self.interval.get(queue) != interval:
             self.interval[queue] = interval
             self._schedule(queue)
@@ -160,6 +199,7 @@ class Model:
         key = (queue, job)
         if key not in self.active or key in self.retrying:
             return False
+        self.campaign["finished"] += self.jobs[key]["campaign"]
         del self.active[key], self.jobs[key]
         self._free_slot(queue)
         self.done[key] = self.now
@@ -173,10 +213,15 @@ class Model:
         if held_slot:
             self._free_slot(queue)
         record = self.jobs[key]
-        if dead or (counts and record["remaining"] == 0):
+        cancelled = record["campaign"] and self.campaign_cancelled
+        if dead or cancelled or (counts and record["remaining"] == 0):
             del self.jobs[key]
-            self.dead.add(key)
             self._forget_if_empty(queue)
+            if cancelled and not dead:
+                self.campaign["cancelled"] += 1
+                return "cancelled"
+            self.campaign["dead"] += record["campaign"]
+            self.dead.add(key)
             return "dead"
         if counts and record["remaining"] > 0:
             record["remaining"] -= 1
@@ -238,10 +283,9 @@ class Model:
         for _, name in expired:
             queue, job = name.split(":")
             del self.active[(queue, job)]
-            if self._put_back(queue, job, counts=True) == "dead":
-                dead += 1
-            else:
-                requeued += 1
+            outcome = self._put_back(queue, job, counts=True)
+            dead += outcome == "dead"
+            requeued += outcome == "requeued"
         self._promote()
         return {"requeued": requeued, "dead": dead}
 
@@ -263,6 +307,8 @@ class EngineVersusModel(RuleBasedStateMachine):
         self.model = Model()
         self.model.now = self.clock.now
         self.served_at: dict[str, int] = {}
+        self.engine.set_on_done("t", "cg", {"queue_type": "report", "queue_id": "ops", "payload": None})
+        self.reported = False  # whether a requeue pass has run since the campaign was first done
 
     @rule(ms=STEPS)
     def advance(self, ms: int) -> None:
@@ -277,17 +323,28 @@ class EngineVersusModel(RuleBasedStateMachine):
         limit=st.sampled_from([-1, 0, 1, 2]),
         max_length=st.sampled_from([None, 2]),
         delay=st.sampled_from([0, 0, 0, 30, 150]),
+        campaign=st.booleans(),
     )
-    def enqueue(self, queue, job, payload, interval, limit, max_length, delay) -> None:
-        expected = self.model.enqueue(queue, job, payload, interval, limit, max_length, delay)
+    def enqueue(self, queue, job, payload, interval, limit, max_length, delay, campaign) -> None:
+        expected = self.model.enqueue(queue, job, payload, interval, limit, max_length, delay, campaign)
         try:
-            self.engine.enqueue(payload, interval, job, queue, "t", limit, max_length, delay_ms=delay or None)
+            self.engine.enqueue(
+                payload, interval, job, queue, "t", limit, max_length, delay_ms=delay or None,
+                campaign="cg" if campaign else None,
+            )  # fmt: skip
             got = "queued"
         except DuplicateJob:
             got = "duplicate"
         except QueueFull:
             got = "full"
+        except Conflict:
+            got = "cancelled"
         assert got == expected
+
+    @rule()
+    def cancel(self) -> None:
+        self.model.cancel()
+        self.engine.cancel_campaign("t", "cg")
 
     @rule(count=st.sampled_from([1, 1, 3]))
     def dequeue(self, count: int) -> None:
@@ -346,6 +403,7 @@ class EngineVersusModel(RuleBasedStateMachine):
     @rule()
     def requeue(self) -> None:
         assert self.engine.requeue() == self.model.requeue()
+        self.reported = self.reported or self.model.campaign_done()
 
     @rule(queue=QUEUES, job=JOBS)
     def touch(self, queue: str, job: str) -> None:
@@ -366,6 +424,16 @@ class EngineVersusModel(RuleBasedStateMachine):
         for queue, served_at in self.served_at.items():
             next_ready = self.engine.queue_info("t", queue)["next_ready_at"]
             assert next_ready is None or next_ready >= served_at, (queue, next_ready, served_at)
+
+    @invariant()
+    def campaign_counts_sum_and_match(self) -> None:
+        if not hasattr(self, "model"):
+            return
+        found = self.engine.campaign("t", "cg")
+        assert sum(found[state] for state in STATES) == found["total"]
+        assert {name: found[name] for name in self.model.campaign_counts()} == self.model.campaign_counts()
+        assert found["done"] == self.model.campaign_done()
+        assert self.engine.get_queue_length("report", "ops") == (1 if self.reported else 0)
 
     @invariant()
     def same_lengths_and_queues(self) -> None:
