@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -105,3 +106,30 @@ def test_bad_input_is_refused_naming_the_field(server: ServerProcess, method, pa
     assert status == 400 and field in answer["message"], answer
     assert call(server, "GET", "/campaigns/sms/some/")[0] == 404
     assert call(server, "GET", "/campaigns/bad/")[1]["campaigns"] == []
+
+
+def test_both_clients_follow_a_campaign(server: ServerProcess) -> None:
+    from sharq_client import AsyncClient, Client, Conflict
+
+    client = Client(server.url, token="admin-t")
+    try:
+        client.enqueue("mail", "u1", "m1", {"n": 1}, 0, campaign="digest")
+        client.on_done("mail", "digest", "reports", "digest", {"kind": "digest"})
+        assert client.campaign("mail", "digest")["queued"] == 1
+        assert client.cancel_campaign("mail", "digest")["cancelled"] == 1
+        with pytest.raises(Conflict):
+            client.enqueue("mail", "u1", "m2", 1, 0, campaign="digest")
+        assert client.campaign("mail", "digest", wait=5)["done"] is True
+        done_job = wait_for(lambda: client.dequeue("reports"), what="the on_done job")[0]
+        assert done_job.job_id == "campaign-done.digest"
+        client.finish("reports", done_job.queue_id, done_job.job_id, done_job.receipt)
+    finally:
+        client.close()
+
+    async def scenario() -> None:
+        async with AsyncClient(server.url, token="admin-t") as client:
+            await client.enqueue("mail", "u2", "a1", 1, 0, campaign="weekly")
+            assert (await client.campaign("mail", "weekly"))["total"] == 1
+            assert "weekly" in [c["campaign"] for c in (await client.campaigns("mail"))["campaigns"]]
+
+    asyncio.run(scenario())
