@@ -101,6 +101,26 @@ class CampaignCommands(EngineBase):
             "campaigns": [page for page in pages if page is not None],
         }
 
+    def campaign_figures(self, queue_type: str) -> dict[str, Any]:
+        """For the metrics, O(shards): `running`, the campaigns with a job queued,
+        scheduled or active (or none yet), and `jobs`, their jobs by state (total too)
+        over every campaign still kept. On a type spread over shards, `running` is
+        the most of any one shard (a campaign live on several counts once there)."""
+        layout = self._layout(queue_type)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for shard in layout.names():
+                pipe.zcard(self.keys.campaigns(shard))
+                pipe.zcard(self.keys.campaigns_ended(shard))
+                pipe.hgetall(self.keys.campaign_totals(shard))
+            replies = pipe.execute()
+        running = max(opened - ended for opened, ended in zip(replies[::3], replies[1::3], strict=True))
+        jobs = {state: 0 for state in ("total", *STATES)}
+        for part in replies[2::3]:
+            for state, n in part.items():
+                if state.decode() in jobs:
+                    jobs[state.decode()] += int(n)
+        return {"running": running, "jobs": jobs}
+
     def cancel_campaign(self, queue_type: str, campaign_id: str) -> dict[str, Any]:
         """Cancel: enqueues naming it are refused from now on, and its queued and
         scheduled jobs are removed (counted cancelled), REQUEUE_BATCH members per
@@ -191,6 +211,7 @@ class CampaignCommands(EngineBase):
             keys = [
                 self.keys.campaign(shard, campaign_id), self.keys.campaign_members(shard, campaign_id),
                 self.keys.campaigns(shard), self.keys.campaigns_ended(shard), self.keys.campaigns_notify(shard),
+                self.keys.campaign_totals(shard),
             ]  # fmt: skip
             self._script("campaign_forget", keys, [campaign_id, cutoff])
 

@@ -154,6 +154,10 @@ class Keys:
         (on the type's first shard)."""
         return f"{self.base(queue_type)}:cg_notify"
 
+    def campaign_totals(self, queue_type: str) -> str:
+        """HASH state -> jobs of the type's campaigns in it (total too), on this shard."""
+        return f"{self.base(queue_type)}:cg_totals"
+
     def cancelled(self, queue_type: str) -> str:
         """ZSET ``Q:J`` -> ms its campaign's cancel removed it (dedupe window)."""
         return f"{self.base(queue_type)}:cancelled"

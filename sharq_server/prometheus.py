@@ -130,6 +130,14 @@ class QueueCollector(Collector):
             "sharq_type_active_slots", "Slots the type-wide max_active counts as held", labels=["queue_type"]
         )
         shards = GaugeMetricFamily("sharq_type_shards", "Hash tags the type is spread over", labels=["queue_type"])
+        campaigns = GaugeMetricFamily(
+            "sharq_campaigns_running", "Campaigns with a job queued, scheduled or active", labels=["queue_type"]
+        )
+        campaign_jobs = GaugeMetricFamily(
+            "sharq_campaign_jobs",
+            "Jobs of the type's kept campaigns by state (total too)",
+            labels=["queue_type", "state"],
+        )
         for queue_type in self.engine.listed_types():
             stats = self.engine.type_stats(queue_type)
             for state, value in stats["jobs"].items():
@@ -147,7 +155,12 @@ class QueueCollector(Collector):
             if limits["active"] is not None:
                 type_active.add_metric([queue_type], limits["active"])
             shards.add_metric([queue_type], stats["shards"])
-        return [jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards]
+            figures = self.engine.campaign_figures(queue_type)
+            campaigns.add_metric([queue_type], figures["running"])
+            for state, value in figures["jobs"].items():
+                campaign_jobs.add_metric([queue_type, state], value)
+        return [jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards, campaigns,
+                campaign_jobs]  # fmt: skip
 
 
 def registry_for(engine: SharQ) -> CollectorRegistry:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import urllib.request
 
 import pytest
 
-from tests.support import ServerProcess, http, wait_for
+from tests.support import ServerProcess, http, sample, wait_for
 
 TOKENS = "admin-t=admin,prod-t=producer,view-t=viewer,work-t=worker"
 
@@ -79,6 +80,24 @@ def test_follow_cancel_and_on_done(server: ServerProcess) -> None:
     status, page = call(server, "GET", "/campaigns/sms/?limit=10", token="view-t")
     assert status == 200 and [c["campaign"] for c in page["campaigns"]] == ["spring"]
     assert page["campaigns"][0]["on_done_enqueued_at"] is not None
+
+
+def scrape(server: ServerProcess) -> str:
+    request = urllib.request.Request(server.url + "/metrics/?format=prometheus", headers=bearer("admin-t"))
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
+def test_metrics_per_type(server: ServerProcess) -> None:
+    call(server, "POST", "/enqueue/push/", {"jobs": [job(f"p{n}", campaign=f"c{n % 2}") for n in range(5)]})
+    exposition = scrape(server)
+    assert sample(exposition, "sharq_campaigns_running", queue_type="push") == 2
+    assert sample(exposition, "sharq_campaign_jobs", queue_type="push", state="queued") == 5
+    assert sample(exposition, "sharq_campaign_jobs", queue_type="push", state="total") == 5
+    call(server, "DELETE", "/campaigns/push/c0/")
+    exposition = scrape(server)
+    assert sample(exposition, "sharq_campaigns_running", queue_type="push") == 1
+    assert sample(exposition, "sharq_campaign_jobs", queue_type="push", state="cancelled") == 3
 
 
 def test_roles(server: ServerProcess) -> None:

@@ -75,6 +75,7 @@ def test_lua_derives_the_keys_python_names(sq: SharQ, clock: Clock, redis_client
         keys.campaigns_ended("sms"),
         keys.campaigns_notify("sms"),
         keys.cancelled("sms"),
+        keys.campaign_totals("sms"),
         *(keys.queue("sms", q) for q in ("q1", "q3")),
         *(keys.jobs("sms", q) for q in ("q1", "q3")),
         *(keys.last("sms", q) for q in ("q1", "q2")),

@@ -202,16 +202,20 @@ local function campaign_move(id, from, to)
   if to then moves[to] = (moves[to] or 0) + 1 end
 end
 
--- Write the call's moves (once per campaign, however many jobs moved), and note
--- when a campaign's last live job here ended or a live one came back. A
--- campaign forgotten (campaign_retention_ms) while a dead letter of it stayed is
--- not counted again.
+-- Write the call's moves (once per campaign, however many jobs moved) into the
+-- campaign's hash and the type's jobs in campaigns by state ("<base>:cg_totals",
+-- for the metrics), and note when a campaign's last live job here ended or a live
+-- one came back. A campaign forgotten (campaign_retention_ms) while a dead letter
+-- of it stayed is not counted again.
 local function campaign_flush(base, now)
   for id, moves in pairs(campaign_moves) do
     local key = base .. ':cg:' .. id
     if redis.call('EXISTS', key) == 1 then
       for state, n in pairs(moves) do
-        if n ~= 0 then redis.call('HINCRBY', key, state, n) end
+        if n ~= 0 then
+          redis.call('HINCRBY', key, state, n)
+          redis.call('HINCRBY', base .. ':cg_totals', state, n)
+        end
       end
       local c = redis.call('HMGET', key, 'queued', 'scheduled', 'active', 'ended')
       local live = (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0) + (tonumber(c[3]) or 0)
