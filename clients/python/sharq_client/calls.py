@@ -359,7 +359,7 @@ def cancel_campaign(queue_type: str, campaign: str) -> Call:
 
 
 @_checked
-def on_done(queue_type: str, campaign: str, target_type: str, target_queue: str, payload: Any) -> Call:
+def on_done(queue_type: str, campaign: str, target_type: str, target_queue: str, payload: Any = None) -> Call:
     body = {"on_done": {"queue_type": target_type, "queue_id": target_queue, "payload": payload}}
     return Call("PUT", f"/campaigns/{queue_type}/{campaign}/", body, read=_whole)
 
