@@ -6,10 +6,12 @@ the very scripts that move its jobs (enqueue, take, finish, fail, requeue,
 dead-letter retry, clear, cancel: see campaign_move in _helpers.lua), so they
 always sum to `total`; reading a campaign sums its shards' hashes, O(shards).
 It is `done` once it has jobs (or was cancelled) and none is queued, scheduled or
-active. Its `on_done` job is enqueued by the requeue pass (one process at a time
-holds its lock), and noted as enqueued only after: a crash in between enqueues
-it again, which its job_id refuses as a duplicate, so it is enqueued once. A
-done campaign is forgotten campaign_retention_ms after it ended.
+active. Its `on_done` job is enqueued by the script that made it done when its
+queue is of the same unsharded type (one slot: campaign_done_job in _helpers.lua);
+else by the requeue pass (one process at a time holds its lock), noted as
+enqueued only after: a crash in between enqueues it again, which its job_id
+refuses as a duplicate, so it is enqueued once. A done campaign is forgotten
+campaign_retention_ms after it ended.
 """
 
 from __future__ import annotations
@@ -153,14 +155,16 @@ class CampaignCommands(EngineBase):
         check.known_fields(on_done, _ON_DONE_FIELDS, "on_done: ")
         if "payload" not in on_done:
             raise BadArgumentException("on_done.payload is required (null is a payload)")
+        payload = check.payload_text(on_done.get("payload"))
         target = {
             "queue_type": _on_done_identifier("queue_type", on_done.get("queue_type")),
             "queue_id": _on_done_identifier("queue_id", on_done.get("queue_id")),
-            "payload": ujson.loads(check.payload_text(on_done.get("payload"))),
+            "payload": ujson.loads(payload),
         }
         shard = self._layout(queue_type).name(0)
         keys = [self.keys.campaign(shard, campaign_id), self.keys.campaigns(shard), self.keys.campaigns_notify(shard)]
-        if not self._script("campaign_on_done", keys, [self._now(), campaign_id, ujson.dumps(target)]):
+        args = [self._now(), campaign_id, ujson.dumps(target), payload, self.config.default_job_requeue_limit]
+        if not self._script("campaign_on_done", keys, args):
             raise Conflict("the campaign's on_done job was enqueued already: it happens once")
         self.redis.sadd(self.keys.queue_types(), shard)  # the requeue pass visits it, jobs or none
         return self.campaign(queue_type, campaign_id)

@@ -142,3 +142,17 @@ def test_bad_input_names_the_field_and_changes_nothing(sq: SharQ, redis_client, 
     with pytest.raises(BadArgumentException, match=field):
         call(sq)
     assert redis_client.keys("*") == []
+
+
+def test_on_done_into_the_same_type_is_enqueued_by_the_finish_that_ends_it(sq: SharQ) -> None:
+    sq.enqueue(1, 0, "a", "q1", "sms", campaign="spring")
+    sq.set_on_done("sms", "spring", {"queue_type": "sms", "queue_id": "reports", "payload": {"n": 10**15}})
+    job = sq.dequeue("sms")
+    sq.finish(job["job_id"], "q1", "sms", job["receipt"])  # no requeue pass between
+    report = sq.dequeue("sms")
+    assert report["job_id"] == "campaign-done.spring" and report["payload"]["payload"] == {"n": 10**15}
+    assert report["payload"]["finished"] == 1
+    assert sq.campaign("sms", "spring")["on_done_enqueued_at"] is not None
+    sq.finish(report["job_id"], "reports", "sms", report["receipt"])
+    sq.requeue()
+    assert sq.dequeue("sms")["status"] == "failure"  # once

@@ -202,35 +202,6 @@ local function campaign_move(id, from, to)
   if to then moves[to] = (moves[to] or 0) + 1 end
 end
 
--- Write the call's moves (once per campaign, however many jobs moved) into the
--- campaign's hash and the type's jobs in campaigns by state ("<base>:cg_totals",
--- for the metrics), and note when a campaign's last live job here ended or a live
--- one came back. A campaign forgotten (campaign_retention_ms) while a dead letter
--- of it stayed is not counted again.
-local function campaign_flush(base, now)
-  for id, moves in pairs(campaign_moves) do
-    local key = base .. ':cg:' .. id
-    if redis.call('EXISTS', key) == 1 then
-      for state, n in pairs(moves) do
-        if n ~= 0 then
-          redis.call('HINCRBY', key, state, n)
-          redis.call('HINCRBY', base .. ':cg_totals', state, n)
-        end
-      end
-      local c = redis.call('HMGET', key, 'queued', 'scheduled', 'active', 'ended')
-      local live = (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0) + (tonumber(c[3]) or 0)
-      if live == 0 and not c[4] then
-        redis.call('HSET', key, 'ended', now)
-        redis.call('ZADD', base .. ':cg_ended', now, id)
-      elseif live > 0 and c[4] then
-        redis.call('HDEL', key, 'ended')
-        redis.call('ZREM', base .. ':cg_ended', id)
-      end
-    end
-  end
-  campaign_moves = {}
-end
-
 -- Whether a finish or fail with `receipt` ("" = any) may act on the job now:
 -- 1 yes, 0 it is not active (or waits to be retried, so no delivery is under
 -- way), -1 the receipt does not name its current delivery.
@@ -366,6 +337,84 @@ local function free_slot(k, base, queue_id, now)
     return true
   end
   return type_freed
+end
+
+-- A campaign is done on this shard of an unsharded type whose on_done names a
+-- queue of the same type (the same slot): its on_done job is enqueued here, in
+-- the script that made it done, and noted (campaigns.py enqueues the others from
+-- the requeue pass). A job_id its queue knows already is not enqueued again.
+local function campaign_done_job(k, base, key, id, now)
+  local stored = redis.call('HMGET', key, 'on_done', 'notified', 'on_done_payload', 'on_done_limit')
+  if not stored[1] or stored[2] or not stored[3] then
+    return
+  end
+  local target = cjson.decode(stored[1])
+  local queue_type = string.match(base, ':{([^}]*)}$')
+  if target.queue_type ~= queue_type or (tonumber(redis.call('HGET', k.settings, 'shards')) or 1) ~= 1 then
+    return
+  end
+  local c = redis.call('HMGET', key, 'total', 'queued', 'scheduled', 'active', 'finished', 'dead', 'expired', 'cancelled')
+  local body = '{"campaign":"' .. id .. '","queue_type":"' .. queue_type .. '","payload":' .. stored[3]
+  local names = { 'total', 'queued', 'scheduled', 'active', 'finished', 'dead', 'expired', 'cancelled' }
+  for i, name in ipairs(names) do
+    body = body .. ',"' .. name .. '":' .. (tonumber(c[i]) or 0)
+  end
+  body = body .. '}'
+  local queue_id, job_id = target.queue_id, 'campaign-done.' .. id
+  local member, jobs_key = queue_id .. ':' .. job_id, base .. ':j:' .. queue_id
+  local known = redis.call('HEXISTS', k.dead, member) == 1 or redis.call('ZSCORE', k.done, member)
+  local limit = stored[4] or '-1'
+  if not known and redis.call('HSETNX', jobs_key, job_id, limit .. ':' .. limit .. ':' .. now .. ':' .. body) == 1 then
+    local given = tonumber(redis.call('HGET', k.queues, queue_id))
+    if given == nil then
+      redis.call('PERSIST', base .. ':last:' .. queue_id)
+      redis.call('ZADD', k.known, 0, queue_id)
+    end
+    if given ~= 0 then
+      redis.call('HSET', k.queues, queue_id, 0)
+    end
+    if redis.call('RPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
+      redis.call('ZADD', k.heads, now, queue_id)
+    end
+    schedule_queue(k, base, queue_id, now)
+    redis.call('HINCRBY', k.totals, 'enqueued', 1)
+    redis.call('HINCRBY', k.totals, 'queued', 1)
+    announce(base)
+  end
+  redis.call('HSET', key, 'notified', now)
+  redis.call('ZREM', base .. ':cg_notify', id)
+end
+
+-- Write the call's moves (once per campaign, however many jobs moved) into the
+-- campaign's hash and the type's jobs in campaigns by state ("<base>:cg_totals",
+-- for the metrics), and note when a campaign's last live job here ended or a live
+-- one came back. A campaign forgotten (campaign_retention_ms) while a dead letter
+-- of it stayed is not counted again.
+local function campaign_flush(k, base, now)
+  for id, moves in pairs(campaign_moves) do
+    local key = base .. ':cg:' .. id
+    if redis.call('EXISTS', key) == 1 then
+      for state, n in pairs(moves) do
+        if n ~= 0 then
+          redis.call('HINCRBY', key, state, n)
+          redis.call('HINCRBY', base .. ':cg_totals', state, n)
+        end
+      end
+      local c = redis.call('HMGET', key, 'queued', 'scheduled', 'active', 'ended')
+      local live = (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0) + (tonumber(c[3]) or 0)
+      if live == 0 and not c[4] then
+        redis.call('HSET', key, 'ended', now)
+        redis.call('ZADD', base .. ':cg_ended', now, id)
+        if (tonumber(redis.call('HGET', key, 'total')) or 0) > 0 or redis.call('HEXISTS', key, 'cancel') == 1 then
+          campaign_done_job(k, base, key, id, now)
+        end
+      elseif live > 0 and c[4] then
+        redis.call('HDEL', key, 'ended')
+        redis.call('ZREM', base .. ':cg_ended', id)
+      end
+    end
+  end
+  campaign_moves = {}
 end
 
 -- Move delayed jobs that are due to the back of their queues, at most `limit`,
@@ -521,7 +570,7 @@ local function take(k, base, now, expire, count, token, out)
     redis.call('HSET', k.totals, 'taken_at', now)  -- "no worker took a job for N s"
     note_backlog(base, now, redis.call('HINCRBY', k.totals, 'queued', -served))
   end
-  campaign_flush(base, now)
+  campaign_flush(k, base, now)
   return served, wait
 end
 

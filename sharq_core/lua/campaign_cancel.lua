@@ -67,5 +67,5 @@ for _, member in ipairs(page[2]) do
     redis.call('SREM', members, member)  -- nothing of it can come back into the campaign
   end
 end
-campaign_flush(base, now)
+campaign_flush(k, base, now)
 return { cancelled, page[1] }

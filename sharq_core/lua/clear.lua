@@ -83,5 +83,5 @@ end
 if next == 'done' and redis.call('EXISTS', jobs_key) == 0 and redis.call('HEXISTS', k.queues, queue_id) == 1 then
   forget_queue(k, base, queue_id, memory, now)
 end
-campaign_flush(base, now)
+campaign_flush(k, base, now)
 return { deleted, next }

@@ -53,6 +53,6 @@ if redis.call('RPUSH', queue_key, job_id) == 1 then
   schedule_queue(k, base, queue_id, now)
 end
 redis.call('HINCRBY', k.totals, 'queued', 1)
-campaign_flush(base, now)
+campaign_flush(k, base, now)
 announce(base)
 return 1

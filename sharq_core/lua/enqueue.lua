@@ -151,5 +151,5 @@ if added > 0 then
   end
   announce(base)
 end
-campaign_flush(base, now)
+campaign_flush(k, base, now)
 return result

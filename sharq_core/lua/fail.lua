@@ -65,7 +65,7 @@ end
 redis.call('ZREM', k.active, member)
 local reason = error_text ~= '' and error_text or 'failed'
 local outcome = put_back(k, base, queue_id, job_id, counts, dead, reason, now, memory)
-campaign_flush(base, now)
+campaign_flush(k, base, now)
 if outcome == 'dead' then
   announce(base)  -- its slot is free
   return 2

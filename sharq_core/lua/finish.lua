@@ -77,7 +77,7 @@ if finished > 0 then
     -- pass trims it while the type is busy)
     redis.call('PEXPIRE', k.done, window)
   end
-  campaign_flush(base, now)
+  campaign_flush(k, base, now)
 end
 if freed then
   announce(base)  -- a queue at its concurrency cap can be served again

@@ -40,7 +40,7 @@ for _, member in ipairs(expired) do
   end
 end
 local promoted = promote(k, base, now, batch)
-campaign_flush(base, now)
+campaign_flush(k, base, now)
 if requeued > 0 then
   redis.call('HINCRBY', k.totals, 'requeued', requeued)
 end
