@@ -156,3 +156,12 @@ def test_on_done_into_the_same_type_is_enqueued_by_the_finish_that_ends_it(sq: S
     sq.finish(report["job_id"], "reports", "sms", report["receipt"])
     sq.requeue()
     assert sq.dequeue("sms")["status"] == "failure"  # once
+
+
+def test_a_type_keeping_campaigns_cannot_change_its_shard_count(sq: SharQ) -> None:
+    sq.enqueue(1, 0, "a", "q", "sms", campaign="spring")
+    job = sq.dequeue("sms")
+    sq.finish("a", "q", "sms", job["receipt"])
+    with pytest.raises(Conflict, match="1 campaign"):
+        sq.set_type_settings("sms", 2)
+    assert sq.campaign("sms", "spring")["finished"] == 1
