@@ -165,3 +165,29 @@ def test_a_type_keeping_campaigns_cannot_change_its_shard_count(sq: SharQ) -> No
     with pytest.raises(Conflict, match="1 campaign"):
         sq.set_type_settings("sms", 2)
     assert sq.campaign("sms", "spring")["finished"] == 1
+
+
+def test_an_expired_job_counts_expired_in_its_campaign(sq: SharQ, clock: Clock) -> None:
+    """Where deadlines expire a job (a take dropping an expired head, the requeue
+    pass's sweep, a delivery ending after the deadline), its campaign counts it
+    expired; a retry with a new deadline counts it queued again."""
+    sq.enqueue(0, 0, "out", "q0", "sms", ttl_ms=1000, campaign="spring")
+    out = sq.dequeue("sms")
+    assert out["job_id"] == "out"
+    sq.enqueue(1, 0, "head", "q1", "sms", ttl_ms=1000, campaign="spring")
+    sq.enqueue(2, 0, "later", "q2", "sms", delay_ms=500, ttl_ms=1000, campaign="spring")
+    status = sq.job_status("sms", "q1", "head")
+    assert (status["campaign"], status["expire_at"]) == ("spring", clock.now + 1000)  # both options recorded
+    clock.advance(1000)
+    assert sq.take("sms", 1)[0] == []  # the take drops the expired heads
+    found = counts(sq)
+    assert (found["expired"], found["queued"], found["active"]) == (2, 0, 1)
+    # the pass: its sweep expires what the take left, and the delivery of "out",
+    # over with its deadline passed, expires instead of going back (put_back)
+    sq.requeue()
+    found = counts(sq)
+    assert (found["expired"], found["scheduled"], found["queued"], found["active"], found["done"]) == (3, 0, 0, 0, True)
+    assert sq.job_status("sms", "q0", "out")["state"] == "expired"
+    sq.retry_dead_letter("sms", "q0", "out", ttl_ms=1000)
+    found = counts(sq)
+    assert (found["expired"], found["queued"], found["done"]) == (2, 1, False)
