@@ -169,8 +169,8 @@ def campaign(queue_type: str, campaign: str) -> dict:
     return found
 
 
-@serves("set_campaign")
-def set_campaign(queue_type: str, campaign: str) -> dict:
+@serves("on_done")
+def on_done(queue_type: str, campaign: str) -> dict:
     return engine().set_on_done(queue_type, campaign, json_body().get("on_done"))
 
 

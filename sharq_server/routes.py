@@ -181,7 +181,7 @@ ROUTES = _routes(
         " many seconds for it to be done", "status", CAMPAIGN, query=(WAIT,), refusals=NO_CAMPAIGN,
     ),
     Route(
-        "set_campaign", "PUT", "/campaigns/{queue_type}/{campaign}/", "Set the job the campaign enqueues once done"
+        "on_done", "PUT", "/campaigns/{queue_type}/{campaign}/", "Set the job the campaign enqueues once done"
         " (once)", "enqueue", CAMPAIGN, body=c.CampaignSettings, body_required=True,
         refusals={409: ("the on_done job was enqueued already", c.Error)},
     ),
