@@ -280,7 +280,8 @@ end
 local function add_demand(k, record, sign)
   for name, amount in string.gmatch(record, '(%w+)=(%d+)') do
     local field = 'demand:' .. name
-    if redis.call('HINCRBY', k.settings, field, sign * tonumber(amount)) == 0 then
+    -- a rate of 0 (an interval over 1e9 ms) adds nothing: -1 x 0 would be "-0", which HINCRBY refuses
+    if amount ~= '0' and redis.call('HINCRBY', k.settings, field, sign * tonumber(amount)) == 0 then
       redis.call('HDEL', k.settings, field)
     end
   end
