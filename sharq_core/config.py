@@ -76,6 +76,8 @@ class Config:
     idle_type_retention_ms: int = 3_600_000
     # the job duration autoscaling assumes for a type until one of its jobs is finished
     default_job_duration_ms: int = 1000
+    # how long a campaign's record stays readable after it is done, then it is forgotten
+    campaign_retention_ms: int = 7 * 86_400_000
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
 
@@ -207,6 +209,8 @@ def _check(config: Config) -> None:
         raise ConfigError("idle_type_retention_ms must be from 0 (drop at once) to 2592000000 (30 days)")
     if not 1 <= config.default_job_duration_ms <= 86_400_000:
         raise ConfigError("default_job_duration_ms must be from 1 to 86400000 (a day)")
+    if not 0 <= config.campaign_retention_ms <= 366 * 86_400_000:
+        raise ConfigError("campaign_retention_ms must be from 0 (drop at once) to 31622400000 (366 days)")
     if config.default_job_requeue_limit < -1:
         raise ConfigError("default_job_requeue_limit must be -1 (forever) or more")
     redis = config.redis

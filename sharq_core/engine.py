@@ -10,6 +10,7 @@ redis-py combines its command families):
 - housekeeping.py  requeue, discover_types, clear_queue, dead-letter retry/delete
 - layouts.py       type_settings: a hot type spread over shards (shards.py)
 - autoscale.py     autoscale: the wanted concurrency of a type, for worker autoscaling
+- campaigns.py     campaign(s), cancel_campaign, set_on_done: a fan-out followed as one
 - base.py          the constants, state and script runner they share
 """
 
@@ -23,6 +24,7 @@ from redis.cluster import RedisCluster
 
 from .autoscale import AutoscaleCommands
 from .base import COUNTERS, KEEP, MAX_BATCH, RATE_MEMORY_MS, REQUEUE_BATCH  # re-exported: callers import them here
+from .campaigns import CampaignCommands
 from .config import Config, load_config
 from .connection import connect
 from .controls import ControlCommands
@@ -41,6 +43,7 @@ class SharQ(
     DeliveryCommands,
     ControlCommands,
     ViewCommands,
+    CampaignCommands,
     HousekeepingCommands,
     LayoutCommands,
     AutoscaleCommands,

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import validation as check
 from .base import DISCOVERY_INTERVAL_S, RATE_MEMORY_MS, REQUEUE_BATCH, EngineBase
-from .exceptions import BadArgumentException, DuplicateJob, NotFound
+from .exceptions import BadArgumentException, Conflict, DuplicateJob, NotFound
 from .keys import glob_escape, member
 from .shards import type_of
 
@@ -36,7 +36,11 @@ class HousekeepingCommands(EngineBase):
         for shard in self._registered():  # each shard of a sharded type on its own
             for name, count in self.requeue_type(shard).items():
                 totals[name] += count
+            self.finish_campaigns(shard)
         return totals
+
+    def finish_campaigns(self, shard: str) -> int:
+        raise NotImplementedError  # campaigns.py
 
     def requeue_type(self, queue_type: str) -> dict[str, int]:
         """Requeue one type's expired jobs in batches of REQUEUE_BATCH until none is left."""
@@ -88,7 +92,7 @@ class HousekeepingCommands(EngineBase):
         self._discovered_at = time.monotonic()
         prefix = glob_escape(self.keys.prefix)
         found = set()
-        for suffix in ("queues", "dead"):
+        for suffix in ("queues", "dead", "campaigns"):
             for key in self.redis.scan_iter(match=f"{prefix}:{{*}}:{suffix}", count=1000):
                 name = key.decode()
                 found.add(name[len(self.keys.prefix) + 2 : -len(suffix) - 2])
@@ -149,6 +153,8 @@ class HousekeepingCommands(EngineBase):
         if code == -2:
             raise BadArgumentException("expire_at must be later than now: the job's deadline has passed, give a new"
                                        " expire_at or ttl_ms to retry it")  # fmt: skip
+        if code == -3:
+            raise Conflict("the job's campaign was cancelled: it takes no jobs back", state="cancelled")
         if code < 0:
             raise DuplicateJob("job_id is already queued or active in this queue", state="queued")
         self.redis.sadd(self.keys.queue_types(), shard)

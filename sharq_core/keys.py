@@ -108,7 +108,7 @@ class Keys:
         jobs, dead letters, queue limits or a pause. The one list both the requeue
         script and the engine's forgetting of a drained type read."""
         return [self.queues(queue_type), self.dead(queue_type), self.limits(queue_type),
-                self.paused(queue_type), self.type_paused(queue_type)]  # fmt: skip
+                self.paused(queue_type), self.type_paused(queue_type), self.campaigns(queue_type)]  # fmt: skip
 
     def totals(self, queue_type: str) -> str:
         """HASH counters since the type began (enqueued, dequeued, finished, failed,
@@ -135,6 +135,38 @@ class Keys:
         """HASH Q -> what the backlogged queue adds to the type's demand sums (the
         settings hash's ``demand:*`` fields; see count_demand in _helpers.lua)."""
         return f"{self.base(queue_type)}:demand"
+
+    def campaign(self, queue_type: str, campaign_id: str) -> str:
+        """HASH a campaign's counts on this shard (total, queued, scheduled, active,
+        finished, dead, cancelled), `started`, `ended` (while nothing of it is live
+        here), `cancel` (ms it was cancelled); on the type's first shard also
+        `on_done` (JSON) and `notified` (ms its on_done job was enqueued)."""
+        return f"{self.base(queue_type)}:cg:{campaign_id}"
+
+    def campaign_members(self, queue_type: str, campaign_id: str) -> str:
+        """SET ``Q:J`` of the campaign's jobs on this shard, which a cancel walks."""
+        return f"{self.base(queue_type)}:cgm:{campaign_id}"
+
+    def campaigns(self, queue_type: str) -> str:
+        """ZSET campaign id -> ms it started: the type's campaigns, newest last."""
+        return f"{self.base(queue_type)}:campaigns"
+
+    def campaigns_ended(self, queue_type: str) -> str:
+        """ZSET campaign id -> ms nothing of it was live any more on this shard."""
+        return f"{self.base(queue_type)}:cg_ended"
+
+    def campaigns_notify(self, queue_type: str) -> str:
+        """ZSET campaign id -> ms its on_done was set, until its job is enqueued
+        (on the type's first shard)."""
+        return f"{self.base(queue_type)}:cg_notify"
+
+    def campaign_totals(self, queue_type: str) -> str:
+        """HASH state -> jobs of the type's campaigns in it (total too), on this shard."""
+        return f"{self.base(queue_type)}:cg_totals"
+
+    def cancelled(self, queue_type: str) -> str:
+        """ZSET ``Q:J`` -> ms its campaign's cancel removed it (dedupe window)."""
+        return f"{self.base(queue_type)}:cancelled"
 
     def ready_channel(self) -> str:
         """Pub/sub channel: the message is a queue type that may have a job ready."""

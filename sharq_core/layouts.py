@@ -151,7 +151,8 @@ class LayoutCommands(EngineBase):
 
     def _blockers(self, shards: list[str]) -> dict[str, Any]:
         """What keeps the type live, for the refusal: the queues holding jobs (and
-        how many jobs are active), dead letters, queue limits and pauses."""
+        how many jobs are active), dead letters, queue limits, pauses and kept
+        campaigns (their counts live per shard)."""
         with self.redis.pipeline(transaction=False) as pipe:
             for shard in shards:
                 for key in (self.keys.queues(shard), self.keys.limits(shard), self.keys.paused(shard)):
@@ -160,17 +161,18 @@ class LayoutCommands(EngineBase):
                 pipe.zcard(self.keys.active(shard))
                 pipe.hlen(self.keys.dead(shard))
                 pipe.exists(self.keys.type_paused(shard))
+                pipe.zcard(self.keys.campaigns(shard))
             replies = pipe.execute()
         found: dict[str, Any] = {}
-        for start in range(0, len(replies), 9):
-            mine = replies[start : start + 9]
+        for start in range(0, len(replies), 10):
+            mine = replies[start : start + 10]
             for index, name in enumerate(("queues_with_jobs", "queues_with_limits", "paused_queues")):
                 total, (_, fields) = mine[2 * index], mine[2 * index + 1]
                 if total:
                     kind = found.setdefault(name, {"total": 0, "first": []})
                     kind["total"] += total
                     kind["first"] = sorted(kind["first"] + [field.decode() for field in fields])[:BLOCKERS_SHOWN]
-            for name, value in zip(("active_jobs", "dead_letters", "type_paused"), mine[6:], strict=True):
+            for name, value in zip(("active_jobs", "dead_letters", "type_paused", "campaigns"), mine[6:], strict=True):
                 if value:
                     found[name] = bool(value) if name == "type_paused" else found.get(name, 0) + value
         return found
@@ -200,6 +202,8 @@ def _blocked_message(queue_type: str, found: dict[str, Any]) -> str:
         parts.append(f"{found['dead_letters']} dead letter(s): retry or delete them")
     if "type_paused" in found:
         parts.append(f"the type is paused: POST /resume/{queue_type}/")
+    if "campaigns" in found:
+        parts.append(f"{found['campaigns']} campaign(s) are kept: until campaign_retention_ms after they are done")
     return f"queue type {queue_type} still holds state that lives per queue; drain it first: " + "; ".join(parts)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from . import validation as check
 from .base import MAX_BATCH, EngineBase
-from .exceptions import BadArgumentException, DuplicateJob, NotReplicated, QueueFull, ShardsChanged
+from .exceptions import BadArgumentException, Conflict, DuplicateJob, NotReplicated, QueueFull, ShardsChanged
 from .shards import CHANGING
 
 # enqueue.lua's codes: the exception, its message and the job's state
@@ -19,13 +19,14 @@ _ENQUEUE_FAILURES = {
     -5: (DuplicateJob, "job_id was finished within the dedupe window (dedupe_window_ms)", "finished"),
     -6: (DuplicateJob, "job_id is already scheduled in this queue", "scheduled"),
     -7: (BadArgumentException, "expire_at must be later than now (Redis clock)", None),
+    -8: (Conflict, "the job's campaign was cancelled: it takes no new jobs", "cancelled"),
 }
 
 _MISSING = object()
 
 JOB_FIELDS = (
     "job_id", "payload", "interval", "requeue_limit", "max_queued_length", "delay_ms", "not_before", "expire_at",
-    "ttl_ms",
+    "ttl_ms", "campaign",
 )  # fmt: skip
 _BATCH_FIELDS = frozenset((*JOB_FIELDS, "queue_id"))
 
@@ -46,17 +47,20 @@ class ProducerCommands(EngineBase):
         not_before: int | None = None,
         expire_at: int | None = None,
         ttl_ms: int | None = None,
+        campaign: str | None = None,
     ) -> dict[str, Any]:
-        """Queue one job; raises DuplicateJob or QueueFull and then changes nothing.
+        """Queue one job; raises DuplicateJob, QueueFull or Conflict (its campaign
+        was cancelled) and then changes nothing.
 
         With `delay_ms` (from now) or `not_before` (epoch ms, on the Redis clock) the
         job is scheduled: it joins the back of its queue when due. With `expire_at`
         (epoch ms, Redis clock) or `ttl_ms` (from now, even for a delayed job) it is
         never handed out after that: it expires into the dead letters instead.
+        With `campaign` it counts in that campaign of the type (campaigns.py).
         """
         job = self._job_args(
             queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before, expire_at,
-            ttl_ms,
+            ttl_ms, campaign,
         )  # fmt: skip
         code = self._enqueue(check.identifier("queue_type", queue_type), [job])[0]
         if code in _ENQUEUE_FAILURES:
@@ -95,6 +99,7 @@ class ProducerCommands(EngineBase):
             return self._job_args(
                 get("queue_id"), get("job_id"), get("payload", _MISSING), get("interval"), get("requeue_limit"),
                 get("max_queued_length"), get("delay_ms"), get("not_before"), get("expire_at"), get("ttl_ms"),
+                get("campaign"),
             )  # fmt: skip
         except BadArgumentException as exc:
             raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
@@ -115,6 +120,7 @@ class ProducerCommands(EngineBase):
             "not_before": job.get("not_before"),
             "expire_at": job.get("expire_at"),
             "ttl_ms": job.get("ttl_ms"),
+            "campaign": job.get("campaign"),
         }
 
     def _job_args(
@@ -129,6 +135,7 @@ class ProducerCommands(EngineBase):
         not_before: Any = None,
         expire_at: Any = None,
         ttl_ms: Any = None,
+        campaign: Any = None,
     ) -> list[Any]:
         """Validate one job into the seven ARGV values enqueue.lua takes."""
         if payload is _MISSING:
@@ -143,12 +150,17 @@ class ProducerCommands(EngineBase):
         limit = check.integer("requeue_limit", requeue_limit, -1, check.MAX_REQUEUE_LIMIT)
         deadline = check.deadline(expire_at, ttl_ms)
         max_length = check.optional_integer("max_queued_length", max_queued_length, 1, check.MAX_QUEUED_LENGTH)
+        # the options ride after the limit, x before g (see job_option in _helpers.lua)
+        if deadline is not None:
+            limit = f"{limit}|x={deadline}"
+        if campaign is not None:
+            limit = f"{limit}|g={check.identifier('campaign', campaign)}"
         return [
             check.identifier("queue_id", queue_id),
             check.identifier("job_id", job_id),
             check.payload_text(payload),
             check.integer("interval", interval, 0, check.MAX_INTERVAL),
-            limit if deadline is None else f"{limit}|x={deadline}",
+            limit,
             "" if max_length is None else max_length,
             due_spec,
         ]

@@ -33,6 +33,10 @@ NAMES = (
     "type_limits",
     "layout",
     "autoscale",
+    "campaign_cancel",
+    "campaign_forget",
+    "campaign_on_done",
+    "campaign_notified",
 )
 
 

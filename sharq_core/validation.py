@@ -11,6 +11,7 @@ import ujson
 from .exceptions import BadArgumentException
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}\Z")
+_DONE_JOB = re.compile(r"campaign-done\.[A-Za-z0-9_-]{1,100}\Z")  # a campaign's on_done job (campaigns.py)
 _RECEIPT = re.compile(r"[0-9a-f]{16}\.[0-9]{1,3}\Z")
 
 # Bounds keep every time sum exact in Lua's doubles and in 14-digit score strings.
@@ -22,10 +23,13 @@ MAX_TIME = 10**13  # epoch ms, until the year 2286
 
 
 def identifier(name: str, value: Any) -> str:
-    """A queue_type, queue_id or job_id: 1-100 of ``[A-Za-z0-9_-]``."""
+    """A queue_type, queue_id or job_id: 1-100 of ``[A-Za-z0-9_-]``; a job_id may
+    also be ``campaign-done.<campaign>``, the job a campaign enqueues when done."""
     if type(value) is str and _IDENTIFIER.match(value):  # the usual case first: twice per job
         return value
     required(name, value)
+    if name == "job_id" and isinstance(value, str) and _DONE_JOB.match(value):
+        return value
     if not isinstance(value, str) or not _IDENTIFIER.match(value):
         raise BadArgumentException(f"{name} must be 1-100 characters of A-Z a-z 0-9 _ -")
     return value

@@ -200,7 +200,7 @@ class ViewCommands(EngineBase):
         self._check_job(queue_type, queue_id, job_id)
 
         def status(shard: str) -> list[Any]:
-            keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id)]
+            keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id), self.keys.cancelled(shard)]
             return self._script("status", keys, [member(queue_id, job_id), job_id])
 
         state, detail, last_error = self._on_queue(queue_type, queue_id, status, lambda reply: reply[0] == b"unknown")
@@ -223,6 +223,8 @@ class ViewCommands(EngineBase):
                 result.update(state="expired", expired_at=result["expire_at"])
         elif state == "finished":
             result["finished_at"] = int(float(detail))
+        elif state == "cancelled":
+            result["cancelled_at"] = int(float(detail))
         return result
 
     def get_queue_length(self, queue_type: str, queue_id: str) -> int:
@@ -309,6 +311,7 @@ def _dead_record(raw: bytes) -> dict[str, Any]:
         "requeue_limit": record["requeue_limit"],
         "reason": record["reason"],
         "last_error": record.get("last_error"),
+        **({"campaign": record["campaign"]} if "campaign" in record else {}),
     }
     if record.get("expire_at") is not None:
         dead["expire_at"] = int(record["expire_at"])
@@ -317,9 +320,11 @@ def _dead_record(raw: bytes) -> dict[str, Any]:
 
 def _options(options: list[bytes]) -> dict[str, Any]:
     """The job options of a record's limit field that GET /job/ shows (see job_option)."""
-    shown = {}
+    shown: dict[str, Any] = {}
     for option in options:
         name, _, value = option.partition(b"=")
         if name == b"x":
             shown["expire_at"] = int(value)
+        elif name == b"g":
+            shown["campaign"] = value.decode()
     return shown

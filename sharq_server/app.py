@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import ujson
@@ -31,6 +32,7 @@ from .routes import api, serves
 
 DASHBOARD = os.path.join(os.path.dirname(__file__), "dashboard")
 log = logging.getLogger(__name__)
+CAMPAIGN_POLL_S = 0.25  # how often a ?wait= on a campaign reads it again
 serves("whoami")(whoami)
 
 
@@ -147,6 +149,34 @@ def job_status(queue_type: str, queue_id: str, job_id: str) -> dict:
     if result["state"] == "unknown":
         raise NotFound("job is not queued, active or dead in this queue")
     return result
+
+
+@serves("campaigns")
+def campaigns(queue_type: str) -> dict:
+    return engine().campaigns(queue_type, **queries())
+
+
+@serves("campaign")
+def campaign(queue_type: str, campaign: str) -> dict:
+    """The counts; with ?wait=S, answered once it is done or S seconds passed
+    (read again every CAMPAIGN_POLL_S: a campaign ends once, no announcement needed)."""
+    wait = query("wait")
+    found = engine().campaign(queue_type, campaign)
+    deadline = time.monotonic() + wait
+    while not found["done"] and time.monotonic() < deadline and request_alive():
+        time.sleep(min(CAMPAIGN_POLL_S, max(deadline - time.monotonic(), 0)))
+        found = engine().campaign(queue_type, campaign)
+    return found
+
+
+@serves("on_done")
+def on_done(queue_type: str, campaign: str) -> dict:
+    return engine().set_on_done(queue_type, campaign, json_body().get("on_done"))
+
+
+@serves("cancel_campaign")
+def cancel_campaign(queue_type: str, campaign: str) -> dict:
+    return engine().cancel_campaign(queue_type, campaign)
 
 
 @serves("interval")

@@ -34,6 +34,7 @@ DelayMs = bounded(0, check.MAX_INTERVAL, "schedule it this many ms from now")
 NotBefore = bounded(0, check.MAX_TIME, "schedule it for this epoch ms")
 ExpireAt = bounded(0, check.MAX_TIME, "never hand it out after this epoch ms (Redis clock); must be later than now")
 TtlMs = bounded(1, check.MAX_INTERVAL, "never hand it out later than this many ms after the enqueue (or retry)")
+CampaignId = Annotated[str, Meta(pattern=IDENTIFIER_PATTERN, description="count it in this campaign of the type")]
 RetryAfterMs = bounded(0, check.MAX_INTERVAL)
 LimitValue = bounded(1, MAX_LIMIT)
 TypeInterval = bounded(1, check.MAX_INTERVAL, "ms between two dequeues of the type")
@@ -57,6 +58,7 @@ class NewJob(Body):
     not_before: NotBefore | None = None
     expire_at: ExpireAt | None = None
     ttl_ms: TtlMs | None = None
+    campaign: CampaignId | None = None
 
 
 class BatchJob(NewJob, kw_only=True):
@@ -138,6 +140,19 @@ class Purge(Body):
     purge_all: bool = False
 
 
+class OnDone(Body):
+    """The job a campaign enqueues once done, job_id `campaign-done.<id>`; its
+    payload holds this payload and the final counts."""
+
+    queue_type: Identifier
+    queue_id: Identifier
+    payload: Any
+
+
+class CampaignSettings(Body):
+    on_done: OnDone
+
+
 class NoFields(Body):
     """Nothing to give: any field is refused."""
 
@@ -203,6 +218,28 @@ class DeadLetter(Struct, kw_only=True):
     expire_at: Annotated[int, Meta(description="the job's deadline, epoch ms")] | UnsetType = UNSET
 
 
+class Campaign(Struct, kw_only=True):
+    """A campaign's counts (they always sum to total); done once it has jobs (or was
+    cancelled) and none is queued, scheduled or active."""
+
+    queue_type: Identifier
+    campaign: Identifier
+    total: int
+    queued: int
+    scheduled: int
+    active: int
+    finished: int
+    dead: int
+    expired: int
+    cancelled: int
+    done: bool
+    started_at: int
+    ended_at: int | None
+    cancelled_at: int | None
+    on_done: OnDone | None
+    on_done_enqueued_at: int | None
+
+
 class Sourced(Struct):
     value: int | None
     source: Literal["override", "last enqueue", "default"]
@@ -255,7 +292,9 @@ class Autoscale(Struct, kw_only=True):
     shards: int
 
 
-ANSWERS = (Error, NotReady, Blocked, DequeuedJob, JobResult, DeadLetter, EffectiveLimits, QueueView, Autoscale)
+ANSWERS = (
+    Error, NotReady, Blocked, DequeuedJob, JobResult, DeadLetter, EffectiveLimits, QueueView, Autoscale, Campaign,
+)  # fmt: skip
 
 
 def fields_of(body: type[Body]) -> tuple[str, ...]:

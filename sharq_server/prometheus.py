@@ -141,6 +141,14 @@ class QueueCollector(Collector):
             "The type's job duration, hand-out to finish (a moving average; the configured default until measured)",
             labels=["queue_type"],
         )
+        campaigns = GaugeMetricFamily(
+            "sharq_campaigns_running", "Campaigns with a job queued, scheduled or active", labels=["queue_type"]
+        )
+        campaign_jobs = GaugeMetricFamily(
+            "sharq_campaign_jobs",
+            "Jobs of the type's kept campaigns by state (total too)",
+            labels=["queue_type", "state"],
+        )
         for queue_type in self.engine.listed_types():
             stats = self.engine.type_stats(queue_type)
             for state, value in stats["jobs"].items():
@@ -161,7 +169,12 @@ class QueueCollector(Collector):
             autoscale = self.engine.autoscale(queue_type)
             wanted.add_metric([queue_type], autoscale["wanted_concurrency"])
             duration.add_metric([queue_type], autoscale["job_duration_seconds"])
-        return [jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards, wanted, duration]
+            figures = self.engine.campaign_figures(queue_type)
+            campaigns.add_metric([queue_type], figures["running"])
+            for state, value in figures["jobs"].items():
+                campaign_jobs.add_metric([queue_type, state], value)
+        return [jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards, wanted, duration,
+                campaigns, campaign_jobs]  # fmt: skip
 
 
 def registry_for(engine: SharQ) -> CollectorRegistry:

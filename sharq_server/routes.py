@@ -111,6 +111,8 @@ TAKEN = {"oneOf": [ref(c.DequeuedJob), success(jobs=array(ref(c.DequeuedJob)))]}
 WAIT = Query("wait", 0, MAX_WAIT_S, 0)
 PAGE = (Query("offset", 0, check.MAX_OFFSET, 0),)
 STALE = {409: ("the receipt is from an earlier delivery of the job; nothing changed", c.Error)}
+CAMPAIGN = {"allOf": [success(), ref(c.Campaign)]}
+NO_CAMPAIGN = {404: ("no such campaign (never enqueued to, or forgotten after campaign_retention_ms)", c.Error)}
 DUPLICATE = "job_id already known in this queue: `state` is queued, scheduled, active, dead or finished (dedupe window)"
 
 
@@ -122,7 +124,8 @@ ROUTES = _routes(
     Route("index", "GET", "/", "Greeting", OPEN, {"type": "object", "properties": {"message": TEXT}}),
     Route(
         "enqueue", "POST", "/enqueue/{queue_type}/{queue_id}/", "Enqueue one job", "enqueue", QUEUED, 201,
-        c.NewJob, True, refusals={409: (DUPLICATE, c.Error), 429: ("queue holds max_queued_length jobs", c.Error)},
+        c.NewJob, True, refusals={409: (DUPLICATE + "; or its campaign was cancelled", c.Error),
+                                  429: ("queue holds max_queued_length jobs", c.Error)},
     ),
     Route(
         "enqueue_many", "POST", "/enqueue/{queue_type}/", "Enqueue up to 100 jobs of one type atomically, one result"
@@ -164,8 +167,27 @@ ROUTES = _routes(
     Route(
         "job_status", "GET", "/job/{queue_type}/{queue_id}/{job_id}/",
         "Where a job is: queued, scheduled, active, retrying, dead, expired (a dead letter never handed out by its"
-        " deadline, with expired_at) or finished (within the dedupe window); last_error when a worker reported one",
-        "status", success(state={"enum": ["queued", "scheduled", "active", "retrying", "dead", "expired", "finished"]}),
+        " deadline, with expired_at), finished or cancelled by its campaign (within the dedupe window); last_error"
+        " when a worker reported one", "status",
+        success(state={"enum": ["queued", "scheduled", "active", "retrying", "dead", "expired", "finished",
+                                "cancelled"]}),
+    ),
+    Route(
+        "campaigns", "GET", "/campaigns/{queue_type}/", "A page of the type's campaigns, newest first", "status",
+        success(total=INTEGER, campaigns=array(ref(c.Campaign))), query=(Query("limit", 1, 1000, 100), *PAGE),
+    ),
+    Route(
+        "campaign", "GET", "/campaigns/{queue_type}/{campaign}/", "A campaign's counts; `wait` long-polls up to that"
+        " many seconds for it to be done", "status", CAMPAIGN, query=(WAIT,), refusals=NO_CAMPAIGN,
+    ),
+    Route(
+        "on_done", "PUT", "/campaigns/{queue_type}/{campaign}/", "Set the job the campaign enqueues once done"
+        " (once)", "enqueue", CAMPAIGN, body=c.CampaignSettings, body_required=True,
+        refusals={409: ("the on_done job was enqueued already", c.Error)},
+    ),
+    Route(
+        "cancel_campaign", "DELETE", "/campaigns/{queue_type}/{campaign}/", "Cancel: remove its queued and scheduled"
+        " jobs, refuse new ones; active ones end as they would", "enqueue", CAMPAIGN, refusals=NO_CAMPAIGN,
     ),
     Route(
         "interval", "POST", "/interval/{queue_type}/{queue_id}/", "Change a queue's rate limit", "admin", success(),

@@ -60,6 +60,13 @@ def test_rate_limited_queues_want_rate_times_duration(sq: SharQ) -> None:
     }  # fmt: skip
 
 
+def test_a_queue_slower_than_one_job_in_1e9_ms_changes_interval(sq: SharQ) -> None:
+    """Its rate share rounds to 0 ("r=0"): taking it back must not send HINCRBY a "-0"."""
+    sq.enqueue(1, 10**12, "a", "slow", TYPE)
+    assert sq.set_interval(1, "slow", TYPE)["status"] == "success"
+    assert sq.autoscale(TYPE)["inputs"]["rate"] == 1000.0
+
+
 def test_caps_and_type_limits_bound_it(sq: SharQ) -> None:
     """A queue's cap bounds its share (min(5/s x 2 s, 3) = 3); the type's max_active
     and rate bound the whole; a shallow backlog bounds it to the jobs held."""

@@ -438,3 +438,26 @@ def test_limits_form_pauses_a_queue_for_a_while(server: ServerProcess, page) -> 
     row = page.locator('#queues tr[data-queue="acme"]')
     wait_for(lambda: field(row, "state").startswith("paused until "), what="the queue shown paused")
     assert page.console_errors == []
+
+
+def test_campaigns_show_progress_and_cancel_after_a_confirmation(server: ServerProcess, page) -> None:
+    jobs = [
+        {"queue_id": f"t{n % 2}", "job_id": f"s{n}", "payload": n, "interval": 0, "campaign": "sale"} for n in range(4)
+    ]
+    assert call(server, "POST", "/enqueue/promo/", {"jobs": jobs})[0] == 200
+    taken = call(server, "GET", "/dequeue/promo/")[1]
+    call(server, "POST", f"/finish/promo/{taken['queue_id']}/{taken['job_id']}/", {"receipt": taken["receipt"]})
+    page.locator('#types tr[data-type="promo"] button').click()
+    row = page.locator('#campaigns tr[data-campaign="sale"]')
+    row.wait_for()
+    assert field(row, "counts") == "3 / 0 / 1 / 0 / 0" and field(row, "state") == "running"
+    assert row.locator("progress").get_attribute("value") == "1"
+    row.locator("button", has_text="Cancel").click()
+    assert page.inner_text("#confirm-text").startswith("Cancel campaign sale (type promo)? Its 3 queued")
+    page.click("#confirm-cancel")
+    assert call(server, "GET", "/campaigns/promo/sale/")[1]["cancelled"] == 0
+    row.locator("button", has_text="Cancel").click()
+    page.click("#confirm-ok")
+    page.locator("#outcome", has_text="Cancelled campaign sale").wait_for()
+    wait_for(lambda: field(row, "state") == "done", what="the cancelled campaign shown done")
+    assert call(server, "GET", "/campaigns/promo/sale/")[1]["cancelled"] == 3

@@ -47,10 +47,12 @@ def sharq_on(redis_server: EmbeddedRedis, tmp_path, name: str = "sharq", **env: 
     return ServerProcess(str(tmp_path / name), env=settings).start()
 
 
-def enqueue_batch(server: ServerProcess, queue_type: str, jobs: list[tuple[str, str]], interval: int = 0) -> None:
+def enqueue_batch(
+    server: ServerProcess, queue_type: str, jobs: list[tuple[str, str]], interval: int = 0, **campaign: str
+) -> None:
     for start in range(0, len(jobs), 100):
         batch = [
-            {"queue_id": queue_id, "job_id": job_id, "payload": {"job": job_id}, "interval": interval}
+            {"queue_id": queue_id, "job_id": job_id, "payload": {"job": job_id}, "interval": interval, **campaign}
             for queue_id, job_id in jobs[start : start + 100]
         ]
         status, body = server.call("POST", f"/enqueue/{queue_type}/", {"jobs": batch})
@@ -104,7 +106,9 @@ def worker_pids(master: int) -> list[int]:
 def test_kill_9_of_workers_and_master_loses_nothing(redis_server: EmbeddedRedis, tmp_path) -> None:
     server = sharq_on(redis_server, tmp_path)
     jobs = [(f"q{n % 5}", f"j{n}") for n in range(50)]
-    enqueue_batch(server, "sms", jobs)
+    on_done = {"on_done": {"queue_type": "reports", "queue_id": "ops", "payload": None}}
+    assert server.call("PUT", "/campaigns/sms/sale/", on_done)[0] == 200
+    enqueue_batch(server, "sms", jobs, campaign="sale")
     assert server.call("GET", "/dequeue/sms/?count=20")[0] == 200  # 20 jobs active, never finished
     os.kill(worker_pids(server.process.pid)[0], signal.SIGKILL)
     server.process.kill()
@@ -125,6 +129,16 @@ def test_kill_9_of_workers_and_master_loses_nothing(redis_server: EmbeddedRedis,
 
         wait_for(drain, timeout=20, what="every job, the 20 orphaned ones after expiry")
         assert delivered == {job_id for _, job_id in jobs}
+        # the campaign counted every move exactly, through the deaths, and said "done" once
+        wait_for(lambda: again.call("GET", "/campaigns/sms/sale/")[1]["on_done_enqueued_at"], what="on_done")
+        found = again.call("GET", "/campaigns/sms/sale/")[1]
+        assert (found["total"], found["finished"], found["queued"] + found["active"], found["done"]) == (
+            50,
+            50,
+            0,
+            True,
+        )
+        assert again.call("GET", "/metrics/reports/ops/")[1]["queue_length"] == 1
     finally:
         assert again.stop() == 0
 

@@ -28,6 +28,10 @@ def exercise(sq: SharQ, clock: Clock, queue_type: str) -> None:
     sq.delete_dead_letter(queue_type, "q1", "b")
     sq.enqueue(1, 10, "z", "q3", queue_type)
     sq.metrics(queue_type, "q1")
+    sq.enqueue(1, 10, "w", "q3", queue_type, campaign="c")
+    sq.enqueue(1, 10, "v", "q3", queue_type, campaign="c")
+    sq.set_on_done(queue_type, "c", {"queue_type": queue_type, "queue_id": "q3", "payload": 1})
+    sq.cancel_campaign(queue_type, "c")
 
 
 def test_every_key_of_a_type_shares_its_slot(sq: SharQ, clock: Clock, redis_client) -> None:
@@ -67,6 +71,13 @@ def test_lua_derives_the_keys_python_names(sq: SharQ, clock: Clock, redis_client
         keys.heads("sms"),
         keys.settings("sms"),
         keys.demand("sms"),
+        keys.campaign("sms", "c"),
+        keys.campaign_members("sms", "c"),
+        keys.campaigns("sms"),
+        keys.campaigns_ended("sms"),
+        keys.campaigns_notify("sms"),
+        keys.cancelled("sms"),
+        keys.campaign_totals("sms"),
         *(keys.queue("sms", q) for q in ("q1", "q3")),
         *(keys.jobs("sms", q) for q in ("q1", "q3")),
         *(keys.last("sms", q) for q in ("q1", "q2")),

@@ -17,6 +17,11 @@ Deadlines (issue 26): a job enqueued with ttl_ms is never handed out from its
 deadline on. A take that meets it at a queue's head drops it to the dead letters
 (at most 10 per call) and goes on; the requeue pass expires those still queued or
 delayed, and a delivery that ends after the deadline expires instead of going back.
+
+Jobs may also belong to one campaign: its counts must equal the model's and sum to
+its total after every step, it is done exactly when it has jobs and none is
+queued, scheduled or active (an expired job counts `expired`), a cancel removes its queued and delayed jobs, and
+its on_done job is enqueued once, by the first requeue pass after it is done.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from sharq_core import Config, DuplicateJob, NotFound, QueueFull, SharQ
+from sharq_core.campaigns import STATES
+from sharq_core.exceptions import Conflict
 from tests.support import Clock
 
 EXPIRE = 100
@@ -62,6 +69,35 @@ class Model:
         self.dead: set[tuple[str, str]] = set()
         self.done: dict[tuple[str, str], int] = {}  # -> finish time
         self.expired = 0  # jobs never handed out by their deadline
+        self.campaign = {"total": 0, "finished": 0, "dead": 0, "expired": 0, "cancelled": 0}  # the one campaign's past
+        self.campaign_cancelled = False
+
+    def campaign_counts(self) -> dict[str, int]:
+        """The campaign's counts: the live ones from where its jobs are now."""
+        mine = {key for key, record in self.jobs.items() if record["campaign"]}
+        scheduled = sum(1 for key in self.delayed if key in mine)
+        active = sum(1 for key in self.active if key in mine)
+        queued = len(mine) - scheduled - active
+        return {**self.campaign, "queued": queued, "scheduled": scheduled, "active": active}
+
+    def campaign_done(self) -> bool:
+        counts = self.campaign_counts()
+        live = counts["queued"] + counts["scheduled"] + counts["active"]
+        return live == 0 and (counts["total"] > 0 or self.campaign_cancelled)
+
+    def cancel(self) -> None:
+        """Its queued and delayed jobs go; active ones end as they would."""
+        self.campaign_cancelled = True
+        for key in [key for key, record in self.jobs.items() if record["campaign"] and key not in self.active]:
+            queue, job = key
+            del self.jobs[key]
+            if self.delayed.pop(key, None) is None:
+                self.fifo[queue].remove(job)
+                if not self.fifo[queue]:
+                    del self.fifo[queue]
+                self._schedule(queue)
+            self.campaign["cancelled"] += 1
+            self._forget_if_empty(queue)
 
     # -- the queue's limits and place in the ready set ----------------------------
 
@@ -115,19 +151,23 @@ class Model:
 
     def _expire(self, key) -> None:
         """A job not handed out by its deadline: a dead letter, counted."""
+        self.campaign["expired"] += self.jobs[key]["campaign"]
         del self.jobs[key]
         self.dead.add(key)
         self.expired += 1
         self._forget_if_empty(key[0])
 
-    def enqueue(self, queue, job, payload, interval, limit, max_length, delay, ttl=None):
+    def enqueue(self, queue, job, payload, interval, limit, max_length, delay, ttl=None, campaign=False):
         key = (queue, job)
+        if campaign and self.campaign_cancelled:
+            return "cancelled"
         if key in self.jobs or key in self.dead or self.now - self.done.get(key, -WINDOW) < WINDOW:
             return "duplicate"
         held = len(self.fifo.get(queue, ())) + sum(1 for q, _ in self.delayed if q == queue)
         if max_length is not None and held >= max_length:
             return "full"
-        self.jobs[key] = {"payload": payload, "remaining": limit, "limit": limit}
+        self.jobs[key] = {"payload": payload, "remaining": limit, "limit": limit, "campaign": campaign}
+        self.campaign["total"] += campaign
         if ttl is not None:
             self.jobs[key]["deadline"] = self.now + ttl
         if self.interval.get(queue) != interval:
@@ -191,6 +231,7 @@ class Model:
         key = (queue, job)
         if key not in self.active or key in self.retrying:
             return False
+        self.campaign["finished"] += self.jobs[key]["campaign"]
         del self.active[key], self.jobs[key]
         self._free_slot(queue)
         self.done[key] = self.now
@@ -204,10 +245,15 @@ class Model:
         if held_slot:
             self._free_slot(queue)
         record = self.jobs[key]
-        if dead or (counts and record["remaining"] == 0):
+        cancelled = record["campaign"] and self.campaign_cancelled
+        if dead or cancelled or (counts and record["remaining"] == 0):
             del self.jobs[key]
-            self.dead.add(key)
             self._forget_if_empty(queue)
+            if cancelled and not dead:
+                self.campaign["cancelled"] += 1
+                return "cancelled"
+            self.campaign["dead"] += record["campaign"]
+            self.dead.add(key)
             return "dead"
         if self._lapsed(key):
             self._expire(key)
@@ -274,10 +320,9 @@ class Model:
         for _, name in expired:
             queue, job = name.split(":")
             del self.active[(queue, job)]
-            if self._put_back(queue, job, counts=True) == "requeued":
-                requeued += 1
-            else:
-                dead += 1
+            outcome = self._put_back(queue, job, counts=True)
+            dead += outcome in ("dead", "expired")
+            requeued += outcome == "requeued"
         # the sweep: jobs still queued or delayed past their deadline expire
         for key in sorted(key for key in self.jobs if key not in self.active and self._lapsed(key)):
             queue, job = key
@@ -312,6 +357,8 @@ class EngineVersusModel(RuleBasedStateMachine):
         self.model.now = self.clock.now
         self.served_at: dict[str, int] = {}
         self.deadlines: dict[tuple[str, str], int] = {}  # each job's latest, as enqueued
+        self.engine.set_on_done("t", "cg", {"queue_type": "report", "queue_id": "ops", "payload": None})
+        self.reported = False  # whether a requeue pass has run since the campaign was first done
 
     @rule(ms=STEPS)
     def advance(self, ms: int) -> None:
@@ -327,13 +374,15 @@ class EngineVersusModel(RuleBasedStateMachine):
         max_length=st.sampled_from([None, 2]),
         delay=st.sampled_from([0, 0, 0, 30, 150]),
         ttl=TTLS,
+        campaign=st.booleans(),
     )
-    def enqueue(self, queue, job, payload, interval, limit, max_length, delay, ttl) -> None:
-        expected = self.model.enqueue(queue, job, payload, interval, limit, max_length, delay, ttl)
+    def enqueue(self, queue, job, payload, interval, limit, max_length, delay, ttl, campaign) -> None:
+        expected = self.model.enqueue(queue, job, payload, interval, limit, max_length, delay, ttl, campaign)
         try:
             self.engine.enqueue(
-                payload, interval, job, queue, "t", limit, max_length, delay_ms=delay or None, ttl_ms=ttl
-            )
+                payload, interval, job, queue, "t", limit, max_length, delay_ms=delay or None, ttl_ms=ttl,
+                campaign="cg" if campaign else None,
+            )  # fmt: skip
             self.deadlines.pop((queue, job), None)
             if ttl is not None:
                 self.deadlines[(queue, job)] = self.model.now + ttl
@@ -342,7 +391,14 @@ class EngineVersusModel(RuleBasedStateMachine):
             got = "duplicate"
         except QueueFull:
             got = "full"
+        except Conflict:
+            got = "cancelled"
         assert got == expected
+
+    @rule()
+    def cancel(self) -> None:
+        self.model.cancel()
+        self.engine.cancel_campaign("t", "cg")
 
     @rule(count=st.sampled_from([1, 1, 3]))
     def dequeue(self, count: int) -> None:
@@ -405,6 +461,7 @@ class EngineVersusModel(RuleBasedStateMachine):
     def requeue(self) -> None:
         assert self.engine.requeue() == self.model.requeue()
         assert self.engine.type_stats("t")["counters"]["expired"] == self.model.expired
+        self.reported = self.reported or self.model.campaign_done()
 
     @rule(queue=QUEUES, job=JOBS)
     def touch(self, queue: str, job: str) -> None:
@@ -425,6 +482,16 @@ class EngineVersusModel(RuleBasedStateMachine):
         for queue, served_at in self.served_at.items():
             next_ready = self.engine.queue_info("t", queue)["next_ready_at"]
             assert next_ready is None or next_ready >= served_at, (queue, next_ready, served_at)
+
+    @invariant()
+    def campaign_counts_sum_and_match(self) -> None:
+        if not hasattr(self, "model"):
+            return
+        found = self.engine.campaign("t", "cg")
+        assert sum(found[state] for state in STATES) == found["total"]
+        assert {name: found[name] for name in self.model.campaign_counts()} == self.model.campaign_counts()
+        assert found["done"] == self.model.campaign_done()
+        assert self.engine.get_queue_length("report", "ops") == (1 if self.reported else 0)
 
     @invariant()
     def same_lengths_and_queues(self) -> None:

@@ -35,6 +35,8 @@ DESCRIPTIONS = {
     "default_job_requeue_limit": "`requeue_limit` when an enqueue gives none: -1 forever, 0 never, N at most N times",
     "dedupe_window_ms": "ms a finished job_id stays known, so enqueueing it again answers 409; 0 = off. "
     "About 100 bytes of Redis per job finished in the window",
+    "campaign_retention_ms": "ms a done campaign's counts stay readable (`GET /campaigns/<type>/<id>/`), "
+    "then its record is forgotten (see [Campaigns](campaigns.md))",
     "host": "address to listen on (`--host`)",
     "port": "port to listen on (`--port`)",
     "workers": "gunicorn gevent worker processes (`--workers`)",

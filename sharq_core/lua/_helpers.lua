@@ -195,6 +195,46 @@ local function index_deadline(base, member, deadline, now)
   end
 end
 
+-- Campaigns (campaigns.py): a job enqueued with a campaign counts in the hash
+-- "<base>:cg:<id>" of its shard (total, queued, scheduled, active, finished,
+-- dead, cancelled; started and, while nothing of it is live here, ended), the
+-- counts moving inside the script that moves the job. "<base>:campaigns" (zset
+-- id -> ms started) lists them, "<base>:cg_ended" (id -> ms ended) those over.
+-- A script asks any_campaigns() once before reading a record for its campaign:
+-- a type that never had one pays one EXISTS per call, nothing per job.
+local campaigns_here = nil
+
+local function any_campaigns(base)
+  if campaigns_here == nil then
+    campaigns_here = redis.call('EXISTS', base .. ':campaigns') == 1
+  end
+  return campaigns_here
+end
+
+-- The campaign a job record counts in, or nil.
+local function campaign_in(record)
+  local a = string.find(record, ':', 1, true)
+  local b = string.find(record, ':', a + 1, true)
+  return job_option(string.sub(record, a + 1, b - 1), 'g')
+end
+
+-- The moves of this call, id -> { state -> n }, written by campaign_flush.
+local campaign_moves = {}
+
+-- One job of campaign `id` (nil: none) moves from state `from` to `to` (either nil).
+local function campaign_move(id, from, to)
+  if not id then
+    return
+  end
+  local moves = campaign_moves[id]
+  if not moves then
+    moves = {}
+    campaign_moves[id] = moves
+  end
+  if from then moves[from] = (moves[from] or 0) - 1 end
+  if to then moves[to] = (moves[to] or 0) + 1 end
+end
+
 -- Whether a finish or fail with `receipt` ("" = any) may act on the job now:
 -- 1 yes, 0 it is not active (or waits to be retried, so no delivery is under
 -- way), -1 the receipt does not name its current delivery.
@@ -240,7 +280,8 @@ end
 local function add_demand(k, record, sign)
   for name, amount in string.gmatch(record, '(%w+)=(%d+)') do
     local field = 'demand:' .. name
-    if redis.call('HINCRBY', k.settings, field, sign * tonumber(amount)) == 0 then
+    -- a rate of 0 (an interval over 1e9 ms) adds nothing: -1 x 0 would be "-0", which HINCRBY refuses
+    if amount ~= '0' and redis.call('HINCRBY', k.settings, field, sign * tonumber(amount)) == 0 then
       redis.call('HDEL', k.settings, field)
     end
   end
@@ -408,6 +449,84 @@ local function add_queued(k, base, now, n)
   end
 end
 
+-- A campaign is done on this shard of an unsharded type whose on_done names a
+-- queue of the same type (the same slot): its on_done job is enqueued here, in
+-- the script that made it done, and noted (campaigns.py enqueues the others from
+-- the requeue pass). A job_id its queue knows already is not enqueued again.
+local function campaign_done_job(k, base, key, id, now)
+  local stored = redis.call('HMGET', key, 'on_done', 'notified', 'on_done_payload', 'on_done_limit')
+  if not stored[1] or stored[2] or not stored[3] then
+    return
+  end
+  local target = cjson.decode(stored[1])
+  local queue_type = string.match(base, ':{([^}]*)}$')
+  if target.queue_type ~= queue_type or (tonumber(redis.call('HGET', k.settings, 'shards')) or 1) ~= 1 then
+    return
+  end
+  local c = redis.call('HMGET', key, 'total', 'queued', 'scheduled', 'active', 'finished', 'dead', 'expired', 'cancelled')
+  local body = '{"campaign":"' .. id .. '","queue_type":"' .. queue_type .. '","payload":' .. stored[3]
+  local names = { 'total', 'queued', 'scheduled', 'active', 'finished', 'dead', 'expired', 'cancelled' }
+  for i, name in ipairs(names) do
+    body = body .. ',"' .. name .. '":' .. (tonumber(c[i]) or 0)
+  end
+  body = body .. '}'
+  local queue_id, job_id = target.queue_id, 'campaign-done.' .. id
+  local member, jobs_key = queue_id .. ':' .. job_id, base .. ':j:' .. queue_id
+  local known = redis.call('HEXISTS', k.dead, member) == 1 or redis.call('ZSCORE', k.done, member)
+  local limit = stored[4] or '-1'
+  if not known and redis.call('HSETNX', jobs_key, job_id, limit .. ':' .. limit .. ':' .. now .. ':' .. body) == 1 then
+    local given = tonumber(redis.call('HGET', k.queues, queue_id))
+    if given == nil then
+      redis.call('PERSIST', base .. ':last:' .. queue_id)
+      redis.call('ZADD', k.known, 0, queue_id)
+    end
+    if given ~= 0 then
+      redis.call('HSET', k.queues, queue_id, 0)
+    end
+    if redis.call('RPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
+      redis.call('ZADD', k.heads, now, queue_id)
+    end
+    schedule_queue(k, base, queue_id, now)
+    redis.call('HINCRBY', k.totals, 'enqueued', 1)
+    add_queued(k, base, now, 1)
+    announce(base)
+  end
+  redis.call('HSET', key, 'notified', now)
+  redis.call('ZREM', base .. ':cg_notify', id)
+end
+
+-- Write the call's moves (once per campaign, however many jobs moved) into the
+-- campaign's hash and the type's jobs in campaigns by state ("<base>:cg_totals",
+-- for the metrics), and note when a campaign's last live job here ended or a live
+-- one came back. A campaign forgotten (campaign_retention_ms) while a dead letter
+-- of it stayed is not counted again.
+local function campaign_flush(k, base, now)
+  for id, moves in pairs(campaign_moves) do
+    local key = base .. ':cg:' .. id
+    if redis.call('EXISTS', key) == 1 then
+      for state, n in pairs(moves) do
+        if n ~= 0 then
+          redis.call('HINCRBY', key, state, n)
+          redis.call('HINCRBY', base .. ':cg_totals', state, n)
+        end
+      end
+      local c = redis.call('HMGET', key, 'queued', 'scheduled', 'active', 'ended')
+      local live = (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0) + (tonumber(c[3]) or 0)
+      if live == 0 and not c[4] then
+        redis.call('HSET', key, 'ended', now)
+        redis.call('ZADD', base .. ':cg_ended', now, id)
+        if (tonumber(redis.call('HGET', key, 'total')) or 0) > 0 or redis.call('HEXISTS', key, 'cancel') == 1 then
+          campaign_done_job(k, base, key, id, now)
+        end
+      elseif live > 0 and c[4] then
+        redis.call('HDEL', key, 'ended')
+        redis.call('ZREM', base .. ':cg_ended', id)
+      end
+    end
+  end
+  campaign_moves = {}
+end
+
 -- Move delayed jobs that are due to the back of their queues, at most `limit`,
 -- earliest first. Returns how many moved.
 local function promote(k, base, now, limit)
@@ -422,6 +541,10 @@ local function promote(k, base, now, limit)
     if redis.call('RPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
       set_head(k, base, queue_id, job_id)
       schedule_queue(k, base, queue_id, now)
+    end
+    if any_campaigns(base) then
+      local record = redis.call('HGET', base .. ':j:' .. queue_id, job_id)
+      campaign_move(record and campaign_in(record), 'scheduled', 'queued')
     end
   end
   if #due > 0 then
@@ -458,8 +581,10 @@ end
 -- A job leaves for the dead letters with `reason`: its record and last error
 -- go into the dead-letter JSON (with its options other than its requeue limit,
 -- so a retry keeps them), and a queue left with no job is forgotten. The caller
--- has taken it out of its list, the scheduled set or the active set.
-local function bury(k, base, queue_id, job_id, record, reason, now, memory)
+-- has taken it out of its list, the scheduled set or the active set: `from`, the
+-- campaign state it leaves ('queued', 'scheduled' or 'active'; its campaign
+-- counts it 'expired' when that is the reason, else 'dead').
+local function bury(k, base, queue_id, job_id, record, reason, now, memory, from)
   local member = queue_id .. ':' .. job_id
   local jobs_key = base .. ':j:' .. queue_id
   local _, limit, _, payload = parse_record(record)
@@ -467,6 +592,7 @@ local function bury(k, base, queue_id, job_id, record, reason, now, memory)
   local options = string.sub(limit, #requeue_limit + 1)
   local last_error = redis.call('HGET', k.errors, member)
   local interval = queue_limits(k, queue_id)
+  local campaign = options ~= '' and job_option(limit, 'g') or nil
   redis.call('HDEL', k.errors, member)
   redis.call('HDEL', jobs_key, job_id)
   if redis.call('EXISTS', jobs_key) == 0 then
@@ -475,15 +601,16 @@ local function bury(k, base, queue_id, job_id, record, reason, now, memory)
   redis.call('HSET', k.dead, member, cjson.encode({
     payload = payload, requeue_limit = tonumber(requeue_limit), interval = interval,
     reason = reason, last_error = last_error or cjson.null,
-    options = options ~= '' and options or nil, expire_at = deadline_of(limit) }))
+    options = options ~= '' and options or nil, expire_at = deadline_of(limit), campaign = campaign }))
   redis.call('ZADD', k.dead_at, now, member)
   redis.call('HINCRBY', k.totals, 'dead', 1)
+  campaign_move(campaign, from, reason == 'expired' and 'expired' or 'dead')
 end
 
 -- A job not handed out by its deadline: a dead letter with reason "expired",
 -- counted as such. The caller has taken it out of its list or the scheduled set.
-local function expire_job(k, base, queue_id, job_id, record, now, memory)
-  bury(k, base, queue_id, job_id, record, 'expired', now, memory)
+local function expire_job(k, base, queue_id, job_id, record, now, memory, from)
+  bury(k, base, queue_id, job_id, record, 'expired', now, memory, from)
   redis.call('HINCRBY', k.totals, 'expired', 1)
 end
 
@@ -531,7 +658,7 @@ local function take(k, base, now, expire, count, token, out, memory)
     local deadline = record and deadline_of(limit_field_of(record))
     if deadline and deadline <= now then
       -- never handed out: it expires, and the queue keeps its place for its next job
-      expire_job(k, base, queue_id, job_id, record, now, memory)
+      expire_job(k, base, queue_id, job_id, record, now, memory, 'queued')
       expired = expired + 1
       local length = redis.call('LLEN', queue_key)
       set_head(k, base, queue_id, length > 0 and redis.call('LINDEX', queue_key, 0) or nil)
@@ -569,6 +696,9 @@ local function take(k, base, now, expire, count, token, out, memory)
         redis.call('ZADD', k.ready, math.max(last + interval - (burst - 1) * interval, now), queue_id)
       end
       if type_wide then type_took(k, type_wide, now) end
+      if any_campaigns(base) then
+        campaign_move(campaign_in(record), 'queued', 'active')
+      end
       by_queue[queue_id] = (by_queue[queue_id] or 0) + 1
       out[#out + 1] = queue_id
       out[#out + 1] = job_id
@@ -591,6 +721,7 @@ local function take(k, base, now, expire, count, token, out, memory)
   if served + expired > 0 then
     add_queued(k, base, now, -served - expired)
   end
+  campaign_flush(k, base, now)
   return served, wait
 end
 
@@ -612,15 +743,28 @@ local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, me
     return 'gone'
   end
   local remaining, limit, enqueued, payload = parse_record(record)
+  local campaign = job_option(limit, 'g')
+  if campaign and not dead and redis.call('HEXISTS', base .. ':cg:' .. campaign, 'cancel') == 1 then
+    -- its campaign was cancelled while it was out: it ends here, not in its queue
+    redis.call('HDEL', k.errors, member)
+    redis.call('HDEL', jobs_key, job_id)
+    if redis.call('EXISTS', jobs_key) == 0 then
+      forget_queue(k, base, queue_id, memory, now)
+    end
+    redis.call('ZADD', base .. ':cancelled', now, member)
+    campaign_move(campaign, 'active', 'cancelled')
+    return 'cancelled'
+  end
   if dead or (counts and remaining == 0) then
-    bury(k, base, queue_id, job_id, record, reason, now, memory)
+    bury(k, base, queue_id, job_id, record, reason, now, memory, 'active')
     return 'dead'
   end
   local deadline = deadline_of(limit)
   if deadline and deadline <= now then
-    expire_job(k, base, queue_id, job_id, record, now, memory)
+    expire_job(k, base, queue_id, job_id, record, now, memory, 'active')
     return 'expired'
   end
+  campaign_move(campaign, 'active', 'queued')
   if counts and remaining > 0 then
     redis.call('HSET', jobs_key, job_id, (remaining - 1) .. ':' .. limit .. ':' .. enqueued .. ':' .. payload)
   end

@@ -20,7 +20,8 @@ ARGV[5]  how long (ms) to remember a dequeue time at least, once the queue is em
 ARGV[6]  now in ms, or "" to read Redis TIME
 ARGV[7]  key base "<prefix>:{<queue_type>}"
 
-Returns { deleted, next } with next 'queued', a cursor, or 'done'.
+Returns { deleted, next } with next 'queued', a cursor, or 'done'. A deleted job
+of a campaign counts in it as cancelled.
 --]]
 local k = type_keys()
 local queue_key, jobs_key = KEYS[TYPE_KEYS + 1], KEYS[TYPE_KEYS + 2]
@@ -31,6 +32,10 @@ local deleted, next = 0, 'done'
 if at == 'queued' then
   local queued = redis.call('LRANGE', queue_key, 0, batch - 1)
   for _, job_id in ipairs(queued) do
+    if any_campaigns(base) then
+      local record = redis.call('HGET', jobs_key, job_id)
+      campaign_move(record and campaign_in(record), 'queued', 'cancelled')
+    end
     redis.call('HDEL', jobs_key, job_id)
     redis.call('HDEL', k.errors, queue_id .. ':' .. job_id)
   end
@@ -55,7 +60,9 @@ else
   for i = 1, #fields, 2 do
     local member = queue_id .. ':' .. fields[i]
     local gone = false
+    local campaign = any_campaigns(base) and campaign_in(fields[i + 1])
     if redis.call('ZREM', k.scheduled, member) == 1 then
+      campaign_move(campaign, 'scheduled', 'cancelled')
       if redis.call('HINCRBY', k.nsched, queue_id, -1) <= 0 then redis.call('HDEL', k.nsched, queue_id) end
       gone = true
     elseif purge_all and redis.call('ZREM', k.active, member) == 1 then
@@ -63,6 +70,7 @@ else
         announce(base)  -- a queue or the type was at its cap: a parked poll may go now
       end
       redis.call('HDEL', k.receipts, member)
+      campaign_move(campaign, 'active', 'cancelled')
       gone = true
     end
     if gone then
@@ -76,4 +84,5 @@ end
 if next == 'done' and redis.call('EXISTS', jobs_key) == 0 and redis.call('HEXISTS', k.queues, queue_id) == 1 then
   forget_queue(k, base, queue_id, memory, now)
 end
+campaign_flush(k, base, now)
 return { deleted, next }

@@ -14,8 +14,11 @@ ARGV[3]  job_id
 ARGV[4]  key base "<prefix>:{<queue_type>}"
 ARGV[5]  a new deadline: "" keep the job's own, "+<ms>" that long from now, or epoch ms
 
+A job of a campaign counts in it again (dead or expired to queued); one whose
+campaign was cancelled stays dead.
+
 Returns 1 requeued, 0 no such dead letter, -1 the job_id is queued or active
-again, -2 its deadline is not after now.
+again, -2 its deadline is not after now, -3 its campaign was cancelled.
 --]]
 local k = type_keys()
 local queue_key, jobs_key = KEYS[TYPE_KEYS + 1], KEYS[TYPE_KEYS + 2]
@@ -42,6 +45,13 @@ end
 if deadline and deadline <= now then
   return -2
 end
+if dead.campaign then
+  if redis.call('HEXISTS', base .. ':cg:' .. dead.campaign, 'cancel') == 1 then
+    return -3
+  end
+  campaign_move(dead.campaign, dead.reason == 'expired' and 'expired' or 'dead', 'queued')
+  redis.call('SADD', base .. ':cgm:' .. dead.campaign, member)
+end
 redis.call('HDEL', k.dead, member)
 redis.call('ZREM', k.dead_at, member)
 redis.call('HSET', jobs_key, job_id, limit .. ':' .. limit .. options .. ':' .. now .. ':' .. dead.payload)
@@ -57,5 +67,6 @@ if redis.call('RPUSH', queue_key, job_id) == 1 then
   schedule_queue(k, base, queue_id, now)
 end
 add_queued(k, base, now, 1)
+campaign_flush(k, base, now)
 announce(base)
 return 1

@@ -29,7 +29,9 @@ the type held no queue before this call (Python then lists the type), or { -1 }
 and nothing written when the shard count has changed (route again); code_i
 is 1 queued, 2 scheduled, -1 already queued, -2 queue full, -3 already active,
 -4 dead-lettered, -5 finished within the dedupe window, -6 already scheduled,
--7 its expire_at is not after now.
+-7 its expire_at is not after now, -8 its campaign was cancelled. A job with a
+campaign (option g) counts in it (see campaign_flush), opened at its first job,
+and joins its member set "<base>:cgm:<id>" ("<q>:<j>"), which a cancel walks.
 --]]
 local k = type_keys()
 local now = now_ms(ARGV[1])
@@ -48,6 +50,23 @@ local function refused(member)
     return -5
   end
   return nil
+end
+
+-- whether campaign `id` takes jobs: opened here at its first job, refused once
+-- cancelled (read once per call)
+local open_campaigns = {}
+local function campaign_open(id)
+  local open = open_campaigns[id]
+  if open == nil then
+    local key = base .. ':cg:' .. id
+    if redis.call('HSETNX', key, 'started', now) == 1 then
+      redis.call('HSET', key, 'total', 0, 'queued', 0, 'scheduled', 0, 'active', 0)
+      redis.call('ZADD', base .. ':campaigns', now, id)
+    end
+    open = redis.call('HEXISTS', key, 'cancel') == 0
+    open_campaigns[id] = open
+  end
+  return open
 end
 
 -- the code of a job_id its queue's jobs hash already holds
@@ -77,11 +96,14 @@ for i = 1, n do
   local due_spec = ARGV[a + 7]
   local due = string.sub(due_spec, 1, 1) == '+' and now + tonumber(string.sub(due_spec, 2)) or tonumber(due_spec)
   local member = queue_id .. ':' .. job_id
+  local campaign = string.find(limit, '|', 1, true) and job_option(limit, 'g')
   -- the record is written first (HSETNX: a job_id the hash holds is refused as
   -- it stands) and taken back should the job be refused for another reason
   local code
   if deadline and deadline <= now then
     code = -7
+  elseif campaign and not campaign_open(campaign) then
+    code = -8
   elseif redis.call('HSETNX', jobs_key, job_id,
       requeue_limit_of(limit) .. ':' .. limit .. ':' .. now .. ':' .. payload) == 0 then
     code = held(member)
@@ -122,6 +144,11 @@ for i = 1, n do
     if deadline then
       index_deadline(base, member, deadline, now)
     end
+    if campaign then
+      campaign_move(campaign, nil, 'total')
+      campaign_move(campaign, nil, code == 2 and 'scheduled' or 'queued')
+      redis.call('SADD', base .. ':cgm:' .. campaign, member)
+    end
     by_queue[queue_id] = (by_queue[queue_id] or 0) + 1
     added = added + 1
   end
@@ -135,4 +162,5 @@ if added > 0 then
   end
   announce(base)
 end
+campaign_flush(k, base, now)
 return result

@@ -66,6 +66,7 @@ end
 redis.call('ZREM', k.active, member)
 local reason = error_text ~= '' and error_text or 'failed'
 local outcome = put_back(k, base, queue_id, job_id, counts, dead, reason, now, memory)
+campaign_flush(k, base, now)
 if outcome == 'dead' or outcome == 'expired' then
   announce(base)  -- its slot is free
   return outcome == 'dead' and 2 or 3

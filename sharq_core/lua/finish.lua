@@ -71,6 +71,10 @@ for i = 1, n do
     members[#members + 1] = member
     scored[#scored + 1] = now
     scored[#scored + 1] = member
+    if any_campaigns(base) then
+      local record = redis.call('HGET', jobs_key, job_id)
+      campaign_move(record and campaign_in(record), 'active', 'finished')
+    end
     redis.call('HDEL', jobs_key, job_id)
     freed = free_slot(k, base, queue_id, now) or freed
     touched[queue_id] = jobs_key
@@ -98,6 +102,7 @@ if finished > 0 then
     -- pass trims it while the type is busy)
     redis.call('PEXPIRE', k.done, window)
   end
+  campaign_flush(k, base, now)
 end
 if freed then
   announce(base)  -- a queue at its concurrency cap can be served again

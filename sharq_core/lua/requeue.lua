@@ -57,8 +57,9 @@ for _, member in ipairs(deadlines) do
   local deadline = record and deadline_of(limit_field_of(record))
   -- gone, enqueued again with another deadline, or active: nothing to do here
   if deadline and deadline <= now and not redis.call('ZSCORE', k.active, member) then
-    local queue_key = base .. ':q:' .. queue_id
+    local queue_key, state = base .. ':q:' .. queue_id, 'queued'
     if redis.call('ZREM', k.scheduled, member) == 1 then
+      state = 'scheduled'
       if redis.call('HINCRBY', k.nsched, queue_id, -1) <= 0 then
         redis.call('HDEL', k.nsched, queue_id)
       end
@@ -66,12 +67,13 @@ for _, member in ipairs(deadlines) do
       redis.call('HINCRBY', k.totals, 'queued', -1)
       set_head(k, base, queue_id, redis.call('LINDEX', queue_key, 0) or nil)
     end
-    expire_job(k, base, queue_id, job_id, record, now, memory)
+    expire_job(k, base, queue_id, job_id, record, now, memory, state)
     lapsed = lapsed + 1
     schedule_queue(k, base, queue_id, now)  -- unlisted if that was its last
   end
 end
 local promoted = promote(k, base, now, batch)
+campaign_flush(k, base, now)
 if requeued > 0 then
   redis.call('HINCRBY', k.totals, 'requeued', requeued)
 end
@@ -88,9 +90,10 @@ for i = 1, #pauses, 2 do
   end
 end
 
--- finished ids past the window are the lowest scores: drop at most `batch`
+-- finished (and cancelled) ids past the window are the lowest scores: drop at most `batch`
 local stale = math.min(redis.call('ZCOUNT', k.done, '-inf', now - window), batch)
 if stale > 0 then
   redis.call('ZREMRANGEBYRANK', k.done, 0, stale - 1)
 end
+redis.call('ZREMRANGEBYSCORE', base .. ':cancelled', '-inf', now - window)
 return { #expired, requeued, dead, stale, redis.call('EXISTS', unpack(KEYS, TYPE_KEYS + 1)), promoted, lapsed, #deadlines }

@@ -2,12 +2,14 @@
 
 KEYS[1..19]  the type's keys (see _helpers.lua)
 KEYS[20]     jobs hash   job_id -> record, of this queue
+KEYS[21]     cancelled   zset "<q>:<j>" -> ms its campaign's cancel removed it
 ARGV[1]  "<queue_id>:<job_id>"
 ARGV[2]  job_id
 
 Returns { state, detail, last_error or false }: {'active', expiry ms},
 {'retrying', due ms} (failed with retry_after_ms), {'scheduled', due ms},
 {'queued', record}, {'dead', JSON record}, {'finished', ms} (within the dedupe
+window), {'cancelled', ms} (its campaign was cancelled, within the dedupe
 window) or {'unknown', ''}.
 --]]
 local k = type_keys()
@@ -34,5 +36,9 @@ end
 local done = redis.call('ZSCORE', k.done, member)
 if done then
   return { 'finished', done, false }
+end
+local cancelled = redis.call('ZSCORE', KEYS[TYPE_KEYS + 2], member)
+if cancelled then
+  return { 'cancelled', cancelled, false }
 end
 return { 'unknown', '', false }

@@ -263,6 +263,34 @@ async function details(type) {
   $("#next").disabled = state.offset + PAGE >= page.total;
   syncRows($("#queues tbody"), page.queues, (queue) => queue.queue_id, (row, queue) => queueRow(row, type, queue));
   await deadLetters(type);
+  await campaigns(type);
+}
+
+// The type's 50 newest campaigns: a progress bar (jobs no longer queued, scheduled
+// or active, of the total), the counts, and Cancel (with a confirmation) for an
+// admin while one runs.
+async function campaigns(type) {
+  const { data } = await api("GET", `/campaigns/${type}/?limit=50`);
+  $("#campaign-count").textContent = data.total > data.campaigns.length ? `(newest ${data.campaigns.length} of ${data.total})` : `(${data.total})`;
+  syncRows($("#campaigns tbody"), data.campaigns, (c) => c.campaign, (row, c) => {
+    row.dataset.campaign = c.campaign;
+    put(row, "campaign", c.campaign);
+    const over = c.finished + c.dead + c.expired + c.cancelled;
+    const cell = put(row, "progress", undefined);
+    let bar = cell.querySelector("progress");
+    if (!bar) bar = cell.appendChild(document.createElement("progress"));
+    bar.max = Math.max(c.total, 1);
+    bar.value = over;
+    bar.title = `${over} of ${c.total}`;
+    put(row, "counts", `${c.queued + c.scheduled} / ${c.active} / ${c.finished} / ${c.dead} / ${c.cancelled}`, "num");
+    put(row, "started", clock(c.started_at));
+    put(row, "state", c.done ? "done" : c.cancelled_at ? "cancelling" : "running");
+    if (c.done || c.cancelled_at || !isAdmin()) return buttons(row, []);
+    buttons(row, [["Cancel", async (b) => {
+      const text = `Cancel campaign ${c.campaign} (type ${type})? Its ${c.queued + c.scheduled} queued and scheduled job(s) are removed for good and new ones naming it are refused; active ones end as they would.`;
+      if (await confirmed(text, "Cancel this campaign")) await act(b, `Cancelled campaign ${c.campaign}`, "DELETE", `/campaigns/${type}/${c.campaign}/`);
+    }]]);
+  });
 }
 
 // When a queue may hand out its next job: "now" once due, however long ago that was.

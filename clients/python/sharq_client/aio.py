@@ -86,12 +86,14 @@ class AsyncClient:
         not_before: int | None = None,
         expire_at: int | None = None,
         ttl_ms: int | None = None,
+        campaign: str | None = None,
     ) -> str:
         """Queue one job, or with `delay_ms` (from now) or `not_before` (epoch ms)
         schedule it; with `expire_at` or `ttl_ms` never hand it out after that;
-        returns "queued" or "scheduled". DuplicateJob (with `.state`) or QueueFull
-        when refused."""
-        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms)
+        returns "queued" or "scheduled". With `campaign` it counts in that campaign
+        of the type. DuplicateJob (with `.state`), QueueFull, or Conflict (its
+        campaign was cancelled) when refused."""
+        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms, campaign)
         call = calls.enqueue(queue_type, queue_id, job_id, payload, interval, *args)
         return await self._send(call)
 
@@ -219,6 +221,30 @@ class AsyncClient:
 
     async def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         return await self._send(calls.queues(queue_type, limit, offset))
+
+    # -- campaigns -----------------------------------------------------------------------
+
+    async def campaign(self, queue_type: str, campaign: str, wait: int = 0) -> dict[str, Any]:
+        """A campaign's counts (total, queued, scheduled, active, finished, dead,
+        expired, cancelled), `done`, started_at and ended_at; with `wait` (s, up to
+        30) answered as soon as it is done. NotFound when unknown."""
+        return await self._send(calls.campaign(queue_type, campaign, wait))
+
+    async def campaigns(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """A page of the type's campaigns, newest first."""
+        return await self._send(calls.campaigns(queue_type, limit, offset))
+
+    async def cancel_campaign(self, queue_type: str, campaign: str) -> dict[str, Any]:
+        """Remove its queued and scheduled jobs (counted cancelled) and refuse new
+        ones (Conflict); active ones end as they would. Returns the counts."""
+        return await self._send(calls.cancel_campaign(queue_type, campaign))
+
+    async def on_done(
+        self, queue_type: str, campaign: str, target_type: str, target_queue: str, payload: Any = None
+    ) -> dict[str, Any]:
+        """Once the campaign is done, enqueue one job `campaign-done.<campaign>` into
+        target_type/target_queue, its payload holding `payload` and the final counts."""
+        return await self._send(calls.on_done(queue_type, campaign, target_type, target_queue, payload))
 
     async def deep_status(self) -> dict[str, Any]:
         return await self._send(calls.deep_status())

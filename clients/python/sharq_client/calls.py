@@ -131,6 +131,7 @@ def _whole(data: dict[str, Any]) -> dict[str, Any]:
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}\Z")
+_DONE_JOB = re.compile(r"campaign-done\.[A-Za-z0-9_-]{1,100}\Z")  # the job a campaign enqueues when done
 
 
 def _checked(build: Callable[..., Call]) -> Callable[..., Call]:
@@ -138,13 +139,15 @@ def _checked(build: Callable[..., Call]) -> Callable[..., Call]:
     the path, where "a#b", "a?b" or "a/b" would name another queue (a delete of
     "acme#typo" would empty "acme"). BadRequest, as the server answers them."""
     signature = inspect.signature(build)
-    names = [name for name in ("queue_type", "queue_id", "job_id") if name in signature.parameters]
+    names = [name for name in ("queue_type", "queue_id", "job_id", "campaign") if name in signature.parameters]
 
     @functools.wraps(build)
     def call(*args: Any, **kwargs: Any) -> Call:
         given_args = signature.bind(*args, **kwargs).arguments
         for name in names:
             value = given_args.get(name, signature.parameters[name].default)
+            if name == "job_id" and isinstance(value, str) and _DONE_JOB.match(value):
+                continue
             if value is not None and not (isinstance(value, str) and _IDENTIFIER.match(value)):
                 raise BadRequest(f"{name} must be 1-100 characters of A-Z a-z 0-9 _ -")
         return build(*args, **kwargs)
@@ -173,11 +176,12 @@ def enqueue(
     not_before: int | None = None,
     expire_at: int | None = None,
     ttl_ms: int | None = None,
+    campaign: str | None = None,
 ) -> Call:
     body = {"job_id": job_id, "payload": payload, "interval": interval}
     body |= given(
         requeue_limit=requeue_limit, max_queued_length=max_queued_length, delay_ms=delay_ms, not_before=not_before,
-        expire_at=expire_at, ttl_ms=ttl_ms,
+        expire_at=expire_at, ttl_ms=ttl_ms, campaign=campaign,
     )  # fmt: skip
     return Call("POST", f"/enqueue/{queue_type}/{queue_id}/", body, read=_field("status"))
 
@@ -345,6 +349,31 @@ def autoscale(queue_type: str) -> Call:
 @_checked
 def queues(queue_type: str, limit: int = 100, offset: int = 0) -> Call:
     return Call("GET", f"/queues/{queue_type}/", query={"limit": limit, "offset": offset}, read=_whole)
+
+
+# -- campaigns ---------------------------------------------------------------------------
+
+
+@_checked
+def campaign(queue_type: str, campaign: str, wait: int = 0) -> Call:
+    path = f"/campaigns/{queue_type}/{campaign}/"
+    return Call("GET", path, query={"wait": wait} if wait else None, wait=wait, read=_whole)
+
+
+@_checked
+def campaigns(queue_type: str, limit: int = 100, offset: int = 0) -> Call:
+    return Call("GET", f"/campaigns/{queue_type}/", query={"limit": limit, "offset": offset}, read=_whole)
+
+
+@_checked
+def cancel_campaign(queue_type: str, campaign: str) -> Call:
+    return Call("DELETE", f"/campaigns/{queue_type}/{campaign}/", read=_whole)
+
+
+@_checked
+def on_done(queue_type: str, campaign: str, target_type: str, target_queue: str, payload: Any = None) -> Call:
+    body = {"on_done": {"queue_type": target_type, "queue_id": target_queue, "payload": payload}}
+    return Call("PUT", f"/campaigns/{queue_type}/{campaign}/", body, read=_whole)
 
 
 def deep_status() -> Call:

@@ -88,13 +88,15 @@ class Client:
         not_before: int | None = None,
         expire_at: int | None = None,
         ttl_ms: int | None = None,
+        campaign: str | None = None,
     ) -> str:
         """Queue one job, or with `delay_ms` (from now) or `not_before` (epoch ms, on
         the server's Redis clock) schedule it; returns "queued" or "scheduled".
         With `expire_at` (epoch ms) or `ttl_ms` (from now) it is never handed out
-        after that (it expires into the dead letters). DuplicateJob (with
-        `.state`) or QueueFull when refused."""
-        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms)
+        after that (it expires into the dead letters). With `campaign` it counts in
+        that campaign of the type. DuplicateJob (with `.state`), QueueFull, or
+        Conflict (its campaign was cancelled) when refused."""
+        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms, campaign)
         return self._send(calls.enqueue(queue_type, queue_id, job_id, payload, interval, *args))
 
     def enqueue_many(self, queue_type: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -226,6 +228,30 @@ class Client:
 
     def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         return self._send(calls.queues(queue_type, limit, offset))
+
+    # -- campaigns -----------------------------------------------------------------------
+
+    def campaign(self, queue_type: str, campaign: str, wait: int = 0) -> dict[str, Any]:
+        """A campaign's counts (total, queued, scheduled, active, finished, dead,
+        expired, cancelled), `done`, started_at and ended_at; with `wait` (s, up to
+        30) answered as soon as it is done. NotFound when unknown."""
+        return self._send(calls.campaign(queue_type, campaign, wait))
+
+    def campaigns(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """A page of the type's campaigns, newest first."""
+        return self._send(calls.campaigns(queue_type, limit, offset))
+
+    def cancel_campaign(self, queue_type: str, campaign: str) -> dict[str, Any]:
+        """Remove its queued and scheduled jobs (counted cancelled) and refuse new
+        ones (Conflict); active ones end as they would. Returns the counts."""
+        return self._send(calls.cancel_campaign(queue_type, campaign))
+
+    def on_done(
+        self, queue_type: str, campaign: str, target_type: str, target_queue: str, payload: Any = None
+    ) -> dict[str, Any]:
+        """Once the campaign is done, enqueue one job `campaign-done.<campaign>` into
+        target_type/target_queue, its payload holding `payload` and the final counts."""
+        return self._send(calls.on_done(queue_type, campaign, target_type, target_queue, payload))
 
     def deep_status(self) -> dict[str, Any]:
         return self._send(calls.deep_status())
