@@ -9,6 +9,7 @@ import dataclasses
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -200,7 +201,7 @@ def test_lossy_failover_with_wait_replicas_loses_nothing_acknowledged(cluster: L
             # enqueues need wait_replicas = 1 replica again: the dead node is replaced by one
             cluster.replace_as_replica(SHARD, cluster.nodes[3 + SHARD])
             rejoined = time.monotonic()
-            wait_for(lambda: load.acked_after(rejoined) >= 1, timeout=10, what="enqueues to resume")
+            _wait_or_explain(load, cluster, server, rejoined)
             resumed = time.monotonic() - rejoined
             wait_for(lambda: load.acked_after(rejoined) >= 20, timeout=15, what="enqueues on the new primary")
             poll = _long_poll_is_woken(server, queue_type)
@@ -241,6 +242,21 @@ def test_after_a_lossy_failover_jobs_are_taken_and_finished_with_no_replica(clus
     lines = server.log().count("take(s) or acknowledgement(s) answered with fewer than the 1 replica(s)")
     assert 1 <= lines <= 2, server.log()  # once a minute at most, in each of the 2 gunicorn workers
     print(f"\nwith no replica after the promotion: {shortfalls} takes and acks answered short")
+
+
+def _wait_or_explain(load: Load, cluster: LocalCluster, server: ServerProcess, rejoined: float) -> None:
+    """Wait for an enqueue answered 201 after the new replica joined; failing, say
+    why the others were refused and what the nodes and the server saw."""
+    try:
+        wait_for(lambda: load.acked_after(rejoined) >= 1, timeout=15, what="enqueues to resume")
+    except AssertionError as error:
+        reasons = Counter(reason for sent, _, reason in list(load.refused) if sent > rejoined)
+        views = {}
+        for node in cluster.nodes:
+            if node.process is not None and node.process.poll() is None:
+                with redis.Redis(port=node.port, socket_timeout=2) as client:
+                    views[node.port] = (client.info("replication"), client.execute_command("CLUSTER NODES"))
+        raise AssertionError(f"{error}: refusals since {reasons}; nodes {views}; log {server.log()[-4000:]}") from None
 
 
 def _refused_after(load: Load, moment: float) -> int:
