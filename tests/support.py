@@ -290,6 +290,12 @@ class LocalCluster:
         for node in self.nodes:
             node.start()
         clients = [redis.Redis(port=node.port) for node in self.nodes]
+        # Distinct config epochs before the nodes meet, as redis-cli --cluster create
+        # gives them. Left to gossip, a replica could keep the same epoch as its
+        # primary; a CLUSTER FAILOVER TAKEOVER then claims the slots without a higher
+        # epoch than the dead primary, and the other primaries never accept it.
+        for n, client in enumerate(clients):
+            client.execute_command("CLUSTER SET-CONFIG-EPOCH", n + 1)
         for n, client in enumerate(clients[:3]):
             client.execute_command("CLUSTER ADDSLOTS", *range(self.BOUNDS[n], self.BOUNDS[n + 1]))
         for client in clients:
