@@ -160,6 +160,12 @@ class Keys:
         (on the type's first shard)."""
         return f"{self.base(queue_type)}:cg_notify"
 
+    def campaigns_sent(self, queue_type: str) -> str:
+        """HASH "<type>/<campaign id>" -> ms the campaign's on_done job was enqueued
+        into a queue of this shard, until the campaign is forgotten: the record that
+        keeps it from being enqueued twice whatever became of the job."""
+        return f"{self.base(queue_type)}:cg_sent"
+
     def campaign_totals(self, queue_type: str) -> str:
         """HASH state -> jobs of the type's campaigns in it (total too), on this shard."""
         return f"{self.base(queue_type)}:cg_totals"

@@ -449,31 +449,12 @@ local function add_queued(k, base, now, n)
   end
 end
 
--- A campaign is done on this shard of an unsharded type whose on_done names a
--- queue of the same type (the same slot): its on_done job is enqueued here, in
--- the script that made it done, and noted (campaigns.py enqueues the others from
--- the requeue pass). A job_id its queue knows already is not enqueued again.
-local function campaign_done_job(k, base, key, id, now)
-  local stored = redis.call('HMGET', key, 'on_done', 'notified', 'on_done_payload', 'on_done_limit')
-  if not stored[1] or stored[2] or not stored[3] then
-    return
-  end
-  local target = cjson.decode(stored[1])
-  local queue_type = string.match(base, ':{([^}]*)}$')
-  if target.queue_type ~= queue_type or (tonumber(redis.call('HGET', k.settings, 'shards')) or 1) ~= 1 then
-    return
-  end
-  local c = redis.call('HMGET', key, 'total', 'queued', 'scheduled', 'active', 'finished', 'dead', 'expired', 'cancelled')
-  local body = '{"campaign":"' .. id .. '","queue_type":"' .. queue_type .. '","payload":' .. stored[3]
-  local names = { 'total', 'queued', 'scheduled', 'active', 'finished', 'dead', 'expired', 'cancelled' }
-  for i, name in ipairs(names) do
-    body = body .. ',"' .. name .. '":' .. (tonumber(c[i]) or 0)
-  end
-  body = body .. '}'
-  local queue_id, job_id = target.queue_id, 'campaign-done.' .. id
+-- Enqueue a campaign's on_done job `job_id` (body: JSON text) into queue_id of
+-- this shard, unless its queue knows that job_id already (queued, active, dead,
+-- or finished within the dedupe window). Queue limits do not refuse it.
+local function enqueue_done_job(k, base, queue_id, job_id, body, limit, now)
   local member, jobs_key = queue_id .. ':' .. job_id, base .. ':j:' .. queue_id
   local known = redis.call('HEXISTS', k.dead, member) == 1 or redis.call('ZSCORE', k.done, member)
-  local limit = stored[4] or '-1'
   if not known and redis.call('HSETNX', jobs_key, job_id, limit .. ':' .. limit .. ':' .. now .. ':' .. body) == 1 then
     local given = tonumber(redis.call('HGET', k.queues, queue_id))
     if given == nil then
@@ -491,6 +472,30 @@ local function campaign_done_job(k, base, key, id, now)
     add_queued(k, base, now, 1)
     announce(base)
   end
+end
+
+-- A campaign is done on this shard of an unsharded type whose on_done names a
+-- queue of the same type (the same slot): its on_done job is enqueued here, in
+-- the script that made it done, and noted (campaigns.py enqueues the others from
+-- the requeue pass, with campaign_done_send).
+local function campaign_done_job(k, base, key, id, now)
+  local stored = redis.call('HMGET', key, 'on_done', 'notified', 'on_done_payload', 'on_done_limit')
+  if not stored[1] or stored[2] or not stored[3] then
+    return
+  end
+  local target = cjson.decode(stored[1])
+  local queue_type = string.match(base, ':{([^}]*)}$')
+  if target.queue_type ~= queue_type or (tonumber(redis.call('HGET', k.settings, 'shards')) or 1) ~= 1 then
+    return
+  end
+  local c = redis.call('HMGET', key, 'total', 'queued', 'scheduled', 'active', 'finished', 'dead', 'expired', 'cancelled')
+  local body = '{"campaign":"' .. id .. '","queue_type":"' .. queue_type .. '","payload":' .. stored[3]
+  local names = { 'total', 'queued', 'scheduled', 'active', 'finished', 'dead', 'expired', 'cancelled' }
+  for i, name in ipairs(names) do
+    body = body .. ',"' .. name .. '":' .. (tonumber(c[i]) or 0)
+  end
+  body = body .. '}'
+  enqueue_done_job(k, base, target.queue_id, 'campaign-done.' .. id, body, stored[4] or '-1', now)
   redis.call('HSET', key, 'notified', now)
   redis.call('ZREM', base .. ':cg_notify', id)
 end
