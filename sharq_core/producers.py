@@ -21,7 +21,16 @@ _ENQUEUE_FAILURES = {
 
 _MISSING = object()
 
-JOB_FIELDS = ("job_id", "payload", "interval", "requeue_limit", "max_queued_length", "delay_ms", "not_before")
+JOB_FIELDS = (
+    "job_id",
+    "payload",
+    "interval",
+    "requeue_limit",
+    "max_queued_length",
+    "delay_ms",
+    "not_before",
+    "cost",
+)
 _BATCH_FIELDS = frozenset((*JOB_FIELDS, "queue_id"))
 
 
@@ -39,14 +48,16 @@ class ProducerCommands(EngineBase):
         max_queued_length: int | None = None,
         delay_ms: int | None = None,
         not_before: int | None = None,
+        cost: int | None = None,
     ) -> dict[str, Any]:
         """Queue one job; raises DuplicateJob or QueueFull and then changes nothing.
 
         With `delay_ms` (from now) or `not_before` (epoch ms, on the Redis clock) the
-        job is scheduled: it joins the back of its queue when due.
+        job is scheduled: it joins the back of its queue when due. `cost` (units, 1
+        by default) is what it counts against its queue's and type's rate limits.
         """
         job = self._job_args(
-            queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before
+            queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before, cost
         )
         code = self._enqueue(check.identifier("queue_type", queue_type), [job])[0]
         if code in _ENQUEUE_FAILURES:
@@ -84,7 +95,7 @@ class ProducerCommands(EngineBase):
             get = job.get  # as _fields, without the dict between: this runs for every job of a batch
             return self._job_args(
                 get("queue_id"), get("job_id"), get("payload", _MISSING), get("interval"), get("requeue_limit"),
-                get("max_queued_length"), get("delay_ms"), get("not_before"),
+                get("max_queued_length"), get("delay_ms"), get("not_before"), get("cost"),
             )  # fmt: skip
         except BadArgumentException as exc:
             raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
@@ -103,6 +114,7 @@ class ProducerCommands(EngineBase):
             "max_queued_length": job.get("max_queued_length"),
             "delay_ms": job.get("delay_ms"),
             "not_before": job.get("not_before"),
+            "cost": job.get("cost"),
         }
 
     def _job_args(
@@ -115,8 +127,9 @@ class ProducerCommands(EngineBase):
         max_queued_length: Any,
         delay_ms: Any = None,
         not_before: Any = None,
+        cost: Any = None,
     ) -> list[Any]:
-        """Validate one job into the seven ARGV values enqueue.lua takes."""
+        """Validate one job into the eight ARGV values enqueue.lua takes."""
         if payload is _MISSING:
             raise BadArgumentException("payload is required")
         if delay_ms is not None and not_before is not None:
@@ -127,6 +140,7 @@ class ProducerCommands(EngineBase):
         if requeue_limit is None:
             requeue_limit = self.config.default_job_requeue_limit
         max_length = check.optional_integer("max_queued_length", max_queued_length, 1, check.MAX_QUEUED_LENGTH)
+        units = check.cost("cost", cost)
         return [
             check.identifier("queue_id", queue_id),
             check.identifier("job_id", job_id),
@@ -135,6 +149,7 @@ class ProducerCommands(EngineBase):
             check.integer("requeue_limit", requeue_limit, -1, check.MAX_REQUEUE_LIMIT),
             "" if max_length is None else max_length,
             due_spec,
+            "" if units is None or units == 1 else units,  # 1: the record stays as without
         ]
 
     def _enqueue(self, queue_type: str, jobs: list[list[Any]]) -> list[int]:

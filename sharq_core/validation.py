@@ -19,6 +19,7 @@ MAX_REQUEUE_LIMIT = 10**9
 MAX_QUEUED_LENGTH = 10**12
 MAX_OFFSET = 10**9
 MAX_TIME = 10**13  # epoch ms, until the year 2286
+MAX_COST = 10_000  # units one job may cost (issue 25)
 
 
 def identifier(name: str, value: Any) -> str:
@@ -71,6 +72,11 @@ def integer(name: str, value: Any, minimum: int, maximum: int) -> int:
 
 def optional_integer(name: str, value: Any, minimum: int, maximum: int) -> int | None:
     return None if value is None else integer(name, value, minimum, maximum)
+
+
+def cost(name: str, value: Any) -> int | None:
+    """A job's cost in units, 1 to MAX_COST; None when not given."""
+    return optional_integer(name, value, 1, MAX_COST)
 
 
 def payload_text(payload: Any) -> str:

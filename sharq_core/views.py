@@ -10,6 +10,7 @@ import ujson
 from . import validation as check
 from .base import COUNTERS, MAX_PAGE, METRIC_MINUTES, RATE_MINUTES, EngineBase, optional_int
 from .exceptions import BadArgumentException
+from .jobs import option_of
 from .keys import member
 from .shards import type_of
 
@@ -197,9 +198,12 @@ class ViewCommands(EngineBase):
         self._check_job(queue_type, queue_id, job_id)
         shard = self._shard(queue_type, queue_id)
         keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id)]
-        state, detail, last_error = self._script("status", keys, [member(queue_id, job_id), job_id])
+        state, detail, last_error, record = self._script("status", keys, [member(queue_id, job_id), job_id])
         state = state.decode()
         result: dict[str, Any] = {"status": "success", "state": state}
+        cost = option_of(record.split(b":", 3)[1], b"c", 1) if record else 1
+        if cost != 1:  # shown as the dequeued job shows it: only when not 1
+            result["cost"] = cost
         if last_error:
             result["last_error"] = last_error.decode()
         if state == "active":
@@ -207,8 +211,9 @@ class ViewCommands(EngineBase):
         elif state in ("retrying", "scheduled"):
             result["due_at"] = int(float(detail))
         elif state == "queued":
-            remaining, limit, enqueued, _ = detail.split(b":", 3)
-            result.update(requeues_remaining=int(remaining), requeue_limit=int(limit), enqueued_at=int(enqueued))
+            remaining, limit_field, enqueued, _ = detail.split(b":", 3)
+            limit = int(limit_field.split(b"|")[0])
+            result.update(requeues_remaining=int(remaining), requeue_limit=limit, enqueued_at=int(enqueued))
         elif state == "dead":
             result.update(_dead_record(detail))
         elif state == "finished":

@@ -37,6 +37,12 @@ LimitValue = bounded(1, MAX_LIMIT)
 TypeInterval = bounded(1, check.MAX_INTERVAL, "ms between two dequeues of the type")
 Shards = bounded(1, MAX_SHARDS, "hash tags the type is spread over (1: unsharded)")
 ForMs = bounded(1, check.MAX_INTERVAL, "resume by itself after this many ms; null: until resumed")
+Cost = bounded(1, check.MAX_COST, "units the job counts against its queue's and type's limits (default 1)")
+RealCost = bounded(
+    1,
+    check.MAX_COST,
+    "units the job really cost (needs the receipt): more than its cost charges the difference to the rate state",
+)
 
 
 class Body(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -53,6 +59,7 @@ class NewJob(Body):
     max_queued_length: QueuedLength | None = None
     delay_ms: DelayMs | None = None
     not_before: NotBefore | None = None
+    cost: Cost | None = None
 
 
 class BatchJob(NewJob, kw_only=True):
@@ -71,7 +78,13 @@ class Delivery(Body):
     receipt: Receipt | None = None
 
 
-class Ack(Delivery, kw_only=True):
+class Finished(Delivery):
+    """A finish: the delivery it acknowledges, and what the job really cost."""
+
+    cost: RealCost | None = None
+
+
+class Ack(Finished, kw_only=True):
     """One job of a batch finish."""
 
     queue_id: Identifier
@@ -82,7 +95,7 @@ class Acks(Body):
     jobs: Annotated[list[Ack], Meta(max_length=MAX_BATCH)]
 
 
-class Failed(Delivery):
+class Failed(Finished):
     """How a job failed: retry it (now or after retry_after_ms), or dead-letter it."""
 
     error: Annotated[str, Meta(max_length=MAX_ERROR)] | None = None
@@ -156,6 +169,7 @@ class DequeuedJob(Struct, kw_only=True):
     dequeued_at: Annotated[int, Meta(description="Redis time of the dequeue, epoch ms")] | UnsetType = UNSET
     receipt: str | UnsetType = UNSET
     expires_at: Annotated[int, Meta(description="back to its queue unless finished, epoch ms")] | UnsetType = UNSET
+    cost: Annotated[int, Meta(ge=2, description="units it counts against its limits; absent: 1")] | UnsetType = UNSET
 
 
 class JobResult(Struct, kw_only=True):

@@ -12,6 +12,12 @@ with burst 1 it is the last dequeue, and the next job is due at L + interval
 dequeue moves L to max(L + interval, now). So over any window of T ms a queue
 serves at most B + T // interval jobs; `test_burst_window_bound` checks that
 directly on the engine.
+
+Jobs cost units (issue 25): a job of cost c is due at L + interval - (B - min(c, B))
+x interval (one costing more than B once the state is fully idle), moves L to
+max(L + interval, now) + (c - 1) x interval, and a higher real cost reported on
+finish moves L by the difference; `test_units_window_bound` checks that over any
+window a queue hands out at most max(B, largest cost) + T // interval units.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ EXPIRE = 100
 WINDOW = 200  # the dedupe window (ms): a finished job_id is refused this long
 QUEUES = st.sampled_from(["qa", "qb"])
 JOBS = st.sampled_from(["j1", "j2", "j3"])
+COSTS = st.sampled_from([1, 1, 2, 5])
 INTERVALS = st.sampled_from([0, 30, 150])
 # steps that land on, just before and just after every interval and the expiry
 STEPS = st.sampled_from([0, 1, 29, 30, 31, 99, 100, 149, 150])
@@ -62,6 +69,13 @@ class Model:
         interval = own.get("interval")
         return (self.interval.get(queue, 0) if interval is None else interval), own.get("burst", 1), own.get("cap")
 
+    def _due_by_rate(self, queue: str, cost: int) -> int:
+        interval, burst, _ = self._limits(queue)
+        return self.last[queue] + interval - (burst - min(cost, burst)) * interval
+
+    def _head_cost(self, queue: str) -> int:
+        return self.jobs[(queue, self.fifo[queue][0])]["cost"]
+
     def _active_count(self, queue: str) -> int:
         return sum(1 for (q, j) in self.active if q == queue and (q, j) not in self.retrying)
 
@@ -70,7 +84,7 @@ class Model:
         if not self.fifo.get(queue):
             self.due.pop(queue, None)
             return
-        interval, burst, cap = self._limits(queue)
+        cap = self._limits(queue)[2]
         paused = self.paused.get(queue)
         if paused is not None and 0 <= paused <= self.now:
             del self.paused[queue]
@@ -83,7 +97,7 @@ class Model:
         if queue in self.last:
             # fairness: borrowed burst never lists a queue before now, nor before
             # the place it already had among queues that were really waiting
-            rate = self.last[queue] + interval - (burst - 1) * interval
+            rate = self._due_by_rate(queue, self._head_cost(queue))
             due = max(rate, min(self.now if listed is None else listed, self.now))
         if paused is not None:
             due = max(due, paused)
@@ -101,14 +115,14 @@ class Model:
 
     # -- the operations ---------------------------------------------------------------
 
-    def enqueue(self, queue, job, payload, interval, limit, max_length, delay):
+    def enqueue(self, queue, job, payload, interval, limit, max_length, delay, cost=1):
         key = (queue, job)
         if key in self.jobs or key in self.dead or self.now - self.done.get(key, -WINDOW) < WINDOW:
             return "duplicate"
         held = len(self.fifo.get(queue, ())) + sum(1 for q, _ in self.delayed if q == queue)
         if max_length is not None and held >= max_length:
             return "full"
-        self.jobs[key] = {"payload": payload, "remaining": limit, "limit": limit}
+        self.jobs[key] = {"payload": payload, "remaining": limit, "limit": limit, "cost": cost}
         if self.interval.get(queue) != interval:
             self.interval[queue] = interval
             self._schedule(queue)
@@ -137,16 +151,22 @@ class Model:
             queue = min(self.due, key=lambda q: (self.due[q], q))
             if self.due[queue] > self.now:
                 break
+            cost = self._head_cost(queue)
+            if queue in self.last and self._due_by_rate(queue, cost) > self.now:
+                self.due[queue] = self._due_by_rate(queue, cost)  # a costlier job came back to the front
+                continue
             job = self.fifo[queue].popleft()
             self.active[(queue, job)] = self.now + EXPIRE
             interval = self._limits(queue)[0]
-            self.last[queue] = max(self.last[queue] + interval, self.now) if queue in self.last else self.now
+            last = max(self.last[queue] + interval, self.now) if queue in self.last else self.now
+            self.last[queue] = last + (cost - 1) * interval
             self.due.pop(queue)  # served: listed anew, no earlier than now
             self._schedule(queue)
             if not self.fifo[queue]:
                 del self.fifo[queue]
             record = self.jobs[(queue, job)]
-            served.append((queue, job, record["payload"], record["remaining"], len(self.fifo.get(queue, ()))))
+            length = len(self.fifo.get(queue, ()))
+            served.append((queue, job, record["payload"], record["remaining"], length, record["cost"]))
         if served:
             return served, 0
         wait = min(self.due.values()) - self.now if self.due else None
@@ -156,10 +176,15 @@ class Model:
                 wait = max(soonest, 0)
         return [], wait
 
-    def finish(self, queue, job):
+    def finish(self, queue, job, real_cost=None):
         key = (queue, job)
         if key not in self.active or key in self.retrying:
             return False
+        extra = (real_cost or 0) - self.jobs[key]["cost"]
+        if extra > 0:  # charged before the job leaves, as finish.lua does
+            if queue in self.last:
+                self.last[queue] += extra * self._limits(queue)[0]
+            self._schedule(queue)
         del self.active[key], self.jobs[key]
         self._free_slot(queue)
         self.done[key] = self.now
@@ -263,6 +288,7 @@ class EngineVersusModel(RuleBasedStateMachine):
         self.model = Model()
         self.model.now = self.clock.now
         self.served_at: dict[str, int] = {}
+        self.receipts: dict[tuple[str, str], str] = {}
 
     @rule(ms=STEPS)
     def advance(self, ms: int) -> None:
@@ -277,11 +303,14 @@ class EngineVersusModel(RuleBasedStateMachine):
         limit=st.sampled_from([-1, 0, 1, 2]),
         max_length=st.sampled_from([None, 2]),
         delay=st.sampled_from([0, 0, 0, 30, 150]),
+        cost=COSTS,
     )
-    def enqueue(self, queue, job, payload, interval, limit, max_length, delay) -> None:
-        expected = self.model.enqueue(queue, job, payload, interval, limit, max_length, delay)
+    def enqueue(self, queue, job, payload, interval, limit, max_length, delay, cost) -> None:
+        expected = self.model.enqueue(queue, job, payload, interval, limit, max_length, delay, cost)
         try:
-            self.engine.enqueue(payload, interval, job, queue, "t", limit, max_length, delay_ms=delay or None)
+            self.engine.enqueue(
+                payload, interval, job, queue, "t", limit, max_length, delay_ms=delay or None, cost=cost
+            )
             got = "queued"
         except DuplicateJob:
             got = "duplicate"
@@ -294,18 +323,30 @@ class EngineVersusModel(RuleBasedStateMachine):
         expected, wait = self.model.dequeue(count)
         reply = self.engine.dequeue_many("t", count)
         got = [
-            (j["queue_id"], j["job_id"], j["payload"], j["requeues_remaining"], j["current_queue_length"])
+            (
+                j["queue_id"],
+                j["job_id"],
+                j["payload"],
+                j["requeues_remaining"],
+                j["current_queue_length"],
+                j.get("cost", 1),
+            )
             for j in reply["jobs"]
         ]
         assert got == expected
         assert reply.get("retry_after_ms", 0) == wait
         for job in reply["jobs"]:
             self.served_at[job["queue_id"]] = job["dequeued_at"]
+            self.receipts[(job["queue_id"], job["job_id"])] = job["receipt"]
 
-    @rule(queue=QUEUES, job=JOBS)
-    def finish(self, queue: str, job: str) -> None:
-        expected = self.model.finish(queue, job)
-        assert (self.engine.finish(job, queue, "t")["status"] == "success") == expected
+    @rule(queue=QUEUES, job=JOBS, real_cost=st.sampled_from([None, None, 1, 3, 8]))
+    def finish(self, queue: str, job: str, real_cost) -> None:
+        key = (queue, job)
+        if key not in self.model.active or key in self.model.retrying:
+            real_cost = None  # a real cost needs the current delivery's receipt
+        expected = self.model.finish(queue, job, real_cost)
+        receipt = None if real_cost is None else self.receipts[key]
+        assert (self.engine.finish(job, queue, "t", receipt, real_cost)["status"] == "success") == expected
 
     @rule(queue=QUEUES, job=JOBS, retry_after=st.sampled_from([0, 0, 100]), throttle=st.sampled_from([False, True]))
     def fail(self, queue: str, job: str, retry_after: int, throttle: bool) -> None:
@@ -408,3 +449,24 @@ def test_burst_window_bound(sq: SharQ, clock: Clock, burst: int) -> None:
         for end in times[i:]:
             inside = sum(1 for t in times if start <= t <= end)
             assert inside <= burst + (end - start) // interval, (start, end, inside)
+
+
+@pytest.mark.parametrize("burst", [1, 3])
+def test_units_window_bound(sq: SharQ, clock: Clock, burst: int) -> None:
+    """With jobs of several costs (one above the burst), over any window of T ms a
+    queue hands out at most max(burst, largest cost) + T // interval units."""
+    interval, costs = 100, [1, 2, 5, 1, 3, 1, 1, 4, 2, 1] * 3
+    sq.set_limits("t", "q", interval=interval, burst=burst)
+    for n, cost in enumerate(costs):
+        sq.enqueue(n, 0, f"j{n}", "q", "t", cost=cost)
+    handed: list[tuple[int, int]] = []  # (time, units)
+    for step in [0, 7, 33, 50, 99, 100, 1, 250, 13, 400, 0, 61] * 6:
+        clock.advance(step)
+        handed += [(job["dequeued_at"], job.get("cost", 1)) for job in sq.dequeue_many("t", 10)["jobs"]]
+    assert len(handed) >= 15  # every cost, the one above the burst too, went out
+    bound = max(burst, max(costs))
+    for start, _ in handed:
+        for end, _ in handed:
+            if end >= start:
+                units = sum(c for t, c in handed if start <= t <= end)
+                assert units <= bound + (end - start) // interval, (start, end, units)

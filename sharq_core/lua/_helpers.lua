@@ -79,6 +79,20 @@ local function queue_limits(k, queue_id)
   return tonumber(i) or interval, tonumber(b) or 1, tonumber(m)
 end
 
+-- The rate is a generic cell rate algorithm counting units: one stored time L per
+-- queue (and per type), the theoretical arrival time less one interval, so that
+-- with burst 1 and jobs of one unit it is simply the last dequeue. A job of `cost`
+-- units conforms from L + interval - (burst - min(cost, burst)) x interval on (one
+-- costing more than the burst once the state is fully idle, L + interval), and
+-- moves L to max(L + interval, now) + (cost - 1) x interval: c x interval of time.
+local function rate_due(last, interval, burst, cost)
+  return last + interval - (burst - math.min(cost, burst)) * interval
+end
+
+local function rate_after(last, interval, cost, now)
+  return (last and math.max(last + interval, now) or now) + (cost - 1) * interval
+end
+
 -- Whether the caller routed by the type's current shard count `expected` (a
 -- server's cached layout may be stale for a moment after PUT /types) and no
 -- change of it is under way (layout.lua): a script that would create per-queue
@@ -114,15 +128,15 @@ local function type_limits(k)
   return type_wide_read or nil
 end
 
--- 0 when the type-wide limits let one more job go now; else the ms until they do
--- (-1: until a slot of the type frees).
-local function type_gate(k, limits, now)
+-- 0 when the type-wide limits let one more job of `cost` units go now; else the
+-- ms until they do (-1: until a slot of the type frees).
+local function type_gate(k, limits, now, cost)
   if limits.cap and (tonumber(redis.call('HGET', k.settings, 'active')) or 0) >= limits.cap then
     return -1
   end
   if limits.interval then
     local last = tonumber(redis.call('HGET', k.settings, 'last'))
-    local due = last and last + limits.interval - (limits.burst - 1) * limits.interval
+    local due = last and rate_due(last, limits.interval, limits.burst, cost)
     if due and due > now then
       return due - now
     end
@@ -130,15 +144,15 @@ local function type_gate(k, limits, now)
   return 0
 end
 
--- A job of the type went out under its type-wide limits: one more slot held, the
--- type's rate state moved on as a queue's is.
-local function type_took(k, limits, now)
+-- A job of `cost` units went out under the type-wide limits: one more slot held,
+-- the type's rate state moved on as a queue's is.
+local function type_took(k, limits, now, cost)
   if limits.cap then
     redis.call('HINCRBY', k.settings, 'active', 1)
   end
   if limits.interval then
     local last = tonumber(redis.call('HGET', k.settings, 'last'))
-    redis.call('HSET', k.settings, 'last', last and math.max(last + limits.interval, now) or now)
+    redis.call('HSET', k.settings, 'last', rate_after(last, limits.interval, cost, now))
   end
 end
 
@@ -149,6 +163,29 @@ local function parse_record(record)
   local c = string.find(record, ':', b + 1, true)
   return tonumber(string.sub(record, 1, a - 1)), string.sub(record, a + 1, b - 1),
     string.sub(record, b + 1, c - 1), string.sub(record, c + 1)
+end
+
+-- A job's options ride in its record's second field, after its requeue limit:
+-- "<limit>" alone, or "<limit>|c=<cost>|p=<priority>|x=<expire_at ms>|g=<campaign>",
+-- each present only when not its default, so a job with none reads as before.
+local function job_option(limit_field, name)
+  return string.match(limit_field, '|' .. name .. '=([^|]*)')
+end
+
+local function requeue_limit_of(limit_field)
+  return string.match(limit_field, '^[^|]*')
+end
+
+-- The units a job's record says it costs (1 unless it gave "cost").
+local function job_cost(record)
+  return tonumber(job_option(string.match(record, '^[^:]*:([^:]*)'), 'c')) or 1
+end
+
+-- The units the head job of a queue costs (1 for an empty queue).
+local function head_cost(base, queue_id)
+  local job_id = redis.call('LINDEX', base .. ':q:' .. queue_id, 0)
+  local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
+  return record and job_cost(record) or 1
 end
 
 -- Whether a finish or fail with `receipt` ("" = any) may act on the job now:
@@ -172,11 +209,9 @@ end
 
 -- List a queue in the ready set at the time its next job may go, or take it out
 -- while it cannot be served: empty, at its concurrency cap, or paused until
--- resumed. The rate is a generic cell rate algorithm with one stored time per
--- queue, L (its ":last:" key): the theoretical arrival time less one interval,
--- so that with burst 1 it is simply the last dequeue. A dequeue conforms from
--- L + interval - (burst - 1) x interval on, and moves L to max(L + interval,
--- now). An interval change needs no bookkeeping: it counts from L.
+-- resumed. Its rate state L is its ":last:" key (see rate_due); an interval
+-- change needs no bookkeeping: it counts from L. With burst 1 every job, whatever
+-- its cost, waits for L + interval, so only a burst needs the head job's cost.
 local function schedule_queue(k, base, queue_id, now)
   if redis.call('LLEN', base .. ':q:' .. queue_id) == 0 then
     redis.call('ZREM', k.ready, queue_id)
@@ -200,7 +235,8 @@ local function schedule_queue(k, base, queue_id, now)
   if last then
     -- borrowed burst never puts it before queues that were really waiting: a
     -- rate that allows a job now lists it at now, or at the place it already had
-    due = math.max(last + interval - (burst - 1) * interval, math.min(listed or now, now))
+    local cost = burst > 1 and head_cost(base, queue_id) or 1
+    due = math.max(rate_due(last, interval, burst, cost), math.min(listed or now, now))
   end
   if paused then
     due = math.max(due, paused)
@@ -288,6 +324,27 @@ local function free_slot(k, base, queue_id, now)
   return type_freed
 end
 
+-- The receipt holder reported that a job cost `real` units where its record said
+-- `record`'s: a higher real cost charges the difference to the queue's and the
+-- type's rate state (the next job waits longer), a lower one refunds nothing.
+local function charge_real_cost(k, base, queue_id, record, real, now)
+  local extra = real - job_cost(record)
+  if extra <= 0 then
+    return
+  end
+  local last_key = base .. ':last:' .. queue_id
+  local last = tonumber(redis.call('GET', last_key))
+  if last then
+    redis.call('SET', last_key, last + extra * queue_limits(k, queue_id), 'KEEPTTL')
+  end
+  local type_wide = type_limits(k)
+  local type_last = type_wide and type_wide.interval and tonumber(redis.call('HGET', k.settings, 'last'))
+  if type_last then
+    redis.call('HSET', k.settings, 'last', type_last + extra * type_wide.interval)
+  end
+  schedule_queue(k, base, queue_id, now)
+end
+
 -- Move delayed jobs that are due to the back of their queues, at most `limit`,
 -- earliest first. Returns how many moved.
 local function promote(k, base, now, limit)
@@ -368,7 +425,12 @@ local function take(k, base, now, expire, count, token, out)
   local limits, by_queue, active, receipts = {}, {}, {}, {}
   while served < count do
     local head = redis.call('ZRANGE', k.ready, 0, 0, 'WITHSCORES')
-    local gate = type_wide and #head > 0 and tonumber(head[2]) <= now and type_gate(k, type_wide, now) or 0
+    local gate = 0
+    if type_wide and #head > 0 and tonumber(head[2]) <= now then
+      -- with burst 1 any cost waits for the idle state: only a burst needs the cost
+      local cost = type_wide.interval and type_wide.burst > 1 and head_cost(base, head[1]) or 1
+      gate = type_gate(k, type_wide, now, cost)
+    end
     if gate ~= 0 then
       -- a job is ready but the type-wide limit holds it: say when it lets one go
       if served == 0 then wait = gate end
@@ -387,13 +449,26 @@ local function take(k, base, now, expire, count, token, out)
     local queue_id = head[1]
     local queue_key, last_key = base .. ':q:' .. queue_id, base .. ':last:' .. queue_id
     local job_id = redis.call('LPOP', queue_key)
+    local record, cost, last, due
+    if not limits[queue_id] then
+      limits[queue_id] = { queue_limits(k, queue_id) }  -- nothing here changes them
+    end
+    local interval, burst, cap = limits[queue_id][1], limits[queue_id][2], limits[queue_id][3]
     if job_id then
+      record = redis.call('HGET', base .. ':j:' .. queue_id, job_id)
+      cost = job_cost(record)
+      last = tonumber(redis.call('GET', last_key))
+      due = last and rate_due(last, interval, burst, cost)
+    end
+    if not job_id then
+      redis.call('ZREM', k.ready, queue_id)
+    elseif due and due > now then
+      -- a costlier job came back to the front since the queue was listed (a burst
+      -- lists a queue by its head's cost): it waits for its own due time
+      redis.call('LPUSH', queue_key, job_id)
+      redis.call('ZADD', k.ready, due, queue_id)
+    else
       local member = queue_id .. ':' .. job_id
-      local record = redis.call('HGET', base .. ':j:' .. queue_id, job_id)
-      if not limits[queue_id] then
-        limits[queue_id] = { queue_limits(k, queue_id) }  -- nothing here changes them
-      end
-      local interval, burst, cap = limits[queue_id][1], limits[queue_id][2], limits[queue_id][3]
       local receipt = token .. '.' .. served
       active[#active + 1] = now + expire
       active[#active + 1] = member
@@ -401,8 +476,7 @@ local function take(k, base, now, expire, count, token, out)
       receipts[#receipts + 1] = receipt
       local running = redis.call('HINCRBY', k.nactive, queue_id, 1)
       -- the rate state: kept without expiry while the queue holds jobs (forget_queue)
-      local last = tonumber(redis.call('GET', last_key))
-      last = last and math.max(last + interval, now) or now
+      last = rate_after(last, interval, cost, now)
       redis.call('SET', last_key, last)
       -- what schedule_queue would do, from what is known here: the queue was
       -- listed and due, so it is not paused
@@ -412,9 +486,10 @@ local function take(k, base, now, expire, count, token, out)
         redis.call('ZREM', k.ready, queue_id)
       else
         -- no earlier than now: borrowed burst must not jump queues that waited
-        redis.call('ZADD', k.ready, math.max(last + interval - (burst - 1) * interval, now), queue_id)
+        local next_cost = burst > 1 and head_cost(base, queue_id) or 1
+        redis.call('ZADD', k.ready, math.max(rate_due(last, interval, burst, next_cost), now), queue_id)
       end
-      if type_wide then type_took(k, type_wide, now) end
+      if type_wide then type_took(k, type_wide, now, cost) end
       by_queue[queue_id] = (by_queue[queue_id] or 0) + 1
       out[#out + 1] = queue_id
       out[#out + 1] = job_id
@@ -422,8 +497,6 @@ local function take(k, base, now, expire, count, token, out)
       out[#out + 1] = length
       out[#out + 1] = receipt
       served = served + 1
-    else
-      redis.call('ZREM', k.ready, queue_id)
     end
   end
   if served > 0 then
@@ -463,8 +536,8 @@ local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, me
       forget_queue(k, base, queue_id, memory, now)
     end
     redis.call('HSET', k.dead, member, cjson.encode({
-      payload = payload, requeue_limit = tonumber(limit), interval = interval,
-      reason = reason, last_error = last_error or cjson.null }))
+      payload = payload, requeue_limit = tonumber(requeue_limit_of(limit)), interval = interval,
+      options = string.match(limit, '|.*$'), reason = reason, last_error = last_error or cjson.null }))
     redis.call('ZADD', k.dead_at, now, member)
     redis.call('HINCRBY', k.totals, 'dead', 1)
     return 'dead'

@@ -1,6 +1,6 @@
 --[[ dead_retry: give a dead-lettered job another life at the back of its queue.
 
-It comes back with its original requeue_limit, and the queue's current interval
+It comes back with its original requeue_limit and options (cost...), and the queue's current interval
 (or the one it had when it died, if the queue has gone since).
 
 KEYS[1..18]  the type's keys (see _helpers.lua)
@@ -30,7 +30,7 @@ local dead = cjson.decode(raw)
 local limit = string.format('%d', dead.requeue_limit)
 redis.call('HDEL', k.dead, member)
 redis.call('ZREM', k.dead_at, member)
-redis.call('HSET', jobs_key, job_id, limit .. ':' .. limit .. ':' .. now .. ':' .. dead.payload)
+redis.call('HSET', jobs_key, job_id, limit .. ':' .. limit .. (dead.options or '') .. ':' .. now .. ':' .. dead.payload)
 if redis.call('HSETNX', k.queues, queue_id, dead.interval) == 1 then
   redis.call('ZADD', k.known, 0, queue_id)
 end

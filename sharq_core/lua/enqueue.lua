@@ -9,16 +9,17 @@ a due time later than now is scheduled: it joins the back of its queue when due.
 KEYS[1..18]  the type's keys (see _helpers.lua)
 then for job i (i = 1..n), two keys at 18 + 2(i-1):
   +1 queue list  job_ids in FIFO order
-  +2 jobs hash   job_id -> "<requeues_remaining>:<requeue_limit>:<enqueued_ms>:<payload>"
+  +2 jobs hash   job_id -> "<requeues_remaining>:<requeue_limit>[|c=<cost>]:<enqueued_ms>:<payload>"
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  key base "<prefix>:{<queue_type>}"
 ARGV[3]  dedupe window (ms); 0 = finished jobs are not remembered
 ARGV[4]  the type's shard count the caller routed by (see layout_ok)
-then for job i, seven values at 4 + 7(i-1):
+then for job i, eight values at 4 + 8(i-1):
   +1 queue_id  +2 job_id  +3 payload (JSON text)  +4 interval
   +5 requeue_limit  +6 max_queued_length ("" = unlimited)
   +7 due: "" now, "+<ms>" that long from now, or epoch ms; later than now, the
      job is scheduled until then
+  +8 cost in units ("" = 1: the record stays as without)
 
 Returns { type_was_empty, code_1, ..., code_n } where type_was_empty is 1 when
 the type held no queue before this call (Python then lists the type), or { -1 }
@@ -58,19 +59,20 @@ end
 skip_absent_overrides(k)
 local result = { redis.call('EXISTS', k.queues) == 0 and 1 or 0 }
 local added, queued, by_queue = 0, 0, {}
-local n = (#ARGV - 4) / 7
+local n = (#ARGV - 4) / 8
 for i = 1, n do
   local queue_key, jobs_key = KEYS[TYPE_KEYS + 2 * i - 1], KEYS[TYPE_KEYS + 2 * i]
-  local a = 4 + 7 * (i - 1)
+  local a = 4 + 8 * (i - 1)
   local queue_id, job_id, payload = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local interval, limit, max_length = tonumber(ARGV[a + 4]), ARGV[a + 5], tonumber(ARGV[a + 6])
-  local due_spec = ARGV[a + 7]
+  local due_spec, cost = ARGV[a + 7], ARGV[a + 8]
+  local limit_field = cost == '' and limit or limit .. '|c=' .. cost
   local due = string.sub(due_spec, 1, 1) == '+' and now + tonumber(string.sub(due_spec, 2)) or tonumber(due_spec)
   local member = queue_id .. ':' .. job_id
   -- the record is written first (HSETNX: a job_id the hash holds is refused as
   -- it stands) and taken back should the job be refused for another reason
   local code
-  if redis.call('HSETNX', jobs_key, job_id, limit .. ':' .. limit .. ':' .. now .. ':' .. payload) == 0 then
+  if redis.call('HSETNX', jobs_key, job_id, limit .. ':' .. limit_field .. ':' .. now .. ':' .. payload) == 0 then
     code = held(member)
   else
     code = refused(member)
