@@ -3,10 +3,12 @@ cost a receipt holder reports when it finishes or fails a job."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from sharq_core import BadArgumentException, SharQ
-from tests.support import Clock
+from tests.support import Clock, ServerProcess
 
 
 def taken(sq: SharQ, queue_type: str = "t", count: int = 10) -> list[str]:
@@ -127,3 +129,64 @@ def test_a_real_cost_needs_the_receipt(sq: SharQ) -> None:
     with pytest.raises(BadArgumentException, match=r"jobs\[0\]: cost needs the receipt"):
         sq.finish_many("t", [{"queue_id": "q", "job_id": "a", "cost": 3}])
     assert sq.job_status("t", "q", "a")["state"] == "active"
+
+
+def test_cost_over_http(tmp_path) -> None:
+    """Each field a cost rides in, and each refusal, over real HTTP."""
+    server = ServerProcess(str(tmp_path / "data"), workers=1).start()
+    try:
+        job = {"job_id": "a", "payload": 1, "interval": 1000}
+        for bad in (0, 10_001, 2.5, "3"):
+            status, body = server.call("POST", "/enqueue/sms/q/", {**job, "cost": bad})
+            assert (status, body["message"]) == (400, "cost must be an integer from 1 to 10000"), bad
+            status, body = server.call("POST", "/enqueue/sms/", {"jobs": [{**job, "queue_id": "q", "cost": bad}]})
+            assert (status, body["message"]) == (400, "jobs[0]: cost must be an integer from 1 to 10000"), bad
+        assert server.call("GET", "/job/sms/q/a/")[0] == 404  # nothing changed
+        assert server.call("POST", "/enqueue/sms/q/", {**job, "cost": 3})[0] == 201
+        batch = [{**job, "queue_id": "q", "job_id": "b", "cost": 2}, {**job, "queue_id": "q", "job_id": "c"}]
+        assert server.call("POST", "/enqueue/sms/", {"jobs": batch})[0] == 200
+        assert server.call("GET", "/job/sms/q/a/")[1]["cost"] == 3
+        taken = server.call("GET", "/dequeue/sms/")[1]
+        assert (taken["job_id"], taken["cost"]) == ("a", 3)
+        status, body = server.call("POST", "/finish/sms/q/a/", {"cost": 5})
+        assert (status, body["message"]) == (400, "cost needs the receipt of the delivery it reports on")
+        assert server.call("POST", "/finish/sms/q/a/", {"receipt": taken["receipt"], "cost": 0})[0] == 400
+        assert server.call("GET", "/job/sms/q/a/")[1]["state"] == "active"
+        assert server.call("POST", "/finish/sms/q/a/", {"receipt": taken["receipt"], "cost": 4})[0] == 200
+        # 3 units + 1 more reported: the next goes 4 intervals after the first
+        wait = server.call("GET", "/dequeue/sms/")[1]["retry_after_ms"]
+        assert 3000 < wait <= 4000, wait
+        status, body = server.call(
+            "POST", "/finish/sms/?next=1", {"jobs": [{"queue_id": "q", "job_id": "a", "cost": 2}]}
+        )
+        assert (status, body["message"]) == (400, "jobs[0]: cost needs the receipt of the delivery it reports on")
+        status, body = server.call("POST", "/fail/sms/q/a/", {"cost": 2})
+        assert (status, body["message"]) == (400, "cost needs the receipt of the delivery it reports on")
+    finally:
+        server.stop()
+
+
+def test_both_clients_carry_cost(tmp_path) -> None:
+    from sharq_client import AsyncClient, Client
+
+    server = ServerProcess(str(tmp_path / "data"), workers=1).start()
+    try:
+        client = Client(server.url, timeout=5)
+        assert client.enqueue("sms", "q", "a", "hi", 1000, cost=3) == "queued"
+        job = client.dequeue("sms")[0]
+        assert job.cost == 3
+        client.finish("sms", "q", "a", job.receipt, cost=4)
+        client.enqueue("sms", "q", "b", "hi", 1000)
+        assert client.job("sms", "q", "b").get("cost") is None
+        client.close()
+
+        async def run() -> int:
+            async with AsyncClient(server.url, timeout=5) as client:
+                await client.enqueue("llm", "q", "a", "hi", 0, cost=2)
+                job = (await client.dequeue("llm"))[0]
+                await client.fail("llm", "q", "a", job.receipt, cost=9)
+                return job.cost
+
+        assert asyncio.run(run()) == 2
+    finally:
+        server.stop()

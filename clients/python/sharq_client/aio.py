@@ -84,12 +84,22 @@ class AsyncClient:
         max_queued_length: int | None = None,
         delay_ms: int | None = None,
         not_before: int | None = None,
+        cost: int | None = None,
     ) -> str:
         """Queue one job, or with `delay_ms` (from now) or `not_before` (epoch ms)
         schedule it; returns "queued" or "scheduled". DuplicateJob (with `.state`)
         or QueueFull when refused."""
         call = calls.enqueue(
-            queue_type, queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before
+            queue_type,
+            queue_id,
+            job_id,
+            payload,
+            interval,
+            requeue_limit,
+            max_queued_length,
+            delay_ms,
+            not_before,
+            cost,
         )
         return await self._send(call)
 
@@ -104,10 +114,12 @@ class AsyncClient:
         Cancelled while it waits, it takes nothing."""
         return await self._send(calls.dequeue(queue_type, count, wait))
 
-    async def finish(self, queue_type: str, queue_id: str, job_id: str, receipt: str | None = None) -> None:
+    async def finish(
+        self, queue_type: str, queue_id: str, job_id: str, receipt: str | None = None, cost: int | None = None
+    ) -> None:
         """Acknowledge a job; NotFound when it is not active, StaleReceipt when the
         receipt names an earlier delivery."""
-        await self._send(calls.finish(queue_type, queue_id, job_id, receipt))
+        await self._send(calls.finish(queue_type, queue_id, job_id, receipt, cost))
 
     async def finish_many(
         self, queue_type: str, jobs: list[Job | dict[str, Any]], take: int = 0, wait: int = 0
@@ -130,9 +142,10 @@ class AsyncClient:
         retry_after_ms: int | None = None,
         dead: bool = False,
         throttle: bool = False,
+        cost: int | None = None,
     ) -> str:
         """Report a failure as `Client.fail` does; returns the job's state."""
-        call = calls.fail(queue_type, queue_id, job_id, receipt, error, retry_after_ms, dead, throttle)
+        call = calls.fail(queue_type, queue_id, job_id, receipt, error, retry_after_ms, dead, throttle, cost)
         return await self._send(call)
 
     # -- administration and views ------------------------------------------------------

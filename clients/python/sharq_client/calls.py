@@ -171,11 +171,13 @@ def enqueue(
     max_queued_length: int | None = None,
     delay_ms: int | None = None,
     not_before: int | None = None,
+    cost: int | None = None,
 ) -> Call:
     body = {"job_id": job_id, "payload": payload, "interval": interval}
     body |= given(
         requeue_limit=requeue_limit, max_queued_length=max_queued_length, delay_ms=delay_ms, not_before=not_before
     )
+    body |= given(cost=cost)
     return Call("POST", f"/enqueue/{queue_type}/{queue_id}/", body, read=_field("status"))
 
 
@@ -194,9 +196,9 @@ def dequeue(queue_type: str = "default", count: int = 1, wait: int = 0) -> Call:
 
 
 @_checked
-def finish(queue_type: str, queue_id: str, job_id: str, receipt: str | None = None) -> Call:
+def finish(queue_type: str, queue_id: str, job_id: str, receipt: str | None = None, cost: int | None = None) -> Call:
     path = f"/finish/{queue_type}/{queue_id}/{job_id}/"
-    return Call("POST", path, given(receipt=receipt), conflict=StaleReceipt)
+    return Call("POST", path, given(receipt=receipt, cost=cost), conflict=StaleReceipt)
 
 
 @_checked
@@ -222,8 +224,9 @@ def fail(
     retry_after_ms: int | None = None,
     dead: bool = False,
     throttle: bool = False,
+    cost: int | None = None,
 ) -> Call:
-    body = given(receipt=receipt, error=error, retry_after_ms=retry_after_ms)
+    body = given(receipt=receipt, error=error, retry_after_ms=retry_after_ms, cost=cost)
     body |= ({"dead": True} if dead else {}) | ({"throttle": True} if throttle else {})
     path = f"/fail/{queue_type}/{queue_id}/{job_id}/"
     return Call("POST", path, body, read=_field("state"), conflict=StaleReceipt)
