@@ -54,7 +54,7 @@ class LayoutCommands(EngineBase):
                 raise Conflict(LIVE)
             sealed.append(shard)
         self._carry(old, new)
-        limits = ["-" if value is None else int(value) for value in self.redis.hmget(authority, *_LIMITS)]
+        limits = ["-" if value is None else value.decode() for value in self.redis.hmget(authority, *_LIMITS)]
         for shard in every:
             self._script("type_limits", self.keys.type_keys(shard), [self.keys.base(shard), *limits])
             self._layout_script(shard, "commit", count)
@@ -122,4 +122,4 @@ class LayoutCommands(EngineBase):
             self.redis.delete(key)
 
 
-_LIMITS = ("interval", "burst", "max_active")
+_LIMITS = ("interval", "burst", "max_active", "quotas")  # as type_limits.lua takes them

@@ -16,6 +16,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from sharq_core import validation as check
 from sharq_core.base import MAX_BATCH, MAX_LIMIT
 from sharq_core.delivery import MAX_ERROR
+from sharq_core.quotas import MAX_QUOTAS, MAX_WINDOW, MIN_WINDOW
 from sharq_core.shards import MAX_SHARDS
 
 
@@ -108,12 +109,24 @@ class NewInterval(Body):
     interval: Interval
 
 
+class Quota(Body):
+    """At most `limit` units per fixed window of `window_ms`, aligned to the epoch plus `offset_ms`."""
+
+    limit: LimitValue
+    window_ms: bounded(MIN_WINDOW, MAX_WINDOW, "1 s to 31 days")
+    offset_ms: Annotated[int, Meta(ge=-MAX_WINDOW, le=MAX_WINDOW, description="from -window_ms to window_ms")] = 0
+
+
+Quotas = Annotated[list[Quota], Meta(min_length=1, max_length=MAX_QUOTAS)]
+
+
 class NewLimits(Body):
     """A value sets the limit, null clears it, an absent one stays as it is."""
 
     interval: Interval | None = None
     burst: LimitValue | None = None
     max_active: LimitValue | None = None
+    quotas: Quotas | None = None
 
 
 class NewTypeLimits(Body):
@@ -123,6 +136,7 @@ class NewTypeLimits(Body):
     interval: TypeInterval | None = None
     burst: LimitValue | None = None
     max_active: LimitValue | None = None
+    quotas: Quotas | None = None
 
 
 class NewTypeSettings(Body):

@@ -93,6 +93,61 @@ local function rate_after(last, interval, cost, now)
   return (last and math.max(last + interval, now) or now) + (cost - 1) * interval
 end
 
+-- Quotas over fixed windows (issue 25.2): a spec "<limit>/<window_ms>/<offset_ms>"
+-- per window, ";" between (at most 3), in the hash "<base>:quotas" per queue and
+-- in the settings' "quotas" for the type. Units handed out count in the hash
+-- "<base>:used", field "<owner>/<window_ms>/<offset_ms>" (owner: the queue_id, or
+-- "*" for the type) -> "<window start>:<units>": a window that began since reads 0.
+-- Windows are aligned to the epoch plus offset_ms; a type spread over N shards
+-- gives each shard floor(limit / N) (at least 1) of its type-wide quotas.
+local function quota_windows(spec, shards)
+  local windows = {}
+  for limit, window, offset in string.gmatch(spec or '', '(%d+)/(%d+)/(-?%d+)') do
+    windows[#windows + 1] = {
+      limit = math.max(1, math.floor(tonumber(limit) / (shards or 1))),
+      window = tonumber(window), offset = tonumber(offset) }
+  end
+  return #windows > 0 and windows or nil
+end
+
+-- The start of the window holding `now` (Lua's % is never negative here).
+local function window_start(now, q)
+  return now - ((now - q.offset) % q.window)
+end
+
+local function quota_used(base, owner, q, start)
+  local stored = redis.call('HGET', base .. ':used', owner .. '/' .. q.window .. '/' .. q.offset)
+  local began, used = string.match(stored or '', '^(-?%d+):(%d+)$')
+  return tonumber(began) == start and tonumber(used) or 0
+end
+
+-- nil when every window has `cost` units left now; else when the last full one resets.
+local function quota_hold(base, owner, windows, cost, now)
+  local until_ms
+  for _, q in ipairs(windows) do
+    local start = window_start(now, q)
+    if quota_used(base, owner, q, start) + cost > q.limit then
+      until_ms = math.max(until_ms or 0, start + q.window)
+    end
+  end
+  return until_ms
+end
+
+-- `cost` units went out (or were reported): counted in every window of now.
+local function quota_count(base, owner, windows, cost, now)
+  for _, q in ipairs(windows) do
+    local start = window_start(now, q)
+    local used = quota_used(base, owner, q, start) + cost
+    redis.call('HSET', base .. ':used', owner .. '/' .. q.window .. '/' .. q.offset, start .. ':' .. used)
+  end
+end
+
+-- A queue's own quotas, or nil; `any` says whether the type has any at all (one
+-- EXISTS per call spares a lookup per queue when none has).
+local function queue_quotas(base, queue_id, any)
+  return any and quota_windows(redis.call('HGET', base .. ':quotas', queue_id)) or nil
+end
+
 -- Whether the caller routed by the type's current shard count `expected` (a
 -- server's cached layout may be stale for a moment after PUT /types) and no
 -- change of it is under way (layout.lua): a script that would create per-queue
@@ -114,15 +169,16 @@ local function type_limits(k)
   if type_wide_read ~= nil then
     return type_wide_read or nil
   end
-  local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards')
+  local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards', 'quotas')
   local interval, cap = tonumber(s[1]), tonumber(s[3])
   type_wide_read = false
-  if interval or cap then
+  if interval or cap or s[5] then
     local shards = tonumber(s[4]) or 1
     type_wide_read = {
       interval = interval and interval * shards,
       burst = math.max(1, math.floor((tonumber(s[2]) or 1) / shards)),
       cap = cap and math.max(1, math.floor(cap / shards)),
+      quotas = quota_windows(s[5] or nil, shards),
     }
   end
   return type_wide_read or nil
@@ -130,9 +186,13 @@ end
 
 -- 0 when the type-wide limits let one more job of `cost` units go now; else the
 -- ms until they do (-1: until a slot of the type frees).
-local function type_gate(k, limits, now, cost)
+local function type_gate(k, base, limits, now, cost)
   if limits.cap and (tonumber(redis.call('HGET', k.settings, 'active')) or 0) >= limits.cap then
     return -1
+  end
+  local held = limits.quotas and quota_hold(base, '*', limits.quotas, cost, now)
+  if held then
+    return held - now
   end
   if limits.interval then
     local last = tonumber(redis.call('HGET', k.settings, 'last'))
@@ -146,7 +206,10 @@ end
 
 -- A job of `cost` units went out under the type-wide limits: one more slot held,
 -- the type's rate state moved on as a queue's is.
-local function type_took(k, limits, now, cost)
+local function type_took(k, base, limits, now, cost)
+  if limits.quotas then
+    quota_count(base, '*', limits.quotas, cost, now)
+  end
   if limits.cap then
     redis.call('HINCRBY', k.settings, 'active', 1)
   end
@@ -342,6 +405,10 @@ local function charge_real_cost(k, base, queue_id, record, real, now)
   if type_last then
     redis.call('HSET', k.settings, 'last', type_last + extra * type_wide.interval)
   end
+  -- quotas count it too: a day's tokens are what was really used
+  local own = queue_quotas(base, queue_id, true)
+  if own then quota_count(base, queue_id, own, extra, now) end
+  if type_wide and type_wide.quotas then quota_count(base, '*', type_wide.quotas, extra, now) end
   schedule_queue(k, base, queue_id, now)
 end
 
@@ -421,6 +488,7 @@ local function take(k, base, now, expire, count, token, out)
   end
   promote(k, base, now, 100)
   local type_wide = type_limits(k)
+  local any_quotas = redis.call('EXISTS', base .. ':quotas') == 1
   local served, wait = 0, 0
   local limits, by_queue, active, receipts = {}, {}, {}, {}
   while served < count do
@@ -428,8 +496,8 @@ local function take(k, base, now, expire, count, token, out)
     local gate = 0
     if type_wide and #head > 0 and tonumber(head[2]) <= now then
       -- with burst 1 any cost waits for the idle state: only a burst needs the cost
-      local cost = type_wide.interval and type_wide.burst > 1 and head_cost(base, head[1]) or 1
-      gate = type_gate(k, type_wide, now, cost)
+      local costly = type_wide.quotas or (type_wide.interval and type_wide.burst > 1)
+      gate = type_gate(k, base, type_wide, now, costly and head_cost(base, head[1]) or 1)
     end
     if gate ~= 0 then
       -- a job is ready but the type-wide limit holds it: say when it lets one go
@@ -451,20 +519,25 @@ local function take(k, base, now, expire, count, token, out)
     local job_id = redis.call('LPOP', queue_key)
     local record, cost, last, due
     if not limits[queue_id] then
-      limits[queue_id] = { queue_limits(k, queue_id) }  -- nothing here changes them
+      local interval, burst, cap = queue_limits(k, queue_id)  -- nothing here changes them
+      limits[queue_id] = { interval, burst, cap or false, queue_quotas(base, queue_id, any_quotas) or false }
     end
-    local interval, burst, cap = limits[queue_id][1], limits[queue_id][2], limits[queue_id][3]
+    local interval, burst, cap, quotas = unpack(limits[queue_id])
+    cap = cap or nil
     if job_id then
       record = redis.call('HGET', base .. ':j:' .. queue_id, job_id)
       cost = job_cost(record)
       last = tonumber(redis.call('GET', last_key))
       due = last and rate_due(last, interval, burst, cost)
+      -- a queue held by a quota leaves the ready set until its window resets
+      local held = quotas and quota_hold(base, queue_id, quotas, cost, now)
+      if held and (not due or due < held) then due = held end
     end
     if not job_id then
       redis.call('ZREM', k.ready, queue_id)
     elseif due and due > now then
       -- a costlier job came back to the front since the queue was listed (a burst
-      -- lists a queue by its head's cost): it waits for its own due time
+      -- lists a queue by its head's cost), or a quota holds it: it waits until due
       redis.call('LPUSH', queue_key, job_id)
       redis.call('ZADD', k.ready, due, queue_id)
     else
@@ -489,7 +562,8 @@ local function take(k, base, now, expire, count, token, out)
         local next_cost = burst > 1 and head_cost(base, queue_id) or 1
         redis.call('ZADD', k.ready, math.max(rate_due(last, interval, burst, next_cost), now), queue_id)
       end
-      if type_wide then type_took(k, type_wide, now, cost) end
+      if quotas then quota_count(base, queue_id, quotas, cost, now) end
+      if type_wide then type_took(k, base, type_wide, now, cost) end
       by_queue[queue_id] = (by_queue[queue_id] or 0) + 1
       out[#out + 1] = queue_id
       out[#out + 1] = job_id

@@ -10,12 +10,14 @@ ARGV[1]  key base "<prefix>:{<queue_type>}"
 ARGV[2]  interval (ms)
 ARGV[3]  burst
 ARGV[4]  max_active
+ARGV[5]  quotas: a spec "<limit>/<window_ms>/<offset_ms>;..." (see quota_windows),
+         "" (keep them) or "-" (clear them)
 
 Returns 1.
 --]]
 local k = type_keys()
-for i, name in ipairs({ 'interval', 'burst', 'max_active' }) do
-  local given = ARGV[1 + i]
+for i, name in ipairs({ 'interval', 'burst', 'max_active', 'quotas' }) do
+  local given = ARGV[1 + i] or ''  -- absent: kept
   if given == '-' then
     redis.call('HDEL', k.settings, name)
   elseif given ~= '' then
