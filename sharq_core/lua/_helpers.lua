@@ -163,14 +163,18 @@ end
 -- floor(max_active / N) at once (at least 1 each), so over any window the shards
 -- together stay within the type's bound.
 -- Read once per call (no script that uses them changes them): false when none.
+-- The same read tells whether any queue of the shard has quotas (limits.lua keeps
+-- their count in the settings' "queue_quotas"), sparing a take a lookup per queue.
 local type_wide_read = nil
+local queue_quotas_exist = false
 
 local function type_limits(k)
   if type_wide_read ~= nil then
     return type_wide_read or nil
   end
-  local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards', 'quotas')
+  local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards', 'quotas', 'queue_quotas')
   local interval, cap = tonumber(s[1]), tonumber(s[3])
+  queue_quotas_exist = s[6] and true or false
   type_wide_read = false
   if interval or cap or s[5] then
     local shards = tonumber(s[4]) or 1
@@ -488,7 +492,7 @@ local function take(k, base, now, expire, count, token, out)
   end
   promote(k, base, now, 100)
   local type_wide = type_limits(k)
-  local any_quotas = redis.call('EXISTS', base .. ':quotas') == 1
+  local any_quotas = queue_quotas_exist
   local served, wait = 0, 0
   local limits, by_queue, active, receipts = {}, {}, {}, {}
   while served < count do

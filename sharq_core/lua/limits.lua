@@ -44,6 +44,12 @@ elseif ARGV[9] ~= '' then
   redis.call('HSET', base .. ':quotas', queue_id, ARGV[9])
 end
 local has_quotas = redis.call('HEXISTS', base .. ':quotas', queue_id) == 1
+local with_quotas = redis.call('HLEN', base .. ':quotas')  -- read by type_limits with the type's own
+if with_quotas > 0 then
+  redis.call('HSET', k.settings, 'queue_quotas', with_quotas)
+else
+  redis.call('HDEL', k.settings, 'queue_quotas')
+end
 if fields[1] == '' and fields[2] == '' and fields[3] == '' then
   redis.call('HDEL', k.limits, queue_id)
   if has_quotas then
