@@ -61,6 +61,28 @@ class Model:
         self.delayed: dict[tuple[str, str], int] = {}  # -> due
         self.dead: set[tuple[str, str]] = set()
         self.done: dict[tuple[str, str], int] = {}  # -> finish time
+        self.quotas: dict[str, tuple[int, int]] = {}  # the queue's own quota: (limit, window_ms)
+        self.used: dict[str, tuple[int, int]] = {}  # -> (window start, units counted)
+
+    # -- quotas over fixed windows (issue 25.2) -----------------------------------------
+
+    def _window(self, queue: str) -> tuple[int, int]:
+        """The start of the queue's quota window now, and the units counted in it."""
+        window = self.quotas[queue][1]
+        start = self.now - self.now % window
+        began, used = self.used.get(queue, (start, 0))
+        return start, (used if began == start else 0)
+
+    def _quota_held_until(self, queue: str, cost: int) -> int | None:
+        if queue not in self.quotas:
+            return None
+        start, used = self._window(queue)
+        return start + self.quotas[queue][1] if used + cost > self.quotas[queue][0] else None
+
+    def _count(self, queue: str, units: int) -> None:
+        if queue in self.quotas:
+            start, used = self._window(queue)
+            self.used[queue] = (start, used + units)
 
     # -- the queue's limits and place in the ready set ----------------------------
 
@@ -152,9 +174,14 @@ class Model:
             if self.due[queue] > self.now:
                 break
             cost = self._head_cost(queue)
-            if queue in self.last and self._due_by_rate(queue, cost) > self.now:
-                self.due[queue] = self._due_by_rate(queue, cost)  # a costlier job came back to the front
+            due = self._due_by_rate(queue, cost) if queue in self.last else None
+            held = self._quota_held_until(queue, cost)
+            if held is not None and (due is None or due < held):
+                due = held
+            if due is not None and due > self.now:
+                self.due[queue] = due  # a costlier job came back to the front, or a quota holds it
                 continue
+            self._count(queue, cost)
             job = self.fifo[queue].popleft()
             self.active[(queue, job)] = self.now + EXPIRE
             interval = self._limits(queue)[0]
@@ -184,6 +211,7 @@ class Model:
         if extra > 0:  # charged before the job leaves, as finish.lua does
             if queue in self.last:
                 self.last[queue] += extra * self._limits(queue)[0]
+            self._count(queue, extra)
             self._schedule(queue)
         del self.active[key], self.jobs[key]
         self._free_slot(queue)
@@ -248,6 +276,13 @@ class Model:
             self.limits.pop(queue, None)
         self._schedule(queue)
 
+    def set_quota(self, queue, quota):
+        if quota is None:
+            self.quotas.pop(queue, None)
+        else:
+            self.quotas[queue] = quota
+        self._schedule(queue)
+
     def pause(self, queue, for_ms):
         self.paused[queue] = self.now + for_ms if for_ms else -1
         self._schedule(queue)
@@ -289,6 +324,8 @@ class EngineVersusModel(RuleBasedStateMachine):
         self.model.now = self.clock.now
         self.served_at: dict[str, int] = {}
         self.receipts: dict[tuple[str, str], str] = {}
+        self.handed: list[tuple[str, int, int]] = []  # (queue, time, units) of every hand-out
+        self.quota_set_at: dict[str, int] = {}
 
     @rule(ms=STEPS)
     def advance(self, ms: int) -> None:
@@ -337,6 +374,7 @@ class EngineVersusModel(RuleBasedStateMachine):
         assert reply.get("retry_after_ms", 0) == wait
         for job in reply["jobs"]:
             self.served_at[job["queue_id"]] = job["dequeued_at"]
+            self.handed.append((job["queue_id"], job["dequeued_at"], job.get("cost", 1)))
             self.receipts[(job["queue_id"], job["job_id"])] = job["receipt"]
 
     @rule(queue=QUEUES, job=JOBS, real_cost=st.sampled_from([None, None, 1, 3, 8]))
@@ -374,6 +412,13 @@ class EngineVersusModel(RuleBasedStateMachine):
         self.model.set_limits(queue, interval, burst, cap)
         self.engine.set_limits("t", queue, interval=interval, burst=burst, max_active=cap)
 
+    @rule(queue=QUEUES, quota=st.sampled_from([None, (3, 1000), (6, 2000)]))
+    def set_quota(self, queue: str, quota) -> None:
+        self.model.set_quota(queue, quota)
+        self.quota_set_at[queue] = self.model.now
+        quotas = None if quota is None else [{"limit": quota[0], "window_ms": quota[1]}]
+        self.engine.set_limits("t", queue, quotas=quotas)
+
     @rule(queue=QUEUES, for_ms=st.sampled_from([None, 30, 150]))
     def pause(self, queue: str, for_ms) -> None:
         self.model.pause(queue, for_ms)
@@ -407,6 +452,18 @@ class EngineVersusModel(RuleBasedStateMachine):
         for queue, served_at in self.served_at.items():
             next_ready = self.engine.queue_info("t", queue)["next_ready_at"]
             assert next_ready is None or next_ready >= served_at, (queue, next_ready, served_at)
+
+    @invariant()
+    def quotas_hold_on_the_engine(self) -> None:
+        """Units the engine handed out in the current window of a queue's quota never
+        exceed its limit (a real cost reported later may count beyond it)."""
+        if not hasattr(self, "model"):
+            return
+        for queue, (limit, window) in self.model.quotas.items():
+            start = self.model.now - self.model.now % window
+            since = max(start, self.quota_set_at[queue])  # what went before it was set is not counted
+            units = sum(c for q, t, c in self.handed if q == queue and t >= since)
+            assert units <= limit, (queue, units, limit)
 
     @invariant()
     def same_lengths_and_queues(self) -> None:
