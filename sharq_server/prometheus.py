@@ -122,6 +122,11 @@ class QueueCollector(Collector):
             "sharq_type_active_slots", "Slots the type-wide max_active counts as held", labels=["queue_type"]
         )
         shards = GaugeMetricFamily("sharq_type_shards", "Hash tags the type is spread over", labels=["queue_type"])
+        quota_remaining = GaugeMetricFamily(
+            "sharq_type_quota_remaining",
+            "Units left in the current window of each type-wide quota (on a sharded type, the first shard's share)",
+            labels=["queue_type", "window_ms"],
+        )
         for queue_type in self.engine.listed_types():
             stats = self.engine.type_stats(queue_type)
             for state, value in stats["jobs"].items():
@@ -139,7 +144,9 @@ class QueueCollector(Collector):
             if limits["active"] is not None:
                 type_active.add_metric([queue_type], limits["active"])
             shards.add_metric([queue_type], stats["shards"])
-        return [jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards]
+            for quota in self.engine.type_limits(queue_type)["limits"].get("quotas") or ():
+                quota_remaining.add_metric([queue_type, str(quota["window_ms"])], quota["remaining"])
+        return [jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards, quota_remaining]
 
 
 def registry_for(engine: SharQ) -> CollectorRegistry:

@@ -112,3 +112,13 @@ def test_quotas_over_http(tmp_path) -> None:
         assert "quotas" not in server.call("PUT", "/limits/sms/q/", {"quotas": None})[1]["limits"]
     finally:
         server.stop()
+
+
+def test_prometheus_shows_a_types_quota_remaining(sq: SharQ) -> None:
+    from sharq_server.prometheus import registry_for
+
+    sq.set_type_limits("t", quotas=[{"limit": 10, "window_ms": 60_000}])
+    sq.enqueue(0, 0, "a", "q", "t", cost=4)
+    sq.dequeue("t")
+    registry = registry_for(sq)
+    assert registry.get_sample_value("sharq_type_quota_remaining", {"queue_type": "t", "window_ms": "60000"}) == 6
