@@ -122,3 +122,15 @@ def test_prometheus_shows_a_types_quota_remaining(sq: SharQ) -> None:
     sq.dequeue("t")
     registry = registry_for(sq)
     assert registry.get_sample_value("sharq_type_quota_remaining", {"queue_type": "t", "window_ms": "60000"}) == 6
+
+
+def test_a_sharded_types_quota_is_split_and_queue_quotas_stay_exact(sq: SharQ) -> None:
+    sq.set_type_settings("t", 2)
+    sq.set_type_limits("t", quotas=[{"limit": 4, "window_ms": 60_000}])  # 2 per shard
+    sq.set_limits("t", "q0", quotas=[{"limit": 1, "window_ms": 60_000}])
+    for q in range(8):
+        sq.enqueue(0, 0, "a", f"q{q}", "t")
+        sq.enqueue(1, 0, "b", f"q{q}", "t")
+    got = [job["queue_id"] for job in sq.dequeue_many("t", 100)["jobs"]]
+    assert len(got) <= 4 and got.count("q0") <= 1
+    assert sq.dequeue("t")["status"] == "failure"
