@@ -87,7 +87,7 @@ class LayoutCommands(EngineBase):
                 raise Conflict(_blocked_message(queue_type, blockers), blocked_by=blockers)
         rate = self._type_rate(old, new)
         carry(self.redis, self.keys, every, new, self.config.dedupe_window_ms, lambda: self._renew(lease))
-        limits = ["-" if value is None else int(value) for value in self.redis.hmget(authority, *_LIMITS)]
+        limits = ["-" if value is None else value.decode() for value in self.redis.hmget(authority, *_LIMITS)]
         for shard in sorted(every, key=lambda name: name == queue_type):
             self._renew(lease)
             self._script("type_limits", self.keys.type_keys(shard), [self.keys.base(shard), *limits, ""])
@@ -203,4 +203,4 @@ def _blocked_message(queue_type: str, found: dict[str, Any]) -> str:
     return f"queue type {queue_type} still holds state that lives per queue; drain it first: " + "; ".join(parts)
 
 
-_LIMITS = ("interval", "burst", "max_active")
+_LIMITS = ("interval", "burst", "max_active", "quotas")  # as type_limits.lua takes them

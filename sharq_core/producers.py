@@ -25,7 +25,7 @@ _MISSING = object()
 
 JOB_FIELDS = (
     "job_id", "payload", "interval", "requeue_limit", "max_queued_length", "delay_ms", "not_before", "expire_at",
-    "ttl_ms",
+    "ttl_ms", "cost",
 )  # fmt: skip
 _BATCH_FIELDS = frozenset((*JOB_FIELDS, "queue_id"))
 
@@ -46,6 +46,7 @@ class ProducerCommands(EngineBase):
         not_before: int | None = None,
         expire_at: int | None = None,
         ttl_ms: int | None = None,
+        cost: int | None = None,
     ) -> dict[str, Any]:
         """Queue one job; raises DuplicateJob or QueueFull and then changes nothing.
 
@@ -53,10 +54,12 @@ class ProducerCommands(EngineBase):
         job is scheduled: it joins the back of its queue when due. With `expire_at`
         (epoch ms, Redis clock) or `ttl_ms` (from now, even for a delayed job) it is
         never handed out after that: it expires into the dead letters instead.
+        `cost` (units, 1 by default) is what it counts against its queue's and
+        type's rate limits and quotas.
         """
         job = self._job_args(
             queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before, expire_at,
-            ttl_ms,
+            ttl_ms, cost,
         )  # fmt: skip
         code = self._enqueue(check.identifier("queue_type", queue_type), [job])[0]
         if code in _ENQUEUE_FAILURES:
@@ -95,6 +98,7 @@ class ProducerCommands(EngineBase):
             return self._job_args(
                 get("queue_id"), get("job_id"), get("payload", _MISSING), get("interval"), get("requeue_limit"),
                 get("max_queued_length"), get("delay_ms"), get("not_before"), get("expire_at"), get("ttl_ms"),
+                get("cost"),
             )  # fmt: skip
         except BadArgumentException as exc:
             raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
@@ -115,6 +119,7 @@ class ProducerCommands(EngineBase):
             "not_before": job.get("not_before"),
             "expire_at": job.get("expire_at"),
             "ttl_ms": job.get("ttl_ms"),
+            "cost": job.get("cost"),
         }
 
     def _job_args(
@@ -129,6 +134,7 @@ class ProducerCommands(EngineBase):
         not_before: Any = None,
         expire_at: Any = None,
         ttl_ms: Any = None,
+        cost: Any = None,
     ) -> list[Any]:
         """Validate one job into the seven ARGV values enqueue.lua takes."""
         if payload is _MISSING:
@@ -143,12 +149,16 @@ class ProducerCommands(EngineBase):
         limit = check.integer("requeue_limit", requeue_limit, -1, check.MAX_REQUEUE_LIMIT)
         deadline = check.deadline(expire_at, ttl_ms)
         max_length = check.optional_integer("max_queued_length", max_queued_length, 1, check.MAX_QUEUED_LENGTH)
+        units = check.cost("cost", cost)
+        # options ride after the requeue limit, each only when not its default (job_option)
+        options = "" if units is None or units == 1 else f"|c={units}"
+        options += "" if deadline is None else f"|x={deadline}"
         return [
             check.identifier("queue_id", queue_id),
             check.identifier("job_id", job_id),
             check.payload_text(payload),
             check.integer("interval", interval, 0, check.MAX_INTERVAL),
-            limit if deadline is None else f"{limit}|x={deadline}",
+            f"{limit}{options}",
             "" if max_length is None else max_length,
             due_spec,
         ]

@@ -141,6 +141,11 @@ class QueueCollector(Collector):
             "The type's job duration, hand-out to finish (a moving average; the configured default until measured)",
             labels=["queue_type"],
         )
+        quota_remaining = GaugeMetricFamily(
+            "sharq_type_quota_remaining",
+            "Units left in the current window of each type-wide quota (on a sharded type, the first shard's share)",
+            labels=["queue_type", "window_ms"],
+        )
         for queue_type in self.engine.listed_types():
             stats = self.engine.type_stats(queue_type)
             for state, value in stats["jobs"].items():
@@ -161,7 +166,12 @@ class QueueCollector(Collector):
             autoscale = self.engine.autoscale(queue_type)
             wanted.add_metric([queue_type], autoscale["wanted_concurrency"])
             duration.add_metric([queue_type], autoscale["job_duration_seconds"])
-        return [jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards, wanted, duration]
+            for quota in self.engine.type_limits(queue_type)["limits"].get("quotas") or ():
+                quota_remaining.add_metric([queue_type, str(quota["window_ms"])], quota["remaining"])
+        return [
+            jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards, wanted, duration,
+            quota_remaining,
+        ]  # fmt: skip
 
 
 def registry_for(engine: SharQ) -> CollectorRegistry:
