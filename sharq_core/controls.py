@@ -75,7 +75,7 @@ class ControlCommands(EngineBase):
         "last enqueue" or "default"."""
         info = self.queue_info(queue_type, queue_id)
         shard = self._shard(queue_type, queue_id)
-        quotas = self._quotas(shard, queue_id, self.redis.hget(self.keys.base(shard) + ":quotas", queue_id))
+        quotas = self._quotas(shard, queue_id, self.redis.hget(self.keys.quotas(shard), queue_id))
         limits = info["limits"] if quotas is None else {**info["limits"], "quotas": quotas}
         return {"status": "success", "queue_id": queue_id, "limits": limits}
 

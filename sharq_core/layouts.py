@@ -151,10 +151,15 @@ class LayoutCommands(EngineBase):
 
     def _blockers(self, shards: list[str]) -> dict[str, Any]:
         """What keeps the type live, for the refusal: the queues holding jobs (and
-        how many jobs are active), dead letters, queue limits and pauses."""
+        how many jobs are active), dead letters, queue limits, quotas and pauses."""
         with self.redis.pipeline(transaction=False) as pipe:
             for shard in shards:
-                for key in (self.keys.queues(shard), self.keys.limits(shard), self.keys.paused(shard)):
+                for key in (
+                    self.keys.queues(shard),
+                    self.keys.limits(shard),
+                    self.keys.paused(shard),
+                    self.keys.quotas(shard),
+                ):
                     pipe.hlen(key)
                     pipe.hscan(key, 0, count=BLOCKERS_SHOWN)
                 pipe.zcard(self.keys.active(shard))
@@ -162,15 +167,17 @@ class LayoutCommands(EngineBase):
                 pipe.exists(self.keys.type_paused(shard))
             replies = pipe.execute()
         found: dict[str, Any] = {}
-        for start in range(0, len(replies), 9):
-            mine = replies[start : start + 9]
-            for index, name in enumerate(("queues_with_jobs", "queues_with_limits", "paused_queues")):
+        for start in range(0, len(replies), 11):
+            mine = replies[start : start + 11]
+            for index, name in enumerate(
+                ("queues_with_jobs", "queues_with_limits", "paused_queues", "queues_with_quotas")
+            ):
                 total, (_, fields) = mine[2 * index], mine[2 * index + 1]
                 if total:
                     kind = found.setdefault(name, {"total": 0, "first": []})
                     kind["total"] += total
                     kind["first"] = sorted(kind["first"] + [field.decode() for field in fields])[:BLOCKERS_SHOWN]
-            for name, value in zip(("active_jobs", "dead_letters", "type_paused"), mine[6:], strict=True):
+            for name, value in zip(("active_jobs", "dead_letters", "type_paused"), mine[8:], strict=True):
                 if value:
                     found[name] = bool(value) if name == "type_paused" else found.get(name, 0) + value
         return found
@@ -190,6 +197,7 @@ def _blocked_message(queue_type: str, found: dict[str, Any]) -> str:
         ("queues_with_jobs", "queue(s) hold queued, delayed or active jobs", "finish or delete them"),
         ("queues_with_limits", "queue(s) have limits of their own", f"DELETE /limits/{queue_type}/<queue_id>/"),
         ("paused_queues", "queue(s) are paused", "resume them"),
+        ("queues_with_quotas", "queue(s) have quotas of their own", 'clear them ("quotas": null)'),
     ):
         if name in found:
             listed = ", ".join(found[name]["first"]) + (", ..." if found[name]["total"] > BLOCKERS_SHOWN else "")

@@ -189,7 +189,7 @@ class NotReady(Error):
 class Blocked(Error):
     """The type still holds state that lives per queue, so its shard count cannot
     change: `blocked_by` says what, by kind (queues_with_jobs, queues_with_limits,
-    paused_queues: their total and the first few ids; active_jobs, dead_letters:
+    paused_queues, queues_with_quotas: their total and the first few ids; active_jobs, dead_letters:
     how many; type_paused)."""
 
     blocked_by: dict[str, Any]

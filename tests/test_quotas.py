@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sharq_core import BadArgumentException, SharQ
+from sharq_core import BadArgumentException, Conflict, SharQ
 from tests.support import Clock, ServerProcess
 
 DAY = 86_400_000
@@ -134,3 +134,15 @@ def test_a_sharded_types_quota_is_split_and_queue_quotas_stay_exact(sq: SharQ) -
     got = [job["queue_id"] for job in sq.dequeue_many("t", 100)["jobs"]]
     assert len(got) <= 4 and got.count("q0") <= 1
     assert sq.dequeue("t")["status"] == "failure"
+
+
+def test_a_queue_with_quotas_alone_keeps_the_type_from_changing_its_shard_count(sq: SharQ) -> None:
+    """Its quota and the units it used live on its shard: a change of the count
+    would leave them behind, so it is refused (as queue limits are) until cleared."""
+    sq.set_limits("t", "q", quotas=[{"limit": 5, "window_ms": 1000}])
+    with pytest.raises(Conflict, match="quotas of their own"):
+        sq.set_type_settings("t", 2)
+    assert sq.limits("t", "q")["limits"]["quotas"][0]["limit"] == 5
+    assert sq.type_settings("t")["shards"] == 1
+    sq.set_limits("t", "q", quotas=None)
+    assert sq.set_type_settings("t", 2)["shards"] == 2
