@@ -190,3 +190,22 @@ def test_both_clients_carry_cost(tmp_path) -> None:
         assert asyncio.run(run()) == 2
     finally:
         server.stop()
+
+
+def test_a_job_with_a_cost_and_a_deadline_keeps_both(sq: SharQ, clock: Clock) -> None:
+    """Both options ride in the one limit field: the deadline still expires it and
+    the cost still counts, in a single enqueue and a batch, and through a retry."""
+    sq.enqueue("long", 1000, "a", "q", "t", cost=3, ttl_ms=500)
+    sq.enqueue_many("t", [{"queue_id": "q", "job_id": "b", "payload": 1, "interval": 1000, "cost": 2, "ttl_ms": 9000}])
+    expire_at = clock.now + 500
+    status = sq.job_status("t", "q", "a")
+    assert (status["cost"], status["expire_at"]) == (3, expire_at)
+    clock.advance(500)  # a's deadline: dropped, never handed out; b goes with its cost
+    job = sq.dequeue("t")
+    assert (job["job_id"], job["cost"]) == ("b", 2)
+    assert sq.job_status("t", "q", "a")["state"] == "expired"
+    sq.retry_dead_letter("t", "q", "a", ttl_ms=60_000)
+    assert sq.job_status("t", "q", "a")["cost"] == 3
+    clock.advance(2000)  # b's 2 units
+    job = sq.dequeue("t")
+    assert (job["job_id"], job["cost"]) == ("a", 3)
