@@ -69,6 +69,10 @@ class Keys:
         """HASH Q -> a queue's own quotas, "<limit>/<window_ms>/<offset_ms>;..."."""
         return f"{self.base(queue_type)}:quotas"
 
+    def quota_use(self, queue_type: str) -> str:
+        """HASH "<queue_id or *>/<window_ms>/<offset_ms>" -> "<window start>:<units used>"."""
+        return f"{self.base(queue_type)}:used"
+
     def nactive(self, queue_type: str) -> str:
         """HASH Q -> how many of its jobs hold a concurrency slot (are active)."""
         return f"{self.base(queue_type)}:nactive"

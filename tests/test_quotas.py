@@ -146,3 +146,17 @@ def test_a_queue_with_quotas_alone_keeps_the_type_from_changing_its_shard_count(
     assert sq.type_settings("t")["shards"] == 1
     sq.set_limits("t", "q", quotas=None)
     assert sq.set_type_settings("t", 2)["shards"] == 2
+
+
+def test_units_a_type_used_stay_counted_when_its_shard_count_changes(sq: SharQ) -> None:
+    """The type-wide units used so far move to the new shards, each taking its
+    share rounded up: a change never hands out more than the window allows."""
+    sq.set_type_limits("t", quotas=[{"limit": 10, "window_ms": DAY}])
+    for n in range(6):
+        sq.enqueue(n, 0, f"a{n}", f"q{n}", "t")
+    for job in sq.dequeue_many("t", 10)["jobs"]:
+        sq.finish(job["job_id"], job["queue_id"], "t")
+    sq.set_type_settings("t", 2)
+    for n in range(10):
+        sq.enqueue(n, 0, f"b{n}", f"q{n}", "t")
+    assert len(taken(sq, 20)) <= 4  # 10 - 6 left; each shard 5 less its 3 of the 6
