@@ -133,7 +133,11 @@ def _carry_quota_use(redis: Any, keys: Keys, shards: list[str], new: Layout) -> 
     "*/<window_ms>/<offset_ms>" of "<base>:used" -> "<window start>:<units>", see
     quota_windows) go to the new shards, each taking its share rounded up: every
     shard's quota is its share of the limit, so the type never hands out more in
-    a window than it allows. A queue's own use stays: its quota keeps it live."""
+    a window than it allows. A queue's own use stays: its quota keeps it live.
+    Read only when the type has quotas (one read; a pipeline over every shard
+    costs a cluster a round trip per node)."""
+    if not redis.hexists(keys.settings(new.queue_type), "quotas"):
+        return
     with redis.pipeline(transaction=False) as pipe:
         for shard in shards:
             pipe.hgetall(keys.quota_use(shard))
