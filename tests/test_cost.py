@@ -55,6 +55,26 @@ def test_a_job_costing_more_than_the_burst_goes_once_fully_idle(sq: SharQ, clock
     assert taken(sq) == ["after"]
 
 
+def test_an_interval_change_under_a_cap_only_override_counts_units_at_the_enqueues(sq: SharQ, clock: Clock) -> None:
+    """POST /interval on a queue whose own limits hold only max_active changes the
+    interval enqueues give (the override is left alone), so the next enqueue's
+    replaces it; a job is charged c x the interval in force when it goes out. (The
+    model test once had the change land in the override; the engine was right.)"""
+    sq.set_limits("t", "q", max_active=1)
+    sq.enqueue(0, 0, "a", "q", "t", cost=2)
+    assert sq.interval(0, "q", "t")["status"] == "success"
+    assert sq.limits("t", "q")["limits"]["interval"] == {"value": 0, "source": "last enqueue"}
+    sq.enqueue(1, 30, "b", "q", "t", cost=5)  # the queue's interval is 30 now
+    assert taken(sq) == ["a"]  # 2 units of 30 ms
+    clock.advance(1)
+    assert sq.finish_job("a", "q", "t")["status"] == "success"
+    assert sq.dequeue("t") == {"status": "failure", "retry_after_ms": 59}
+    clock.advance(58)  # above the burst of 1: once fully idle, 2 x 30 ms after a
+    assert taken(sq) == []
+    clock.advance(1)
+    assert taken(sq) == ["b"]
+
+
 def test_type_wide_limits_count_units(sq: SharQ, clock: Clock) -> None:
     sq.set_type_limits("t", interval=100)
     sq.enqueue(0, 0, "a", "q1", "t", cost=4)
