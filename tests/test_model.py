@@ -81,7 +81,9 @@ class Model:
         self.campaign = {"total": 0, "finished": 0, "dead": 0, "expired": 0, "cancelled": 0}  # the one campaign's past
         self.campaign_cancelled = False
         self.quotas: dict[str, tuple[int, int]] = {}  # the queue's own quota: (limit, window_ms)
-        self.used: dict[str, tuple[int, int]] = {}  # -> (window start, units counted)
+        # (queue, window_ms) -> (window start, units counted): each window counts its
+        # own, so a quota set with another window starts from 0, as the engine's does
+        self.used: dict[tuple[str, int], tuple[int, int]] = {}
 
     def campaign_counts(self) -> dict[str, int]:
         """The campaign's counts: the live ones from where its jobs are now."""
@@ -116,7 +118,7 @@ class Model:
         """The start of the queue's quota window now, and the units counted in it."""
         window = self.quotas[queue][1]
         start = self.now - self.now % window
-        began, used = self.used.get(queue, (start, 0))
+        began, used = self.used.get((queue, window), (start, 0))
         return start, (used if began == start else 0)
 
     def _quota_held_until(self, queue: str, cost: int) -> int | None:
@@ -128,7 +130,7 @@ class Model:
     def _count(self, queue: str, units: int) -> None:
         if queue in self.quotas:
             start, used = self._window(queue)
-            self.used[queue] = (start, used + units)
+            self.used[(queue, self.quotas[queue][1])] = (start, used + units)
 
     # -- the queue's limits and place in the ready set ----------------------------
 
@@ -689,6 +691,21 @@ def test_model_quota_set_in_the_ms_of_a_hand_out(machine: type[EngineVersusModel
         ("enqueue", {"queue": "qb", "job": "j1", "interval": 0, "cost": 5}),
         ("dequeue", {"count": 1}),
         ("set_quota", {"queue": "qb", "quota": (3, 1000)}),
+    )
+
+
+def test_model_quota_window_changed(machine: type[EngineVersusModel]) -> None:
+    """Each quota window counts its own units: one set with another window_ms starts
+    from 0, though both windows began at the same ms (the model once carried the
+    2 units of the 1 s window into the 2 s one and held the cost-5 job)."""
+    replay(
+        machine,
+        ("set_quota", {"queue": "qa", "quota": (3, 1000)}),
+        ("enqueue", {"queue": "qa", "job": "j1", "interval": 0, "cost": 2}),
+        ("dequeue", {"count": 1}),
+        ("set_quota", {"queue": "qa", "quota": (6, 2000)}),
+        ("enqueue", {"queue": "qa", "job": "j2", "interval": 0, "cost": 5}),
+        ("dequeue", {"count": 1}),
     )
 
 

@@ -45,6 +45,21 @@ def test_every_window_must_have_the_cost_left_and_offset_moves_the_reset(sq: Sha
     assert sq.dequeue("t")["retry_after_ms"] == day["resets_at"] - clock.now
 
 
+def test_each_window_counts_its_own_units(sq: SharQ, clock: Clock) -> None:
+    """A quota set anew with another window_ms counts from 0 (its window counted
+    nothing), though it began at the same ms; the same window set again keeps its count."""
+    clock.advance(-clock.now % 2000)  # where a 1 s and a 2 s window begin together
+    sq.set_limits("t", "q", quotas=[{"limit": 3, "window_ms": 1000}])
+    sq.enqueue(0, 0, "a", "q", "t", cost=2)
+    sq.enqueue(1, 0, "b", "q", "t", cost=5)
+    assert taken(sq) == ["a"]
+    sq.set_limits("t", "q", quotas=[{"limit": 6, "window_ms": 2000}])
+    assert sq.limits("t", "q")["limits"]["quotas"][0]["used"] == 0
+    assert taken(sq) == ["b"]
+    sq.set_limits("t", "q", quotas=[{"limit": 3, "window_ms": 1000}])
+    assert sq.limits("t", "q")["limits"]["quotas"][0]["used"] == 2
+
+
 def test_a_type_quota_counts_every_queues_units(sq: SharQ, clock: Clock) -> None:
     sq.set_type_limits("t", quotas=[{"limit": 4, "window_ms": 60_000}])
     sq.enqueue(0, 0, "a", "q1", "t", cost=3)
