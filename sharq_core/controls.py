@@ -7,7 +7,7 @@ from typing import Any
 from . import validation as check
 from .base import KEEP, MAX_LIMIT, RATE_MEMORY_MS, EngineBase, optional_int
 from .exceptions import NotFound, ShardsChanged
-from .quotas import quota_fields, quota_spec, quota_view
+from .quotas import quota_spec
 from .shards import CHANGING, Layout
 
 
@@ -73,20 +73,8 @@ class ControlCommands(EngineBase):
     def limits(self, queue_type: str, queue_id: str) -> dict[str, Any]:
         """The queue's effective limits, each with where it comes from: "override",
         "last enqueue" or "default"."""
-        info = self.queue_info(queue_type, queue_id)
-        shard = self._shard(queue_type, queue_id)
-        quotas = self._quotas(shard, queue_id, self.redis.hget(self.keys.quotas(shard), queue_id))
-        limits = info["limits"] if quotas is None else {**info["limits"], "quotas": quotas}
-        return {"status": "success", "queue_id": queue_id, "limits": limits}
-
-    def _quotas(self, shard: str, owner: str, spec: bytes | None) -> list[dict[str, Any]] | None:
-        """Each quota window of `owner` (a queue_id, or "*" for the type) on one shard, now."""
-        windows = quota_fields(owner, spec)
-        if not windows:
-            return None
-        used = self.redis.hmget(self.keys.base(shard) + ":used", [field for field, *_ in windows])
-        now = self._now()
-        return quota_view(windows, used, self._redis_time() if now == "" else int(now))
+        info = self.queue_info(queue_type, queue_id)  # with its quotas' use (views.py)
+        return {"status": "success", "queue_id": queue_id, "limits": info["limits"]}
 
     def pause(self, queue_type: str, queue_id: str | None = None, for_ms: int | None = None) -> dict[str, Any]:
         """Hold a queue (or with no queue_id the whole type) back until `resume`, or

@@ -12,6 +12,7 @@ from .base import COUNTERS, MAX_PAGE, METRIC_MINUTES, RATE_MINUTES, EngineBase, 
 from .exceptions import BadArgumentException
 from .jobs import option_of
 from .keys import member
+from .quotas import quota_fields, quota_view
 from .shards import type_of
 
 
@@ -123,10 +124,11 @@ class ViewCommands(EngineBase):
         """One type's monitoring figures in one round trip: counters since it began
         (enqueued, dequeued, finished, failed, requeued, dead), jobs by state
         (queued, active, scheduled, dead) and queues by state (ready, waiting,
-        paused, capped)."""
+        paused, capped, quota_held: held by a quota of their own, also waiting)."""
         check.identifier("queue_type", queue_type)
         shards = self._shards_of([queue_type])
-        replies = self._scripts("stats", [(self.keys.type_keys(shard), [self._now()]) for shard in shards])
+        stats = [(self.keys.type_keys(shard), [self._now(), self.keys.base(shard)]) for shard in shards]
+        replies = self._scripts("stats", stats)
         totals: dict[bytes, int] = {}
         figures = [0] * 8  # active, scheduled, dead, ready, waiting, paused, capped, type_paused
         for reply in replies:
@@ -141,7 +143,8 @@ class ViewCommands(EngineBase):
         return {
             "counters": {name: totals.get(name.encode(), 0) for name in COUNTERS},
             "jobs": {"queued": totals.get(b"queued", 0), "active": active, "scheduled": scheduled, "dead": dead},
-            "queues": {"ready": ready, "waiting": waiting, "paused": paused, "capped": capped},
+            "queues": {"ready": ready, "waiting": waiting, "paused": paused, "capped": capped,
+                       "quota_held": sum(int(reply[12]) for reply in replies)},
             "type_paused": bool(type_paused),
             "oldest_queued_age_ms": None if oldest is None else max(int(replies[0][0]) - oldest, 0),
             "last_taken_at": taken_at,
@@ -159,7 +162,21 @@ class ViewCommands(EngineBase):
         _, type_paused, queues = self._on_queue(
             queue_type, queue_id, lambda shard: self._view(shard, ["ids", queue_id]), lambda view: _absent(view[2][0])
         )
-        return {"status": "success", **queues[0], **_type_pause(type_paused)}
+        view = queues[0]
+        shard = self._shard(queue_type, queue_id)
+        quotas = self._quotas(shard, queue_id, self.redis.hget(self.keys.quotas(shard), queue_id))
+        if quotas is not None:
+            view["limits"]["quotas"] = quotas
+        return {"status": "success", **view, **_type_pause(type_paused)}
+
+    def _quotas(self, shard: str, owner: str, spec: bytes | None) -> list[dict[str, Any]] | None:
+        """Each quota window of `owner` (a queue_id, or "*" for the type) on one shard, now."""
+        windows = quota_fields(owner, spec)
+        if not windows:
+            return None
+        used = self.redis.hmget(self.keys.quota_use(shard), [field for field, *_ in windows])
+        now = self._now()
+        return quota_view(windows, used, self._redis_time() if now == "" else int(now))
 
     def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         """A page of the type's queues (holding jobs or limits of their own) in
@@ -191,7 +208,7 @@ class ViewCommands(EngineBase):
         """view.lua's answer: known queues, the type's pause, and the queues asked."""
         reply = self._script("view", self.keys.type_keys(queue_type), [self.keys.base(queue_type), self._now(), *args])
         now = int(reply[0])
-        return int(reply[1]), reply[2], [_queue_view(now, reply[i : i + 14]) for i in range(3, len(reply), 14)]
+        return int(reply[1]), reply[2], [_queue_view(now, reply[i : i + 15]) for i in range(3, len(reply), 15)]
 
     def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Where a job is: queued, scheduled (with `due_at`), active (with
@@ -290,9 +307,9 @@ def _absent(view: dict[str, Any]) -> bool:
 
 
 def _queue_view(now: int, values: list[Any]) -> dict[str, Any]:
-    """view.lua's 14 values of one queue as the answer's object."""
+    """view.lua's 15 values of one queue as the answer's object."""
     queue_id, length, active, scheduled, interval, interval_source, burst, burst_source = values[:8]
-    max_active, max_active_source, paused, next_ready, oldest, _ = values[8:]
+    max_active, max_active_source, paused, next_ready, oldest, _, held = values[8:]
     return {
         "queue_id": queue_id.decode(),
         "queue_length": length,
@@ -307,6 +324,7 @@ def _queue_view(now: int, values: list[Any]) -> dict[str, Any]:
         "paused": paused is not None,
         "next_ready_at": next_ready,
         "oldest_queued_age_ms": None if oldest is None else max(now - oldest, 0),
+        "quota_held_until": held,
     }
 
 

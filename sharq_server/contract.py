@@ -273,10 +273,22 @@ class Sourced(Struct):
     source: Literal["override", "last enqueue", "default"]
 
 
-class EffectiveLimits(Struct):
+class QuotaUse(Struct, kw_only=True):
+    """One quota window now: units used of `limit` since it began, and when it resets (epoch ms)."""
+
+    limit: int
+    window_ms: int
+    offset_ms: int
+    used: int
+    remaining: int
+    resets_at: int
+
+
+class EffectiveLimits(Struct, kw_only=True):
     interval: Sourced
     burst: Sourced
     max_active: Sourced
+    quotas: Annotated[list[QuotaUse], Meta(description="the queue's own quotas, when it has any")] | UnsetType = UNSET
 
 
 class QueueView(Struct, kw_only=True):
@@ -289,6 +301,9 @@ class QueueView(Struct, kw_only=True):
     paused_until: int | None
     next_ready_at: int | None
     oldest_queued_age_ms: int | None
+    quota_held_until: Annotated[
+        int | None, Meta(description="while a quota of the queue's own holds its next job: when it lets it go")
+    ]
 
 
 class AutoscaleInputs(Struct, kw_only=True):

@@ -109,7 +109,8 @@ class QueueCollector(Collector):
         jobs = GaugeMetricFamily("sharq_jobs", "Jobs by state", labels=["queue_type", "state"])
         queues = GaugeMetricFamily(
             "sharq_queues",
-            "Queues by state: ready (due now), waiting (for their rate), paused, capped (at max_active)",
+            "Queues by state: ready (due now), waiting (for their rate), paused, capped (at max_active),"
+            " quota_held (by a quota of their own, counted among waiting too)",
             labels=["queue_type", "state"],
         )
         paused = GaugeMetricFamily("sharq_queue_type_paused", "1 while the whole type is paused", labels=["queue_type"])

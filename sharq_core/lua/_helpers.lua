@@ -147,6 +147,16 @@ local function quota_count(base, owner, windows, cost, now)
   end
 end
 
+-- A queue its quota holds until `until_ms` is listed in "<base>:held" (queue_id
+-- -> until), so stats count held queues with one ZCOUNT: holds already over are
+-- dropped as a new one is noted, and the key expires with its last hold.
+local function note_held(base, queue_id, until_ms, now)
+  local key = base .. ':held'
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  redis.call('ZADD', key, until_ms, queue_id)
+  redis.call('PEXPIREAT', key, tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2]))
+end
+
 -- A queue's own quotas, or nil; `any` says whether the type has any at all (one
 -- EXISTS per call spares a lookup per queue when none has).
 local function queue_quotas(base, queue_id, any)
@@ -785,7 +795,7 @@ local function take(k, base, now, expire, count, token, out, memory)
     local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
     local deadline = record and deadline_of(limit_field_of(record))
     local expiring = deadline and deadline <= now
-    local interval, burst, cap, quotas, cost, last, due
+    local interval, burst, cap, quotas, cost, last, due, held
     if job_id and not expiring then
       if not limits[queue_id] then
         local q_interval, q_burst, q_cap = queue_limits(k, queue_id)  -- nothing here changes them
@@ -797,7 +807,7 @@ local function take(k, base, now, expire, count, token, out, memory)
       last = tonumber(redis.call('GET', last_key))
       due = last and rate_due(last, interval, burst, cost)
       -- a queue held by a quota leaves the ready set until its window resets
-      local held = quotas and quota_hold(base, queue_id, quotas, cost, now)
+      held = quotas and quota_hold(base, queue_id, quotas, cost, now)
       if held and (not due or due < held) then due = held end
     end
     if expiring then
@@ -820,6 +830,7 @@ local function take(k, base, now, expire, count, token, out, memory)
       -- lists a queue by its head's cost), or a quota holds it: it waits until due
       redis.call('LPUSH', queue_key, job_id)
       redis.call('ZADD', k.ready, due, queue_id)
+      if held then note_held(base, queue_id, held, now) end
     else
       local member = queue_id .. ':' .. job_id
       local receipt = token .. '.' .. served

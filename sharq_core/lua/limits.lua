@@ -43,6 +43,9 @@ if ARGV[9] == '-' then
 elseif ARGV[9] ~= '' then
   redis.call('HSET', base .. ':quotas', queue_id, ARGV[9])
 end
+if ARGV[9] ~= '' then
+  redis.call('ZREM', base .. ':held', queue_id)  -- the next take holds it again if its new quotas do
+end
 local has_quotas = redis.call('HEXISTS', base .. ':quotas', queue_id) == 1
 local with_quotas = redis.call('HLEN', base .. ':quotas')  -- read by type_limits with the type's own
 if with_quotas > 0 then

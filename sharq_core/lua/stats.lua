@@ -5,13 +5,16 @@ that have limits of their own or a pause (HGETALL of those hashes).
 
 KEYS[1..19]  the type's keys (see _helpers.lua)
 ARGV[1]  now in ms, or "" to read Redis TIME
+ARGV[2]  key base "<prefix>:{<queue_type>}"
 
 Returns { now, totals (flat HGETALL of the totals hash), active, scheduled, dead,
-ready, waiting, paused, capped, type_paused, oldest, type_limits }: `ready` queues are due now,
+ready, waiting, paused, capped, type_paused, oldest, type_limits, quota_held }: `ready` queues are due now,
 `waiting` ones wait for their rate (or a timed pause), `paused` counts queue
 pauses not yet over, `capped` queues at their concurrency cap, `type_paused` 1 when the whole
 type is paused, `oldest` the ms the oldest queued job was enqueued (or false), `type_limits` the
-type-wide interval, burst, max_active and the slots they count as held.
+type-wide interval, burst, max_active and the slots they count as held, `quota_held` the
+queues a quota of their own holds now (listed by the take in "<base>:held", see note_held;
+they count among `waiting` too).
 --]]
 local k = type_keys()
 local now = now_ms(ARGV[1])
@@ -45,4 +48,5 @@ return {
   redis.call('EXISTS', k.type_paused),
   tonumber((redis.call('ZRANGE', k.heads, 0, 0, 'WITHSCORES'))[2]) or false,
   redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'active'),
+  redis.call('ZCOUNT', ARGV[2] .. ':held', '(' .. now, '+inf'),
 }

@@ -9,9 +9,11 @@ ARGV[2]  now in ms, or "" to read Redis TIME
 ARGV[3]  "ids" (ARGV[4..] the queue_ids) or "page" (ARGV[4] offset, ARGV[5] limit)
 
 Returns { now, total known queues, type paused until (or false), then per queue
-14 values: queue_id, queue_length, active, scheduled, interval, interval_source,
+15 values: queue_id, queue_length, active, scheduled, interval, interval_source,
 burst, burst_source, max_active, max_active_source, paused_until, next_ready_at,
-oldest_enqueued_at, has_jobs } with false for what does not apply.
+oldest_enqueued_at, has_jobs, quota_held_until } with false for what does not
+apply; quota_held_until is when the queue's own quotas let its head job go, while
+they hold it (quota_hold, as the take decides).
 --]]
 local k = type_keys()
 local base, now = ARGV[1], now_ms(ARGV[2])
@@ -37,6 +39,11 @@ for _, queue_id in ipairs(ids) do
       oldest = tonumber(enqueued)
     end
   end
+  local held = false
+  if head then
+    local quotas = quota_windows(redis.call('HGET', base .. ':quotas', queue_id))
+    held = quotas and quota_hold(base, queue_id, quotas, head_cost(base, queue_id), now) or false
+  end
   local paused = tonumber(redis.call('HGET', k.paused, queue_id))
   if paused and paused >= 0 and paused <= now then paused = nil end
   local values = {
@@ -51,6 +58,7 @@ for _, queue_id in ipairs(ids) do
     tonumber(redis.call('ZSCORE', k.ready, queue_id)) or false,
     oldest,
     redis.call('HEXISTS', k.queues, queue_id),
+    held,
   }
   for _, value in ipairs(values) do
     result[#result + 1] = value
