@@ -175,3 +175,50 @@ def test_units_a_type_used_stay_counted_when_its_shard_count_changes(sq: SharQ) 
     for n in range(10):
         sq.enqueue(n, 0, f"b{n}", f"q{n}", "t")
     assert len(taken(sq, 20)) <= 4  # 10 - 6 left; each shard 5 less its 3 of the 6
+
+
+def test_a_queue_shows_its_quota_use_and_how_many_queues_a_quota_holds(tmp_path) -> None:
+    """GET /queue/ and the /queues/ rows say when a queue's own quota lets its next
+    job go; /stats/ and Prometheus count the queues a quota holds."""
+    with ServerProcess(str(tmp_path / "data"), workers=1).start() as server:
+        server.call("PUT", "/limits/sms/q/", {"quotas": [{"limit": 1, "window_ms": DAY}]})
+        for queue_id, job_id in (("q", "a"), ("q", "b"), ("free", "c")):
+            server.call("POST", f"/enqueue/sms/{queue_id}/", {"job_id": job_id, "payload": 1, "interval": 0})
+        assert server.call("GET", "/queue/sms/q/")[1]["quota_held_until"] is None  # 1 unit left: not held
+        assert {server.call("GET", "/dequeue/sms/")[1]["job_id"] for _ in range(2)} == {"a", "c"}
+        assert server.call("GET", "/dequeue/sms/")[0] == 404  # b: held by the day's quota
+        status, queue = server.call("GET", "/queue/sms/q/")
+        (quota,) = queue["limits"]["quotas"]
+        assert status == 200 and (quota["used"], quota["remaining"]) == (1, 0)
+        assert queue["quota_held_until"] == quota["resets_at"] == queue["next_ready_at"]
+        rows = {row["queue_id"]: row for row in server.call("GET", "/queues/sms/")[1]["queues"]}
+        assert (rows["q"]["quota_held_until"], rows["free"]["quota_held_until"]) == (quota["resets_at"], None)
+        assert "quotas" not in rows["free"]["limits"]
+        assert server.call("GET", "/stats/sms/")[1]["queues"]["quota_held"] == 1
+        assert 'sharq_queues{queue_type="sms",state="quota_held"} 1.0' in server.scrape()
+        server.call("PUT", "/limits/sms/q/", {"quotas": None})  # cleared: no longer held
+        assert server.call("GET", "/stats/sms/")[1]["queues"]["quota_held"] == 0
+        assert server.call("GET", "/queue/sms/q/")[1]["quota_held_until"] is None
+
+
+def test_a_hold_stops_counting_when_its_window_resets(sq: SharQ, clock: Clock) -> None:
+    sq.set_limits("t", "q", quotas=[{"limit": 1, "window_ms": 1000}])
+    for job_id in ("a", "b"):
+        sq.enqueue(0, 0, job_id, "q", "t")
+    assert taken(sq) == ["a"]
+    reset = clock.now - clock.now % 1000 + 1000
+    assert (sq.type_stats("t")["queues"]["quota_held"], sq.queue_info("t", "q")["quota_held_until"]) == (1, reset)
+    clock.advance(reset - clock.now)
+    assert (sq.type_stats("t")["queues"]["quota_held"], sq.queue_info("t", "q")["quota_held_until"]) == (0, None)
+    assert taken(sq) == ["b"]
+
+
+def test_a_long_poll_parked_on_a_held_queue_wakes_when_its_window_resets(tmp_path) -> None:
+    with ServerProcess(str(tmp_path / "data"), workers=1).start() as server:
+        server.call("PUT", "/limits/sms/q/", {"quotas": [{"limit": 1, "window_ms": 1000}]})
+        for job_id in ("a", "b"):
+            server.call("POST", "/enqueue/sms/q/", {"job_id": job_id, "payload": 1, "interval": 0})
+        assert server.call("GET", "/dequeue/sms/")[1]["job_id"] == "a"
+        status, job = server.call("GET", "/dequeue/sms/?wait=10", timeout=15)
+        assert (status, job["job_id"]) == (200, "b")  # within the second the window had left, not the 10 s
+        assert server.call("GET", "/limits/sms/q/")[1]["limits"]["quotas"][0]["used"] == 1

@@ -149,12 +149,13 @@ end
 
 -- A queue its quota holds until `until_ms` is listed in "<base>:held" (queue_id
 -- -> until), so stats count held queues with one ZCOUNT: holds already over are
--- dropped as a new one is noted, and the key expires with its last hold.
+-- dropped as a new one is noted (no key expiry: a caller's clock may not be
+-- Redis's), and limits.lua drops a queue's entry when its quotas change, so the
+-- key lasts only while some queue has quotas.
 local function note_held(base, queue_id, until_ms, now)
   local key = base .. ':held'
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   redis.call('ZADD', key, until_ms, queue_id)
-  redis.call('PEXPIREAT', key, tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2]))
 end
 
 -- A queue's own quotas, or nil; `any` says whether the type has any at all (one
