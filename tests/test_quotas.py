@@ -222,3 +222,13 @@ def test_a_long_poll_parked_on_a_held_queue_wakes_when_its_window_resets(tmp_pat
         status, job = server.call("GET", "/dequeue/sms/?wait=10", timeout=15)
         assert (status, job["job_id"]) == (200, "b")  # within the second the window had left, not the 10 s
         assert server.call("GET", "/limits/sms/q/")[1]["limits"]["quotas"][0]["used"] == 1
+
+
+def test_a_cleared_queue_no_longer_counts_as_held(sq: SharQ) -> None:
+    sq.set_limits("t", "q", quotas=[{"limit": 1, "window_ms": DAY}])
+    for job_id in ("a", "b"):
+        sq.enqueue(0, 0, job_id, "q", "t")
+    assert taken(sq) == ["a"]
+    assert sq.type_stats("t")["queues"]["quota_held"] == 1
+    sq.clear_queue("t", "q")
+    assert (sq.type_stats("t")["queues"]["quota_held"], sq.queue_info("t", "q")["quota_held_until"]) == (0, None)

@@ -49,6 +49,7 @@ if at == 'queued' then
     next = 'queued'
   else
     redis.call('ZREM', k.ready, queue_id)
+    redis.call('ZREM', base .. ':held', queue_id)  -- nothing left for a quota to hold (note_held)
     count_demand(k, queue_id, nil)
     if purge_all or redis.call('HEXISTS', k.nsched, queue_id) == 1 then next = '0' end
   end
