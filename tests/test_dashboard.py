@@ -461,3 +461,14 @@ def test_campaigns_show_progress_and_cancel_after_a_confirmation(server: ServerP
     page.locator("#outcome", has_text="Cancelled campaign sale").wait_for()
     wait_for(lambda: field(row, "state") == "done", what="the cancelled campaign shown done")
     assert call(server, "GET", "/campaigns/promo/sale/")[1]["cancelled"] == 3
+
+
+def test_a_queue_held_by_its_quota_says_until_when(server: ServerProcess, page) -> None:
+    call(server, "PUT", "/limits/held/h1/", {"quotas": [{"limit": 1, "window_ms": 86_400_000}]})
+    enqueue(server, "held", [("h1", "a"), ("h1", "b")])
+    assert call(server, "GET", "/dequeue/held/?count=2")[1]["jobs"][0]["job_id"] == "a"  # b: held for the day
+    page.locator("#health li.warn", has_text="held: 1 queue held by a quota").wait_for()
+    open_type(page, "held")
+    row = page.locator('#queues tr[data-queue="h1"]')
+    row.wait_for()
+    assert field(row, "state").startswith("quota held until ")

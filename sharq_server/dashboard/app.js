@@ -136,6 +136,7 @@ function problems(type, stats) {
   if (stats.type_paused) found.push(["warn", "the whole type is paused", "type paused"]);
   if (stats.queues.paused) found.push(["warn", `${plural(stats.queues.paused, "queue")} paused`, "paused"]);
   if (stats.queues.capped) found.push(["warn", `${plural(stats.queues.capped, "queue")} at max_active`, "capped"]);
+  if (stats.queues.quota_held) found.push(["warn", `${plural(stats.queues.quota_held, "queue")} held by a quota`, "quota held"]);
   return found;
 }
 
@@ -311,7 +312,8 @@ function queueRow(row, type, queue) {
     put(row, name, value, "num").title = source;
   }
   const until = queue.paused_until ? ` until ${clock(queue.paused_until)}` : "";
-  put(row, "state", queue.paused ? "paused" + until : "running", queue.paused ? "paused" : "");
+  const held = queue.quota_held_until ? `quota held until ${clock(queue.quota_held_until)}` : null;
+  put(row, "state", queue.paused ? "paused" + until : held ?? "running", queue.paused || held ? "paused" : "");
   put(row, "next", queue.paused ? null : nextReady(queue.next_ready_at));
   put(row, "oldest", queue.oldest_queued_age_ms === null ? null : duration(queue.oldest_queued_age_ms), "num");
   if (!isAdmin()) return buttons(row, []);
