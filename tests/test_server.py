@@ -437,7 +437,7 @@ def test_metrics_negotiate_prometheus(client: FlaskClient, app) -> None:
     assert response.content_type.startswith("application/openmetrics-text")
     text = response.get_data(as_text=True)
     stats = engine.type_stats("sms")
-    assert stats["queues"] == {"ready": 0, "waiting": 1, "paused": 1, "capped": 1}, stats
+    assert stats["queues"] == {"ready": 0, "waiting": 1, "paused": 1, "capped": 1, "quota_held": 0}, stats
     for line in (
         'sharq_queues{queue_type="sms",state="capped"} 1.0',
         'sharq_queues{queue_type="sms",state="waiting"} 1.0',
