@@ -35,21 +35,31 @@ class ControlCommands(EngineBase):
         return {"status": "success"}
 
     def set_limits(
-        self, queue_type: str, queue_id: str, interval: Any = KEEP, burst: Any = KEEP, max_active: Any = KEEP
+        self,
+        queue_type: str,
+        queue_id: str,
+        interval: Any = KEEP,
+        burst: Any = KEEP,
+        max_active: Any = KEEP,
+        weight: Any = KEEP,
     ) -> dict[str, Any]:
         """Store limits of the queue's own that win over what enqueues carry: each
         given value is set, None clears it, KEEP leaves it. They stay when the
-        queue runs empty, until cleared; a queue may get them before its first job."""
+        queue runs empty, until cleared; a queue may get them before its first job.
+        `weight` (1 to 100, default 1) is the queue's share of the type's takes
+        beside other ready queues (weighted_place in _helpers.lua); 1 clears it."""
         self._check_queue(queue_type, queue_id)
         values = [
             _limit("interval", interval, 0, check.MAX_INTERVAL),
             _limit("burst", burst, 1, MAX_LIMIT),
             _limit("max_active", max_active, 1, MAX_LIMIT),
         ]
+        share = _limit("weight", weight, 1, check.MAX_WEIGHT)
+        share = "-" if share == 1 else share  # the default is stored as no weight
 
         def store(layout: Layout) -> None:
             shard = layout.of(queue_id)
-            args = [queue_id, self.keys.base(shard), self._now(), *values, RATE_MEMORY_MS, layout.count]
+            args = [queue_id, self.keys.base(shard), self._now(), *values, RATE_MEMORY_MS, layout.count, share]
             if not self._script("limits", self.keys.type_keys(shard), args):
                 raise ShardsChanged(CHANGING)
             self.redis.sadd(self.keys.queue_types(), shard)
@@ -59,7 +69,7 @@ class ControlCommands(EngineBase):
 
     def clear_limits(self, queue_type: str, queue_id: str) -> dict[str, Any]:
         """Drop the queue's own limits: enqueues' intervals and the defaults apply again."""
-        return self.set_limits(queue_type, queue_id, None, None, None)
+        return self.set_limits(queue_type, queue_id, None, None, None, None)
 
     def limits(self, queue_type: str, queue_id: str) -> dict[str, Any]:
         """The queue's effective limits, each with where it comes from: "override",

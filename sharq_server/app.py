@@ -234,7 +234,7 @@ def delete_dead_letter(queue_type: str, queue_id: str, job_id: str) -> dict:
 
 @serves("set_limits")
 def set_limits(queue_type: str, queue_id: str) -> dict:
-    """Any of interval, burst, max_active: a value sets it, null clears it."""
+    """Any of interval, burst, max_active, weight: a value sets it, null clears it."""
     return engine().set_limits(queue_type, queue_id, **json_body())
 
 
