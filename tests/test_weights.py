@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections import Counter
 
 import pytest
 
+from sharq_client import AsyncClient, BadRequest, Client
 from sharq_core import BadArgumentException, SharQ
 from tests.support import Clock, ServerProcess
 
@@ -185,3 +187,24 @@ def test_a_bad_weight_gets_a_400_over_http(server: ServerProcess, weight: object
     limits = server.call("GET", "/limits/sms/u1/")[1]["limits"]
     assert (limits["weight"]["value"], limits["burst"]["value"]) == (3, 1)
     assert server.call("PUT", "/limits/sms/u1/", {"weight": None})[1]["limits"]["weight"]["value"] == 1
+
+
+def test_both_clients_set_and_show_a_weight(server: ServerProcess) -> None:
+    client = Client(server.url)
+    try:
+        assert client.set_limits("sms", "premium", weight=4)["weight"] == {"value": 4, "source": "override"}
+        assert client.queue_info("sms", "premium")["limits"]["weight"]["value"] == 4
+        with pytest.raises(BadRequest, match="weight"):
+            client.set_limits("sms", "premium", weight=101)
+    finally:
+        client.close()
+
+    async def run() -> None:
+        async with AsyncClient(server.url) as client:
+            assert (await client.set_limits("sms", "premium", weight=2))["weight"]["value"] == 2
+            assert (await client.set_limits("sms", "premium", weight=None))["weight"] == {
+                "value": 1,
+                "source": "default",
+            }
+
+    asyncio.run(run())
