@@ -16,7 +16,9 @@ class DequeuedJob:
     is kept by, so a client can check the spacing without its own clock's jitter.
     `receipt` names this delivery: finish, touch and fail with it act only while
     no other delivery of the job has begun. `expires_at` is when the job goes back
-    to its queue unless finished or touched.
+    to its queue unless finished or touched. `cost` is the units it counts against
+    its queue's and type's limits (1 unless its enqueue gave one); the answers show
+    it only when not 1, as the record holds it, so a job without one reads as before.
     """
 
     queue_id: str
@@ -27,18 +29,20 @@ class DequeuedJob:
     dequeued_at: int
     receipt: str
     expires_at: int
+    cost: int = 1
 
     @classmethod
     def from_reply(
         cls, now: int, expire: int, queue_id: bytes, job_id: bytes, record: bytes, length: int, receipt: bytes
     ) -> DequeuedJob:
-        remaining, _, _, payload = record.split(b":", 3)
+        remaining, limit_field, _, payload = record.split(b":", 3)
         queue, job = queue_id.decode(), job_id.decode()
-        return cls(queue, job, payload, int(remaining), int(length), now, receipt.decode(), now + expire)
+        cost = option_of(limit_field, b"c", 1) if b"|" in limit_field else 1
+        return cls(queue, job, payload, int(remaining), int(length), now, receipt.decode(), now + expire, cost)
 
     def as_dict(self) -> dict[str, Any]:
         """The job as the library API returns it, payload decoded."""
-        return {
+        job = {
             "queue_id": self.queue_id,
             "job_id": self.job_id,
             "payload": ujson.loads(self.payload_json),
@@ -48,6 +52,9 @@ class DequeuedJob:
             "receipt": self.receipt,
             "expires_at": self.expires_at,
         }
+        if self.cost != 1:
+            job["cost"] = self.cost
+        return job
 
     def json_members(self) -> bytes:
         """The same fields as JSON object members, the payload spliced in as stored.
@@ -60,9 +67,19 @@ class DequeuedJob:
             self.job_id.encode(),
             self.payload_json,
             self.requeues_remaining,
-        ) + b'"current_queue_length":%d,"dequeued_at":%d,"receipt":"%s","expires_at":%d' % (
+        ) + b'"current_queue_length":%d,"dequeued_at":%d,"receipt":"%s","expires_at":%d%s' % (
             self.current_queue_length,
             self.dequeued_at,
             self.receipt.encode(),
             self.expires_at,
+            b"" if self.cost == 1 else b',"cost":%d' % self.cost,
         )
+
+
+def option_of(limit_field: bytes, name: bytes, default: int) -> int:
+    """A job option from its record's second field "<limit>|c=3|p=5..." (see
+    job_option in _helpers.lua), `default` when the job did not give it."""
+    for part in limit_field.split(b"|")[1:]:
+        if part.startswith(name + b"="):
+            return int(part[len(name) + 1 :])
+    return default

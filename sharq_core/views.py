@@ -10,6 +10,7 @@ import ujson
 from . import validation as check
 from .base import COUNTERS, MAX_PAGE, METRIC_MINUTES, RATE_MINUTES, EngineBase, optional_int
 from .exceptions import BadArgumentException
+from .jobs import option_of
 from .keys import member
 from .shards import type_of
 
@@ -203,9 +204,14 @@ class ViewCommands(EngineBase):
             keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id), self.keys.cancelled(shard)]
             return self._script("status", keys, [member(queue_id, job_id), job_id])
 
-        state, detail, last_error = self._on_queue(queue_type, queue_id, status, lambda reply: reply[0] == b"unknown")
+        state, detail, last_error, record = self._on_queue(
+            queue_type, queue_id, status, lambda reply: reply[0] == b"unknown"
+        )
         state = state.decode()
         result: dict[str, Any] = {"status": "success", "state": state}
+        cost = option_of(record.split(b":", 3)[1], b"c", 1) if record else 1
+        if cost != 1:  # shown as the dequeued job shows it: only when not 1
+            result["cost"] = cost
         if last_error:
             result["last_error"] = last_error.decode()
         if state == "active":

@@ -100,7 +100,8 @@ def dequeue(queue_type: str) -> Any:
 
 @serves("finish")
 def finish(queue_type: str, queue_id: str, job_id: str) -> dict:
-    return engine().finish_job(job_id, queue_id, queue_type, json_body().get("receipt"))
+    body = json_body()
+    return engine().finish_job(job_id, queue_id, queue_type, body.get("receipt"), body.get("cost"))
 
 
 @serves("finish_many")
@@ -234,7 +235,7 @@ def delete_dead_letter(queue_type: str, queue_id: str, job_id: str) -> dict:
 
 @serves("set_limits")
 def set_limits(queue_type: str, queue_id: str) -> dict:
-    """Any of interval, burst, max_active, weight: a value sets it, null clears it."""
+    """Any of interval, burst, max_active, quotas, weight: a value sets it, null clears it."""
     return engine().set_limits(queue_type, queue_id, **json_body())
 
 
