@@ -61,6 +61,18 @@ TTLS = st.sampled_from([None, None, 30, 150])
 MAX_EXPIRED_PER_TAKE = 10
 
 
+def as_served(job: dict) -> tuple:
+    """A dequeued job as the model's dequeue lists it."""
+    return (
+        job["queue_id"],
+        job["job_id"],
+        job["payload"],
+        job["requeues_remaining"],
+        job["current_queue_length"],
+        job.get("cost", 1),
+    )
+
+
 class Model:
     """SPEC's semantics, written as directly as possible."""
 
@@ -498,17 +510,7 @@ class EngineVersusModel(RuleBasedStateMachine):
     def dequeue(self, count: int) -> None:
         expected, wait = self.model.dequeue(count)
         reply = self.engine.dequeue_many("t", count)
-        got = [
-            (
-                j["queue_id"],
-                j["job_id"],
-                j["payload"],
-                j["requeues_remaining"],
-                j["current_queue_length"],
-                j.get("cost", 1),
-            )
-            for j in reply["jobs"]
-        ]
+        got = [as_served(j) for j in reply["jobs"]]
         assert got == expected
         assert reply.get("retry_after_ms", 0) == wait
         for job in reply["jobs"]:
@@ -657,6 +659,13 @@ def test_engine_matches_model(machine: type[EngineVersusModel]) -> None:
     machine.TestCase().runTest()
 
 
+# what a replayed step leaves out (the steps found before a rule had the argument)
+REPLAY_DEFAULTS = {
+    "enqueue": {"payload": 0, "limit": -1, "max_length": None, "delay": 0, "ttl": None, "campaign": False},
+    "set_limits": {"weight": None},
+}
+
+
 def replay(machine: type[EngineVersusModel], *steps: tuple[str, dict], state=None) -> EngineVersusModel:
     """Run steps the random search once found (on `state`, or a machine started
     anew), checking every invariant after each, as the search does."""
@@ -664,10 +673,7 @@ def replay(machine: type[EngineVersusModel], *steps: tuple[str, dict], state=Non
         state = machine()
         state.start()
     for name, arguments in steps:
-        if name == "enqueue":
-            defaults = {"payload": 0, "limit": -1, "max_length": None, "delay": 0, "ttl": None, "campaign": False}
-            arguments = defaults | arguments
-        getattr(state, name)(**arguments)
+        getattr(state, name)(**(REPLAY_DEFAULTS.get(name, {}) | arguments))
         state.served_queues_wait_their_turn()
         state.campaign_counts_sum_and_match()
         state.quotas_hold_on_the_engine()
@@ -813,17 +819,7 @@ def test_weighted_rounds_match_the_model(sq: SharQ, clock: Clock, seed: int) -> 
         elif action < 0.9:
             count = rng.choice([1, 1, 1, 3])
             expected, _ = model.dequeue(count)
-            got = [
-                (
-                    j["queue_id"],
-                    j["job_id"],
-                    j["payload"],
-                    j["requeues_remaining"],
-                    j["current_queue_length"],
-                    j.get("cost", 1),
-                )
-                for j in sq.dequeue_many("t", count)["jobs"]
-            ]
+            got = [as_served(j) for j in sq.dequeue_many("t", count)["jobs"]]
             assert got == expected, step
             for queue_id, job_id, *_ in got:  # done at once: only a cap or an empty queue holds one back
                 model.finish(queue_id, job_id)
