@@ -134,6 +134,25 @@ def test_clearing_the_weight_goes_back_to_turns_of_one(sq: SharQ, clock: Clock, 
     assert redis_client.hget(sq.keys.limits("sms"), "b") is None
 
 
+def test_a_weighted_queue_keeps_its_quota_and_both_clear_together(sq: SharQ, clock: Clock, redis_client) -> None:
+    """Weights beside quotas (issue 25): quotas are stored apart from the override, so
+    setting either keeps the other; a quota holds a weighted queue mid-round and the
+    others take its turns; DELETE /limits clears both."""
+    clock.now = clock.now - clock.now % 3_600_000 + 1  # well inside one hour's window
+    fill(sq, ("a", "premium"), 20)
+    sq.set_limits("sms", "premium", weight=3)
+    limits = sq.set_limits("sms", "premium", quotas=[{"limit": 4, "window_ms": 3_600_000}])["limits"]
+    assert limits["weight"] == {"value": 3, "source": "override"} and limits["quotas"][0]["limit"] == 4
+    clock.advance(1)
+    assert takes(sq, clock, 10) == ["a", "premium", "premium", "premium", "a", "premium", "a", "a", "a", "a"]
+    assert sq.set_limits("sms", "premium", burst=2)["limits"]["quotas"][0]["used"] == 4
+    assert redis_client.hget(sq.keys.limits("sms"), "premium") == b"|2||3"
+    sq.clear_limits("sms", "premium")
+    limits = sq.limits("sms", "premium")["limits"]
+    assert limits["weight"] == {"value": 1, "source": "default"} and "quotas" not in limits
+    assert redis_client.hget(sq.keys.limits("sms"), "premium") is None
+
+
 @pytest.mark.parametrize("weight", [0, 101, 1.5, "2", True, -1])
 def test_a_bad_weight_is_refused_and_changes_nothing(sq: SharQ, weight: object, redis_client) -> None:
     sq.set_limits("sms", "u1", weight=3, burst=2)
