@@ -34,7 +34,10 @@ key                        type     holds                                       
 ``P:{T}:receipts``         hash     ``Q:J`` -> receipt of its current delivery   while active
                                     (``retry``: failed, waiting to be retried)
 ``P:{T}:errors``           hash     ``Q:J`` -> last error a worker reported      until finished or dead-lettered
-``P:{T}:limits``           hash     Q -> ``interval|burst|max_active`` override  until cleared
+``P:{T}:limits``           hash     Q -> ``interval|burst|max_active[|weight]``  until cleared
+                                    override
+``P:{T}:turns``            hash     Q -> turns a queue of weight > 1 had in its  until its round ends
+                                    round
 ``P:{T}:nactive``          hash     Q -> its jobs holding a concurrency slot     while Q has active jobs
 ``P:{T}:paused``           hash     Q -> ms its pause ends (-1: until resumed)   until resumed or over
 ``P:{T}:type_paused``      string   ms the type's pause ends (-1: until resumed) until resumed or over

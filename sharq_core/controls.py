@@ -43,11 +43,14 @@ class ControlCommands(EngineBase):
         burst: Any = KEEP,
         max_active: Any = KEEP,
         quotas: Any = KEEP,
+        weight: Any = KEEP,
     ) -> dict[str, Any]:
         """Store limits of the queue's own that win over what enqueues carry: each
         given value is set, None clears it, KEEP leaves it. They stay when the
         queue runs empty, until cleared; a queue may get them before its first job.
-        `quotas`: up to 3 windows {limit, window_ms, offset_ms?} (see quotas.py)."""
+        `quotas`: up to 3 windows {limit, window_ms, offset_ms?} (see quotas.py).
+        `weight` (1 to 100, default 1) is the queue's share of the type's takes
+        beside other ready queues (weighted_place in _helpers.lua); 1 clears it."""
         self._check_queue(queue_type, queue_id)
         values = [
             _limit("interval", interval, 0, check.MAX_INTERVAL),
@@ -55,10 +58,12 @@ class ControlCommands(EngineBase):
             _limit("max_active", max_active, 1, MAX_LIMIT),
         ]
         spec = quota_spec(quotas)
+        share = _limit("weight", weight, 1, check.MAX_WEIGHT)
+        share = "-" if share == 1 else share  # the default is stored as no weight
 
         def store(layout: Layout) -> None:
             shard = layout.of(queue_id)
-            args = [queue_id, self.keys.base(shard), self._now(), *values, RATE_MEMORY_MS, layout.count, spec]
+            args = [queue_id, self.keys.base(shard), self._now(), *values, RATE_MEMORY_MS, layout.count, spec, share]
             if not self._script("limits", self.keys.type_keys(shard), args):
                 raise ShardsChanged(CHANGING)
             self.redis.sadd(self.keys.queue_types(), shard)
@@ -68,7 +73,7 @@ class ControlCommands(EngineBase):
 
     def clear_limits(self, queue_type: str, queue_id: str) -> dict[str, Any]:
         """Drop the queue's own limits: enqueues' intervals and the defaults apply again."""
-        return self.set_limits(queue_type, queue_id, None, None, None, None)
+        return self.set_limits(queue_type, queue_id, None, None, None, None, None)
 
     def limits(self, queue_type: str, queue_id: str) -> dict[str, Any]:
         """The queue's effective limits, each with where it comes from: "override",

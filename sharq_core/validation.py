@@ -20,6 +20,7 @@ MAX_REQUEUE_LIMIT = 10**9
 MAX_QUEUED_LENGTH = 10**12
 MAX_OFFSET = 10**9
 MAX_TIME = 10**13  # epoch ms, until the year 2286
+MAX_WEIGHT = 100  # a queue's share beside others (PUT /limits): 1 to 100 turns a round
 MAX_COST = 10_000  # units one job may cost (issue 25)
 
 

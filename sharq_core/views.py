@@ -208,7 +208,7 @@ class ViewCommands(EngineBase):
         """view.lua's answer: known queues, the type's pause, and the queues asked."""
         reply = self._script("view", self.keys.type_keys(queue_type), [self.keys.base(queue_type), self._now(), *args])
         now = int(reply[0])
-        return int(reply[1]), reply[2], [_queue_view(now, reply[i : i + 15]) for i in range(3, len(reply), 15)]
+        return int(reply[1]), reply[2], [_queue_view(now, reply[i : i + 17]) for i in range(3, len(reply), 17)]
 
     def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Where a job is: queued, scheduled (with `due_at`), active (with
@@ -307,9 +307,9 @@ def _absent(view: dict[str, Any]) -> bool:
 
 
 def _queue_view(now: int, values: list[Any]) -> dict[str, Any]:
-    """view.lua's 15 values of one queue as the answer's object."""
+    """view.lua's 17 values of one queue as the answer's object."""
     queue_id, length, active, scheduled, interval, interval_source, burst, burst_source = values[:8]
-    max_active, max_active_source, paused, next_ready, oldest, _, held = values[8:]
+    max_active, max_active_source, weight, weight_source, paused, next_ready, oldest, _, held = values[8:]
     return {
         "queue_id": queue_id.decode(),
         "queue_length": length,
@@ -319,6 +319,7 @@ def _queue_view(now: int, values: list[Any]) -> dict[str, Any]:
             "interval": {"value": interval, "source": interval_source.decode()},
             "burst": {"value": burst, "source": burst_source.decode()},
             "max_active": {"value": max_active, "source": max_active_source.decode()},
+            "weight": {"value": weight, "source": weight_source.decode()},
         },
         "paused_until": None if paused is None else (None if paused < 0 else paused),
         "paused": paused is not None,

@@ -235,7 +235,7 @@ def delete_dead_letter(queue_type: str, queue_id: str, job_id: str) -> dict:
 
 @serves("set_limits")
 def set_limits(queue_type: str, queue_id: str) -> dict:
-    """Any of interval, burst, max_active: a value sets it, null clears it."""
+    """Any of interval, burst, max_active, quotas, weight: a value sets it, null clears it."""
     return engine().set_limits(queue_type, queue_id, **json_body())
 
 

@@ -38,6 +38,7 @@ TtlMs = bounded(1, check.MAX_INTERVAL, "never hand it out later than this many m
 CampaignId = Annotated[str, Meta(pattern=IDENTIFIER_PATTERN, description="count it in this campaign of the type")]
 RetryAfterMs = bounded(0, check.MAX_INTERVAL)
 LimitValue = bounded(1, MAX_LIMIT)
+Weight = bounded(1, check.MAX_WEIGHT, "turns a round beside the type's other ready queues (1: the default)")
 TypeInterval = bounded(1, check.MAX_INTERVAL, "ms between two dequeues of the type")
 Shards = bounded(1, MAX_SHARDS, "hash tags the type is spread over (1: unsharded)")
 ForMs = bounded(1, check.MAX_INTERVAL, "resume by itself after this many ms; null: until resumed")
@@ -142,6 +143,7 @@ class NewLimits(Body):
     interval: Interval | None = None
     burst: LimitValue | None = None
     max_active: LimitValue | None = None
+    weight: Weight | None = None
     quotas: Quotas | None = None
 
 
@@ -288,6 +290,7 @@ class EffectiveLimits(Struct, kw_only=True):
     interval: Sourced
     burst: Sourced
     max_active: Sourced
+    weight: Sourced
     quotas: Annotated[list[QuotaUse], Meta(description="the queue's own quotas, when it has any")] | UnsetType = UNSET
 
 

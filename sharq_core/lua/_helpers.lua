@@ -10,7 +10,7 @@
 --   KEYS[6]  dead         hash    "<q>:<j>" -> JSON dead-letter record
 --   KEYS[7]  dead_at      zset    "<q>:<j>" -> ms it died
 --   KEYS[8]  done         zset    "<q>:<j>" -> ms it was finished (dedupe window)
---   KEYS[9]  limits       hash    queue_id -> "<interval>|<burst>|<max_active>" override
+--   KEYS[9]  limits       hash    queue_id -> "<interval>|<burst>|<max_active>[|<weight>]" override
 --   KEYS[10] nactive      hash    queue_id -> jobs of the queue holding a slot (active)
 --   KEYS[11] paused       hash    queue_id -> ms the pause ends (-1: until resumed)
 --   KEYS[12] type_paused  string  ms the type's pause ends (-1: until resumed)
@@ -29,7 +29,8 @@
 --                                 sums (see count_demand)
 -- A queue's own keys are "<base>:q:<id>" (list), ":j:<id>" (jobs) and ":last:<id>"
 -- (rate state), base being "<prefix>:{<queue_type>}"; "<base>:deadlines" indexes
--- the jobs enqueued with a deadline (see deadlines_key).
+-- the jobs enqueued with a deadline (see deadlines_key), "<base>:turns" counts the
+-- turns of the queues of weight over 1 (see weighted_place).
 local TYPE_KEYS = 19
 
 local function type_keys()
@@ -52,10 +53,11 @@ local function now_ms(given)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- The three fields of a limits override "<interval>|<burst>|<max_active>" as
--- strings ("" where unset); all "" for no override.
+-- The four fields of a limits override "<interval>|<burst>|<max_active>[|<weight>]"
+-- as strings ("" where unset); all "" for no override. The weight is written only
+-- when set, so an override without one reads as before weights.
 local function parse_limits(override)
-  return string.match(override or '||', '^([^|]*)|([^|]*)|([^|]*)$')
+  return string.match(override or '||', '^([^|]*)|([^|]*)|([^|]*)|?([^|]*)$')
 end
 
 -- true once a script has found that the type has no limits override at all
@@ -68,20 +70,52 @@ local function skip_absent_overrides(k)
   no_overrides = redis.call('HLEN', k.limits) == 0
 end
 
--- A queue's limits override as three strings ("" where unset).
+-- A queue's limits override as four strings ("" where unset).
 local function override(k, queue_id)
   if no_overrides then
-    return '', '', ''
+    return '', '', '', ''
   end
   return parse_limits(redis.call('HGET', k.limits, queue_id))
 end
 
--- A queue's effective limits: interval, burst, max_active (nil: no cap). An
--- override (PUT /limits) wins over the interval the last enqueue gave.
+-- A queue's effective limits: interval, burst, max_active (nil: no cap), weight.
+-- An override (PUT /limits) wins over the interval the last enqueue gave.
 local function queue_limits(k, queue_id)
   local interval = tonumber(redis.call('HGET', k.queues, queue_id)) or 0
-  local i, b, m = override(k, queue_id)
-  return tonumber(i) or interval, tonumber(b) or 1, tonumber(m)
+  local i, b, m, w = override(k, queue_id)
+  return tonumber(i) or interval, tonumber(b) or 1, tonumber(m), tonumber(w) or 1
+end
+
+-- The turns each queue of weight over 1 has had in its current round (see
+-- weighted_place): queue_id -> turns, absent for none.
+local function turns_key(base)
+  return base .. ':turns'
+end
+
+-- Where a queue of weight `weight` that was just served and stays ready is listed
+-- again: a weighted fair share by rounds. A queue of weight 1 goes to the back,
+-- at max(due, now) (`due`: when its rate lets the next job go), as it always
+-- has. A queue of weight w keeps its place (`listed`, its score when it was
+-- picked, so at most now) for w services in a row, then goes to the back and
+-- starts a new round: while queues stay backlogged, every round serves each w_i
+-- times, a share of w_i / sum(w). A queue's rate still wins: one whose rate holds
+-- its next job (due > now) is listed at due, its turn used. One HINCRBY (and an
+-- HDEL per round) for a weighted queue; nothing for one of weight 1.
+local function weighted_place(base, queue_id, weight, due, listed, now)
+  if weight > 1 then
+    if redis.call('HINCRBY', turns_key(base), queue_id, 1) < weight then
+      return due > now and due or listed
+    end
+    redis.call('HDEL', turns_key(base), queue_id)
+  end
+  return math.max(due, now)
+end
+
+-- A queue leaves the ready set (empty or at its cap): a weighted one's round ends.
+local function end_round(base, queue_id, weight)
+  if weight > 1 then
+    redis.call('HDEL', turns_key(base), queue_id)
+  end
 end
 
 -- The rate is a generic cell rate algorithm counting units: one stored time L per
@@ -796,13 +830,14 @@ local function take(k, base, now, expire, count, token, out, memory)
     local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
     local deadline = record and deadline_of(limit_field_of(record))
     local expiring = deadline and deadline <= now
-    local interval, burst, cap, quotas, cost, last, due, held
+    local interval, burst, cap, weight, quotas, cost, last, due, held
     if job_id and not expiring then
       if not limits[queue_id] then
-        local q_interval, q_burst, q_cap = queue_limits(k, queue_id)  -- nothing here changes them
-        limits[queue_id] = { q_interval, q_burst, q_cap or false, queue_quotas(base, queue_id, any_quotas) or false }
+        local q_interval, q_burst, q_cap, q_weight = queue_limits(k, queue_id)  -- nothing here changes them
+        limits[queue_id] = {
+          q_interval, q_burst, q_cap or false, q_weight, queue_quotas(base, queue_id, any_quotas) or false }
       end
-      interval, burst, cap, quotas = unpack(limits[queue_id])
+      interval, burst, cap, weight, quotas = unpack(limits[queue_id])
       cap = cap or nil
       cost = job_cost(record)
       last = tonumber(redis.call('GET', last_key))
@@ -849,11 +884,14 @@ local function take(k, base, now, expire, count, token, out, memory)
       set_head(k, base, queue_id, length > 0 and redis.call('LINDEX', queue_key, 0) or nil)
       if length == 0 or (cap and running >= cap) then
         redis.call('ZREM', k.ready, queue_id)
+        end_round(base, queue_id, weight)
         if length == 0 then count_demand(k, queue_id, nil) end
       else
-        -- no earlier than now: borrowed burst must not jump queues that waited
+        -- no earlier than now (its place, for a weighted queue's turns): borrowed
+        -- burst must not jump queues that waited
         local next_cost = burst > 1 and head_cost(base, queue_id) or 1
-        redis.call('ZADD', k.ready, math.max(rate_due(last, interval, burst, next_cost), now), queue_id)
+        local next_due = rate_due(last, interval, burst, next_cost)
+        redis.call('ZADD', k.ready, weighted_place(base, queue_id, weight, next_due, tonumber(head[2]), now), queue_id)
       end
       if quotas then quota_count(base, queue_id, quotas, cost, now) end
       if type_wide then type_took(k, base, type_wide, now, cost) end

@@ -21,9 +21,10 @@ local now = now_ms(ARGV[4])
 if redis.call('HEXISTS', k.queues, queue_id) == 0 then
   return 0
 end
-local own, burst, max_active = parse_limits(redis.call('HGET', k.limits, queue_id))
+local own, burst, max_active, weight = parse_limits(redis.call('HGET', k.limits, queue_id))
 if own ~= '' then
-  redis.call('HSET', k.limits, queue_id, interval .. '|' .. burst .. '|' .. max_active)
+  local kept = weight ~= '' and ('|' .. weight) or ''
+  redis.call('HSET', k.limits, queue_id, interval .. '|' .. burst .. '|' .. max_active .. kept)
 else
   redis.call('HSET', k.queues, queue_id, interval)
 end

@@ -1,8 +1,10 @@
 --[[ limits: set or clear a queue's own limits, which win over what enqueues carry.
 
-Each of interval, burst and max_active is given as a number (set it), "" (keep
-it) or "-" (clear it). The override stays when the queue runs empty, until every
-field is cleared. A queue may get limits before it holds any job.
+Each of interval, burst, max_active and weight is given as a number (set it), ""
+(keep it) or "-" (clear it; the caller sends a weight of 1, the default, as "-").
+The override stays when the queue runs empty, until every field is cleared. A
+queue may get limits before it holds any job. Quotas are kept apart, in
+"<base>:quotas" (see quota_windows in _helpers.lua).
 
 KEYS[1..19]  the type's keys (see _helpers.lua)
 ARGV[1]  queue_id
@@ -15,6 +17,8 @@ ARGV[7]  how long (ms) to remember a dequeue time at least, once a queue is empt
 ARGV[8]  the type's shard count the caller routed by (see layout_ok)
 ARGV[9]  quotas: a spec "<limit>/<window_ms>/<offset_ms>;..." (set them), "" (keep
          them) or "-" (clear them); units used so far stay counted (see quota_windows)
+ARGV[10] weight: the queue's share beside the type's other ready queues (see
+         weighted_place in _helpers.lua); a change of it starts a new round
 
 An idle queue's rate state is kept long enough for the new interval (see
 remember_rate in _helpers.lua): raising an hour's interval on a drained queue
@@ -30,13 +34,19 @@ local queue_id, base = ARGV[1], ARGV[2]
 local now = now_ms(ARGV[3])
 
 local fields = { parse_limits(redis.call('HGET', k.limits, queue_id)) }
-for i = 1, 3 do
-  local given = ARGV[3 + i]
-  if given == '-' then
+local given = { ARGV[4], ARGV[5], ARGV[6], ARGV[10] }
+for i = 1, 4 do
+  if given[i] == '-' then
     fields[i] = ''
-  elseif given ~= '' then
-    fields[i] = given
+  elseif given[i] ~= '' then
+    fields[i] = given[i]
   end
+end
+if given[4] ~= '' then
+  redis.call('HDEL', turns_key(base), queue_id)
+end
+if fields[4] == '' then
+  fields[4] = nil  -- no weight of its own: the override reads as before weights
 end
 if ARGV[9] == '-' then
   redis.call('HDEL', base .. ':quotas', queue_id)
@@ -53,7 +63,7 @@ if with_quotas > 0 then
 else
   redis.call('HDEL', k.settings, 'queue_quotas')
 end
-if fields[1] == '' and fields[2] == '' and fields[3] == '' then
+if fields[1] == '' and fields[2] == '' and fields[3] == '' and not fields[4] then
   redis.call('HDEL', k.limits, queue_id)
   if has_quotas then
     redis.call('ZADD', k.known, 0, queue_id)

@@ -9,11 +9,11 @@ ARGV[2]  now in ms, or "" to read Redis TIME
 ARGV[3]  "ids" (ARGV[4..] the queue_ids) or "page" (ARGV[4] offset, ARGV[5] limit)
 
 Returns { now, total known queues, type paused until (or false), then per queue
-15 values: queue_id, queue_length, active, scheduled, interval, interval_source,
-burst, burst_source, max_active, max_active_source, paused_until, next_ready_at,
-oldest_enqueued_at, has_jobs, quota_held_until } with false for what does not
-apply; quota_held_until is when the queue's own quotas let its head job go, while
-they hold it (quota_hold, as the take decides).
+17 values: queue_id, queue_length, active, scheduled, interval, interval_source,
+burst, burst_source, max_active, max_active_source, weight, weight_source,
+paused_until, next_ready_at, oldest_enqueued_at, has_jobs, quota_held_until } with
+false for what does not apply; quota_held_until is when the queue's own quotas let
+its head job go, while they hold it (quota_hold, as the take decides).
 --]]
 local k = type_keys()
 local base, now = ARGV[1], now_ms(ARGV[2])
@@ -29,7 +29,7 @@ local result = { now, redis.call('ZCARD', k.known), tonumber(redis.call('GET', k
 for _, queue_id in ipairs(ids) do
   local queue_key = base .. ':q:' .. queue_id
   local given = tonumber(redis.call('HGET', k.queues, queue_id))
-  local i, b, m = parse_limits(redis.call('HGET', k.limits, queue_id))
+  local i, b, m, w = parse_limits(redis.call('HGET', k.limits, queue_id))
   local oldest = false
   local head = redis.call('LINDEX', queue_key, 0)
   if head then
@@ -54,6 +54,7 @@ for _, queue_id in ipairs(ids) do
     tonumber(i) or given or false, i ~= '' and 'override' or (given and 'last enqueue' or 'default'),
     tonumber(b) or 1, b ~= '' and 'override' or 'default',
     tonumber(m) or false, m ~= '' and 'override' or 'default',
+    tonumber(w) or 1, w ~= '' and 'override' or 'default',
     paused or false,
     tonumber(redis.call('ZSCORE', k.ready, queue_id)) or false,
     oldest,

@@ -177,7 +177,7 @@ class AsyncClient:
         await self._send(calls.delete_dead_letter(queue_type, queue_id, job_id))
 
     async def set_limits(self, queue_type: str, queue_id: str, **limits: int | None) -> dict[str, Any]:
-        """interval=, burst=, max_active=: a value sets one, None clears it."""
+        """interval=, burst=, max_active=, quotas=, weight=: a value sets one, None clears it."""
         return await self._send(calls.set_limits(queue_type, queue_id, **limits))
 
     async def limits(self, queue_type: str, queue_id: str) -> dict[str, Any]:

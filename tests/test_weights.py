@@ -1,0 +1,229 @@
+"""Issue 26.3: weighted fair share between the queues of a type (PUT /limits weight)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+
+import pytest
+
+from sharq_client import AsyncClient, BadRequest, Client
+from sharq_core import BadArgumentException, SharQ
+from tests.support import Clock, ServerProcess
+
+
+def fill(sq: SharQ, queues: tuple[str, ...], jobs: int, interval: int = 0) -> None:
+    for n in range(jobs):
+        for queue_id in queues:
+            sq.enqueue(n, interval, f"j{n}", queue_id, "sms")
+
+
+def takes(sq: SharQ, clock: Clock, n: int, step: int = 1) -> list[str]:
+    """The queue of each of `n` single takes, `step` ms apart (None: nothing ready)."""
+    served = []
+    for _ in range(n):
+        job = sq.dequeue("sms")
+        served.append(job.get("queue_id"))
+        clock.advance(step)
+    return served
+
+
+def longest_gap(served: list[str | None], queue_id: str) -> int:
+    """The most takes of other queues between two of `queue_id`'s (or before its first)."""
+    at = [i for i, name in enumerate(served) if name == queue_id]
+    return max(b - a - 1 for a, b in itertools.pairwise([-1, *at]))
+
+
+def test_weight_4_beside_two_free_queues_gets_four_takes_in_six(sq: SharQ, clock: Clock) -> None:
+    fill(sq, ("free-a", "free-b", "premium"), 400)
+    assert sq.set_limits("sms", "premium", weight=4)["limits"]["weight"] == {"value": 4, "source": "override"}
+    clock.advance(1)
+    served = takes(sq, clock, 600)
+    # every round: the queues in the order they waited, premium four times in a row
+    assert served[:12] == ["free-a", "free-b", *["premium"] * 4] * 2
+    assert Counter(served) == {"premium": 400, "free-a": 100, "free-b": 100}
+    # a queue of weight 1 waits at most sum(weights) - 1 takes: 4 + 1 here
+    assert max(longest_gap(served, "free-a"), longest_gap(served, "free-b")) == 5
+    assert longest_gap(served, "premium") == 2
+
+
+@pytest.mark.parametrize("weights", [(2, 3, 1, 1, 5), (100, 1), (7, 7, 1)])
+def test_shares_follow_the_weights_and_weight_1_waits_at_most_their_sum(
+    sq: SharQ, clock: Clock, weights: tuple[int, ...]
+) -> None:
+    queues = tuple(f"q{n}" for n in range(len(weights)))
+    total = sum(weights)
+    fill(sq, queues, 2 * total * 5)
+    for queue_id, weight in zip(queues, weights, strict=True):
+        sq.set_limits("sms", queue_id, weight=weight)
+    clock.advance(1)
+    served = takes(sq, clock, total * 5)
+    counts = Counter(served)
+    for queue_id, weight in zip(queues, weights, strict=True):
+        assert counts[queue_id] == 5 * weight  # whole rounds: exactly the share
+        if weight == 1:
+            assert longest_gap(served, queue_id) <= total - 1
+
+
+def ready_scores(sq: SharQ, redis_client) -> list[tuple[bytes, float]]:
+    return redis_client.zrange(sq.keys.ready("sms"), 0, -1, withscores=True)
+
+
+def scenario(sq: SharQ, clock: Clock, redis_client, weight: object) -> list[object]:
+    """A mix of rates, bursts, caps, late enqueues and same-ms takes, with every
+    queue's weight set to `weight` (None: never set): what was served and the ready
+    set after each step."""
+    for queue_id, interval in (("a", 0), ("b", 5), ("c", 0), ("d", 3)):
+        fill(sq, (queue_id,), 6, interval)
+    if weight is not None:
+        for queue_id in "abcd":
+            sq.set_limits("sms", queue_id, weight=weight)
+    sq.set_limits("sms", "c", burst=3)
+    sq.set_limits("sms", "d", max_active=2)
+    seen: list[object] = []
+    for step in [1, 0, 2, 0, 0, 1, 3, 0, 1, 1, 4, 0, 2, 1, 1, 0, 5, 1]:
+        clock.advance(step)
+        if step == 4:
+            sq.enqueue("late", 0, "late", "e", "sms")
+        job = sq.dequeue("sms")
+        seen.append(job.get("queue_id"))
+        if job.get("queue_id") == "d" and step == 1:
+            sq.finish(job["job_id"], "d", "sms")
+        seen.append(ready_scores(sq, redis_client))
+    seen.append([(j["queue_id"], j["job_id"]) for j in sq.dequeue_many("sms", 20)["jobs"]])
+    return seen
+
+
+def test_all_weights_1_serve_in_todays_order(sq: SharQ, clock: Clock, redis_client) -> None:
+    start = clock.now
+    unweighted = scenario(sq, clock, redis_client, None)
+    redis_client.flushall()
+    clock.now = start
+    assert scenario(sq, clock, redis_client, 1) == unweighted
+    # weight 1 is the default, stored as nothing: the override reads as before weights
+    assert redis_client.hget(sq.keys.limits("sms"), "a") is None
+    assert redis_client.hget(sq.keys.limits("sms"), "c") == b"|3|"
+
+
+def test_a_weighted_queues_own_interval_still_caps_it(sq: SharQ, clock: Clock) -> None:
+    fill(sq, ("free-a", "free-b"), 100)
+    fill(sq, ("premium",), 100, interval=10)
+    sq.set_limits("sms", "premium", weight=4)
+    clock.advance(1)
+    served = takes(sq, clock, 100)
+    times = [i for i, name in enumerate(served) if name == "premium"]
+    # one per 10 ms at most however large its weight (the takes are 1 ms apart);
+    # due, it waits behind the queues listed before it, as any queue does
+    assert all(b - a >= 10 for a, b in itertools.pairwise(times)) and len(times) >= 7
+    assert None not in served  # the free queues take what it leaves
+
+
+def test_clearing_the_weight_goes_back_to_turns_of_one(sq: SharQ, clock: Clock, redis_client) -> None:
+    fill(sq, ("a", "b"), 20)
+    sq.set_limits("sms", "b", weight=3, max_active=50)
+    clock.advance(1)
+    assert takes(sq, clock, 5) == ["a", "b", "b", "b", "a"]
+    assert sq.set_limits("sms", "b", weight=None)["limits"]["weight"] == {"value": 1, "source": "default"}
+    assert redis_client.hget(sq.keys.limits("sms"), "b") == b"||50"
+    assert takes(sq, clock, 4) == ["b", "a", "b", "a"]
+    sq.set_limits("sms", "b", weight=2)
+    sq.set_interval(0, "b", "sms")  # keeps the weight beside the override
+    assert redis_client.hget(sq.keys.limits("sms"), "b") == b"||50|2"
+    sq.clear_limits("sms", "b")
+    assert redis_client.hget(sq.keys.limits("sms"), "b") is None
+
+
+def test_a_weighted_queue_keeps_its_quota_and_both_clear_together(sq: SharQ, clock: Clock, redis_client) -> None:
+    """Weights beside quotas (issue 25): quotas are stored apart from the override, so
+    setting either keeps the other; a quota holds a weighted queue mid-round and the
+    others take its turns; DELETE /limits clears both."""
+    clock.now = clock.now - clock.now % 3_600_000 + 1  # well inside one hour's window
+    fill(sq, ("a", "premium"), 20)
+    sq.set_limits("sms", "premium", weight=3)
+    limits = sq.set_limits("sms", "premium", quotas=[{"limit": 4, "window_ms": 3_600_000}])["limits"]
+    assert limits["weight"] == {"value": 3, "source": "override"} and limits["quotas"][0]["limit"] == 4
+    clock.advance(1)
+    assert takes(sq, clock, 10) == ["a", "premium", "premium", "premium", "a", "premium", "a", "a", "a", "a"]
+    assert sq.set_limits("sms", "premium", burst=2)["limits"]["quotas"][0]["used"] == 4
+    assert redis_client.hget(sq.keys.limits("sms"), "premium") == b"|2||3"
+    sq.clear_limits("sms", "premium")
+    limits = sq.limits("sms", "premium")["limits"]
+    assert limits["weight"] == {"value": 1, "source": "default"} and "quotas" not in limits
+    assert redis_client.hget(sq.keys.limits("sms"), "premium") is None
+
+
+@pytest.mark.parametrize("weight", [0, 101, 1.5, "2", True, -1])
+def test_a_bad_weight_is_refused_and_changes_nothing(sq: SharQ, weight: object, redis_client) -> None:
+    sq.set_limits("sms", "u1", weight=3, burst=2)
+    with pytest.raises(BadArgumentException, match="weight"):
+        sq.set_limits("sms", "u1", weight=weight, burst=5)
+    assert redis_client.hget(sq.keys.limits("sms"), "u1") == b"|2||3"
+
+
+# -- over real HTTP: a sharq-server process on each Redis setup (6.2, 7, cluster) -------
+
+
+@pytest.fixture
+def server(redis_setup, redis_client, tmp_path):
+    env = {"SHARQ_REDIS_URL": redis_setup.url}
+    if redis_setup.clustered:
+        env["SHARQ_REDIS_CLUSTERED"] = "1"
+    server = ServerProcess(str(tmp_path / "data"), workers=1, env=env).start()
+    yield server
+    server.stop()
+
+
+def test_a_premium_tenant_gets_its_weight_over_http(server: ServerProcess) -> None:
+    for start in range(0, 400, 25):
+        jobs = [
+            {"queue_id": queue_id, "job_id": f"j{n}", "payload": n, "interval": 0}
+            for n in range(start, start + 25)
+            for queue_id in ("free-a", "free-b", "premium")
+        ]
+        assert server.call("POST", "/enqueue/sms/", {"jobs": jobs})[0] == 200
+    status, body = server.call("PUT", "/limits/sms/premium/", {"weight": 4})
+    assert status == 200 and body["limits"]["weight"] == {"value": 4, "source": "override"}
+    queue = server.call("GET", "/queue/sms/premium/")[1]
+    assert queue["limits"]["weight"] == {"value": 4, "source": "override"}
+    assert server.call("GET", "/limits/sms/free-a/")[1]["limits"]["weight"] == {"value": 1, "source": "default"}
+
+    served = [server.call("GET", "/dequeue/sms/")[1]["queue_id"] for _ in range(600)]
+    shares = {queue_id: n / len(served) for queue_id, n in Counter(served).items()}
+    expected = {"premium": 4 / 6, "free-a": 1 / 6, "free-b": 1 / 6}
+    for queue_id, share in expected.items():
+        assert abs(shares[queue_id] - share) <= 0.05 * share, shares
+    # takes in the same ms list queues at the same score (id order breaks the tie, as
+    # without weights): a round may then repeat; the bound holds without such ties
+    assert max(longest_gap(served, "free-a"), longest_gap(served, "free-b")) <= 5 + 5
+
+
+@pytest.mark.parametrize("weight", [0, 101, 1.5, "2"])
+def test_a_bad_weight_gets_a_400_over_http(server: ServerProcess, weight: object) -> None:
+    assert server.call("PUT", "/limits/sms/u1/", {"weight": 3})[0] == 200
+    status, body = server.call("PUT", "/limits/sms/u1/", {"weight": weight, "burst": 4})
+    assert status == 400 and "weight" in body["message"]
+    limits = server.call("GET", "/limits/sms/u1/")[1]["limits"]
+    assert (limits["weight"]["value"], limits["burst"]["value"]) == (3, 1)
+    assert server.call("PUT", "/limits/sms/u1/", {"weight": None})[1]["limits"]["weight"]["value"] == 1
+
+
+def test_both_clients_set_and_show_a_weight(server: ServerProcess) -> None:
+    client = Client(server.url)
+    try:
+        assert client.set_limits("sms", "premium", weight=4)["weight"] == {"value": 4, "source": "override"}
+        assert client.queue_info("sms", "premium")["limits"]["weight"]["value"] == 4
+        with pytest.raises(BadRequest, match="weight"):
+            client.set_limits("sms", "premium", weight=101)
+    finally:
+        client.close()
+
+    async def run() -> None:
+        async with AsyncClient(server.url) as client:
+            assert (await client.set_limits("sms", "premium", weight=2))["weight"]["value"] == 2
+            assert (await client.set_limits("sms", "premium", weight=None))["weight"] == {
+                "value": 1,
+                "source": "default",
+            }
+
+    asyncio.run(run())
