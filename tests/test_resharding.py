@@ -118,8 +118,10 @@ def test_the_carry_takes_a_bounded_number_of_round_trips(config: Config, redis_c
     nodes = primaries(redis_client)
     before = sum(node.info("stats")["total_reads_processed"] for node in nodes)
     sq.set_type_settings("sms", 4)
+    # reads, not commands: a loaded Redis may take one pipeline in several reads, so
+    # the bound leaves room for that; per id it would be tens of thousands
     reads = sum(node.info("stats")["total_reads_processed"] for node in nodes) - before - len(nodes)
-    assert reads < 150, reads
+    assert reads < 400, reads
     assert sum(redis_client.zcard(sq.keys.done(shard)) for shard in Layout("sms", 4).names()) == 20_000
     assert not redis_client.exists(sq.keys.done("sms"))
     assert all(redis_client.exists(sq.keys.last(Layout("sms", 4).of(f"q{n}"), f"q{n}")) for n in range(500))
