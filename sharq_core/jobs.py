@@ -16,7 +16,8 @@ class DequeuedJob:
     is kept by, so a client can check the spacing without its own clock's jitter.
     `receipt` names this delivery: finish, touch and fail with it act only while
     no other delivery of the job has begun. `expires_at` is when the job goes back
-    to its queue unless finished or touched.
+    to its queue unless finished or touched. `priority` is the job's (0-9), shown
+    only when above 0.
     """
 
     queue_id: str
@@ -27,14 +28,16 @@ class DequeuedJob:
     dequeued_at: int
     receipt: str
     expires_at: int
+    priority: int = 0
 
     @classmethod
     def from_reply(
         cls, now: int, expire: int, queue_id: bytes, job_id: bytes, record: bytes, length: int, receipt: bytes
     ) -> DequeuedJob:
-        remaining, _, _, payload = record.split(b":", 3)
+        remaining, limit_field, _, payload = record.split(b":", 3)
         queue, job = queue_id.decode(), job_id.decode()
-        return cls(queue, job, payload, int(remaining), int(length), now, receipt.decode(), now + expire)
+        priority = priority_of(limit_field) if b"|" in limit_field else 0
+        return cls(queue, job, payload, int(remaining), int(length), now, receipt.decode(), now + expire, priority)
 
     def as_dict(self) -> dict[str, Any]:
         """The job as the library API returns it, payload decoded."""
@@ -47,6 +50,7 @@ class DequeuedJob:
             "dequeued_at": self.dequeued_at,
             "receipt": self.receipt,
             "expires_at": self.expires_at,
+            **({"priority": self.priority} if self.priority else {}),
         }
 
     def json_members(self) -> bytes:
@@ -55,14 +59,29 @@ class DequeuedJob:
         The HTTP answer is built from this without decoding and re-encoding the
         payload; identifiers are ``[A-Za-z0-9_-]`` and need no escaping.
         """
-        return b'"queue_id":"%s","job_id":"%s","payload":%s,"requeues_remaining":%d,' % (
-            self.queue_id.encode(),
-            self.job_id.encode(),
-            self.payload_json,
-            self.requeues_remaining,
-        ) + b'"current_queue_length":%d,"dequeued_at":%d,"receipt":"%s","expires_at":%d' % (
-            self.current_queue_length,
-            self.dequeued_at,
-            self.receipt.encode(),
-            self.expires_at,
+        return (
+            b'"queue_id":"%s","job_id":"%s","payload":%s,"requeues_remaining":%d,'
+            % (
+                self.queue_id.encode(),
+                self.job_id.encode(),
+                self.payload_json,
+                self.requeues_remaining,
+            )
+            + b'"current_queue_length":%d,"dequeued_at":%d,"receipt":"%s","expires_at":%d'
+            % (
+                self.current_queue_length,
+                self.dequeued_at,
+                self.receipt.encode(),
+                self.expires_at,
+            )
+            + (b',"priority":%d' % self.priority if self.priority else b"")
         )
+
+
+def priority_of(limit_field: bytes) -> int:
+    """A job's priority from its record's limit field (option p, see job_option
+    in _helpers.lua): 0 when it has none."""
+    for option in limit_field.split(b"|")[1:]:
+        if option.startswith(b"p="):
+            return int(option[2:])
+    return 0

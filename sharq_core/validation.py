@@ -20,6 +20,7 @@ MAX_REQUEUE_LIMIT = 10**9
 MAX_QUEUED_LENGTH = 10**12
 MAX_OFFSET = 10**9
 MAX_TIME = 10**13  # epoch ms, until the year 2286
+MAX_PRIORITY = 9  # one digit: a queue holds a list per priority (see queue_list in _helpers.lua)
 
 
 def identifier(name: str, value: Any) -> str:

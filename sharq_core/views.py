@@ -10,6 +10,7 @@ import ujson
 from . import validation as check
 from .base import COUNTERS, MAX_PAGE, METRIC_MINUTES, RATE_MINUTES, EngineBase, optional_int
 from .exceptions import BadArgumentException
+from .jobs import priority_of
 from .keys import member
 from .shards import type_of
 
@@ -190,7 +191,7 @@ class ViewCommands(EngineBase):
         """view.lua's answer: known queues, the type's pause, and the queues asked."""
         reply = self._script("view", self.keys.type_keys(queue_type), [self.keys.base(queue_type), self._now(), *args])
         now = int(reply[0])
-        return int(reply[1]), reply[2], [_queue_view(now, reply[i : i + 14]) for i in range(3, len(reply), 14)]
+        return int(reply[1]), reply[2], [_queue_view(now, reply[i : i + 15]) for i in range(3, len(reply), 15)]
 
     def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Where a job is: queued, scheduled (with `due_at`), active (with
@@ -203,7 +204,9 @@ class ViewCommands(EngineBase):
             keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id), self.keys.cancelled(shard)]
             return self._script("status", keys, [member(queue_id, job_id), job_id])
 
-        state, detail, last_error = self._on_queue(queue_type, queue_id, status, lambda reply: reply[0] == b"unknown")
+        state, detail, last_error, *priority = self._on_queue(
+            queue_type, queue_id, status, lambda reply: reply[0] == b"unknown"
+        )
         state = state.decode()
         result: dict[str, Any] = {"status": "success", "state": state}
         if last_error:
@@ -212,6 +215,8 @@ class ViewCommands(EngineBase):
             result["expires_at"] = int(float(detail))
         elif state in ("retrying", "scheduled"):
             result["due_at"] = int(float(detail))
+        if priority and priority[0]:
+            result["priority"] = priority[0]
         elif state == "queued":
             remaining, limit_field, enqueued, _ = detail.split(b":", 3)
             limit, *options = limit_field.split(b"|")
@@ -228,12 +233,23 @@ class ViewCommands(EngineBase):
         return result
 
     def get_queue_length(self, queue_type: str, queue_id: str) -> int:
-        """How many jobs wait in the queue (active ones not counted)."""
+        """How many jobs wait in the queue (active ones not counted), all priorities."""
         self._check_queue(queue_type, queue_id)
         length = self._on_queue(
-            queue_type, queue_id, lambda shard: self.redis.llen(self.keys.queue(shard, queue_id)), lambda n: n == 0
+            queue_type, queue_id, lambda shard: self._queue_length(shard, queue_id), lambda n: n == 0
         )
         return int(length)
+
+    def _queue_length(self, shard: str, queue_id: str) -> int:
+        """The jobs queued in one queue of a shard: its list of priority 0, and its
+        lists of the priorities above 0 it holds (see queue_list in _helpers.lua)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen(self.keys.queue(shard, queue_id))
+            pipe.hget(self.keys.priorities(shard), queue_id)
+            length, present = pipe.execute()
+        return length + sum(
+            self.redis.llen(self.keys.queue(shard, queue_id, int(p))) for p in (present or b"").decode()
+        )
 
     def dead_letters(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         """The type's dead-lettered jobs, oldest death first, with payloads and reasons."""
@@ -284,9 +300,11 @@ def _absent(view: dict[str, Any]) -> bool:
 
 
 def _queue_view(now: int, values: list[Any]) -> dict[str, Any]:
-    """view.lua's 14 values of one queue as the answer's object."""
+    """view.lua's 15 values of one queue as the answer's object; `priorities`
+    (queued jobs per priority) only once a job of priority above 0 is queued."""
     queue_id, length, active, scheduled, interval, interval_source, burst, burst_source = values[:8]
-    max_active, max_active_source, paused, next_ready, oldest, _ = values[8:]
+    max_active, max_active_source, paused, next_ready, oldest, _, by_priority = values[8:]
+    priorities = {"priorities": {str(p): n for p, n in zip(by_priority[::2], by_priority[1::2], strict=True)}}
     return {
         "queue_id": queue_id.decode(),
         "queue_length": length,
@@ -301,6 +319,7 @@ def _queue_view(now: int, values: list[Any]) -> dict[str, Any]:
         "paused": paused is not None,
         "next_ready_at": next_ready,
         "oldest_queued_age_ms": None if oldest is None else max(now - oldest, 0),
+        **(priorities if by_priority else {}),
     }
 
 
@@ -312,10 +331,21 @@ def _dead_record(raw: bytes) -> dict[str, Any]:
         "reason": record["reason"],
         "last_error": record.get("last_error"),
         **({"campaign": record["campaign"]} if "campaign" in record else {}),
+        **_priority(record.get("options")),
     }
     if record.get("expire_at") is not None:
         dead["expire_at"] = int(record["expire_at"])
     return dead
+
+
+def _empty(length: int) -> bool:
+    return length == 0
+
+
+def _priority(options: str | None) -> dict[str, int]:
+    """A dead letter's priority, from the options its record kept, when above 0."""
+    priority = priority_of(options.encode()) if options else 0
+    return {"priority": priority} if priority else {}
 
 
 def _options(options: list[bytes]) -> dict[str, Any]:
@@ -327,4 +357,6 @@ def _options(options: list[bytes]) -> dict[str, Any]:
             shown["expire_at"] = int(value)
         elif name == b"g":
             shown["campaign"] = value.decode()
+        elif name == b"p":
+            shown["priority"] = int(value)
     return shown

@@ -10,22 +10,28 @@ Returns { state, detail, last_error or false }: {'active', expiry ms},
 {'retrying', due ms} (failed with retry_after_ms), {'scheduled', due ms},
 {'queued', record}, {'dead', JSON record}, {'finished', ms} (within the dedupe
 window), {'cancelled', ms} (its campaign was cancelled, within the dedupe
-window) or {'unknown', ''}.
+window) or {'unknown', ''}. An active, retrying or scheduled job's priority
+follows (see priority_of); a queued one's is in its record.
 --]]
 local k = type_keys()
 local member, job_id = ARGV[1], ARGV[2]
 local last_error = redis.call('HGET', k.errors, member)
 
+-- the priority of a job the jobs hash holds
+local function priority(record)
+  return record and priority_of(limit_field_of(record)) or 0
+end
+
+local record = redis.call('HGET', KEYS[TYPE_KEYS + 1], job_id)
 local expiry = redis.call('ZSCORE', k.active, member)
 if expiry then
   local state = redis.call('HGET', k.receipts, member) == 'retry' and 'retrying' or 'active'
-  return { state, expiry, last_error }
+  return { state, expiry, last_error, priority(record) }
 end
 local due = redis.call('ZSCORE', k.scheduled, member)
 if due then
-  return { 'scheduled', due, last_error }
+  return { 'scheduled', due, last_error, priority(record) }
 end
-local record = redis.call('HGET', KEYS[TYPE_KEYS + 1], job_id)
 if record then
   return { 'queued', record, last_error }
 end
