@@ -34,6 +34,8 @@ DelayMs = bounded(0, check.MAX_INTERVAL, "schedule it this many ms from now")
 NotBefore = bounded(0, check.MAX_TIME, "schedule it for this epoch ms")
 ExpireAt = bounded(0, check.MAX_TIME, "never hand it out after this epoch ms (Redis clock); must be later than now")
 TtlMs = bounded(1, check.MAX_INTERVAL, "never hand it out later than this many ms after the enqueue (or retry)")
+Priority = bounded(0, check.MAX_PRIORITY, "hand it out before every job of a lower priority in its queue")
+ShownPriority = Annotated[int, Meta(ge=1, le=check.MAX_PRIORITY, description="the job's priority; absent: 0")]
 CampaignId = Annotated[str, Meta(pattern=IDENTIFIER_PATTERN, description="count it in this campaign of the type")]
 RetryAfterMs = bounded(0, check.MAX_INTERVAL)
 LimitValue = bounded(1, MAX_LIMIT)
@@ -59,6 +61,7 @@ class NewJob(Body):
     expire_at: ExpireAt | None = None
     ttl_ms: TtlMs | None = None
     campaign: CampaignId | None = None
+    priority: Priority | None = None
 
 
 class BatchJob(NewJob, kw_only=True):
@@ -194,6 +197,7 @@ class DequeuedJob(Struct, kw_only=True):
     dequeued_at: Annotated[int, Meta(description="Redis time of the dequeue, epoch ms")] | UnsetType = UNSET
     receipt: str | UnsetType = UNSET
     expires_at: Annotated[int, Meta(description="back to its queue unless finished, epoch ms")] | UnsetType = UNSET
+    priority: ShownPriority | UnsetType = UNSET
 
 
 class JobResult(Struct, kw_only=True):
@@ -216,6 +220,7 @@ class DeadLetter(Struct, kw_only=True):
     reason: str
     last_error: str | None
     expire_at: Annotated[int, Meta(description="the job's deadline, epoch ms")] | UnsetType = UNSET
+    priority: ShownPriority | UnsetType = UNSET
 
 
 class Campaign(Struct, kw_only=True):
@@ -261,6 +266,9 @@ class QueueView(Struct, kw_only=True):
     paused_until: int | None
     next_ready_at: int | None
     oldest_queued_age_ms: int | None
+    priorities: (
+        Annotated[dict[str, int], Meta(description="queued jobs per priority, once one above 0 is queued")] | UnsetType
+    ) = UNSET
 
 
 class AutoscaleInputs(Struct, kw_only=True):
