@@ -5,8 +5,11 @@ due after a delay, back from a delivery, retried from the dead letters)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from sharq_client import AsyncClient, Client
 from sharq_core import BadArgumentException, SharQ
 from tests.support import Clock, ServerProcess
 
@@ -143,3 +146,59 @@ def server(redis_setup, redis_client, tmp_path):
     server = ServerProcess(str(tmp_path / "data"), workers=1, env=env).start()
     yield server
     server.stop()
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_a_password_reset_overtakes_the_newsletter_over_http(server: ServerProcess, shards: int) -> None:
+    if shards > 1:
+        assert server.call("PUT", "/types/mail/", {"shards": shards})[0] == 200
+    for i in range(3):
+        body = {"job_id": f"news{i}", "payload": {"newsletter": i}, "interval": 0}
+        assert server.call("POST", "/enqueue/mail/acme/", body)[0] == 201
+    body = {"job_id": "reset", "payload": {"reset": "ann"}, "interval": 0, "priority": 9}
+    assert server.call("POST", "/enqueue/mail/acme/", body)[0] == 201
+    jobs = [{"queue_id": "acme", "job_id": f"receipt{i}", "payload": i, "interval": 0, "priority": 5} for i in range(2)]
+    assert server.call("POST", "/enqueue/mail/", {"jobs": jobs})[0] == 200
+    assert server.call("GET", "/job/mail/acme/reset/")[1]["priority"] == 9
+    queue = server.call("GET", "/queue/mail/acme/")[1]
+    assert (queue["queue_length"], queue["priorities"]) == (6, {"9": 1, "5": 2, "0": 3})
+    status, body = server.call("GET", "/dequeue/mail/?count=6")
+    assert status == 200, body
+    taken = [(job["job_id"], job.get("priority", 0)) for job in body["jobs"]]
+    expected = [("reset", 9), ("receipt0", 5), ("receipt1", 5), ("news0", 0), ("news1", 0), ("news2", 0)]
+    assert taken == expected
+
+
+BAD_OVER_HTTP = [10, -1, 1.5, "3", True]
+
+
+def test_bad_priorities_get_a_400_over_http(server: ServerProcess) -> None:
+    for priority in BAD_OVER_HTTP:
+        body = {"job_id": "j", "payload": 1, "interval": 0, "priority": priority}
+        status, answer = server.call("POST", "/enqueue/mail/t/", body)
+        assert status == 400 and "priority" in answer["message"], (priority, answer)
+        batch = {"jobs": [{**body, "queue_id": "t"}]}
+        status, answer = server.call("POST", "/enqueue/mail/", batch)
+        assert status == 400 and "priority" in answer["message"], (priority, answer)
+        assert server.call("GET", "/job/mail/t/j/")[0] == 404  # nothing was stored
+
+
+def test_the_python_client_gives_priorities(server: ServerProcess) -> None:
+    client = Client(server.url)
+    try:
+        client.enqueue("mail", "t", "news", {"n": 1}, 0)
+        client.enqueue("mail", "t", "reset", {"r": 1}, 0, priority=9)
+        assert client.queue_info("mail", "t")["priorities"] == {"9": 1, "0": 1}
+        assert [(job.job_id, job.priority) for job in client.dequeue("mail", count=2)] == [("reset", 9), ("news", 0)]
+    finally:
+        client.close()
+
+
+def test_the_async_client_gives_priorities(server: ServerProcess) -> None:
+    async def scenario() -> list[tuple[str, int]]:
+        async with AsyncClient(server.url) as aclient:
+            await aclient.enqueue("mail", "u", "news", 1, 0)
+            await aclient.enqueue("mail", "u", "reset", 1, 0, priority=4)
+            return [(job.job_id, job.priority) for job in await aclient.dequeue("mail", count=2)]
+
+    assert asyncio.run(scenario()) == [("reset", 4), ("news", 0)]

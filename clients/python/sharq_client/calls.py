@@ -177,11 +177,12 @@ def enqueue(
     expire_at: int | None = None,
     ttl_ms: int | None = None,
     campaign: str | None = None,
+    priority: int | None = None,
 ) -> Call:
     body = {"job_id": job_id, "payload": payload, "interval": interval}
     body |= given(
         requeue_limit=requeue_limit, max_queued_length=max_queued_length, delay_ms=delay_ms, not_before=not_before,
-        expire_at=expire_at, ttl_ms=ttl_ms, campaign=campaign,
+        expire_at=expire_at, ttl_ms=ttl_ms, campaign=campaign, priority=priority,
     )  # fmt: skip
     return Call("POST", f"/enqueue/{queue_type}/{queue_id}/", body, read=_field("status"))
 

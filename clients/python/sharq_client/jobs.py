@@ -9,7 +9,8 @@ from typing import Any
 @dataclass(frozen=True)
 class Job:
     """One delivered job. `receipt` names this delivery: finish, touch and fail
-    with it act only while no other delivery of the job has begun."""
+    with it act only while no other delivery of the job has begun; `priority` is
+    its priority (0-9)."""
 
     queue_type: str
     queue_id: str
@@ -20,11 +21,13 @@ class Job:
     current_queue_length: int
     dequeued_at: int
     expires_at: int
+    priority: int = 0
 
     @classmethod
     def from_json(cls, queue_type: str, data: dict[str, Any]) -> Job:
         fields = ("queue_id", "job_id", "payload", "receipt", "requeues_remaining", "current_queue_length")
-        return cls(queue_type, *(data[name] for name in fields), data["dequeued_at"], data["expires_at"])
+        values = (data[name] for name in fields)
+        return cls(queue_type, *values, data["dequeued_at"], data["expires_at"], data.get("priority", 0))
 
     def ack(self) -> dict[str, str]:
         """This job as an entry of a finish batch."""
