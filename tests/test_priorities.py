@@ -49,6 +49,10 @@ def test_priority_shows_in_the_job_and_the_queue(sq: SharQ) -> None:
 
 
 def test_a_delayed_job_joins_its_priority_when_due(sq: SharQ, clock: Clock) -> None:
+    sq.enqueue(1, 0, "first-low", "t", "mail")
+    sq.enqueue(1, 0, "first-high", "t", "mail", priority=2, delay_ms=10)  # the first of a priority in the type
+    clock.advance(10)
+    assert take_ids(sq, "mail", 2) == ["first-high", "first-low"]
     sq.enqueue(1, 0, "low", "t", "mail")
     sq.enqueue(1, 0, "high", "t", "mail", priority=7)
     sq.enqueue(1, 0, "late-high", "t", "mail", priority=7, delay_ms=100)

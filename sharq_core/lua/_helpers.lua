@@ -668,7 +668,8 @@ local function promote(k, base, now, limit)
     if redis.call('HINCRBY', k.nsched, queue_id, -1) <= 0 then
       redis.call('HDEL', k.nsched, queue_id)
     end
-    local record = (any_priorities(base) or any_campaigns(base)) and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
+    -- its priority is in its record: no queue may hold a list of it yet
+    local record = redis.call('HGET', base .. ':j:' .. queue_id, job_id)
     if queue_push(base, queue_id, job_id, record and priority_of(limit_field_of(record)) or 0, false) then
       set_head(k, base, queue_id, job_id)
       schedule_queue(k, base, queue_id, now)
