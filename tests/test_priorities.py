@@ -128,6 +128,17 @@ def test_an_expired_job_leaves_its_priority(sq: SharQ, clock: Clock) -> None:
     assert take_ids(sq, "mail", 1) == ["news"]
 
 
+def test_a_cancelled_campaign_leaves_every_priority(sq: SharQ) -> None:
+    sq.enqueue(1, 0, "promo-top", "t", "mail", priority=4, campaign="spring")
+    sq.enqueue(1, 0, "promo", "t", "mail", campaign="spring")
+    sq.enqueue(1, 0, "reset", "t", "mail", priority=4)
+    sq.cancel_campaign("mail", "spring")
+    view = sq.queue_info("mail", "t")
+    assert (view["queue_length"], view["priorities"]) == (1, {"4": 1})
+    assert take_ids(sq, "mail", 1) == ["reset"]
+    assert sq.dequeue("mail")["status"] == "failure"
+
+
 @pytest.mark.parametrize("priority", [10, -1, 1.5, "3", True])
 def test_bad_priorities_are_refused_and_change_nothing(sq: SharQ, priority: object) -> None:
     with pytest.raises(BadArgumentException, match="priority"):
