@@ -8,9 +8,10 @@ always sum to `total`; reading a campaign sums its shards' hashes, O(shards).
 It is `done` once it has jobs (or was cancelled) and none is queued, scheduled or
 active. Its `on_done` job is enqueued by the script that made it done when its
 queue is of the same unsharded type (one slot: campaign_done_job in _helpers.lua);
-else by the requeue pass (one process at a time holds its lock), noted as
-enqueued only after: a crash in between enqueues it again, which its job_id
-refuses as a duplicate, so it is enqueued once. A done campaign is forgotten
+else by the requeue pass, noted as enqueued only after: the shard it went to
+remembers it sent (campaign_done_send), so a pass that died in between, or one
+that overtook it (passes may overlap), does not enqueue it again, whether or not
+the job was finished meanwhile. A done campaign is forgotten
 campaign_retention_ms after it ended.
 """
 
@@ -194,14 +195,27 @@ class CampaignCommands(EngineBase):
         target = found["on_done"]
         counts = {name: found[name] for name in ("total", *STATES)}
         body = {"campaign": campaign_id, "queue_type": layout.queue_type, "payload": target["payload"], **counts}
-        job = [target["queue_id"], DONE_JOB.format(campaign_id), check.payload_text(body), 0]
-        job += [self.config.default_job_requeue_limit, "", ""]
-        code = self._enqueue(target["queue_type"], [job])[0]
-        if code == -2:
-            return 0  # its queue is full: the next pass tries again
+        job = [target["queue_id"], DONE_JOB.format(campaign_id), check.payload_text(body)]
+        code = self._send_done_job(target["queue_type"], f"{layout.queue_type}/{campaign_id}", job)
+        if code < 0:
+            return 0  # the on_done type is being resharded: the next pass tries again
         keys = [self.keys.campaign(first, campaign_id), self.keys.campaigns_notify(first)]
         self._script("campaign_notified", keys, [self._now(), campaign_id])
-        return 1 if code > 0 else 0
+        return code
+
+    def _send_done_job(self, queue_type: str, sender: str, job: list[str]) -> int:
+        """campaign_done_send on the shard of `queue_type` that job's queue maps to:
+        1 enqueued, 0 enqueued before, -1 the shard count changed twice meanwhile."""
+        for fresh in (False, True):
+            layout = self._layout(queue_type, fresh=fresh)
+            shard = layout.of(job[0])
+            keys = [*self.keys.type_keys(shard), self.keys.campaigns_sent(shard)]
+            args = [self._now(), self.keys.base(shard), layout.count, sender, *job]
+            code = int(self._script("campaign_done_send", keys, [*args, self.config.default_job_requeue_limit]))
+            if code >= 0:
+                self.redis.sadd(self.keys.queue_types(), shard)  # its requeue pass and views see the job
+                return code
+        return -1
 
     def _forget(self, layout: Layout, campaign_id: str, cutoff: int) -> None:
         """Forget a campaign on every shard once all of it ended by `cutoff` and its
@@ -211,6 +225,10 @@ class CampaignCommands(EngineBase):
             return
         if found and (found["ended_at"] or 0) > cutoff:
             return
+        if found and found["on_done"]:
+            target = self._layout(found["on_done"]["queue_type"])
+            for shard in target.names():
+                self.redis.hdel(self.keys.campaigns_sent(shard), f"{layout.queue_type}/{campaign_id}")
         for shard in layout.names():
             keys = [
                 self.keys.campaign(shard, campaign_id), self.keys.campaign_members(shard, campaign_id),

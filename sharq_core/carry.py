@@ -1,7 +1,8 @@
 """What drained queues leave behind, moved when a type's shard count changes.
 
-Finished job_ids within the dedupe window, the queues' rate states and the
-counters since the type began go to where the new count puts them. Every shard
+Finished job_ids within the dedupe window, the queues' rate states, the units
+used in the type-wide quotas' windows and the counters since the type began go
+to where the new count puts them. Every shard
 is sealed meanwhile (layouts.py): nothing else writes them, so reading a batch
 and writing it in the next round trip is safe. Each step works in pipelined
 batches of CARRY_BATCH, so the calls grow with the batches, not with the ids:
@@ -28,6 +29,7 @@ def carry(redis: Any, keys: Keys, shards: list[str], new: Layout, window_ms: int
     for shard in sorted(shards, key=lambda name: name not in new.names()):  # those that receive first: read once
         _carry_finished(redis, keys, shard, new, window_ms, renew)
     _carry_rates(redis, keys, shards, new, renew)
+    _carry_quota_use(redis, keys, shards, new)
     for shard in shards:
         if shard not in new.names():
             _carry_totals(redis, keys, shard, new)
@@ -124,3 +126,37 @@ def _carry_totals(redis: Any, keys: Keys, shard: str, new: Layout) -> None:
                 else:
                     pipe.hincrby(target, name.decode(), int(value))
             pipe.execute()
+
+
+def _carry_quota_use(redis: Any, keys: Keys, shards: list[str], new: Layout) -> None:
+    """The units the type used in each window of its type-wide quotas (field
+    "*/<window_ms>/<offset_ms>" of "<base>:used" -> "<window start>:<units>", see
+    quota_windows) go to the new shards, each taking its share rounded up: every
+    shard's quota is its share of the limit, so the type never hands out more in
+    a window than it allows. A queue's own use stays: its quota keeps it live.
+    Read only when the type has quotas (one read; a pipeline over every shard
+    costs a cluster a round trip per node)."""
+    if not redis.hexists(keys.settings(new.queue_type), "quotas"):
+        return
+    with redis.pipeline(transaction=False) as pipe:
+        for shard in shards:
+            pipe.hgetall(keys.quota_use(shard))
+        stored = pipe.execute()
+    latest: dict[bytes, tuple[int, int]] = {}  # field -> (window start, units in it)
+    for fields in stored:
+        for field, value in fields.items():
+            if field.startswith(b"*/"):
+                start, units = (int(part) for part in value.split(b":"))
+                began, counted = latest.get(field, (start, 0))
+                if start >= began:
+                    latest[field] = (start, units + (counted if start == began else 0))
+    if not latest:
+        return
+    with redis.pipeline(transaction=False) as pipe:
+        for shard in shards:
+            if shard in new.names():
+                for field, (start, units) in latest.items():
+                    pipe.hset(keys.quota_use(shard), field, f"{start}:{-(-units // new.count)}")
+            else:
+                pipe.hdel(keys.quota_use(shard), *latest)
+        pipe.execute()

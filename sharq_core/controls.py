@@ -7,6 +7,7 @@ from typing import Any
 from . import validation as check
 from .base import KEEP, MAX_LIMIT, RATE_MEMORY_MS, EngineBase, optional_int
 from .exceptions import NotFound, ShardsChanged
+from .quotas import quota_fields, quota_spec, quota_view
 from .shards import CHANGING, Layout
 
 
@@ -35,21 +36,29 @@ class ControlCommands(EngineBase):
         return {"status": "success"}
 
     def set_limits(
-        self, queue_type: str, queue_id: str, interval: Any = KEEP, burst: Any = KEEP, max_active: Any = KEEP
+        self,
+        queue_type: str,
+        queue_id: str,
+        interval: Any = KEEP,
+        burst: Any = KEEP,
+        max_active: Any = KEEP,
+        quotas: Any = KEEP,
     ) -> dict[str, Any]:
         """Store limits of the queue's own that win over what enqueues carry: each
         given value is set, None clears it, KEEP leaves it. They stay when the
-        queue runs empty, until cleared; a queue may get them before its first job."""
+        queue runs empty, until cleared; a queue may get them before its first job.
+        `quotas`: up to 3 windows {limit, window_ms, offset_ms?} (see quotas.py)."""
         self._check_queue(queue_type, queue_id)
         values = [
             _limit("interval", interval, 0, check.MAX_INTERVAL),
             _limit("burst", burst, 1, MAX_LIMIT),
             _limit("max_active", max_active, 1, MAX_LIMIT),
         ]
+        spec = quota_spec(quotas)
 
         def store(layout: Layout) -> None:
             shard = layout.of(queue_id)
-            args = [queue_id, self.keys.base(shard), self._now(), *values, RATE_MEMORY_MS, layout.count]
+            args = [queue_id, self.keys.base(shard), self._now(), *values, RATE_MEMORY_MS, layout.count, spec]
             if not self._script("limits", self.keys.type_keys(shard), args):
                 raise ShardsChanged(CHANGING)
             self.redis.sadd(self.keys.queue_types(), shard)
@@ -59,13 +68,25 @@ class ControlCommands(EngineBase):
 
     def clear_limits(self, queue_type: str, queue_id: str) -> dict[str, Any]:
         """Drop the queue's own limits: enqueues' intervals and the defaults apply again."""
-        return self.set_limits(queue_type, queue_id, None, None, None)
+        return self.set_limits(queue_type, queue_id, None, None, None, None)
 
     def limits(self, queue_type: str, queue_id: str) -> dict[str, Any]:
         """The queue's effective limits, each with where it comes from: "override",
         "last enqueue" or "default"."""
         info = self.queue_info(queue_type, queue_id)
-        return {"status": "success", "queue_id": queue_id, "limits": info["limits"]}
+        shard = self._shard(queue_type, queue_id)
+        quotas = self._quotas(shard, queue_id, self.redis.hget(self.keys.quotas(shard), queue_id))
+        limits = info["limits"] if quotas is None else {**info["limits"], "quotas": quotas}
+        return {"status": "success", "queue_id": queue_id, "limits": limits}
+
+    def _quotas(self, shard: str, owner: str, spec: bytes | None) -> list[dict[str, Any]] | None:
+        """Each quota window of `owner` (a queue_id, or "*" for the type) on one shard, now."""
+        windows = quota_fields(owner, spec)
+        if not windows:
+            return None
+        used = self.redis.hmget(self.keys.base(shard) + ":used", [field for field, *_ in windows])
+        now = self._now()
+        return quota_view(windows, used, self._redis_time() if now == "" else int(now))
 
     def pause(self, queue_type: str, queue_id: str | None = None, for_ms: int | None = None) -> dict[str, Any]:
         """Hold a queue (or with no queue_id the whole type) back until `resume`, or
@@ -109,7 +130,12 @@ class ControlCommands(EngineBase):
     # -- type-wide limits ----------------------------------------------------------
 
     def set_type_limits(
-        self, queue_type: str, interval: Any = KEEP, burst: Any = KEEP, max_active: Any = KEEP
+        self,
+        queue_type: str,
+        interval: Any = KEEP,
+        burst: Any = KEEP,
+        max_active: Any = KEEP,
+        quotas: Any = KEEP,
     ) -> dict[str, Any]:
         """Limits of the type as a whole, on top of each queue's: a job goes out only
         when both allow it. Each given value is set, None clears it, KEEP leaves
@@ -120,6 +146,7 @@ class ControlCommands(EngineBase):
             _limit("interval", interval, 1, check.MAX_INTERVAL),
             _limit("burst", burst, 1, MAX_LIMIT),
             _limit("max_active", max_active, 1, MAX_LIMIT),
+            quota_spec(quotas),
         ]
 
         def store(layout: Layout) -> None:
@@ -134,7 +161,7 @@ class ControlCommands(EngineBase):
 
     def clear_type_limits(self, queue_type: str) -> dict[str, Any]:
         """Drop the type-wide limits: only each queue's own apply again."""
-        return self.set_type_limits(queue_type, None, None, None)
+        return self.set_type_limits(queue_type, None, None, None, None)
 
     def type_limits(self, queue_type: str) -> dict[str, Any]:
         """The type-wide limits (None where unset), the slots they count as held and
@@ -142,11 +169,13 @@ class ControlCommands(EngineBase):
         check.identifier("queue_type", queue_type)
         layout = self._layout(queue_type)
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self.keys.settings(queue_type), "interval", "burst", "max_active")
+            pipe.hmget(self.keys.settings(queue_type), "interval", "burst", "max_active", "quotas")
             for shard in layout.names():
                 pipe.hget(self.keys.settings(shard), "active")
-            (interval, burst, cap), *held = pipe.execute()
+            (interval, burst, cap, spec), *held = pipe.execute()
         limits = {"interval": optional_int(interval), "burst": optional_int(burst), "max_active": optional_int(cap)}
+        if spec is not None:  # the units used are counted by each shard: this shows the first's share
+            limits["quotas"] = self._quotas(layout.name(0), "*", spec)
         active = sum(int(n) for n in held if n is not None) if cap is not None else None
         return {"status": "success", "queue_type": queue_type, "limits": limits, "active": active,
                 "shards": layout.count}  # fmt: skip

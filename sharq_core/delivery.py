@@ -19,7 +19,9 @@ STALE_RECEIPT = "receipt does not name the job's current delivery: it was delive
 
 MAX_ERROR = 4000
 
-_ACK_FIELDS = frozenset(("queue_id", "job_id", "receipt"))
+_ACK_FIELDS = frozenset(("queue_id", "job_id", "receipt", "cost"))
+
+REAL_COST_NEEDS_RECEIPT = "cost needs the receipt of the delivery it reports on"
 
 
 class DeliveryCommands(EngineBase):
@@ -70,26 +72,38 @@ class DeliveryCommands(EngineBase):
         return jobs, (None if wait < 0 else wait)
 
     def finish(
-        self, job_id: str, queue_id: str, queue_type: str = "default", receipt: str | None = None
+        self,
+        job_id: str,
+        queue_id: str,
+        queue_type: str = "default",
+        receipt: str | None = None,
+        cost: int | None = None,
     ) -> dict[str, Any]:
         """The seed's finish: `finish_job`, answering ``{'status': 'failure'}`` when
         the job is not active."""
         try:
-            return self.finish_job(job_id, queue_id, queue_type, receipt)
+            return self.finish_job(job_id, queue_id, queue_type, receipt, cost)
         except NotFound:
             return {"status": "failure"}
 
     def finish_job(
-        self, job_id: str, queue_id: str, queue_type: str = "default", receipt: str | None = None
+        self,
+        job_id: str,
+        queue_id: str,
+        queue_type: str = "default",
+        receipt: str | None = None,
+        cost: int | None = None,
     ) -> dict[str, Any]:
         """Acknowledge an active job; NotFound when it is not active.
 
         With `receipt`, only the delivery it names may finish the job: StaleReceipt
         when the job has been delivered again (or went back to its queue) since.
+        With it, `cost` reports what the job really cost (see `_real_cost`).
         """
         self._check_job(queue_type, queue_id, job_id)
-        _receipt(receipt)  # refused as "receipt ...", not as an entry of a batch
-        results, _, _ = self.finish_many(queue_type, [{"queue_id": queue_id, "job_id": job_id, "receipt": receipt}])
+        _real_cost(receipt, cost)  # refused as "receipt ..." or "cost ...", not as an entry of a batch
+        ack = {"queue_id": queue_id, "job_id": job_id, "receipt": receipt}
+        results, _, _ = self.finish_many(queue_type, [ack if cost is None else {**ack, "cost": cost}])
         result = results[0]
         if result["status"] == "failure":
             raise (StaleReceipt if result["code"] == StaleReceipt.status else NotFound)(result["message"])
@@ -144,13 +158,13 @@ class DeliveryCommands(EngineBase):
         return results, taken + more, (wait if not taken and not more else None)
 
     def _finish_shard(
-        self, shard: str, acks: list[tuple[str, str, str]], next_count: int
+        self, shard: str, acks: list[tuple[str, str, str, Any]], next_count: int
     ) -> tuple[list[dict[str, Any]], list[DequeuedJob], int | None]:
         """finish.lua on one shard: its acks, then up to `next_count` jobs of it."""
         return self._finished(acks, self._script("finish", *self._finish_call(shard, acks, next_count)))
 
     def _finish_call(
-        self, shard: str, acks: list[tuple[str, str, str]], next_count: int
+        self, shard: str, acks: list[tuple[str, str, str, Any]], next_count: int
     ) -> tuple[list[Any], list[Any]]:
         """The keys and arguments of one finish.lua call on one shard."""
         keys = self.keys.type_keys(shard)
@@ -163,13 +177,13 @@ class DeliveryCommands(EngineBase):
             next_count,
             _token(),
         ]
-        for queue_id, job_id, receipt in acks:
+        for queue_id, job_id, receipt, cost in acks:
             keys.append(self.keys.jobs(shard, queue_id))
-            args += [queue_id, job_id, receipt]
+            args += [queue_id, job_id, receipt, cost]
         return keys, args
 
     def _finished(
-        self, acks: list[tuple[str, str, str]], reply: list[Any]
+        self, acks: list[tuple[str, str, str, Any]], reply: list[Any]
     ) -> tuple[list[dict[str, Any]], list[DequeuedJob], int | None]:
         """Each ack's result and the jobs taken, from a finish.lua reply."""
         count = int(reply[2])
@@ -177,18 +191,16 @@ class DeliveryCommands(EngineBase):
         taken, wait = self._taken(reply, 3 + count)
         return results, taken, wait
 
-    def _ack(self, index: int, job: Any) -> tuple[str, str, str]:
-        """One entry of a finish batch as (queue_id, job_id, receipt or "")."""
+    def _ack(self, index: int, job: Any) -> tuple[str, str, str, Any]:
+        """One entry of a finish batch as (queue_id, job_id, receipt or "", real cost or "")."""
         try:
             if not isinstance(job, Mapping):
                 raise BadArgumentException("must be an object")
             check.known_fields(job, _ACK_FIELDS)
-            receipt = job.get("receipt")
-            return (
-                check.identifier("queue_id", job.get("queue_id")),
-                check.identifier("job_id", job.get("job_id")),
-                "" if receipt is None else check.receipt(receipt),
-            )
+            queue_id = check.identifier("queue_id", job.get("queue_id"))
+            job_id = check.identifier("job_id", job.get("job_id"))
+            receipt, cost = _real_cost(job.get("receipt"), job.get("cost"))
+            return queue_id, job_id, receipt, cost
         except BadArgumentException as exc:
             raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
 
@@ -221,6 +233,7 @@ class DeliveryCommands(EngineBase):
         dead: bool = False,
         throttle: bool = False,
         release: bool = False,
+        cost: int | None = None,
     ) -> dict[str, Any]:
         """A worker reports that an active job failed: it goes back to the front of
         its queue at once (or after `retry_after_ms`), counting against its
@@ -229,8 +242,10 @@ class DeliveryCommands(EngineBase):
         answered 429) it goes back to the front without counting, and the whole
         queue is paused for `retry_after_ms`. With `release` (a stopping worker
         gives back what it could not finish) it goes back to the front at once,
-        without counting."""
+        without counting. With the receipt, `cost` reports what the attempt
+        really cost (see `_real_cost`)."""
         self._check_job(queue_type, queue_id, job_id)
+        receipt, real_cost = _real_cost(receipt, cost)
         retry_after = check.optional_integer("retry_after_ms", retry_after_ms, 0, check.MAX_INTERVAL) or 0
         if error is not None and (not isinstance(error, str) or len(error) > MAX_ERROR):
             raise BadArgumentException(f"error must be a string of at most {MAX_ERROR} characters")
@@ -248,12 +263,13 @@ class DeliveryCommands(EngineBase):
             queue_type,
             queue_id,
             job_id,
-            _receipt(receipt),
+            receipt,
             check.text("error", error or ""),
             retry_after,
             dead=dead,
             counts=not (throttle or release),
             throttle=throttle,
+            real_cost=real_cost,
         )
         if code == 0:
             raise NotFound(NOT_ACTIVE)
@@ -282,13 +298,14 @@ class DeliveryCommands(EngineBase):
         dead: bool = False,
         counts: bool = True,
         throttle: bool = False,
+        real_cost: int | str = "",
     ) -> int:
         """fail.lua on the queue's shard, its ARGV in order; returns its code."""
 
         def fail(shard: str) -> int:
             keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id)]
             args = [self._now(), self.keys.base(shard), queue_id, job_id, receipt, error, retry_after]
-            args += [int(dead), int(counts), RATE_MEMORY_MS, int(throttle)]
+            args += [int(dead), int(counts), RATE_MEMORY_MS, int(throttle), real_cost]
             return int(self._script("fail", keys, args))
 
         return self._on_queue(queue_type, queue_id, fail, lambda code: code == 0)
@@ -303,7 +320,19 @@ def _receipt(receipt: str | None) -> str:
     return "" if receipt is None else check.receipt(receipt)
 
 
-def _ack_result(ack: tuple[str, str, str], code: int) -> dict[str, Any]:
+def _real_cost(receipt: Any, cost: Any) -> tuple[str, int | str]:
+    """The receipt ("" = any delivery) and the real cost a finish or fail reports
+    ("" = none). A cost known only after the call (tokens used) charges what it
+    exceeds the job's own to the rate state; it needs the receipt, so that only
+    the delivery that ran the job can report it."""
+    receipt = _receipt(receipt)
+    real = check.cost("cost", cost)
+    if real is not None and not receipt:
+        raise BadArgumentException(REAL_COST_NEEDS_RECEIPT)
+    return receipt, "" if real is None else real
+
+
+def _ack_result(ack: tuple[str, str, str, Any], code: int) -> dict[str, Any]:
     result = {"queue_id": ack[0], "job_id": ack[1]}
     if code == 1:
         return {**result, "status": "success"}

@@ -65,6 +65,14 @@ class Keys:
         """HASH Q -> "<interval>|<burst>|<max_active>": a queue's own limits."""
         return f"{self.base(queue_type)}:limits"
 
+    def quotas(self, queue_type: str) -> str:
+        """HASH Q -> a queue's own quotas, "<limit>/<window_ms>/<offset_ms>;..."."""
+        return f"{self.base(queue_type)}:quotas"
+
+    def quota_use(self, queue_type: str) -> str:
+        """HASH "<queue_id or *>/<window_ms>/<offset_ms>" -> "<window start>:<units used>"."""
+        return f"{self.base(queue_type)}:used"
+
     def nactive(self, queue_type: str) -> str:
         """HASH Q -> how many of its jobs hold a concurrency slot (are active)."""
         return f"{self.base(queue_type)}:nactive"
@@ -105,10 +113,12 @@ class Keys:
 
     def live_keys(self, queue_type: str) -> list[str]:
         """The keys whose existence keeps a type in the registry: queued or active
-        jobs, dead letters, queue limits or a pause. The one list both the requeue
-        script and the engine's forgetting of a drained type read."""
+        jobs, dead letters, queue limits or quotas, or a pause. The one list both
+        the requeue script and the engine's forgetting of a drained type read (and
+        layout.lua's seal: a queue's quotas and units used live on its shard)."""
         return [self.queues(queue_type), self.dead(queue_type), self.limits(queue_type),
-                self.paused(queue_type), self.type_paused(queue_type), self.campaigns(queue_type)]  # fmt: skip
+                self.paused(queue_type), self.type_paused(queue_type), self.campaigns(queue_type),
+                self.quotas(queue_type)]  # fmt: skip
 
     def totals(self, queue_type: str) -> str:
         """HASH counters since the type began (enqueued, dequeued, finished, failed,
@@ -159,6 +169,12 @@ class Keys:
         """ZSET campaign id -> ms its on_done was set, until its job is enqueued
         (on the type's first shard)."""
         return f"{self.base(queue_type)}:cg_notify"
+
+    def campaigns_sent(self, queue_type: str) -> str:
+        """HASH "<type>/<campaign id>" -> ms the campaign's on_done job was enqueued
+        into a queue of this shard, until the campaign is forgotten: the record that
+        keeps it from being enqueued twice whatever became of the job."""
+        return f"{self.base(queue_type)}:cg_sent"
 
     def campaign_totals(self, queue_type: str) -> str:
         """HASH state -> jobs of the type's campaigns in it (total too), on this shard."""

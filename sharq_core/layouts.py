@@ -87,7 +87,7 @@ class LayoutCommands(EngineBase):
                 raise Conflict(_blocked_message(queue_type, blockers), blocked_by=blockers)
         rate = self._type_rate(old, new)
         carry(self.redis, self.keys, every, new, self.config.dedupe_window_ms, lambda: self._renew(lease))
-        limits = ["-" if value is None else int(value) for value in self.redis.hmget(authority, *_LIMITS)]
+        limits = ["-" if value is None else value.decode() for value in self.redis.hmget(authority, *_LIMITS)]
         for shard in sorted(every, key=lambda name: name == queue_type):
             self._renew(lease)
             self._script("type_limits", self.keys.type_keys(shard), [self.keys.base(shard), *limits, ""])
@@ -151,11 +151,16 @@ class LayoutCommands(EngineBase):
 
     def _blockers(self, shards: list[str]) -> dict[str, Any]:
         """What keeps the type live, for the refusal: the queues holding jobs (and
-        how many jobs are active), dead letters, queue limits, pauses and kept
-        campaigns (their counts live per shard)."""
+        how many jobs are active), dead letters, queue limits, quotas, pauses and
+        kept campaigns (their counts live per shard)."""
         with self.redis.pipeline(transaction=False) as pipe:
             for shard in shards:
-                for key in (self.keys.queues(shard), self.keys.limits(shard), self.keys.paused(shard)):
+                for key in (
+                    self.keys.queues(shard),
+                    self.keys.limits(shard),
+                    self.keys.paused(shard),
+                    self.keys.quotas(shard),
+                ):
                     pipe.hlen(key)
                     pipe.hscan(key, 0, count=BLOCKERS_SHOWN)
                 pipe.zcard(self.keys.active(shard))
@@ -164,15 +169,17 @@ class LayoutCommands(EngineBase):
                 pipe.zcard(self.keys.campaigns(shard))
             replies = pipe.execute()
         found: dict[str, Any] = {}
-        for start in range(0, len(replies), 10):
-            mine = replies[start : start + 10]
-            for index, name in enumerate(("queues_with_jobs", "queues_with_limits", "paused_queues")):
+        for start in range(0, len(replies), 12):
+            mine = replies[start : start + 12]
+            for index, name in enumerate(
+                ("queues_with_jobs", "queues_with_limits", "paused_queues", "queues_with_quotas")
+            ):
                 total, (_, fields) = mine[2 * index], mine[2 * index + 1]
                 if total:
                     kind = found.setdefault(name, {"total": 0, "first": []})
                     kind["total"] += total
                     kind["first"] = sorted(kind["first"] + [field.decode() for field in fields])[:BLOCKERS_SHOWN]
-            for name, value in zip(("active_jobs", "dead_letters", "type_paused", "campaigns"), mine[6:], strict=True):
+            for name, value in zip(("active_jobs", "dead_letters", "type_paused", "campaigns"), mine[8:], strict=True):
                 if value:
                     found[name] = bool(value) if name == "type_paused" else found.get(name, 0) + value
         return found
@@ -192,6 +199,7 @@ def _blocked_message(queue_type: str, found: dict[str, Any]) -> str:
         ("queues_with_jobs", "queue(s) hold queued, delayed or active jobs", "finish or delete them"),
         ("queues_with_limits", "queue(s) have limits of their own", f"DELETE /limits/{queue_type}/<queue_id>/"),
         ("paused_queues", "queue(s) are paused", "resume them"),
+        ("queues_with_quotas", "queue(s) have quotas of their own", 'clear them ("quotas": null)'),
     ):
         if name in found:
             listed = ", ".join(found[name]["first"]) + (", ..." if found[name]["total"] > BLOCKERS_SHOWN else "")
@@ -207,4 +215,4 @@ def _blocked_message(queue_type: str, found: dict[str, Any]) -> str:
     return f"queue type {queue_type} still holds state that lives per queue; drain it first: " + "; ".join(parts)
 
 
-_LIMITS = ("interval", "burst", "max_active")
+_LIMITS = ("interval", "burst", "max_active", "quotas")  # as type_limits.lua takes them

@@ -37,6 +37,7 @@ NAMES = (
     "campaign_forget",
     "campaign_on_done",
     "campaign_notified",
+    "campaign_done_send",
 )
 
 

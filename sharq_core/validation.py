@@ -20,6 +20,7 @@ MAX_REQUEUE_LIMIT = 10**9
 MAX_QUEUED_LENGTH = 10**12
 MAX_OFFSET = 10**9
 MAX_TIME = 10**13  # epoch ms, until the year 2286
+MAX_COST = 10_000  # units one job may cost (issue 25)
 MAX_PRIORITY = 9  # one digit: a queue holds a list per priority (see queue_list in _helpers.lua)
 
 
@@ -87,6 +88,11 @@ def deadline(expire_at: Any, ttl_ms: Any) -> str | None:
     if ttl_ms is not None:
         return f"+{integer('ttl_ms', ttl_ms, 1, MAX_INTERVAL)}"
     return None if expire_at is None else str(integer("expire_at", expire_at, 0, MAX_TIME))
+
+
+def cost(name: str, value: Any) -> int | None:
+    """A job's cost in units, 1 to MAX_COST; None when not given."""
+    return optional_integer(name, value, 1, MAX_COST)
 
 
 def payload_text(payload: Any) -> str:

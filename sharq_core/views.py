@@ -10,7 +10,7 @@ import ujson
 from . import validation as check
 from .base import COUNTERS, MAX_PAGE, METRIC_MINUTES, RATE_MINUTES, EngineBase, optional_int
 from .exceptions import BadArgumentException
-from .jobs import priority_of
+from .jobs import option_of
 from .keys import member
 from .shards import type_of
 
@@ -204,19 +204,24 @@ class ViewCommands(EngineBase):
             keys = [*self.keys.type_keys(shard), self.keys.jobs(shard, queue_id), self.keys.cancelled(shard)]
             return self._script("status", keys, [member(queue_id, job_id), job_id])
 
-        state, detail, last_error, *priority = self._on_queue(
+        state, detail, last_error, record = self._on_queue(
             queue_type, queue_id, status, lambda reply: reply[0] == b"unknown"
         )
         state = state.decode()
         result: dict[str, Any] = {"status": "success", "state": state}
+        # cost and priority shown as the dequeued job shows them: only when not the default
+        options = record.split(b":", 3)[1] if record else b""
+        cost, priority = option_of(options, b"c", 1), option_of(options, b"p", 0)
+        if cost != 1:
+            result["cost"] = cost
+        if priority:
+            result["priority"] = priority
         if last_error:
             result["last_error"] = last_error.decode()
         if state == "active":
             result["expires_at"] = int(float(detail))
         elif state in ("retrying", "scheduled"):
             result["due_at"] = int(float(detail))
-        if priority and priority[0]:
-            result["priority"] = priority[0]
         elif state == "queued":
             remaining, limit_field, enqueued, _ = detail.split(b":", 3)
             limit, *options = limit_field.split(b"|")
@@ -344,12 +349,13 @@ def _empty(length: int) -> bool:
 
 def _priority(options: str | None) -> dict[str, int]:
     """A dead letter's priority, from the options its record kept, when above 0."""
-    priority = priority_of(options.encode()) if options else 0
+    priority = option_of(options.encode(), b"p", 0) if options else 0
     return {"priority": priority} if priority else {}
 
 
 def _options(options: list[bytes]) -> dict[str, Any]:
-    """The job options of a record's limit field that GET /job/ shows (see job_option)."""
+    """The queued job's deadline and campaign from its record's options (see
+    job_option); job_status shows cost and priority in every state."""
     shown: dict[str, Any] = {}
     for option in options:
         name, _, value = option.partition(b"=")
@@ -357,6 +363,4 @@ def _options(options: list[bytes]) -> dict[str, Any]:
             shown["expire_at"] = int(value)
         elif name == b"g":
             shown["campaign"] = value.decode()
-        elif name == b"p":
-            shown["priority"] = int(value)
     return shown

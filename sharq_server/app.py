@@ -100,7 +100,8 @@ def dequeue(queue_type: str) -> Any:
 
 @serves("finish")
 def finish(queue_type: str, queue_id: str, job_id: str) -> dict:
-    return engine().finish_job(job_id, queue_id, queue_type, json_body().get("receipt"))
+    body = json_body()
+    return engine().finish_job(job_id, queue_id, queue_type, body.get("receipt"), body.get("cost"))
 
 
 @serves("finish_many")

@@ -16,6 +16,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from sharq_core import validation as check
 from sharq_core.base import MAX_BATCH, MAX_LIMIT
 from sharq_core.delivery import MAX_ERROR
+from sharq_core.quotas import MAX_QUOTAS, MAX_WINDOW, MIN_WINDOW
 from sharq_core.shards import MAX_SHARDS
 
 
@@ -42,6 +43,12 @@ LimitValue = bounded(1, MAX_LIMIT)
 TypeInterval = bounded(1, check.MAX_INTERVAL, "ms between two dequeues of the type")
 Shards = bounded(1, MAX_SHARDS, "hash tags the type is spread over (1: unsharded)")
 ForMs = bounded(1, check.MAX_INTERVAL, "resume by itself after this many ms; null: until resumed")
+Cost = bounded(1, check.MAX_COST, "units the job counts against its queue's and type's limits (default 1)")
+RealCost = bounded(
+    1,
+    check.MAX_COST,
+    "units the job really cost (needs the receipt): more than its cost charges the difference to the rate state",
+)
 
 
 class Body(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -61,6 +68,7 @@ class NewJob(Body):
     expire_at: ExpireAt | None = None
     ttl_ms: TtlMs | None = None
     campaign: CampaignId | None = None
+    cost: Cost | None = None
     priority: Priority | None = None
 
 
@@ -80,7 +88,13 @@ class Delivery(Body):
     receipt: Receipt | None = None
 
 
-class Ack(Delivery, kw_only=True):
+class Finished(Delivery):
+    """A finish: the delivery it acknowledges, and what the job really cost."""
+
+    cost: RealCost | None = None
+
+
+class Ack(Finished, kw_only=True):
     """One job of a batch finish."""
 
     queue_id: Identifier
@@ -91,7 +105,7 @@ class Acks(Body):
     jobs: Annotated[list[Ack], Meta(max_length=MAX_BATCH)]
 
 
-class Failed(Delivery):
+class Failed(Finished):
     """How a job failed: retry it (now or after retry_after_ms), or dead-letter it."""
 
     error: Annotated[str, Meta(max_length=MAX_ERROR)] | None = None
@@ -114,12 +128,24 @@ class NewInterval(Body):
     interval: Interval
 
 
+class Quota(Body):
+    """At most `limit` units per fixed window of `window_ms`, aligned to the epoch plus `offset_ms`."""
+
+    limit: LimitValue
+    window_ms: bounded(MIN_WINDOW, MAX_WINDOW, "1 s to 31 days")
+    offset_ms: Annotated[int, Meta(ge=-MAX_WINDOW, le=MAX_WINDOW, description="from -window_ms to window_ms")] = 0
+
+
+Quotas = Annotated[list[Quota], Meta(min_length=1, max_length=MAX_QUOTAS)]
+
+
 class NewLimits(Body):
     """A value sets the limit, null clears it, an absent one stays as it is."""
 
     interval: Interval | None = None
     burst: LimitValue | None = None
     max_active: LimitValue | None = None
+    quotas: Quotas | None = None
 
 
 class NewTypeLimits(Body):
@@ -129,6 +155,7 @@ class NewTypeLimits(Body):
     interval: TypeInterval | None = None
     burst: LimitValue | None = None
     max_active: LimitValue | None = None
+    quotas: Quotas | None = None
 
 
 class NewTypeSettings(Body):
@@ -180,7 +207,7 @@ class NotReady(Error):
 class Blocked(Error):
     """The type still holds state that lives per queue, so its shard count cannot
     change: `blocked_by` says what, by kind (queues_with_jobs, queues_with_limits,
-    paused_queues: their total and the first few ids; active_jobs, dead_letters:
+    paused_queues, queues_with_quotas: their total and the first few ids; active_jobs, dead_letters:
     how many; type_paused)."""
 
     blocked_by: dict[str, Any]
@@ -197,6 +224,7 @@ class DequeuedJob(Struct, kw_only=True):
     dequeued_at: Annotated[int, Meta(description="Redis time of the dequeue, epoch ms")] | UnsetType = UNSET
     receipt: str | UnsetType = UNSET
     expires_at: Annotated[int, Meta(description="back to its queue unless finished, epoch ms")] | UnsetType = UNSET
+    cost: Annotated[int, Meta(ge=2, description="units it counts against its limits; absent: 1")] | UnsetType = UNSET
     priority: ShownPriority | UnsetType = UNSET
 
 

@@ -231,6 +231,12 @@ class LongPoll:
                 log.warning("long-poll listener lost Redis (%s); again in %.1fs", error, delay)
                 self._closing.wait(delay)
                 delay = min(delay * 2, _RECONNECT_MAX_S)
+            except Exception:  # a bug or an unreadable message must not end the thread
+                self._settled.set()
+                self._wake()
+                log.exception("long-poll listener failed; subscribing again in %.1fs", delay)
+                self._closing.wait(delay)
+                delay = min(delay * 2, _RECONNECT_MAX_S)
             finally:
                 if announcements is not None:
                     announcements.close()

@@ -149,6 +149,11 @@ class QueueCollector(Collector):
             "Jobs of the type's kept campaigns by state (total too)",
             labels=["queue_type", "state"],
         )
+        quota_remaining = GaugeMetricFamily(
+            "sharq_type_quota_remaining",
+            "Units left in the current window of each type-wide quota (on a sharded type, the first shard's share)",
+            labels=["queue_type", "window_ms"],
+        )
         for queue_type in self.engine.listed_types():
             stats = self.engine.type_stats(queue_type)
             for state, value in stats["jobs"].items():
@@ -173,8 +178,12 @@ class QueueCollector(Collector):
             campaigns.add_metric([queue_type], figures["running"])
             for state, value in figures["jobs"].items():
                 campaign_jobs.add_metric([queue_type, state], value)
-        return [jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards, wanted, duration,
-                campaigns, campaign_jobs]  # fmt: skip
+            for quota in self.engine.type_limits(queue_type)["limits"].get("quotas") or ():
+                quota_remaining.add_metric([queue_type, str(quota["window_ms"])], quota["remaining"])
+        return [
+            jobs, queues, paused, oldest, *counters.values(), type_limit, type_active, shards, wanted, duration,
+            campaigns, campaign_jobs, quota_remaining,
+        ]  # fmt: skip
 
 
 def registry_for(engine: SharQ) -> CollectorRegistry:

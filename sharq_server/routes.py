@@ -145,7 +145,7 @@ ROUTES = _routes(
     ),
     Route(
         "finish", "POST", "/finish/{queue_type}/{queue_id}/{job_id}/", "Acknowledge an active job", "work",
-        success(), body=c.Delivery, refusals=STALE,
+        success(), body=c.Finished, refusals=STALE,
     ),
     Route(
         "finish_many", "POST", "/finish/{queue_type}/", "Acknowledge up to 100 jobs atomically, one result each;"

@@ -288,7 +288,8 @@ class LocalCluster:
 
     def _form(self) -> None:
         for node in self.nodes:
-            node.start()
+            _start_on_a_free_port(node)
+        self.url = f"redis://127.0.0.1:{self.nodes[0].port}/0"
         clients = [redis.Redis(port=node.port) for node in self.nodes]
         # Distinct config epochs before the nodes meet, as redis-cli --cluster create
         # gives them. Left to gossip, a replica could keep the same epoch as its
@@ -341,6 +342,21 @@ def sample(exposition: str, name: str, **labels: str) -> float:
     selector = name + ("{" + ",".join(f'{key}="{value}"' for key, value in labels.items()) + "}" if labels else "")
     line = next(line for line in exposition.splitlines() if line.startswith(selector + " "))
     return float(line.split()[-1])
+
+
+def _start_on_a_free_port(node: EmbeddedRedis, attempts: int = 3) -> None:
+    """Start a cluster node; when another process took its port or its bus port
+    between the choice and the start, choose another and start again."""
+    for attempt in range(attempts):
+        try:
+            node.start()
+            return
+        except RuntimeError:
+            with open(os.path.join(node.data_dir, "redis.log"), errors="replace") as log:
+                taken = "Address already in use" in log.read()
+            if not taken or attempt == attempts - 1:
+                raise
+            node.port = _free_cluster_port()
 
 
 def _knows(client: redis.Redis, node_id: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from sharq_core import BadArgumentException, SharQ
@@ -114,16 +116,19 @@ def test_campaigns_page_newest_first(sq: SharQ, clock: Clock) -> None:
     assert [c["campaign"] for c in sq.campaigns("sms", limit=2, offset=2)["campaigns"]] == ["a"]
 
 
-def test_a_done_campaign_is_forgotten_after_its_retention(sq: SharQ, clock: Clock) -> None:
+def test_a_done_campaign_is_forgotten_after_its_retention(sq: SharQ, clock: Clock, redis_client) -> None:
+    sq.set_on_done("sms", "spring", {"queue_type": "reports", "queue_id": "ops", "payload": None})
     sq.enqueue(1, 0, "a", "q", "sms", campaign="spring")
     job = sq.dequeue("sms")
     sq.finish("a", "q", "sms", job["receipt"])
     clock.advance(sq.config.campaign_retention_ms)
     sq.requeue()
     assert counts(sq)["done"] is True
+    assert redis_client.hkeys(sq.keys.campaigns_sent("reports")) == [b"sms/spring"]  # its on_done job went
     clock.advance(1)
     sq.requeue()
     assert sq.campaigns("sms")["campaigns"] == []
+    assert not redis_client.exists(sq.keys.campaigns_sent("reports"))  # and what remembered it, with it
 
 
 @pytest.mark.parametrize(
@@ -191,3 +196,29 @@ def test_an_expired_job_counts_expired_in_its_campaign(sq: SharQ, clock: Clock) 
     sq.retry_dead_letter("sms", "q0", "out", ttl_ms=1000)
     found = counts(sq)
     assert (found["expired"], found["queued"], found["done"]) == (2, 1, False)
+
+
+def test_on_done_stays_once_when_a_pass_died_after_enqueueing_it(config, redis_client) -> None:
+    """Found writing the fault scenarios: a requeue pass enqueues the on_done job,
+    then notes it enqueued; a pass that dies in between (killed -9, Redis gone, or
+    overtaken by another pass once its lock expired) leaves the note unwritten, and
+    the next one counts on the job_id being refused as a duplicate. With the dedupe
+    window off (0), a report job already taken and finished is not refused: it is
+    enqueued a second time. The on_done queue's shard now remembers whose on_done
+    job it took until the campaign is forgotten."""
+    engine = SharQ(dataclasses.replace(config, dedupe_window_ms=0))
+    try:
+        engine.set_on_done("sms", "spring", {"queue_type": "reports", "queue_id": "ops", "payload": None})
+        engine.enqueue(1, 0, "a", "q1", "sms", campaign="spring")
+        job = engine.dequeue("sms")
+        engine.finish(job["job_id"], "q1", "sms", job["receipt"])
+        engine.requeue()  # the pass enqueues the on_done job and notes it...
+        keys = engine.keys  # ...but left as a pass that died before its note leaves it:
+        redis_client.hdel(keys.campaign("sms", "spring"), "notified")
+        redis_client.zadd(keys.campaigns_notify("sms"), {"spring": 0})
+        report = engine.dequeue("reports")
+        engine.finish(report["job_id"], "ops", "reports", report["receipt"])  # the report ran
+        engine.requeue()
+        assert engine.dequeue("reports")["status"] == "failure"  # and is not enqueued again
+    finally:
+        engine.close()

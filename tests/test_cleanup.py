@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+import redis
 
-from tests.support import processes_mentioning, wait_for
+from sharq_server.embedded import redis_executable
+from tests.support import LocalCluster, processes_mentioning, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -106,3 +109,20 @@ def test_a_killed_test_run_leaves_no_server_running(tmp_path) -> None:
         inner.send_signal(signal.SIGKILL)
         inner.communicate(timeout=30)
     wait_for(lambda: not left_running(tmp_path, "killed"), timeout=30, what="the server to stop")
+
+
+def test_a_cluster_node_whose_port_was_taken_starts_on_another(tmp_path) -> None:
+    """The fixtures choose a cluster's ports before starting its nodes; a port that
+    another process takes meanwhile makes that node start elsewhere, not fail."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cluster = LocalCluster(str(tmp_path / "cluster"), redis_executable())
+        cluster.nodes[1].port = taken.getsockname()[1]
+        try:
+            cluster.start()
+            assert cluster.nodes[1].port != taken.getsockname()[1]
+            with redis.Redis(port=cluster.nodes[1].port) as node:
+                assert node.cluster("info")["cluster_state"] == "ok"
+        finally:
+            cluster.stop()

@@ -76,6 +76,7 @@ def test_lua_derives_the_keys_python_names(sq: SharQ, clock: Clock, redis_client
         keys.campaigns("sms"),
         keys.campaigns_ended("sms"),
         keys.campaigns_notify("sms"),
+        keys.campaigns_sent("sms"),
         keys.cancelled("sms"),
         keys.campaign_totals("sms"),
         *(keys.queue("sms", q) for q in ("q1", "q3")),

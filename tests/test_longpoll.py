@@ -449,3 +449,18 @@ def test_a_poll_takes_once_more_at_its_deadline(proxy: SilentProxy, config: Conf
 
 def _scripts_run(client: redis.Redis) -> int:
     return client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+
+
+def test_a_message_the_listener_cannot_read_does_not_stop_it(longpoll: LongPoll, redis_client) -> None:
+    """Anything unexpected in the listener (here a message on the ready channel that
+    is not UTF-8) is logged and the listener goes on: a parked poll is still woken
+    by the next enqueue, not left to its deadline."""
+    got: list = []
+    thread = park(longpoll, got, wait=20)
+    parked(longpoll, 1)
+    if longpoll.engine.config.redis.clustered:
+        pytest.skip("the ready channel of a cluster may be a shard channel")
+    redis_client.publish(longpoll.engine.keys.ready_channel(), b"\xff")
+    longpoll.engine.enqueue(1, 0, "a", "q", "t")
+    thread.join(5)
+    assert got and [job.job_id for job in got[0][0]] == ["a"]

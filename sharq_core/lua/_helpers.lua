@@ -84,6 +84,75 @@ local function queue_limits(k, queue_id)
   return tonumber(i) or interval, tonumber(b) or 1, tonumber(m)
 end
 
+-- The rate is a generic cell rate algorithm counting units: one stored time L per
+-- queue (and per type), the theoretical arrival time less one interval, so that
+-- with burst 1 and jobs of one unit it is simply the last dequeue. A job of `cost`
+-- units conforms from L + interval - (burst - min(cost, burst)) x interval on (one
+-- costing more than the burst once the state is fully idle, L + interval), and
+-- moves L to max(L + interval, now) + (cost - 1) x interval: c x interval of time.
+local function rate_due(last, interval, burst, cost)
+  return last + interval - (burst - math.min(cost, burst)) * interval
+end
+
+local function rate_after(last, interval, cost, now)
+  return (last and math.max(last + interval, now) or now) + (cost - 1) * interval
+end
+
+-- Quotas over fixed windows (issue 25.2): a spec "<limit>/<window_ms>/<offset_ms>"
+-- per window, ";" between (at most 3), in the hash "<base>:quotas" per queue and
+-- in the settings' "quotas" for the type. Units handed out count in the hash
+-- "<base>:used", field "<owner>/<window_ms>/<offset_ms>" (owner: the queue_id, or
+-- "*" for the type) -> "<window start>:<units>": a window that began since reads 0.
+-- Windows are aligned to the epoch plus offset_ms; a type spread over N shards
+-- gives each shard floor(limit / N) (at least 1) of its type-wide quotas.
+local function quota_windows(spec, shards)
+  local windows = {}
+  for limit, window, offset in string.gmatch(spec or '', '(%d+)/(%d+)/(-?%d+)') do
+    windows[#windows + 1] = {
+      limit = math.max(1, math.floor(tonumber(limit) / (shards or 1))),
+      window = tonumber(window), offset = tonumber(offset) }
+  end
+  return #windows > 0 and windows or nil
+end
+
+-- The start of the window holding `now` (Lua's % is never negative here).
+local function window_start(now, q)
+  return now - ((now - q.offset) % q.window)
+end
+
+local function quota_used(base, owner, q, start)
+  local stored = redis.call('HGET', base .. ':used', owner .. '/' .. q.window .. '/' .. q.offset)
+  local began, used = string.match(stored or '', '^(-?%d+):(%d+)$')
+  return tonumber(began) == start and tonumber(used) or 0
+end
+
+-- nil when every window has `cost` units left now; else when the last full one resets.
+local function quota_hold(base, owner, windows, cost, now)
+  local until_ms
+  for _, q in ipairs(windows) do
+    local start = window_start(now, q)
+    if quota_used(base, owner, q, start) + cost > q.limit then
+      until_ms = math.max(until_ms or 0, start + q.window)
+    end
+  end
+  return until_ms
+end
+
+-- `cost` units went out (or were reported): counted in every window of now.
+local function quota_count(base, owner, windows, cost, now)
+  for _, q in ipairs(windows) do
+    local start = window_start(now, q)
+    local used = quota_used(base, owner, q, start) + cost
+    redis.call('HSET', base .. ':used', owner .. '/' .. q.window .. '/' .. q.offset, start .. ':' .. used)
+  end
+end
+
+-- A queue's own quotas, or nil; `any` says whether the type has any at all (one
+-- EXISTS per call spares a lookup per queue when none has).
+local function queue_quotas(base, queue_id, any)
+  return any and quota_windows(redis.call('HGET', base .. ':quotas', queue_id)) or nil
+end
+
 -- Whether the caller routed by the type's current shard count `expected` (a
 -- server's cached layout may be stale for a moment after PUT /types) and no
 -- change of it is under way (layout.lua): a script that would create per-queue
@@ -99,35 +168,44 @@ end
 -- floor(max_active / N) at once (at least 1 each), so over any window the shards
 -- together stay within the type's bound.
 -- Read once per call (no script that uses them changes them): false when none.
+-- The same read tells whether any queue of the shard has quotas (limits.lua keeps
+-- their count in the settings' "queue_quotas"), sparing a take a lookup per queue.
 local type_wide_read = nil
+local queue_quotas_exist = false
 
 local function type_limits(k)
   if type_wide_read ~= nil then
     return type_wide_read or nil
   end
-  local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards')
+  local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards', 'quotas', 'queue_quotas')
   local interval, cap = tonumber(s[1]), tonumber(s[3])
+  queue_quotas_exist = s[6] and true or false
   type_wide_read = false
-  if interval or cap then
+  if interval or cap or s[5] then
     local shards = tonumber(s[4]) or 1
     type_wide_read = {
       interval = interval and interval * shards,
       burst = math.max(1, math.floor((tonumber(s[2]) or 1) / shards)),
       cap = cap and math.max(1, math.floor(cap / shards)),
+      quotas = quota_windows(s[5] or nil, shards),
     }
   end
   return type_wide_read or nil
 end
 
--- 0 when the type-wide limits let one more job go now; else the ms until they do
--- (-1: until a slot of the type frees).
-local function type_gate(k, limits, now)
+-- 0 when the type-wide limits let one more job of `cost` units go now; else the
+-- ms until they do (-1: until a slot of the type frees).
+local function type_gate(k, base, limits, now, cost)
   if limits.cap and (tonumber(redis.call('HGET', k.settings, 'active')) or 0) >= limits.cap then
     return -1
   end
+  local held = limits.quotas and quota_hold(base, '*', limits.quotas, cost, now)
+  if held then
+    return held - now
+  end
   if limits.interval then
     local last = tonumber(redis.call('HGET', k.settings, 'last'))
-    local due = last and last + limits.interval - (limits.burst - 1) * limits.interval
+    local due = last and rate_due(last, limits.interval, limits.burst, cost)
     if due and due > now then
       return due - now
     end
@@ -135,15 +213,18 @@ local function type_gate(k, limits, now)
   return 0
 end
 
--- A job of the type went out under its type-wide limits: one more slot held, the
--- type's rate state moved on as a queue's is.
-local function type_took(k, limits, now)
+-- A job of `cost` units went out under the type-wide limits: one more slot held,
+-- the type's rate state moved on as a queue's is.
+local function type_took(k, base, limits, now, cost)
+  if limits.quotas then
+    quota_count(base, '*', limits.quotas, cost, now)
+  end
   if limits.cap then
     redis.call('HINCRBY', k.settings, 'active', 1)
   end
   if limits.interval then
     local last = tonumber(redis.call('HGET', k.settings, 'last'))
-    redis.call('HSET', k.settings, 'last', last and math.max(last + limits.interval, now) or now)
+    redis.call('HSET', k.settings, 'last', rate_after(last, limits.interval, cost, now))
   end
 end
 
@@ -341,6 +422,19 @@ local function campaign_move(id, from, to)
   if to then moves[to] = (moves[to] or 0) + 1 end
 end
 
+-- The units a job's record says it costs (1 unless it gave "cost").
+local function job_cost(record)
+  return tonumber(job_option(string.match(record, '^[^:]*:([^:]*)'), 'c')) or 1
+end
+
+-- The units the job a take would hand out next from a queue costs (1 for an
+-- empty queue): the head of its highest priority.
+local function head_cost(base, queue_id)
+  local job_id = redis.call('LINDEX', queue_list(base, queue_id, front_priority(base, queue_id)), 0)
+  local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
+  return record and job_cost(record) or 1
+end
+
 -- Whether a finish or fail with `receipt` ("" = any) may act on the job now:
 -- 1 yes, 0 it is not active (or waits to be retried, so no delivery is under
 -- way), -1 the receipt does not name its current delivery.
@@ -413,11 +507,9 @@ end
 
 -- List a queue in the ready set at the time its next job may go, or take it out
 -- while it cannot be served: empty, at its concurrency cap, or paused until
--- resumed. The rate is a generic cell rate algorithm with one stored time per
--- queue, L (its ":last:" key): the theoretical arrival time less one interval,
--- so that with burst 1 it is simply the last dequeue. A dequeue conforms from
--- L + interval - (burst - 1) x interval on, and moves L to max(L + interval,
--- now). An interval change needs no bookkeeping: it counts from L.
+-- resumed. Its rate state L is its ":last:" key (see rate_due); an interval
+-- change needs no bookkeeping: it counts from L. With burst 1 every job, whatever
+-- its cost, waits for L + interval, so only a burst needs the head job's cost.
 local function schedule_queue(k, base, queue_id, now)
   if queue_length(base, queue_id) == 0 then
     redis.call('ZREM', k.ready, queue_id)
@@ -444,7 +536,8 @@ local function schedule_queue(k, base, queue_id, now)
   if last then
     -- borrowed burst never puts it before queues that were really waiting: a
     -- rate that allows a job now lists it at now, or at the place it already had
-    due = math.max(last + interval - (burst - 1) * interval, math.min(listed or now, now))
+    local cost = burst > 1 and head_cost(base, queue_id) or 1
+    due = math.max(rate_due(last, interval, burst, cost), math.min(listed or now, now))
   end
   if paused then
     due = math.max(due, paused)
@@ -579,10 +672,35 @@ local function add_queued(k, base, now, n)
   end
 end
 
+-- Enqueue a campaign's on_done job `job_id` (body: JSON text) into queue_id of
+-- this shard, unless its queue knows that job_id already (queued, active, dead,
+-- or finished within the dedupe window). Queue limits do not refuse it.
+local function enqueue_done_job(k, base, queue_id, job_id, body, limit, now)
+  local member, jobs_key = queue_id .. ':' .. job_id, base .. ':j:' .. queue_id
+  local known = redis.call('HEXISTS', k.dead, member) == 1 or redis.call('ZSCORE', k.done, member)
+  if not known and redis.call('HSETNX', jobs_key, job_id, limit .. ':' .. limit .. ':' .. now .. ':' .. body) == 1 then
+    local given = tonumber(redis.call('HGET', k.queues, queue_id))
+    if given == nil then
+      redis.call('PERSIST', base .. ':last:' .. queue_id)
+      redis.call('ZADD', k.known, 0, queue_id)
+    end
+    if given ~= 0 then
+      redis.call('HSET', k.queues, queue_id, 0)
+    end
+    if queue_push(base, queue_id, job_id, 0, false) then  -- an on_done job has priority 0
+      redis.call('ZADD', k.heads, now, queue_id)
+    end
+    schedule_queue(k, base, queue_id, now)
+    redis.call('HINCRBY', k.totals, 'enqueued', 1)
+    add_queued(k, base, now, 1)
+    announce(base)
+  end
+end
+
 -- A campaign is done on this shard of an unsharded type whose on_done names a
 -- queue of the same type (the same slot): its on_done job is enqueued here, in
 -- the script that made it done, and noted (campaigns.py enqueues the others from
--- the requeue pass). A job_id its queue knows already is not enqueued again.
+-- the requeue pass, with campaign_done_send).
 local function campaign_done_job(k, base, key, id, now)
   local stored = redis.call('HMGET', key, 'on_done', 'notified', 'on_done_payload', 'on_done_limit')
   if not stored[1] or stored[2] or not stored[3] then
@@ -600,27 +718,7 @@ local function campaign_done_job(k, base, key, id, now)
     body = body .. ',"' .. name .. '":' .. (tonumber(c[i]) or 0)
   end
   body = body .. '}'
-  local queue_id, job_id = target.queue_id, 'campaign-done.' .. id
-  local member, jobs_key = queue_id .. ':' .. job_id, base .. ':j:' .. queue_id
-  local known = redis.call('HEXISTS', k.dead, member) == 1 or redis.call('ZSCORE', k.done, member)
-  local limit = stored[4] or '-1'
-  if not known and redis.call('HSETNX', jobs_key, job_id, limit .. ':' .. limit .. ':' .. now .. ':' .. body) == 1 then
-    local given = tonumber(redis.call('HGET', k.queues, queue_id))
-    if given == nil then
-      redis.call('PERSIST', base .. ':last:' .. queue_id)
-      redis.call('ZADD', k.known, 0, queue_id)
-    end
-    if given ~= 0 then
-      redis.call('HSET', k.queues, queue_id, 0)
-    end
-    if redis.call('RPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
-      redis.call('ZADD', k.heads, now, queue_id)
-    end
-    schedule_queue(k, base, queue_id, now)
-    redis.call('HINCRBY', k.totals, 'enqueued', 1)
-    add_queued(k, base, now, 1)
-    announce(base)
-  end
+  enqueue_done_job(k, base, target.queue_id, 'campaign-done.' .. id, body, stored[4] or '-1', now)
   redis.call('HSET', key, 'notified', now)
   redis.call('ZREM', base .. ':cg_notify', id)
 end
@@ -655,6 +753,31 @@ local function campaign_flush(k, base, now)
     end
   end
   campaign_moves = {}
+end
+
+-- The receipt holder reported that a job cost `real` units where its record said
+-- `record`'s: a higher real cost charges the difference to the queue's and the
+-- type's rate state (the next job waits longer), a lower one refunds nothing.
+local function charge_real_cost(k, base, queue_id, record, real, now)
+  local extra = real - job_cost(record)
+  if extra <= 0 then
+    return
+  end
+  local last_key = base .. ':last:' .. queue_id
+  local last = tonumber(redis.call('GET', last_key))
+  if last then
+    redis.call('SET', last_key, last + extra * queue_limits(k, queue_id), 'KEEPTTL')
+  end
+  local type_wide = type_limits(k)
+  local type_last = type_wide and type_wide.interval and tonumber(redis.call('HGET', k.settings, 'last'))
+  if type_last then
+    redis.call('HSET', k.settings, 'last', type_last + extra * type_wide.interval)
+  end
+  -- quotas count it too: a day's tokens are what was really used
+  local own = queue_quotas(base, queue_id, true)
+  if own then quota_count(base, queue_id, own, extra, now) end
+  if type_wide and type_wide.quotas then quota_count(base, '*', type_wide.quotas, extra, now) end
+  schedule_queue(k, base, queue_id, now)
 end
 
 -- Move delayed jobs that are due to the back of their queues (of their priority), at most `limit`,
@@ -762,11 +885,17 @@ local function take(k, base, now, expire, count, token, out, memory)
   end
   promote(k, base, now, 100)
   local type_wide = type_limits(k)
+  local any_quotas = queue_quotas_exist
   local served, wait, expired = 0, 0, 0
   local limits, by_queue, active, receipts = {}, {}, {}, {}
   while served < count do
     local head = redis.call('ZRANGE', k.ready, 0, 0, 'WITHSCORES')
-    local gate = type_wide and #head > 0 and tonumber(head[2]) <= now and type_gate(k, type_wide, now) or 0
+    local gate = 0
+    if type_wide and #head > 0 and tonumber(head[2]) <= now then
+      -- with burst 1 any cost waits for the idle state: only a burst needs the cost
+      local costly = type_wide.quotas or (type_wide.interval and type_wide.burst > 1)
+      gate = type_gate(k, base, type_wide, now, costly and head_cost(base, head[1]) or 1)
+    end
     if gate ~= 0 then
       -- a job is ready but the type-wide limit holds it: say when it lets one go
       if served == 0 then wait = gate end
@@ -787,7 +916,23 @@ local function take(k, base, now, expire, count, token, out, memory)
     local job_id = queue_pop(base, queue_id)
     local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
     local deadline = record and deadline_of(limit_field_of(record))
-    if deadline and deadline <= now then
+    local expiring = deadline and deadline <= now
+    local interval, burst, cap, quotas, cost, last, due
+    if job_id and not expiring then
+      if not limits[queue_id] then
+        local q_interval, q_burst, q_cap = queue_limits(k, queue_id)  -- nothing here changes them
+        limits[queue_id] = { q_interval, q_burst, q_cap or false, queue_quotas(base, queue_id, any_quotas) or false }
+      end
+      interval, burst, cap, quotas = unpack(limits[queue_id])
+      cap = cap or nil
+      cost = job_cost(record)
+      last = tonumber(redis.call('GET', last_key))
+      due = last and rate_due(last, interval, burst, cost)
+      -- a queue held by a quota leaves the ready set until its window resets
+      local held = quotas and quota_hold(base, queue_id, quotas, cost, now)
+      if held and (not due or due < held) then due = held end
+    end
+    if expiring then
       -- never handed out: it expires, and the queue keeps its place for its next job
       expire_job(k, base, queue_id, job_id, record, now, memory, 'queued')
       expired = expired + 1
@@ -799,12 +944,17 @@ local function take(k, base, now, expire, count, token, out, memory)
       if expired == MAX_EXPIRED_PER_TAKE then
         break  -- wait stays 0: more may be ready behind them
       end
-    elseif job_id then
+    elseif not job_id then
+      redis.call('ZREM', k.ready, queue_id)
+      count_demand(k, queue_id, nil)
+    elseif due and due > now then
+      -- a costlier job came to the front since the queue was listed (a burst lists
+      -- a queue by its head's cost), or a quota holds it: it waits, first of its
+      -- priority again, until due
+      queue_push(base, queue_id, job_id, priority_of(limit_field_of(record)), true)
+      redis.call('ZADD', k.ready, due, queue_id)
+    else
       local member = queue_id .. ':' .. job_id
-      if not limits[queue_id] then
-        limits[queue_id] = { queue_limits(k, queue_id) }  -- nothing here changes them
-      end
-      local interval, burst, cap = limits[queue_id][1], limits[queue_id][2], limits[queue_id][3]
       local receipt = token .. '.' .. served
       active[#active + 1] = now + expire
       active[#active + 1] = member
@@ -812,8 +962,7 @@ local function take(k, base, now, expire, count, token, out, memory)
       receipts[#receipts + 1] = receipt
       local running = redis.call('HINCRBY', k.nactive, queue_id, 1)
       -- the rate state: kept without expiry while the queue holds jobs (forget_queue)
-      local last = tonumber(redis.call('GET', last_key))
-      last = last and math.max(last + interval, now) or now
+      last = rate_after(last, interval, cost, now)
       redis.call('SET', last_key, last)
       -- what schedule_queue would do, from what is known here: the queue was
       -- listed and due, so it is not paused
@@ -824,9 +973,11 @@ local function take(k, base, now, expire, count, token, out, memory)
         if length == 0 then count_demand(k, queue_id, nil) end
       else
         -- no earlier than now: borrowed burst must not jump queues that waited
-        redis.call('ZADD', k.ready, math.max(last + interval - (burst - 1) * interval, now), queue_id)
+        local next_cost = burst > 1 and head_cost(base, queue_id) or 1
+        redis.call('ZADD', k.ready, math.max(rate_due(last, interval, burst, next_cost), now), queue_id)
       end
-      if type_wide then type_took(k, type_wide, now) end
+      if quotas then quota_count(base, queue_id, quotas, cost, now) end
+      if type_wide then type_took(k, base, type_wide, now, cost) end
       if any_campaigns(base) then
         campaign_move(campaign_in(record), 'queued', 'active')
       end
@@ -837,9 +988,6 @@ local function take(k, base, now, expire, count, token, out, memory)
       out[#out + 1] = length
       out[#out + 1] = receipt
       served = served + 1
-    else
-      redis.call('ZREM', k.ready, queue_id)
-      count_demand(k, queue_id, nil)
     end
   end
   if served > 0 then

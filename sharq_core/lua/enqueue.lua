@@ -14,7 +14,7 @@ stored as now + ms, and one not after now is refused.
 KEYS[1..19]  the type's keys (see _helpers.lua)
 then for job i (i = 1..n), two keys at 19 + 2(i-1):
   +1 queue list  job_ids of priority 0 in FIFO order (see queue_list)
-  +2 jobs hash   job_id -> "<requeues_remaining>:<requeue_limit>:<enqueued_ms>:<payload>"
+  +2 jobs hash   job_id -> "<requeues_remaining>:<requeue_limit>[|<options>]:<enqueued_ms>:<payload>"
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  key base "<prefix>:{<queue_type>}"
 ARGV[3]  dedupe window (ms); 0 = finished jobs are not remembered

@@ -22,6 +22,8 @@ ARGV[8]  "1" to dead-letter it now
 ARGV[9]  "1" if the return counts against requeue_limit
 ARGV[10] how long (ms) to remember a dequeue time at least, once a queue is empty
 ARGV[11] "1" to throttle: pause the queue for retry_after ms, the job back in front
+ARGV[12] the real cost in units the receipt holder reports ("" = none; see
+         charge_real_cost)
 
 Returns 1 back in its queue (or waiting for retry_after), 2 dead-lettered, 3
 expired (its deadline passed: it is not handed out again), 0 not active, -1 the
@@ -38,6 +40,9 @@ local member = queue_id .. ':' .. job_id
 local allowed = check_delivery(k, jobs_key, member, job_id, receipt)
 if allowed ~= 1 then
   return allowed
+end
+if ARGV[12] ~= '' then
+  charge_real_cost(k, base, queue_id, redis.call('HGET', jobs_key, job_id), tonumber(ARGV[12]), now)
 end
 if error_text ~= '' then
   redis.call('HSET', k.errors, member, error_text)

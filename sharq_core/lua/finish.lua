@@ -17,8 +17,10 @@ ARGV[4]  dedupe window (ms); 0 = do not remember finished jobs
 ARGV[5]  job_expire_interval (ms), for `next`
 ARGV[6]  next: how many jobs to hand out after finishing (0 = none)
 ARGV[7]  receipt token for `next` (see dequeue.lua)
-then for job i, three values at 7 + 3(i-1):
+then for job i, four values at 7 + 4(i-1):
   +1 queue_id  +2 job_id  +3 receipt ("" = any delivery)
+  +4 the real cost in units the receipt holder reports ("" = none; see
+     charge_real_cost)
 
 Returns { now, wait, n, code_1 .. code_n, then per job taken: queue_id, job_id,
 record, queue_length, receipt }: code_i is 1 finished, 0 not active (never
@@ -54,7 +56,7 @@ local function measure_duration(k, expiries, expire, now)
 end
 
 skip_absent_overrides(k)
-local n = (#ARGV - 7) / 3
+local n = (#ARGV - 7) / 4
 local result = { now, 0, n }
 local finished, freed = 0, false
 -- written once after the loop, each with every job finished: the active set,
@@ -62,7 +64,8 @@ local finished, freed = 0, false
 local members, scored, acked, touched = {}, {}, {}, {}
 for i = 1, n do
   local jobs_key = KEYS[TYPE_KEYS + i]
-  local queue_id, job_id, receipt = ARGV[7 + 3 * i - 2], ARGV[7 + 3 * i - 1], ARGV[7 + 3 * i]
+  local a = 7 + 4 * (i - 1)
+  local queue_id, job_id, receipt, real_cost = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
   local member = queue_id .. ':' .. job_id
   -- the same job twice in one batch: the second finds it finished
   local code = acked[member] and 0 or check_delivery(k, jobs_key, member, job_id, receipt)
@@ -74,6 +77,9 @@ for i = 1, n do
     if any_campaigns(base) then
       local record = redis.call('HGET', jobs_key, job_id)
       campaign_move(record and campaign_in(record), 'active', 'finished')
+    end
+    if real_cost then
+      charge_real_cost(k, base, queue_id, redis.call('HGET', jobs_key, job_id), real_cost, now)
     end
     redis.call('HDEL', jobs_key, job_id)
     freed = free_slot(k, base, queue_id, now) or freed

@@ -13,6 +13,8 @@ ARGV[5]  burst
 ARGV[6]  max_active
 ARGV[7]  how long (ms) to remember a dequeue time at least, once a queue is empty
 ARGV[8]  the type's shard count the caller routed by (see layout_ok)
+ARGV[9]  quotas: a spec "<limit>/<window_ms>/<offset_ms>;..." (set them), "" (keep
+         them) or "-" (clear them); units used so far stay counted (see quota_windows)
 
 An idle queue's rate state is kept long enough for the new interval (see
 remember_rate in _helpers.lua): raising an hour's interval on a drained queue
@@ -36,9 +38,23 @@ for i = 1, 3 do
     fields[i] = given
   end
 end
+if ARGV[9] == '-' then
+  redis.call('HDEL', base .. ':quotas', queue_id)
+elseif ARGV[9] ~= '' then
+  redis.call('HSET', base .. ':quotas', queue_id, ARGV[9])
+end
+local has_quotas = redis.call('HEXISTS', base .. ':quotas', queue_id) == 1
+local with_quotas = redis.call('HLEN', base .. ':quotas')  -- read by type_limits with the type's own
+if with_quotas > 0 then
+  redis.call('HSET', k.settings, 'queue_quotas', with_quotas)
+else
+  redis.call('HDEL', k.settings, 'queue_quotas')
+end
 if fields[1] == '' and fields[2] == '' and fields[3] == '' then
   redis.call('HDEL', k.limits, queue_id)
-  if redis.call('HEXISTS', k.queues, queue_id) == 0 then
+  if has_quotas then
+    redis.call('ZADD', k.known, 0, queue_id)
+  elseif redis.call('HEXISTS', k.queues, queue_id) == 0 then
     redis.call('ZREM', k.known, queue_id)
   end
 else

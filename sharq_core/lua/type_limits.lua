@@ -10,17 +10,19 @@ ARGV[1]  key base "<prefix>:{<queue_type>}"
 ARGV[2]  interval (ms)
 ARGV[3]  burst
 ARGV[4]  max_active
-ARGV[5]  the type's shard count the caller routed by (see layout_ok), or "" for
+ARGV[5]  quotas: a spec "<limit>/<window_ms>/<offset_ms>;..." (see quota_windows),
+         "" (keep them) or "-" (clear them)
+ARGV[6]  the type's shard count the caller routed by (see layout_ok), or "" for
          the change of the shard count itself, which holds the seal
 
 Returns 1, or 0 and nothing written when the shard count has changed or a change
 of it is under way (it would apply the limits it read before this call).
 --]]
 local k = type_keys()
-if ARGV[5] ~= '' and not layout_ok(k, ARGV[5]) then
+if ARGV[6] ~= '' and not layout_ok(k, ARGV[6]) then
   return 0
 end
-for i, name in ipairs({ 'interval', 'burst', 'max_active' }) do
+for i, name in ipairs({ 'interval', 'burst', 'max_active', 'quotas' }) do
   local given = ARGV[1 + i]
   if given == '-' then
     redis.call('HDEL', k.settings, name)

@@ -87,15 +87,17 @@ class AsyncClient:
         expire_at: int | None = None,
         ttl_ms: int | None = None,
         campaign: str | None = None,
+        cost: int | None = None,
         priority: int | None = None,
     ) -> str:
         """Queue one job, or with `delay_ms` (from now) or `not_before` (epoch ms)
         schedule it; with `expire_at` or `ttl_ms` never hand it out after that;
         returns "queued" or "scheduled". With `campaign` it counts in that campaign
-        of the type; with `priority` (0-9) it goes before every lower one in its
-        queue. DuplicateJob (with `.state`), QueueFull, or Conflict (its
-        campaign was cancelled) when refused."""
-        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms, campaign, priority)
+        of the type. `cost`: the units it counts against every limit (1 by default);
+        with `priority` (0-9) it goes before every lower one in its queue.
+        DuplicateJob (with `.state`), QueueFull, or Conflict (its campaign was
+        cancelled) when refused."""
+        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms, campaign, cost, priority)
         call = calls.enqueue(queue_type, queue_id, job_id, payload, interval, *args)
         return await self._send(call)
 
@@ -110,10 +112,12 @@ class AsyncClient:
         Cancelled while it waits, it takes nothing."""
         return await self._send(calls.dequeue(queue_type, count, wait))
 
-    async def finish(self, queue_type: str, queue_id: str, job_id: str, receipt: str | None = None) -> None:
+    async def finish(
+        self, queue_type: str, queue_id: str, job_id: str, receipt: str | None = None, cost: int | None = None
+    ) -> None:
         """Acknowledge a job; NotFound when it is not active, StaleReceipt when the
         receipt names an earlier delivery."""
-        await self._send(calls.finish(queue_type, queue_id, job_id, receipt))
+        await self._send(calls.finish(queue_type, queue_id, job_id, receipt, cost))
 
     async def finish_many(
         self, queue_type: str, jobs: list[Job | dict[str, Any]], take: int = 0, wait: int = 0
@@ -137,9 +141,11 @@ class AsyncClient:
         dead: bool = False,
         throttle: bool = False,
         release: bool = False,
+        cost: int | None = None,
     ) -> str:
         """Report a failure as `Client.fail` does; returns the job's state."""
-        call = calls.fail(queue_type, queue_id, job_id, receipt, error, retry_after_ms, dead, throttle, release)
+        args = (receipt, error, retry_after_ms, dead, throttle, release, cost)
+        call = calls.fail(queue_type, queue_id, job_id, *args)
         return await self._send(call)
 
     # -- administration and views ------------------------------------------------------

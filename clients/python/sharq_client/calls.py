@@ -177,12 +177,13 @@ def enqueue(
     expire_at: int | None = None,
     ttl_ms: int | None = None,
     campaign: str | None = None,
+    cost: int | None = None,
     priority: int | None = None,
 ) -> Call:
     body = {"job_id": job_id, "payload": payload, "interval": interval}
     body |= given(
         requeue_limit=requeue_limit, max_queued_length=max_queued_length, delay_ms=delay_ms, not_before=not_before,
-        expire_at=expire_at, ttl_ms=ttl_ms, campaign=campaign, priority=priority,
+        expire_at=expire_at, ttl_ms=ttl_ms, campaign=campaign, cost=cost, priority=priority,
     )  # fmt: skip
     return Call("POST", f"/enqueue/{queue_type}/{queue_id}/", body, read=_field("status"))
 
@@ -202,9 +203,9 @@ def dequeue(queue_type: str = "default", count: int = 1, wait: int = 0) -> Call:
 
 
 @_checked
-def finish(queue_type: str, queue_id: str, job_id: str, receipt: str | None = None) -> Call:
+def finish(queue_type: str, queue_id: str, job_id: str, receipt: str | None = None, cost: int | None = None) -> Call:
     path = f"/finish/{queue_type}/{queue_id}/{job_id}/"
-    return Call("POST", path, given(receipt=receipt), conflict=StaleReceipt)
+    return Call("POST", path, given(receipt=receipt, cost=cost), conflict=StaleReceipt)
 
 
 @_checked
@@ -231,8 +232,9 @@ def fail(
     dead: bool = False,
     throttle: bool = False,
     release: bool = False,
+    cost: int | None = None,
 ) -> Call:
-    body = given(receipt=receipt, error=error, retry_after_ms=retry_after_ms)
+    body = given(receipt=receipt, error=error, retry_after_ms=retry_after_ms, cost=cost)
     body |= ({"dead": True} if dead else {}) | ({"throttle": True} if throttle else {})
     body |= {"release": True} if release else {}
     path = f"/fail/{queue_type}/{queue_id}/{job_id}/"

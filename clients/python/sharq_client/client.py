@@ -89,16 +89,18 @@ class Client:
         expire_at: int | None = None,
         ttl_ms: int | None = None,
         campaign: str | None = None,
+        cost: int | None = None,
         priority: int | None = None,
     ) -> str:
         """Queue one job, or with `delay_ms` (from now) or `not_before` (epoch ms, on
         the server's Redis clock) schedule it; returns "queued" or "scheduled".
         With `expire_at` (epoch ms) or `ttl_ms` (from now) it is never handed out
         after that (it expires into the dead letters). With `campaign` it counts in
-        that campaign of the type. With `priority` (0-9, default 0) it is handed out
-        before every job of a lower priority in its queue. DuplicateJob (with `.state`), QueueFull, or
-        Conflict (its campaign was cancelled) when refused."""
-        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms, campaign, priority)
+        that campaign of the type. `cost`: the units it counts against every rate
+        limit and quota (1 by default). With `priority` (0-9, default 0) it is handed
+        out before every job of a lower priority in its queue. DuplicateJob (with
+        `.state`), QueueFull, or Conflict (its campaign was cancelled) when refused."""
+        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms, campaign, cost, priority)
         return self._send(calls.enqueue(queue_type, queue_id, job_id, payload, interval, *args))
 
     def enqueue_many(self, queue_type: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -112,10 +114,12 @@ class Client:
         """Up to `count` jobs, waiting up to `wait` s (0-30) for one; [] when none."""
         return self._send(calls.dequeue(queue_type, count, wait))
 
-    def finish(self, queue_type: str, queue_id: str, job_id: str, receipt: str | None = None) -> None:
+    def finish(
+        self, queue_type: str, queue_id: str, job_id: str, receipt: str | None = None, cost: int | None = None
+    ) -> None:
         """Acknowledge a job; NotFound when it is not active, StaleReceipt when the
         receipt names an earlier delivery."""
-        self._send(calls.finish(queue_type, queue_id, job_id, receipt))
+        self._send(calls.finish(queue_type, queue_id, job_id, receipt, cost))
 
     def finish_many(self, queue_type: str, jobs: list[Job | dict[str, Any]], take: int = 0, wait: int = 0) -> Batch:
         """Finish up to 100 jobs atomically and, with `take`, take up to that many
@@ -137,14 +141,15 @@ class Client:
         dead: bool = False,
         throttle: bool = False,
         release: bool = False,
+        cost: int | None = None,
     ) -> str:
         """Report a failure: back to the front of its queue now (or after
         `retry_after_ms`), or dead; with `throttle` (the upstream said 429) back to
         the front uncounted and the queue paused `retry_after_ms`; with `release`
         (this worker is stopping) back to the front at once, uncounted. Returns the
         job's state (queued, retrying, dead)."""
-        call = calls.fail(queue_type, queue_id, job_id, receipt, error, retry_after_ms, dead, throttle, release)
-        return self._send(call)
+        args = (receipt, error, retry_after_ms, dead, throttle, release, cost)
+        return self._send(calls.fail(queue_type, queue_id, job_id, *args))
 
     # -- administration and views ------------------------------------------------------
 

@@ -21,17 +21,21 @@ class Job:
     current_queue_length: int
     dequeued_at: int
     expires_at: int
+    cost: int = 1  # units it counts against its limits (the server shows it when not 1)
     priority: int = 0
 
     @classmethod
     def from_json(cls, queue_type: str, data: dict[str, Any]) -> Job:
         fields = ("queue_id", "job_id", "payload", "receipt", "requeues_remaining", "current_queue_length")
         values = (data[name] for name in fields)
-        return cls(queue_type, *values, data["dequeued_at"], data["expires_at"], data.get("priority", 0))
+        return cls(
+            queue_type, *values, data["dequeued_at"], data["expires_at"], data.get("cost", 1), data.get("priority", 0)
+        )
 
-    def ack(self) -> dict[str, str]:
-        """This job as an entry of a finish batch."""
-        return {"queue_id": self.queue_id, "job_id": self.job_id, "receipt": self.receipt}
+    def ack(self, cost: int | None = None) -> dict[str, Any]:
+        """This job as an entry of a finish batch; with `cost`, what it really cost."""
+        ack: dict[str, Any] = {"queue_id": self.queue_id, "job_id": self.job_id, "receipt": self.receipt}
+        return ack if cost is None else {**ack, "cost": cost}
 
 
 @dataclass(frozen=True)

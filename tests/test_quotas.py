@@ -1,0 +1,177 @@
+"""Issue 25.2: quotas over fixed windows, per queue and type-wide, in the take script."""
+
+from __future__ import annotations
+
+import pytest
+
+from sharq_core import BadArgumentException, Conflict, SharQ
+from tests.support import Clock, ServerProcess
+
+DAY = 86_400_000
+
+
+def taken(sq: SharQ, count: int = 10) -> list[str]:
+    return [job["job_id"] for job in sq.dequeue_many("t", count)["jobs"]]
+
+
+def test_a_queue_quota_holds_it_until_its_window_resets(sq: SharQ, clock: Clock) -> None:
+    sq.set_limits("t", "q", quotas=[{"limit": 5, "window_ms": 1000}])
+    for n, cost in enumerate([2, 2, 2]):
+        sq.enqueue(n, 0, f"j{n}", "q", "t", cost=cost)
+    sq.enqueue(9, 0, "other", "free", "t")
+    reset = clock.now - clock.now % 1000 + 1000
+    assert sorted(taken(sq)) == ["j0", "j1", "other"]  # 4 of 5 units; j2 needs 2: held, the others still go
+    assert sq.dequeue("t") == {"status": "failure", "retry_after_ms": reset - clock.now}
+    assert sq.queue_info("t", "q")["next_ready_at"] == reset  # out of the ready set until then
+    quota = sq.limits("t", "q")["limits"]["quotas"]
+    assert quota == [{"limit": 5, "window_ms": 1000, "offset_ms": 0, "used": 4, "remaining": 1, "resets_at": reset}]
+    clock.advance(reset - clock.now - 1)
+    assert taken(sq) == []
+    clock.advance(1)
+    assert taken(sq) == ["j2"]
+    assert sq.limits("t", "q")["limits"]["quotas"][0]["used"] == 2
+
+
+def test_every_window_must_have_the_cost_left_and_offset_moves_the_reset(sq: SharQ, clock: Clock) -> None:
+    quotas = [{"limit": 3, "window_ms": 1000}, {"limit": 4, "window_ms": DAY, "offset_ms": -28_800_000}]
+    sq.set_limits("t", "q", quotas=quotas)
+    for n in range(6):
+        sq.enqueue(n, 0, f"j{n}", "q", "t")
+    assert len(taken(sq)) == 3
+    clock.advance(1000)
+    assert len(taken(sq)) == 1  # the day allows one more
+    day = sq.limits("t", "q")["limits"]["quotas"][1]
+    assert (day["remaining"], (day["resets_at"] + 28_800_000) % DAY) == (0, 0)  # midnight UTC-8
+    assert sq.dequeue("t")["retry_after_ms"] == day["resets_at"] - clock.now
+
+
+def test_each_window_counts_its_own_units(sq: SharQ, clock: Clock) -> None:
+    """A quota set anew with another window_ms counts from 0 (its window counted
+    nothing), though it began at the same ms; the same window set again keeps its count."""
+    clock.advance(-clock.now % 2000)  # where a 1 s and a 2 s window begin together
+    sq.set_limits("t", "q", quotas=[{"limit": 3, "window_ms": 1000}])
+    sq.enqueue(0, 0, "a", "q", "t", cost=2)
+    sq.enqueue(1, 0, "b", "q", "t", cost=5)
+    assert taken(sq) == ["a"]
+    sq.set_limits("t", "q", quotas=[{"limit": 6, "window_ms": 2000}])
+    assert sq.limits("t", "q")["limits"]["quotas"][0]["used"] == 0
+    assert taken(sq) == ["b"]
+    sq.set_limits("t", "q", quotas=[{"limit": 3, "window_ms": 1000}])
+    assert sq.limits("t", "q")["limits"]["quotas"][0]["used"] == 2
+
+
+def test_a_type_quota_counts_every_queues_units(sq: SharQ, clock: Clock) -> None:
+    sq.set_type_limits("t", quotas=[{"limit": 4, "window_ms": 60_000}])
+    sq.enqueue(0, 0, "a", "q1", "t", cost=3)
+    sq.enqueue(1, 0, "b", "q2", "t", cost=2)
+    assert taken(sq) == ["a"]
+    reset = clock.now - clock.now % 60_000 + 60_000
+    assert sq.dequeue("t")["retry_after_ms"] == reset - clock.now
+    assert sq.type_limits("t")["limits"]["quotas"][0]["used"] == 3
+    clock.advance(reset - clock.now)
+    assert taken(sq) == ["b"]
+
+
+def test_a_higher_real_cost_counts_against_the_quota(sq: SharQ) -> None:
+    sq.set_limits("t", "q", quotas=[{"limit": 100, "window_ms": 60_000}])
+    sq.enqueue(0, 0, "a", "q", "t", cost=10)
+    job = sq.dequeue("t")
+    sq.finish_job("a", "q", "t", job["receipt"], cost=70)
+    assert sq.limits("t", "q")["limits"]["quotas"][0]["remaining"] == 30
+
+
+def test_null_clears_quotas(sq: SharQ) -> None:
+    sq.set_limits("t", "q", quotas=[{"limit": 1, "window_ms": 60_000}])
+    for n in range(2):
+        sq.enqueue(n, 0, f"j{n}", "q", "t")
+    assert taken(sq) == ["j0"]
+    assert "quotas" not in sq.set_limits("t", "q", quotas=None)["limits"]
+    assert taken(sq) == ["j1"]
+
+
+@pytest.mark.parametrize(
+    ("quotas", "message"),
+    [
+        ([{"limit": 0, "window_ms": 1000}], "quotas[0]: limit must be an integer from 1"),
+        ([{"limit": 1, "window_ms": 999}], "quotas[0]: window_ms must be an integer from 1000 to 2678400000"),
+        ([{"limit": 1, "window_ms": 1000}] * 4, "quotas must be a list of 1 to 3 windows"),
+        ([{"limit": 1, "window_ms": 1000, "every": 1}], "quotas[0]: unknown field 'every'"),
+        ([], "quotas must be a list of 1 to 3 windows"),
+    ],
+)
+def test_bad_quotas_are_refused_and_change_nothing(sq: SharQ, quotas, message: str) -> None:
+    with pytest.raises(BadArgumentException, match=message.replace("[", r"\[").replace("]", r"\]")):
+        sq.set_limits("t", "q", quotas=quotas)
+    with pytest.raises(BadArgumentException):
+        sq.set_type_limits("t", quotas=quotas)
+    assert "quotas" not in sq.limits("t", "q")["limits"]
+    assert "quotas" not in sq.type_limits("t")["limits"]
+
+
+def test_quotas_over_http(tmp_path) -> None:
+    server = ServerProcess(str(tmp_path / "data"), workers=1).start()
+    try:
+        status, body = server.call("PUT", "/limits/sms/q/", {"quotas": [{"limit": 0, "window_ms": 1000}]})
+        assert status == 400 and "limit" in body["message"]
+        status, body = server.call("PUT", "/limits/sms/", {"quotas": [{"limit": 2, "window_ms": 999}]})
+        assert status == 400 and "window_ms" in body["message"]
+        status, body = server.call("PUT", "/limits/sms/q/", {"quotas": [{"limit": 1, "window_ms": DAY}]})
+        assert status == 200 and body["limits"]["quotas"][0]["remaining"] == 1
+        assert server.call("PUT", "/limits/sms/", {"quotas": [{"limit": 9, "window_ms": 60_000}]})[0] == 200
+        for job_id in ("a", "b"):
+            server.call("POST", "/enqueue/sms/q/", {"job_id": job_id, "payload": 1, "interval": 0})
+        assert server.call("GET", "/dequeue/sms/")[1]["job_id"] == "a"
+        status, body = server.call("GET", "/dequeue/sms/")
+        assert status == 404 and 0 < body["retry_after_ms"] <= DAY
+        assert server.call("GET", "/limits/sms/")[1]["limits"]["quotas"][0]["used"] == 1
+        assert "quotas" not in server.call("PUT", "/limits/sms/q/", {"quotas": None})[1]["limits"]
+    finally:
+        server.stop()
+
+
+def test_prometheus_shows_a_types_quota_remaining(sq: SharQ) -> None:
+    from sharq_server.prometheus import registry_for
+
+    sq.set_type_limits("t", quotas=[{"limit": 10, "window_ms": 60_000}])
+    sq.enqueue(0, 0, "a", "q", "t", cost=4)
+    sq.dequeue("t")
+    registry = registry_for(sq)
+    assert registry.get_sample_value("sharq_type_quota_remaining", {"queue_type": "t", "window_ms": "60000"}) == 6
+
+
+def test_a_sharded_types_quota_is_split_and_queue_quotas_stay_exact(sq: SharQ) -> None:
+    sq.set_type_settings("t", 2)
+    sq.set_type_limits("t", quotas=[{"limit": 4, "window_ms": 60_000}])  # 2 per shard
+    sq.set_limits("t", "q0", quotas=[{"limit": 1, "window_ms": 60_000}])
+    for q in range(8):
+        sq.enqueue(0, 0, "a", f"q{q}", "t")
+        sq.enqueue(1, 0, "b", f"q{q}", "t")
+    got = [job["queue_id"] for job in sq.dequeue_many("t", 100)["jobs"]]
+    assert len(got) <= 4 and got.count("q0") <= 1
+    assert sq.dequeue("t")["status"] == "failure"
+
+
+def test_a_queue_with_quotas_alone_keeps_the_type_from_changing_its_shard_count(sq: SharQ) -> None:
+    """Its quota and the units it used live on its shard: a change of the count
+    would leave them behind, so it is refused (as queue limits are) until cleared."""
+    sq.set_limits("t", "q", quotas=[{"limit": 5, "window_ms": 1000}])
+    with pytest.raises(Conflict, match="quotas of their own"):
+        sq.set_type_settings("t", 2)
+    assert sq.limits("t", "q")["limits"]["quotas"][0]["limit"] == 5
+    assert sq.type_settings("t")["shards"] == 1
+    sq.set_limits("t", "q", quotas=None)
+    assert sq.set_type_settings("t", 2)["shards"] == 2
+
+
+def test_units_a_type_used_stay_counted_when_its_shard_count_changes(sq: SharQ) -> None:
+    """The type-wide units used so far move to the new shards, each taking its
+    share rounded up: a change never hands out more than the window allows."""
+    sq.set_type_limits("t", quotas=[{"limit": 10, "window_ms": DAY}])
+    for n in range(6):
+        sq.enqueue(n, 0, f"a{n}", f"q{n}", "t")
+    for job in sq.dequeue_many("t", 10)["jobs"]:
+        sq.finish(job["job_id"], job["queue_id"], "t")
+    sq.set_type_settings("t", 2)
+    for n in range(10):
+        sq.enqueue(n, 0, f"b{n}", f"q{n}", "t")
+    assert len(taken(sq, 20)) <= 4  # 10 - 6 left; each shard 5 less its 3 of the 6
