@@ -139,6 +139,66 @@ def test_a_cancelled_campaign_leaves_every_priority(sq: SharQ) -> None:
     assert sq.dequeue("mail")["status"] == "failure"
 
 
+def test_a_burst_lists_a_queue_by_the_cost_of_its_highest_prioritys_head(sq: SharQ, clock: Clock) -> None:
+    """With costs (issue 25): the job a take would hand out next is the head of the
+    highest priority, so its cost says when the queue is due (not the head of the
+    priority 0 list, empty here: it read 1 unit and listed the queue at once)."""
+    sq.set_limits("mail", "t", interval=100, burst=3)
+    sq.enqueue(1, 100, "a", "t", "mail")
+    assert take_ids(sq, "mail", 1) == ["a"]
+    sq.enqueue(1, 100, "big", "t", "mail", cost=3, priority=9)
+    assert sq.queue_info("mail", "t")["next_ready_at"] == clock.now + 100  # 3 units: the state fully idle
+    assert sq.dequeue("mail") == {"status": "failure", "retry_after_ms": 100}
+
+
+def test_a_costly_job_the_rate_holds_stays_first_of_its_priority(sq: SharQ, clock: Clock) -> None:
+    """A take that finds the head of the highest priority costlier than the rate
+    allows yet puts it back in front of its own priority's list (it went to the
+    priority 0 list, and the next job of its priority overtook it)."""
+    sq.set_limits("mail", "t", interval=100, burst=3)
+    sq.enqueue(1, 100, "a", "t", "mail")
+    sq.enqueue(1, 100, "low", "t", "mail")
+    assert take_ids(sq, "mail", 1) == ["a"]  # listed again by low's 1 unit: due now
+    sq.enqueue(1, 100, "big", "t", "mail", cost=3, priority=9)
+    sq.enqueue(1, 100, "next", "t", "mail", priority=9)
+    assert sq.dequeue("mail") == {"status": "failure", "retry_after_ms": 100}  # big needs 3 units
+    clock.advance(100)
+    assert [job["job_id"] for job in sq.dequeue_many("mail", 10)["jobs"]] == ["big"]
+    clock.advance(1000)
+    assert [job["job_id"] for job in sq.dequeue_many("mail", 10)["jobs"]] == ["next", "low"]
+
+
+def test_an_on_done_job_keeps_the_queues_oldest_head(sq: SharQ, clock: Clock) -> None:
+    """A campaign's on_done job (enqueue_done_job) joins priority 0 of a queue that
+    holds jobs of a higher priority: the queue's oldest queued job stays the older
+    one (it was taken for empty and its head time moved to the on_done job's)."""
+    sq.enqueue(1, 0, "urgent", "reports", "sms", priority=9)
+    sq.enqueue(1, 0, "a", "q1", "sms", campaign="spring")
+    sq.set_on_done("sms", "spring", {"queue_type": "sms", "queue_id": "reports", "payload": None})
+    job = sq.dequeue("sms")
+    assert job["job_id"] == "a"
+    clock.advance(500)
+    sq.finish("a", "q1", "sms", job["receipt"])  # the finish that ends it enqueues the on_done job
+    view = sq.queue_info("sms", "reports")
+    assert (view["priorities"], view["oldest_queued_age_ms"]) == ({"9": 1, "0": 1}, 500)
+    assert take_ids(sq, "sms", 2) == ["urgent", "campaign-done.spring"]
+
+
+def test_cost_and_priority_ride_together(sq: SharQ) -> None:
+    """Both options in one record ("<limit>|c=3|p=7", see job_option): each is
+    shown wherever the job is, and the job keeps its place by priority."""
+    sq.enqueue(1, 0, "plain", "t", "mail")
+    sq.enqueue(1, 0, "both", "t", "mail", cost=3, priority=7, campaign="spring")
+    record = sq.redis.hget(sq.keys.jobs("mail", "t"), "both")
+    assert record.split(b":")[1] == b"-1|c=3|p=7|g=spring"
+    status = sq.job_status("mail", "t", "both")
+    assert (status["state"], status["cost"], status["priority"], status["campaign"]) == ("queued", 3, 7, "spring")
+    job = sq.dequeue("mail")
+    assert (job["job_id"], job["cost"], job["priority"]) == ("both", 3, 7)
+    status = sq.job_status("mail", "t", "both")
+    assert (status["state"], status["cost"], status["priority"]) == ("active", 3, 7)
+
+
 @pytest.mark.parametrize("priority", [10, -1, 1.5, "3", True])
 def test_bad_priorities_are_refused_and_change_nothing(sq: SharQ, priority: object) -> None:
     with pytest.raises(BadArgumentException, match="priority"):
