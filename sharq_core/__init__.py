@@ -18,7 +18,10 @@ key                        type     holds                                       
 ``P:{T}:ready``            zset     Q -> ms its next job may be dequeued         while Q has queued jobs
 ``P:{T}:active``           zset     ``Q:J`` -> ms the dequeued job expires       until finished or requeued
 ``P:{T}:queues``           hash     Q -> interval (ms)                           while Q has queued or active jobs
-``P:{T}:q:Q``              list     queued job ids, head first                   while non-empty
+``P:{T}:q:Q``              list     queued job ids of priority 0, head first     while non-empty
+``P:{T}:qN:Q``             list     those of priority N (1-9), head first        while non-empty
+``P:{T}:prio``             hash     Q -> its priorities above 0 holding queued   while Q holds such jobs
+                                    jobs, highest first (``95``)
 ``P:{T}:j:Q``              hash     J -> ``remaining:limit:enqueued:payload``    queued, delayed and active jobs
 ``P:{T}:last:Q``           string   Q's rate state: its last dequeue (GCRA:     while Q holds jobs, then
                                     the theoretical arrival less one interval)   max(interval, 10 min)

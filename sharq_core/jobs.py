@@ -17,8 +17,9 @@ class DequeuedJob:
     `receipt` names this delivery: finish, touch and fail with it act only while
     no other delivery of the job has begun. `expires_at` is when the job goes back
     to its queue unless finished or touched. `cost` is the units it counts against
-    its queue's and type's limits (1 unless its enqueue gave one); the answers show
-    it only when not 1, as the record holds it, so a job without one reads as before.
+    its queue's and type's limits (1 unless its enqueue gave one), `priority` the
+    job's (0-9); the answers show each only when not its default, as the record
+    holds them, so a job without options reads as before.
     """
 
     queue_id: str
@@ -30,6 +31,7 @@ class DequeuedJob:
     receipt: str
     expires_at: int
     cost: int = 1
+    priority: int = 0
 
     @classmethod
     def from_reply(
@@ -37,8 +39,10 @@ class DequeuedJob:
     ) -> DequeuedJob:
         remaining, limit_field, _, payload = record.split(b":", 3)
         queue, job = queue_id.decode(), job_id.decode()
-        cost = option_of(limit_field, b"c", 1) if b"|" in limit_field else 1
-        return cls(queue, job, payload, int(remaining), int(length), now, receipt.decode(), now + expire, cost)
+        cost, priority = option_of(limit_field, b"c", 1), option_of(limit_field, b"p", 0)
+        return cls(
+            queue, job, payload, int(remaining), int(length), now, receipt.decode(), now + expire, cost, priority
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The job as the library API returns it, payload decoded."""
@@ -54,6 +58,8 @@ class DequeuedJob:
         }
         if self.cost != 1:
             job["cost"] = self.cost
+        if self.priority:
+            job["priority"] = self.priority
         return job
 
     def json_members(self) -> bytes:
@@ -62,17 +68,23 @@ class DequeuedJob:
         The HTTP answer is built from this without decoding and re-encoding the
         payload; identifiers are ``[A-Za-z0-9_-]`` and need no escaping.
         """
-        return b'"queue_id":"%s","job_id":"%s","payload":%s,"requeues_remaining":%d,' % (
-            self.queue_id.encode(),
-            self.job_id.encode(),
-            self.payload_json,
-            self.requeues_remaining,
-        ) + b'"current_queue_length":%d,"dequeued_at":%d,"receipt":"%s","expires_at":%d%s' % (
-            self.current_queue_length,
-            self.dequeued_at,
-            self.receipt.encode(),
-            self.expires_at,
-            b"" if self.cost == 1 else b',"cost":%d' % self.cost,
+        return (
+            b'"queue_id":"%s","job_id":"%s","payload":%s,"requeues_remaining":%d,'
+            % (
+                self.queue_id.encode(),
+                self.job_id.encode(),
+                self.payload_json,
+                self.requeues_remaining,
+            )
+            + b'"current_queue_length":%d,"dequeued_at":%d,"receipt":"%s","expires_at":%d%s'
+            % (
+                self.current_queue_length,
+                self.dequeued_at,
+                self.receipt.encode(),
+                self.expires_at,
+                b"" if self.cost == 1 else b',"cost":%d' % self.cost,
+            )
+            + (b',"priority":%d' % self.priority if self.priority else b"")
         )
 
 

@@ -188,8 +188,15 @@ class Keys:
         """Pub/sub channel: the message is a queue type that may have a job ready."""
         return f"{self.prefix}:ready"
 
-    def queue(self, queue_type: str, queue_id: str) -> str:
+    def queue(self, queue_type: str, queue_id: str, priority: int = 0) -> str:
+        """LIST the queue's queued job ids of `priority`, head first (see queue_list in _helpers.lua)."""
+        if priority:
+            return f"{self.base(queue_type)}:q{priority}:{queue_id}"
         return f"{self.base(queue_type)}:q:{queue_id}"
+
+    def priorities(self, queue_type: str) -> str:
+        """HASH Q -> the priorities above 0 it holds queued jobs of, highest first ("95")."""
+        return f"{self.base(queue_type)}:prio"
 
     def jobs(self, queue_type: str, queue_id: str) -> str:
         return f"{self.base(queue_type)}:j:{queue_id}"

@@ -26,7 +26,7 @@ _MISSING = object()
 
 JOB_FIELDS = (
     "job_id", "payload", "interval", "requeue_limit", "max_queued_length", "delay_ms", "not_before", "expire_at",
-    "ttl_ms", "campaign", "cost",
+    "ttl_ms", "campaign", "cost", "priority",
 )  # fmt: skip
 _BATCH_FIELDS = frozenset((*JOB_FIELDS, "queue_id"))
 
@@ -49,6 +49,7 @@ class ProducerCommands(EngineBase):
         ttl_ms: int | None = None,
         campaign: str | None = None,
         cost: int | None = None,
+        priority: int | None = None,
     ) -> dict[str, Any]:
         """Queue one job; raises DuplicateJob, QueueFull or Conflict (its campaign
         was cancelled) and then changes nothing.
@@ -59,11 +60,13 @@ class ProducerCommands(EngineBase):
         never handed out after that: it expires into the dead letters instead.
         With `campaign` it counts in that campaign of the type (campaigns.py).
         `cost` (units, 1 by default) is what it counts against its queue's and
-        type's rate limits and quotas.
+        type's rate limits and quotas. With `priority` (0-9, default 0) it is handed
+        out before every job of a lower priority queued in its queue, after those of
+        its own queued before it.
         """
         job = self._job_args(
             queue_id, job_id, payload, interval, requeue_limit, max_queued_length, delay_ms, not_before, expire_at,
-            ttl_ms, campaign, cost,
+            ttl_ms, campaign, cost, priority,
         )  # fmt: skip
         code = self._enqueue(check.identifier("queue_type", queue_type), [job])[0]
         if code in _ENQUEUE_FAILURES:
@@ -102,7 +105,7 @@ class ProducerCommands(EngineBase):
             return self._job_args(
                 get("queue_id"), get("job_id"), get("payload", _MISSING), get("interval"), get("requeue_limit"),
                 get("max_queued_length"), get("delay_ms"), get("not_before"), get("expire_at"), get("ttl_ms"),
-                get("campaign"), get("cost"),
+                get("campaign"), get("cost"), get("priority"),
             )  # fmt: skip
         except BadArgumentException as exc:
             raise BadArgumentException(f"jobs[{index}]: {exc.message}") from None
@@ -125,6 +128,7 @@ class ProducerCommands(EngineBase):
             "ttl_ms": job.get("ttl_ms"),
             "campaign": job.get("campaign"),
             "cost": job.get("cost"),
+            "priority": job.get("priority"),
         }
 
     def _job_args(
@@ -141,6 +145,7 @@ class ProducerCommands(EngineBase):
         ttl_ms: Any = None,
         campaign: Any = None,
         cost: Any = None,
+        priority: Any = None,
     ) -> list[Any]:
         """Validate one job into the seven ARGV values enqueue.lua takes."""
         if payload is _MISSING:
@@ -156,9 +161,11 @@ class ProducerCommands(EngineBase):
         deadline = check.deadline(expire_at, ttl_ms)
         max_length = check.optional_integer("max_queued_length", max_queued_length, 1, check.MAX_QUEUED_LENGTH)
         units = check.cost("cost", cost)
-        # options ride after the requeue limit in the order c, x, g, each only when
-        # not its default (see job_option in _helpers.lua)
+        rank = check.optional_integer("priority", priority, 0, check.MAX_PRIORITY)
+        # options ride after the requeue limit in the order c, p, x, g, each only
+        # when not its default (see job_option in _helpers.lua)
         options = "" if units is None or units == 1 else f"|c={units}"
+        options += f"|p={rank}" if rank else ""
         options += "" if deadline is None else f"|x={deadline}"
         options += "" if campaign is None else f"|g={check.identifier('campaign', campaign)}"
         return [

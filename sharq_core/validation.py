@@ -22,6 +22,7 @@ MAX_OFFSET = 10**9
 MAX_TIME = 10**13  # epoch ms, until the year 2286
 MAX_WEIGHT = 100  # a queue's share beside others (PUT /limits): 1 to 100 turns a round
 MAX_COST = 10_000  # units one job may cost (issue 25)
+MAX_PRIORITY = 9  # one digit: a queue holds a list per priority (see queue_list in _helpers.lua)
 
 
 def identifier(name: str, value: Any) -> str:

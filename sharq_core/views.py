@@ -208,7 +208,7 @@ class ViewCommands(EngineBase):
         """view.lua's answer: known queues, the type's pause, and the queues asked."""
         reply = self._script("view", self.keys.type_keys(queue_type), [self.keys.base(queue_type), self._now(), *args])
         now = int(reply[0])
-        return int(reply[1]), reply[2], [_queue_view(now, reply[i : i + 17]) for i in range(3, len(reply), 17)]
+        return int(reply[1]), reply[2], [_queue_view(now, reply[i : i + 18]) for i in range(3, len(reply), 18)]
 
     def job_status(self, queue_type: str, queue_id: str, job_id: str) -> dict[str, Any]:
         """Where a job is: queued, scheduled (with `due_at`), active (with
@@ -226,9 +226,13 @@ class ViewCommands(EngineBase):
         )
         state = state.decode()
         result: dict[str, Any] = {"status": "success", "state": state}
-        cost = option_of(record.split(b":", 3)[1], b"c", 1) if record else 1
-        if cost != 1:  # shown as the dequeued job shows it: only when not 1
+        # cost and priority shown as the dequeued job shows them: only when not the default
+        options = record.split(b":", 3)[1] if record else b""
+        cost, priority = option_of(options, b"c", 1), option_of(options, b"p", 0)
+        if cost != 1:
             result["cost"] = cost
+        if priority:
+            result["priority"] = priority
         if last_error:
             result["last_error"] = last_error.decode()
         if state == "active":
@@ -251,12 +255,23 @@ class ViewCommands(EngineBase):
         return result
 
     def get_queue_length(self, queue_type: str, queue_id: str) -> int:
-        """How many jobs wait in the queue (active ones not counted)."""
+        """How many jobs wait in the queue (active ones not counted), all priorities."""
         self._check_queue(queue_type, queue_id)
         length = self._on_queue(
-            queue_type, queue_id, lambda shard: self.redis.llen(self.keys.queue(shard, queue_id)), lambda n: n == 0
+            queue_type, queue_id, lambda shard: self._queue_length(shard, queue_id), lambda n: n == 0
         )
         return int(length)
+
+    def _queue_length(self, shard: str, queue_id: str) -> int:
+        """The jobs queued in one queue of a shard: its list of priority 0, and its
+        lists of the priorities above 0 it holds (see queue_list in _helpers.lua)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen(self.keys.queue(shard, queue_id))
+            pipe.hget(self.keys.priorities(shard), queue_id)
+            length, present = pipe.execute()
+        return length + sum(
+            self.redis.llen(self.keys.queue(shard, queue_id, int(p))) for p in (present or b"").decode()
+        )
 
     def dead_letters(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         """The type's dead-lettered jobs, oldest death first, with payloads and reasons."""
@@ -307,9 +322,11 @@ def _absent(view: dict[str, Any]) -> bool:
 
 
 def _queue_view(now: int, values: list[Any]) -> dict[str, Any]:
-    """view.lua's 17 values of one queue as the answer's object."""
+    """view.lua's 18 values of one queue as the answer's object; `priorities`
+    (queued jobs per priority) only once a job of priority above 0 is queued."""
     queue_id, length, active, scheduled, interval, interval_source, burst, burst_source = values[:8]
-    max_active, max_active_source, weight, weight_source, paused, next_ready, oldest, _, held = values[8:]
+    max_active, max_active_source, weight, weight_source, paused, next_ready, oldest, _, held, by_priority = values[8:]
+    priorities = {"priorities": {str(p): n for p, n in zip(by_priority[::2], by_priority[1::2], strict=True)}}
     return {
         "queue_id": queue_id.decode(),
         "queue_length": length,
@@ -326,6 +343,7 @@ def _queue_view(now: int, values: list[Any]) -> dict[str, Any]:
         "next_ready_at": next_ready,
         "oldest_queued_age_ms": None if oldest is None else max(now - oldest, 0),
         "quota_held_until": held,
+        **(priorities if by_priority else {}),
     }
 
 
@@ -337,14 +355,26 @@ def _dead_record(raw: bytes) -> dict[str, Any]:
         "reason": record["reason"],
         "last_error": record.get("last_error"),
         **({"campaign": record["campaign"]} if "campaign" in record else {}),
+        **_priority(record.get("options")),
     }
     if record.get("expire_at") is not None:
         dead["expire_at"] = int(record["expire_at"])
     return dead
 
 
+def _empty(length: int) -> bool:
+    return length == 0
+
+
+def _priority(options: str | None) -> dict[str, int]:
+    """A dead letter's priority, from the options its record kept, when above 0."""
+    priority = option_of(options.encode(), b"p", 0) if options else 0
+    return {"priority": priority} if priority else {}
+
+
 def _options(options: list[bytes]) -> dict[str, Any]:
-    """The job options of a record's limit field that GET /job/ shows (see job_option)."""
+    """The queued job's deadline and campaign from its record's options (see
+    job_option); job_status shows cost and priority in every state."""
     shown: dict[str, Any] = {}
     for option in options:
         name, _, value = option.partition(b"=")

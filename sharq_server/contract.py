@@ -35,6 +35,8 @@ DelayMs = bounded(0, check.MAX_INTERVAL, "schedule it this many ms from now")
 NotBefore = bounded(0, check.MAX_TIME, "schedule it for this epoch ms")
 ExpireAt = bounded(0, check.MAX_TIME, "never hand it out after this epoch ms (Redis clock); must be later than now")
 TtlMs = bounded(1, check.MAX_INTERVAL, "never hand it out later than this many ms after the enqueue (or retry)")
+Priority = bounded(0, check.MAX_PRIORITY, "hand it out before every job of a lower priority in its queue")
+ShownPriority = Annotated[int, Meta(ge=1, le=check.MAX_PRIORITY, description="the job's priority; absent: 0")]
 CampaignId = Annotated[str, Meta(pattern=IDENTIFIER_PATTERN, description="count it in this campaign of the type")]
 RetryAfterMs = bounded(0, check.MAX_INTERVAL)
 LimitValue = bounded(1, MAX_LIMIT)
@@ -68,6 +70,7 @@ class NewJob(Body):
     ttl_ms: TtlMs | None = None
     campaign: CampaignId | None = None
     cost: Cost | None = None
+    priority: Priority | None = None
 
 
 class BatchJob(NewJob, kw_only=True):
@@ -224,6 +227,7 @@ class DequeuedJob(Struct, kw_only=True):
     receipt: str | UnsetType = UNSET
     expires_at: Annotated[int, Meta(description="back to its queue unless finished, epoch ms")] | UnsetType = UNSET
     cost: Annotated[int, Meta(ge=2, description="units it counts against its limits; absent: 1")] | UnsetType = UNSET
+    priority: ShownPriority | UnsetType = UNSET
 
 
 class JobResult(Struct, kw_only=True):
@@ -246,6 +250,7 @@ class DeadLetter(Struct, kw_only=True):
     reason: str
     last_error: str | None
     expire_at: Annotated[int, Meta(description="the job's deadline, epoch ms")] | UnsetType = UNSET
+    priority: ShownPriority | UnsetType = UNSET
 
 
 class Campaign(Struct, kw_only=True):
@@ -307,6 +312,9 @@ class QueueView(Struct, kw_only=True):
     quota_held_until: Annotated[
         int | None, Meta(description="while a quota of the queue's own holds its next job: when it lets it go")
     ]
+    priorities: (
+        Annotated[dict[str, int], Meta(description="queued jobs per priority, once one above 0 is queued")] | UnsetType
+    ) = UNSET
 
 
 class AutoscaleInputs(Struct, kw_only=True):

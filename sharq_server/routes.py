@@ -168,7 +168,7 @@ ROUTES = _routes(
         "job_status", "GET", "/job/{queue_type}/{queue_id}/{job_id}/",
         "Where a job is: queued, scheduled, active, retrying, dead, expired (a dead letter never handed out by its"
         " deadline, with expired_at), finished or cancelled by its campaign (within the dedupe window); last_error"
-        " when a worker reported one", "status",
+        " when a worker reported one; priority when above 0", "status",
         success(state={"enum": ["queued", "scheduled", "active", "retrying", "dead", "expired", "finished",
                                 "cancelled"]}),
     ),

@@ -18,6 +18,11 @@ deadline on. A take that meets it at a queue's head drops it to the dead letters
 (at most 10 per call) and goes on; the requeue pass expires those still queued or
 delayed, and a delivery that ends after the deadline expires instead of going back.
 
+Priorities (issue 26): a job enqueued with a priority (0-9) goes behind every job
+of its priority or higher in its queue, and one coming back (a delivery that ended)
+in front of those of its own priority: the queue's order is always by priority,
+highest first, and first in first out within one (`priority_order_holds`).
+
 Jobs may also belong to one campaign: its counts must equal the model's and sum to
 its total after every step, it is done exactly when it has jobs and none is
 queued, scheduled or active (an expired job counts `expired`), a cancel removes its queued and delayed jobs, and
@@ -58,6 +63,7 @@ INTERVALS = st.sampled_from([0, 30, 150])
 # steps that land on, just before and just after every interval and the expiry
 STEPS = st.sampled_from([0, 1, 29, 30, 31, 99, 100, 149, 150])
 TTLS = st.sampled_from([None, None, 30, 150])
+PRIORITIES = st.sampled_from([0, 0, 0, 1, 9])
 MAX_EXPIRED_PER_TAKE = 10
 
 
@@ -228,7 +234,19 @@ class Model:
         self.expired += 1
         self._forget_if_empty(key[0])
 
-    def enqueue(self, queue, job, payload, interval, limit, max_length, delay, ttl=None, campaign=False, cost=1):
+    def _push(self, queue, job, front=False) -> None:
+        """Into its queue behind every job of a higher priority, and of its own
+        unless `front` (a job coming back goes first among its own)."""
+        fifo = self.fifo.setdefault(queue, deque())
+        mine = self.jobs[(queue, job)]["priority"]
+        ahead = [other for other in fifo if self.jobs[(queue, other)]["priority"] + (0 if front else 1) > mine]
+        fifo.insert(len(ahead), job)
+        if len(fifo) == 1:
+            self._schedule(queue)
+
+    def enqueue(
+        self, queue, job, payload, interval, limit, max_length, delay, ttl=None, campaign=False, cost=1, priority=0
+    ):
         key = (queue, job)
         if campaign and self.campaign_cancelled:
             return "cancelled"
@@ -237,7 +255,14 @@ class Model:
         held = len(self.fifo.get(queue, ())) + sum(1 for q, _ in self.delayed if q == queue)
         if max_length is not None and held >= max_length:
             return "full"
-        self.jobs[key] = {"payload": payload, "remaining": limit, "limit": limit, "campaign": campaign, "cost": cost}
+        self.jobs[key] = {
+            "payload": payload,
+            "remaining": limit,
+            "limit": limit,
+            "campaign": campaign,
+            "cost": cost,
+            "priority": priority,
+        }
         self.campaign["total"] += campaign
         if ttl is not None:
             self.jobs[key]["deadline"] = self.now + ttl
@@ -247,9 +272,7 @@ class Model:
         if delay:
             self.delayed[key] = self.now + delay
             return "queued"
-        self.fifo.setdefault(queue, deque()).append(job)
-        if len(self.fifo[queue]) == 1:
-            self._schedule(queue)
+        self._push(queue, job)
         return "queued"
 
     def _promote(self) -> None:
@@ -258,9 +281,7 @@ class Model:
             key=lambda item: (item[1], ":".join(item[0])),
         ):
             del self.delayed[(queue, job)]
-            self.fifo.setdefault(queue, deque()).append(job)
-            if len(self.fifo[queue]) == 1:
-                self._schedule(queue)
+            self._push(queue, job)
 
     def dequeue(self, count):
         self._promote()
@@ -349,9 +370,7 @@ class Model:
             return "expired"
         if counts and record["remaining"] > 0:
             record["remaining"] -= 1
-        self.fifo.setdefault(queue, deque()).appendleft(job)
-        if len(self.fifo[queue]) == 1:
-            self._schedule(queue)
+        self._push(queue, job, front=True)
         return "requeued"
 
     def fail(self, queue, job, retry_after, throttle):
@@ -481,13 +500,16 @@ class EngineVersusModel(RuleBasedStateMachine):
         ttl=TTLS,
         campaign=st.booleans(),
         cost=COSTS,
+        priority=PRIORITIES,
     )
-    def enqueue(self, queue, job, payload, interval, limit, max_length, delay, ttl, campaign, cost) -> None:
-        expected = self.model.enqueue(queue, job, payload, interval, limit, max_length, delay, ttl, campaign, cost)
+    def enqueue(self, queue, job, payload, interval, limit, max_length, delay, ttl, campaign, cost, priority) -> None:
+        expected = self.model.enqueue(
+            queue, job, payload, interval, limit, max_length, delay, ttl, campaign, cost, priority
+        )
         try:
             self.engine.enqueue(
                 payload, interval, job, queue, "t", limit, max_length, delay_ms=delay or None, ttl_ms=ttl,
-                campaign="cg" if campaign else None, cost=cost,
+                campaign="cg" if campaign else None, cost=cost, priority=priority,
             )  # fmt: skip
             self.deadlines.pop((queue, job), None)
             if ttl is not None:
@@ -515,6 +537,7 @@ class EngineVersusModel(RuleBasedStateMachine):
         assert reply.get("retry_after_ms", 0) == wait
         for job in reply["jobs"]:
             self.served_at[job["queue_id"]] = job["dequeued_at"]
+            assert job.get("priority", 0) == self.model.jobs[(job["queue_id"], job["job_id"])]["priority"]
             # nothing expired is ever handed out
             deadline = self.deadlines.get((job["queue_id"], job["job_id"]))
             assert deadline is None or job["dequeued_at"] < deadline, (job, deadline)
@@ -618,6 +641,16 @@ class EngineVersusModel(RuleBasedStateMachine):
         assert self.engine.get_queue_length("report", "ops") == (1 if self.reported else 0)
 
     @invariant()
+    def priority_order_holds(self) -> None:
+        """Within a queue, no job waits ahead of one of a higher priority; the
+        engine hands jobs out in the model's order (`dequeue`), so in this one."""
+        if not hasattr(self, "model"):
+            return
+        for queue, fifo in self.model.fifo.items():
+            priorities = [self.model.jobs[(queue, job)]["priority"] for job in fifo]
+            assert priorities == sorted(priorities, reverse=True), (queue, list(fifo), priorities)
+
+    @invariant()
     def quotas_hold_on_the_engine(self) -> None:
         """Units the engine handed out in the current window of a queue's quota never
         exceed its limit (a real cost reported later may count beyond it)."""
@@ -661,7 +694,16 @@ def test_engine_matches_model(machine: type[EngineVersusModel]) -> None:
 
 # what a replayed step leaves out (the steps found before a rule had the argument)
 REPLAY_DEFAULTS = {
-    "enqueue": {"payload": 0, "limit": -1, "max_length": None, "delay": 0, "ttl": None, "campaign": False},
+    "enqueue": {
+        "payload": 0,
+        "limit": -1,
+        "max_length": None,
+        "delay": 0,
+        "ttl": None,
+        "campaign": False,
+        "cost": 1,
+        "priority": 0,
+    },
     "set_limits": {"weight": None},
 }
 
@@ -676,6 +718,7 @@ def replay(machine: type[EngineVersusModel], *steps: tuple[str, dict], state=Non
         getattr(state, name)(**(REPLAY_DEFAULTS.get(name, {}) | arguments))
         state.served_queues_wait_their_turn()
         state.campaign_counts_sum_and_match()
+        state.priority_order_holds()
         state.quotas_hold_on_the_engine()
         state.same_lengths_and_queues()
     return state

@@ -304,6 +304,112 @@ local function limit_field_of(record)
   return string.match(record, '^[^:]*:([^:]*)')
 end
 
+-- Priorities (option p, 0-9, higher first) order the jobs inside a queue: those
+-- of priority 0 wait in its list "<base>:q:<id>" as ever, those of priority p > 0
+-- in "<base>:q<p>:<id>", each first in first out. "<base>:prio" (hash) holds, for
+-- each queue with jobs queued above priority 0, the priorities whose lists hold
+-- jobs, highest first ("95"): a take pops from the first of them, else from the
+-- priority 0 list, so it stays one pop whatever the number of jobs. A type that
+-- never had a job of priority above 0 pays one EXISTS per call, nothing per job.
+local priorities_here = nil
+
+local function priorities_key(base)
+  return base .. ':prio'
+end
+
+local function any_priorities(base)
+  if priorities_here == nil then
+    priorities_here = redis.call('EXISTS', priorities_key(base)) == 1
+  end
+  return priorities_here
+end
+
+-- A job's priority (0-9) from its limit field: a field without options costs one find.
+local function priority_of(limit_field)
+  return string.find(limit_field, '|', 1, true) and tonumber(job_option(limit_field, 'p')) or 0
+end
+
+-- The list holding a queue's queued jobs of `priority`.
+local function queue_list(base, queue_id, priority)
+  if priority == 0 then
+    return base .. ':q:' .. queue_id
+  end
+  return base .. ':q' .. priority .. ':' .. queue_id
+end
+
+-- The priorities above 0 a queue holds queued jobs of, highest first ('' for none).
+local function queue_priorities(base, queue_id)
+  return any_priorities(base) and redis.call('HGET', priorities_key(base), queue_id) or ''
+end
+
+-- Note that a queue's list of `priority` (> 0) now holds jobs (`held`) or is empty.
+local function note_priority(base, queue_id, priority, held)
+  local present, listed = queue_priorities(base, queue_id), ''
+  for p = 9, 1, -1 do
+    if (p == priority and held) or (p ~= priority and string.find(present, p, 1, true)) then
+      listed = listed .. p
+    end
+  end
+  if listed == '' then
+    redis.call('HDEL', priorities_key(base), queue_id)
+  else
+    redis.call('HSET', priorities_key(base), queue_id, listed)
+    priorities_here = true
+  end
+end
+
+-- The jobs queued in a queue, all priorities together.
+local function queue_length(base, queue_id)
+  local length = redis.call('LLEN', base .. ':q:' .. queue_id)
+  for p in string.gmatch(queue_priorities(base, queue_id), '%d') do
+    length = length + redis.call('LLEN', queue_list(base, queue_id, tonumber(p)))
+  end
+  return length
+end
+
+-- The priority whose list a take pops from next: the highest present, else 0.
+local function front_priority(base, queue_id)
+  local present = queue_priorities(base, queue_id)
+  return present == '' and 0 or tonumber(string.sub(present, 1, 1))
+end
+
+-- Queue a job at the back (or, `front`, the front) of its priority's list.
+-- Returns true when the queue held no queued job before.
+local function queue_push(base, queue_id, job_id, priority, front)
+  local present = queue_priorities(base, queue_id)
+  if redis.call(front and 'LPUSH' or 'RPUSH', queue_list(base, queue_id, priority), job_id) > 1 then
+    return false
+  end
+  if priority == 0 then
+    return present == ''
+  end
+  note_priority(base, queue_id, priority, true)
+  return present == '' and redis.call('EXISTS', base .. ':q:' .. queue_id) == 0
+end
+
+-- Pop the job a take hands out next: the head of the highest priority present.
+local function queue_pop(base, queue_id)
+  local priority = front_priority(base, queue_id)
+  local key = queue_list(base, queue_id, priority)
+  local job_id = redis.call('LPOP', key)
+  if priority > 0 and redis.call('EXISTS', key) == 0 then
+    note_priority(base, queue_id, priority, false)
+  end
+  return job_id
+end
+
+-- Take a queued job of `priority` out of its list; true when it was there.
+local function queue_remove(base, queue_id, job_id, priority)
+  local key = queue_list(base, queue_id, priority)
+  if redis.call('LREM', key, 1, job_id) == 0 then
+    return false
+  end
+  if priority > 0 and redis.call('EXISTS', key) == 0 then
+    note_priority(base, queue_id, priority, false)
+  end
+  return true
+end
+
 -- The index of deadlines: "<q>:<j>" -> expire_at of each job enqueued with one
 -- (entries stay after the job is gone; the requeue pass drops them once due).
 local function deadlines_key(base)
@@ -366,9 +472,10 @@ local function job_cost(record)
   return tonumber(job_option(string.match(record, '^[^:]*:([^:]*)'), 'c')) or 1
 end
 
--- The units the head job of a queue costs (1 for an empty queue).
+-- The units the job a take would hand out next from a queue costs (1 for an
+-- empty queue): the head of its highest priority.
 local function head_cost(base, queue_id)
-  local job_id = redis.call('LINDEX', base .. ':q:' .. queue_id, 0)
+  local job_id = redis.call('LINDEX', queue_list(base, queue_id, front_priority(base, queue_id)), 0)
   local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
   return record and job_cost(record) or 1
 end
@@ -449,7 +556,7 @@ end
 -- change needs no bookkeeping: it counts from L. With burst 1 every job, whatever
 -- its cost, waits for L + interval, so only a burst needs the head job's cost.
 local function schedule_queue(k, base, queue_id, now)
-  if redis.call('LLEN', base .. ':q:' .. queue_id) == 0 then
+  if queue_length(base, queue_id) == 0 then
     redis.call('ZREM', k.ready, queue_id)
     count_demand(k, queue_id, nil)
     return
@@ -540,6 +647,30 @@ local function set_head(k, base, queue_id, job_id)
   redis.call('ZADD', k.heads, enqueued, queue_id)
 end
 
+-- Record the queue's head anew after jobs left it (`length`: the jobs it still
+-- holds queued, or nil to count them): the oldest of the heads of its priorities.
+local function refresh_head(k, base, queue_id, length)
+  local present = queue_priorities(base, queue_id)
+  if present == '' then
+    set_head(k, base, queue_id, length ~= 0 and redis.call('LINDEX', base .. ':q:' .. queue_id, 0) or nil)
+    return
+  end
+  local oldest = nil
+  for p in string.gmatch('0' .. present, '%d') do
+    local job_id = redis.call('LINDEX', queue_list(base, queue_id, tonumber(p)), 0)
+    local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
+    if record then
+      local _, _, enqueued = parse_record(record)
+      oldest = math.min(oldest or tonumber(enqueued), tonumber(enqueued))
+    end
+  end
+  if oldest then
+    redis.call('ZADD', k.heads, oldest, queue_id)
+  else
+    redis.call('ZREM', k.heads, queue_id)
+  end
+end
+
 -- A delivery of the queue ended (finished, failed, expired or handed back): its
 -- concurrency slot frees, and a queue that was at its cap may be served again.
 local function free_slot(k, base, queue_id, now)
@@ -601,7 +732,7 @@ local function enqueue_done_job(k, base, queue_id, job_id, body, limit, now)
     if given ~= 0 then
       redis.call('HSET', k.queues, queue_id, 0)
     end
-    if redis.call('RPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
+    if queue_push(base, queue_id, job_id, 0, false) then  -- an on_done job has priority 0
       redis.call('ZADD', k.heads, now, queue_id)
     end
     schedule_queue(k, base, queue_id, now)
@@ -694,7 +825,7 @@ local function charge_real_cost(k, base, queue_id, record, real, now)
   schedule_queue(k, base, queue_id, now)
 end
 
--- Move delayed jobs that are due to the back of their queues, at most `limit`,
+-- Move delayed jobs that are due to the back of their queues (of their priority), at most `limit`,
 -- earliest first. Returns how many moved.
 local function promote(k, base, now, limit)
   local due = redis.call('ZRANGEBYSCORE', k.scheduled, '-inf', now, 'LIMIT', 0, limit)
@@ -705,12 +836,13 @@ local function promote(k, base, now, limit)
     if redis.call('HINCRBY', k.nsched, queue_id, -1) <= 0 then
       redis.call('HDEL', k.nsched, queue_id)
     end
-    if redis.call('RPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
+    -- its priority is in its record: no queue may hold a list of it yet
+    local record = redis.call('HGET', base .. ':j:' .. queue_id, job_id)
+    if queue_push(base, queue_id, job_id, record and priority_of(limit_field_of(record)) or 0, false) then
       set_head(k, base, queue_id, job_id)
       schedule_queue(k, base, queue_id, now)
     end
     if any_campaigns(base) then
-      local record = redis.call('HGET', base .. ':j:' .. queue_id, job_id)
       campaign_move(record and campaign_in(record), 'scheduled', 'queued')
     end
   end
@@ -825,8 +957,8 @@ local function take(k, base, now, expire, count, token, out, memory)
       break
     end
     local queue_id = head[1]
-    local queue_key, last_key = base .. ':q:' .. queue_id, base .. ':last:' .. queue_id
-    local job_id = redis.call('LPOP', queue_key)
+    local last_key = base .. ':last:' .. queue_id
+    local job_id = queue_pop(base, queue_id)
     local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
     local deadline = record and deadline_of(limit_field_of(record))
     local expiring = deadline and deadline <= now
@@ -850,8 +982,8 @@ local function take(k, base, now, expire, count, token, out, memory)
       -- never handed out: it expires, and the queue keeps its place for its next job
       expire_job(k, base, queue_id, job_id, record, now, memory, 'queued')
       expired = expired + 1
-      local length = redis.call('LLEN', queue_key)
-      set_head(k, base, queue_id, length > 0 and redis.call('LINDEX', queue_key, 0) or nil)
+      local length = queue_length(base, queue_id)
+      refresh_head(k, base, queue_id, length)
       if length == 0 then
         redis.call('ZREM', k.ready, queue_id)
       end
@@ -862,9 +994,10 @@ local function take(k, base, now, expire, count, token, out, memory)
       redis.call('ZREM', k.ready, queue_id)
       count_demand(k, queue_id, nil)
     elseif due and due > now then
-      -- a costlier job came back to the front since the queue was listed (a burst
-      -- lists a queue by its head's cost), or a quota holds it: it waits until due
-      redis.call('LPUSH', queue_key, job_id)
+      -- a costlier job came to the front since the queue was listed (a burst lists
+      -- a queue by its head's cost), or a quota holds it: it waits, first of its
+      -- priority again, until due
+      queue_push(base, queue_id, job_id, priority_of(limit_field_of(record)), true)
       redis.call('ZADD', k.ready, due, queue_id)
       if held then note_held(base, queue_id, held, now) end
     else
@@ -880,8 +1013,8 @@ local function take(k, base, now, expire, count, token, out, memory)
       redis.call('SET', last_key, last)
       -- what schedule_queue would do, from what is known here: the queue was
       -- listed and due, so it is not paused
-      local length = redis.call('LLEN', queue_key)
-      set_head(k, base, queue_id, length > 0 and redis.call('LINDEX', queue_key, 0) or nil)
+      local length = queue_length(base, queue_id)
+      refresh_head(k, base, queue_id, length)
       if length == 0 or (cap and running >= cap) then
         redis.call('ZREM', k.ready, queue_id)
         end_round(base, queue_id, weight)
@@ -922,7 +1055,7 @@ local function take(k, base, now, expire, count, token, out, memory)
 end
 
 -- An active job's delivery is over and it returns to its queue: to the front
--- with one requeue fewer (when `counts` and its limit is not -1), or, when it
+-- of its priority with one requeue fewer (when `counts` and its limit is not -1), or, when it
 -- has none left or `dead` is asked, to the dead letters with `reason`; one whose
 -- deadline has passed expires instead of going back. The caller has removed it
 -- from the active set. Returns 'requeued', 'dead', 'expired' or 'gone'.
@@ -965,7 +1098,7 @@ local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, me
     redis.call('HSET', jobs_key, job_id, (remaining - 1) .. ':' .. limit .. ':' .. enqueued .. ':' .. payload)
   end
   redis.call('ZADD', k.heads, enqueued, queue_id)  -- back in front: the queue's oldest
-  if redis.call('LPUSH', base .. ':q:' .. queue_id, job_id) == 1 then
+  if queue_push(base, queue_id, job_id, priority_of(limit), true) then
     schedule_queue(k, base, queue_id, now)
   end
   add_queued(k, base, now, 1)

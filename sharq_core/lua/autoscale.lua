@@ -39,7 +39,7 @@ if redis.call('HEXISTS', k.settings, 'demand:f') == 1 then
   for i = 1, #picked, 2 do
     if picked[i + 1] == 'f=1' then
       sampled = sampled + 1
-      sampled_length = sampled_length + redis.call('LLEN', base .. ':q:' .. picked[i])
+      sampled_length = sampled_length + queue_length(base, picked[i])
         + (tonumber(redis.call('HGET', k.nactive, picked[i])) or 0)
     end
   end

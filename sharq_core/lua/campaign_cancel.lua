@@ -39,16 +39,17 @@ local cancelled, unqueued = 0, 0
 for _, member in ipairs(page[2]) do
   local sep = string.find(member, ':', 1, true)
   local queue_id, job_id = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
-  local jobs_key, queue_key = base .. ':j:' .. queue_id, base .. ':q:' .. queue_id
+  local jobs_key = base .. ':j:' .. queue_id
   local record = redis.call('HGET', jobs_key, job_id)
   local state = nil
   if record and campaign_in(record) == id then
     if redis.call('ZREM', k.scheduled, member) == 1 then
       if redis.call('HINCRBY', k.nsched, queue_id, -1) <= 0 then redis.call('HDEL', k.nsched, queue_id) end
       state = 'scheduled'
-    elseif not redis.call('ZSCORE', k.active, member) and redis.call('LREM', queue_key, 1, job_id) == 1 then
+    elseif not redis.call('ZSCORE', k.active, member)
+        and queue_remove(base, queue_id, job_id, priority_of(limit_field_of(record))) then
       unqueued = unqueued + 1
-      set_head(k, base, queue_id, redis.call('LINDEX', queue_key, 0) or nil)
+      refresh_head(k, base, queue_id)
       schedule_queue(k, base, queue_id, now)
       state = 'queued'
     end

@@ -4,13 +4,14 @@ jobs too), one bounded batch per call.
 Without purge_all, active jobs stay (they may still be finished). Either way the
 queue's rate state, limits and pause stay, so a refill still waits for the rate
 limit. The caller repeats with the returned `next` until it is 'done':
-  'queued'  (the first call) delete up to `batch` jobs from the head of the list;
+  'queued'  (the first call) delete up to `batch` jobs from the head of a list
+            (the highest priority's first);
   a cursor  once the list is empty: an HSCAN position in the jobs hash; delete up
             to about `batch` of the queue's delayed jobs (and active ones, with
             purge_all).
 
 KEYS[1..19]  the type's keys (see _helpers.lua)
-KEYS[20]     queue list    job_ids in FIFO order
+KEYS[20]     queue list    job_ids of priority 0 in FIFO order (see queue_list)
 KEYS[21]     jobs hash     job_id -> record
 ARGV[1]  queue_id
 ARGV[2]  "1" to purge active jobs too, "0" for queued and delayed jobs only
@@ -24,13 +25,15 @@ Returns { deleted, next } with next 'queued', a cursor, or 'done'. A deleted job
 of a campaign counts in it as cancelled.
 --]]
 local k = type_keys()
-local queue_key, jobs_key = KEYS[TYPE_KEYS + 1], KEYS[TYPE_KEYS + 2]
+local jobs_key = KEYS[TYPE_KEYS + 2]
 local queue_id, purge_all, batch, at, memory = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local now, base = now_ms(ARGV[6]), ARGV[7]
 
 local deleted, next = 0, 'done'
 if at == 'queued' then
-  local queued = redis.call('LRANGE', queue_key, 0, batch - 1)
+  local priority = front_priority(base, queue_id)
+  local list = queue_list(base, queue_id, priority)
+  local queued = redis.call('LRANGE', list, 0, batch - 1)
   for _, job_id in ipairs(queued) do
     if any_campaigns(base) then
       local record = redis.call('HGET', jobs_key, job_id)
@@ -40,12 +43,16 @@ if at == 'queued' then
     redis.call('HDEL', k.errors, queue_id .. ':' .. job_id)
   end
   deleted = #queued
-  redis.call('LTRIM', queue_key, #queued, -1)
+  redis.call('LTRIM', list, #queued, -1)
+  if priority > 0 and redis.call('EXISTS', list) == 0 then
+    note_priority(base, queue_id, priority, false)
+  end
   if #queued > 0 then  -- (Redis refuses "-0" as an integer)
     add_queued(k, base, now, -#queued)
   end
-  set_head(k, base, queue_id, redis.call('LINDEX', queue_key, 0) or nil)
-  if redis.call('EXISTS', queue_key) == 1 then
+  local left = queue_length(base, queue_id)
+  refresh_head(k, base, queue_id, left)
+  if left > 0 then
     next = 'queued'
   else
     redis.call('ZREM', k.ready, queue_id)

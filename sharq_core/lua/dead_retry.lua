@@ -1,4 +1,5 @@
---[[ dead_retry: give a dead-lettered job another life at the back of its queue.
+--[[ dead_retry: give a dead-lettered job another life at the back of its queue
+(of its priority).
 
 It comes back with its original requeue_limit and options, and the queue's
 current interval (or the one it had when it died, if the queue has gone since).
@@ -6,7 +7,7 @@ Its deadline stays unless the retry gives a new one; a retry that would leave
 it with a deadline not after now is refused (it would never be handed out).
 
 KEYS[1..19]  the type's keys (see _helpers.lua)
-KEYS[20]     queue list    job_ids in FIFO order
+KEYS[20]     queue list    job_ids of priority 0 in FIFO order (see queue_list)
 KEYS[21]     jobs hash     job_id -> record
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  queue_id
@@ -21,7 +22,7 @@ Returns 1 requeued, 0 no such dead letter, -1 the job_id is queued or active
 again, -2 its deadline is not after now, -3 its campaign was cancelled.
 --]]
 local k = type_keys()
-local queue_key, jobs_key = KEYS[TYPE_KEYS + 1], KEYS[TYPE_KEYS + 2]
+local jobs_key = KEYS[TYPE_KEYS + 2]
 local now = now_ms(ARGV[1])
 local queue_id, job_id, base, new_deadline = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local member = queue_id .. ':' .. job_id
@@ -62,7 +63,7 @@ if redis.call('HSETNX', k.queues, queue_id, dead.interval) == 1 then
   redis.call('ZADD', k.known, 0, queue_id)
 end
 redis.call('PERSIST', base .. ':last:' .. queue_id)  -- the queue is live: its rate state stays
-if redis.call('RPUSH', queue_key, job_id) == 1 then
+if queue_push(base, queue_id, job_id, priority_of(options), false) then
   redis.call('ZADD', k.heads, now, queue_id)
   schedule_queue(k, base, queue_id, now)
 end

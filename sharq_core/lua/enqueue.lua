@@ -5,13 +5,15 @@ scheduled, active, dead-lettered (its dead letter must be retried or deleted
 first, so no record is ever overwritten) or finished less than the dedupe window
 ago (so a producer retrying after a 503 never queues a second copy). A job with
 a due time later than now is scheduled: it joins the back of its queue when due.
+A job with a priority (option p, 1-9) waits in its priority's list (see
+queue_list): a take hands out every job of a higher priority first.
 A job with a deadline (option x, see job_option) is indexed by it, so the
 requeue pass finds it should it still wait then; a relative one ("x=+<ms>") is
 stored as now + ms, and one not after now is refused.
 
 KEYS[1..19]  the type's keys (see _helpers.lua)
 then for job i (i = 1..n), two keys at 19 + 2(i-1):
-  +1 queue list  job_ids in FIFO order
+  +1 queue list  job_ids of priority 0 in FIFO order (see queue_list)
   +2 jobs hash   job_id -> "<requeues_remaining>:<requeue_limit>[|<options>]:<enqueued_ms>:<payload>"
 ARGV[1]  now in ms, or "" to read Redis TIME
 ARGV[2]  key base "<prefix>:{<queue_type>}"
@@ -84,7 +86,7 @@ local result = { redis.call('EXISTS', k.queues) == 0 and 1 or 0 }
 local added, queued, by_queue = 0, 0, {}
 local n = (#ARGV - 4) / 7
 for i = 1, n do
-  local queue_key, jobs_key = KEYS[TYPE_KEYS + 2 * i - 1], KEYS[TYPE_KEYS + 2 * i]
+  local jobs_key = KEYS[TYPE_KEYS + 2 * i]
   local a = 4 + 7 * (i - 1)
   local queue_id, job_id, payload = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local interval, limit, max_length = tonumber(ARGV[a + 4]), ARGV[a + 5], tonumber(ARGV[a + 6])
@@ -110,7 +112,7 @@ for i = 1, n do
   else
     code = refused(member)
     if not code and max_length then
-      local length = redis.call('LLEN', queue_key) + (tonumber(redis.call('HGET', k.nsched, queue_id)) or 0)
+      local length = queue_length(base, queue_id) + (tonumber(redis.call('HGET', k.nsched, queue_id)) or 0)
       if length >= max_length then code = -2 end
     end
     if code then
@@ -134,7 +136,7 @@ for i = 1, n do
       redis.call('HINCRBY', k.nsched, queue_id, 1)
       code = 2
     else
-      if redis.call('RPUSH', queue_key, job_id) == 1 then
+      if queue_push(base, queue_id, job_id, priority_of(limit), false) then
         redis.call('ZADD', k.heads, now, queue_id)
         schedule_queue(k, base, queue_id, now)
       end

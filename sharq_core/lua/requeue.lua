@@ -57,15 +57,15 @@ for _, member in ipairs(deadlines) do
   local deadline = record and deadline_of(limit_field_of(record))
   -- gone, enqueued again with another deadline, or active: nothing to do here
   if deadline and deadline <= now and not redis.call('ZSCORE', k.active, member) then
-    local queue_key, state = base .. ':q:' .. queue_id, 'queued'
+    local state = 'queued'
     if redis.call('ZREM', k.scheduled, member) == 1 then
       state = 'scheduled'
       if redis.call('HINCRBY', k.nsched, queue_id, -1) <= 0 then
         redis.call('HDEL', k.nsched, queue_id)
       end
-    elseif redis.call('LREM', queue_key, 1, job_id) == 1 then
+    elseif queue_remove(base, queue_id, job_id, priority_of(limit_field_of(record))) then
       redis.call('HINCRBY', k.totals, 'queued', -1)
-      set_head(k, base, queue_id, redis.call('LINDEX', queue_key, 0) or nil)
+      refresh_head(k, base, queue_id)
     end
     expire_job(k, base, queue_id, job_id, record, now, memory, state)
     lapsed = lapsed + 1

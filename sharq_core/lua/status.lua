@@ -11,7 +11,7 @@ Returns { state, detail, last_error or false, record or false }: {'active', expi
 {'queued', record}, {'dead', JSON record}, {'finished', ms} (within the dedupe
 window), {'cancelled', ms} (its campaign was cancelled, within the dedupe
 window) or {'unknown', ''}; the record (while its queue holds it: queued,
-scheduled, active or retrying) tells its options, such as its cost.
+scheduled, active or retrying) tells its options, such as its cost and priority.
 --]]
 local k = type_keys()
 local member, job_id = ARGV[1], ARGV[2]

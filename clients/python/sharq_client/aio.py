@@ -88,14 +88,16 @@ class AsyncClient:
         ttl_ms: int | None = None,
         campaign: str | None = None,
         cost: int | None = None,
+        priority: int | None = None,
     ) -> str:
         """Queue one job, or with `delay_ms` (from now) or `not_before` (epoch ms)
         schedule it; with `expire_at` or `ttl_ms` never hand it out after that;
         returns "queued" or "scheduled". With `campaign` it counts in that campaign
-        of the type. `cost`: the units it counts against every limit (1 by default).
+        of the type. `cost`: the units it counts against every limit (1 by default);
+        with `priority` (0-9) it goes before every lower one in its queue.
         DuplicateJob (with `.state`), QueueFull, or Conflict (its campaign was
         cancelled) when refused."""
-        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms, campaign, cost)
+        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms, campaign, cost, priority)
         call = calls.enqueue(queue_type, queue_id, job_id, payload, interval, *args)
         return await self._send(call)
 

@@ -178,11 +178,12 @@ def enqueue(
     ttl_ms: int | None = None,
     campaign: str | None = None,
     cost: int | None = None,
+    priority: int | None = None,
 ) -> Call:
     body = {"job_id": job_id, "payload": payload, "interval": interval}
     body |= given(
         requeue_limit=requeue_limit, max_queued_length=max_queued_length, delay_ms=delay_ms, not_before=not_before,
-        expire_at=expire_at, ttl_ms=ttl_ms, campaign=campaign, cost=cost,
+        expire_at=expire_at, ttl_ms=ttl_ms, campaign=campaign, cost=cost, priority=priority,
     )  # fmt: skip
     return Call("POST", f"/enqueue/{queue_type}/{queue_id}/", body, read=_field("status"))
 

@@ -90,15 +90,17 @@ class Client:
         ttl_ms: int | None = None,
         campaign: str | None = None,
         cost: int | None = None,
+        priority: int | None = None,
     ) -> str:
         """Queue one job, or with `delay_ms` (from now) or `not_before` (epoch ms, on
         the server's Redis clock) schedule it; returns "queued" or "scheduled".
         With `expire_at` (epoch ms) or `ttl_ms` (from now) it is never handed out
         after that (it expires into the dead letters). With `campaign` it counts in
         that campaign of the type. `cost`: the units it counts against every rate
-        limit and quota (1 by default). DuplicateJob (with `.state`), QueueFull, or
-        Conflict (its campaign was cancelled) when refused."""
-        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms, campaign, cost)
+        limit and quota (1 by default). With `priority` (0-9, default 0) it is handed
+        out before every job of a lower priority in its queue. DuplicateJob (with
+        `.state`), QueueFull, or Conflict (its campaign was cancelled) when refused."""
+        args = (requeue_limit, max_queued_length, delay_ms, not_before, expire_at, ttl_ms, campaign, cost, priority)
         return self._send(calls.enqueue(queue_type, queue_id, job_id, payload, interval, *args))
 
     def enqueue_many(self, queue_type: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
