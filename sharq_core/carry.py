@@ -1,8 +1,8 @@
 """What drained queues leave behind, moved when a type's shard count changes.
 
 Finished job_ids within the dedupe window, the queues' rate states, the units
-used in the type-wide quotas' windows and the counters since the type began go
-to where the new count puts them. Every shard
+used in the type-wide quotas' windows, the counters since the type began and
+whose campaign on_done jobs it took go to where the new count puts them. Every shard
 is sealed meanwhile (layouts.py): nothing else writes them, so reading a batch
 and writing it in the next round trip is safe. Each step works in pipelined
 batches of CARRY_BATCH, so the calls grow with the batches, not with the ids:
@@ -30,6 +30,7 @@ def carry(redis: Any, keys: Keys, shards: list[str], new: Layout, window_ms: int
         _carry_finished(redis, keys, shard, new, window_ms, renew)
     _carry_rates(redis, keys, shards, new, renew)
     _carry_quota_use(redis, keys, shards, new)
+    _carry_campaigns_sent(redis, keys, shards, new)
     for shard in shards:
         if shard not in new.names():
             _carry_totals(redis, keys, shard, new)
@@ -159,4 +160,30 @@ def _carry_quota_use(redis: Any, keys: Keys, shards: list[str], new: Layout) -> 
                     pipe.hset(keys.quota_use(shard), field, f"{start}:{-(-units // new.count)}")
             else:
                 pipe.hdel(keys.quota_use(shard), *latest)
+        pipe.execute()
+
+
+def _carry_campaigns_sent(redis: Any, keys: Keys, shards: list[str], new: Layout) -> None:
+    """Whose campaign on_done jobs the type took ("<base>:cg_sent") go to every new
+    shard: the record holds no queue id to route by, and the next requeue pass may
+    send the same on_done job to any of them (one whose pass died before noting it
+    sent). A few fields per campaign with an on_done job into this type, kept until
+    the campaign is forgotten (which clears them on every shard)."""
+    with redis.pipeline(transaction=False) as pipe:
+        for shard in shards:
+            pipe.hgetall(keys.campaigns_sent(shard))
+        stored = pipe.execute()
+    sent: dict[bytes, bytes] = {}
+    for fields in stored:
+        for sender, at in fields.items():
+            sent[sender] = min(at, sent.get(sender, at), key=int)
+    if not sent:
+        return
+    with redis.pipeline(transaction=False) as pipe:
+        for shard in shards:
+            if shard in new.names():
+                for sender, at in sent.items():
+                    pipe.hsetnx(keys.campaigns_sent(shard), sender, at)
+            else:
+                pipe.delete(keys.campaigns_sent(shard))
         pipe.execute()

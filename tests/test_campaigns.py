@@ -222,3 +222,27 @@ def test_on_done_stays_once_when_a_pass_died_after_enqueueing_it(config, redis_c
         assert engine.dequeue("reports")["status"] == "failure"  # and is not enqueued again
     finally:
         engine.close()
+
+
+def test_on_done_stays_once_when_its_type_was_resharded_after_a_pass_died(config, redis_client) -> None:
+    """The record of whose on_done job a shard took lives on the on_done type's
+    shard; when that type's shard count changes between a pass that died before
+    noting the job sent and the next pass, the next one routes to a new shard,
+    which must know it too (the reshard carries it to every new shard)."""
+    engine = SharQ(dataclasses.replace(config, dedupe_window_ms=0))
+    try:
+        engine.set_on_done("sms", "spring", {"queue_type": "reports", "queue_id": "ops", "payload": None})
+        engine.enqueue(1, 0, "a", "q1", "sms", campaign="spring")
+        job = engine.dequeue("sms")
+        engine.finish(job["job_id"], "q1", "sms", job["receipt"])
+        engine.requeue()  # the on_done job is enqueued, then the note is undone as a dying pass leaves it
+        redis_client.hdel(engine.keys.campaign("sms", "spring"), "notified")
+        redis_client.zadd(engine.keys.campaigns_notify("sms"), {"spring": 0})
+        report = engine.dequeue("reports")
+        engine.finish(report["job_id"], "ops", "reports", report["receipt"])
+        assert engine.set_type_settings("reports", 3)["status"] == "success"
+        engine.requeue()
+        assert engine.dequeue("reports")["status"] == "failure"  # not enqueued again on its new shard
+        assert engine.campaign("sms", "spring")["on_done_enqueued_at"] is not None
+    finally:
+        engine.close()
