@@ -62,8 +62,8 @@ class Load:
     """Producers enqueueing and workers long-polling and finishing, through HTTP,
     recording what was answered 2xx and when anything answered 5xx."""
 
-    def __init__(self, server: ServerProcess, queue_type: str) -> None:
-        self.server, self.queue_type = server, queue_type
+    def __init__(self, server: ServerProcess, queue_type: str, campaign: str | None = None) -> None:
+        self.server, self.queue_type, self.campaign = server, queue_type, campaign
         self.acked: dict[str, tuple[float, float]] = {}  # job_id -> (sent, answered) of a 201
         self.refused: list[tuple[float, float, str | None]] = []  # (sent, answered, reason) of enqueues not 201
         self.finished: set[tuple[str, str]] = set()
@@ -99,9 +99,13 @@ class Load:
         while not self._stop_producing.is_set():
             job_id, n = f"p{producer}-{n}", n + 1
             sent = time.monotonic()
-            status, reply = self._call(
-                "POST", f"/enqueue/{self.queue_type}/q{n % 4}/", {"job_id": job_id, "payload": n, "interval": 0}
-            )
+            body = {
+                "job_id": job_id,
+                "payload": n,
+                "interval": 0,
+                **({"campaign": self.campaign} if self.campaign else {}),
+            }
+            status, reply = self._call("POST", f"/enqueue/{self.queue_type}/q{n % 4}/", body)
             if status == 201:
                 self.acked[job_id] = (sent, time.monotonic())
             else:
@@ -163,6 +167,52 @@ def test_graceful_failover_under_load_loses_nothing(cluster: LocalCluster, tmp_p
         late = [when - started for when in load.failures if when - started >= 3]
         assert not late, f"5xx answers {late} s after the failover began"
         print(f"\ngraceful failover: promoted after {promoted - started:.2f} s, {len(load.failures)} 5xx answers")
+        assert server.stop() == 0
+
+
+def test_a_campaign_stays_exact_through_a_graceful_failover(cluster: LocalCluster, tmp_path) -> None:
+    """A campaign whose jobs are enqueued and finished while its shard fails over:
+    its counts sum to its total at every read, every job answered 201 is counted,
+    it ends done with all of them finished, and its on_done job (into a type on
+    another shard) is enqueued exactly once."""
+    with sharq_on(cluster, tmp_path, SHARQ_REDIS_WAIT_REPLICAS="1", SHARQ_REDIS_WAIT_TIMEOUT_MS=str(WAIT_MS)) as server:
+        queue_type, reports = type_on(cluster, SHARD), type_on(cluster, 0)
+        on_done = {"on_done": {"queue_type": reports, "queue_id": "ops", "payload": None}}
+        assert server.call("PUT", f"/campaigns/{queue_type}/spring/", on_done)[0] == 200
+        load, reads, reading = Load(server, queue_type, campaign="spring").start(), [], threading.Event()
+
+        def read() -> None:
+            while not reading.is_set():
+                status, found = server.call("GET", f"/campaigns/{queue_type}/spring/", timeout=5)
+                if status == 200:
+                    reads.append(found)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            wait_for(lambda: len(load.finished) >= 20, timeout=15, what="the load to run")
+            replica = cluster.nodes[3 + SHARD]
+            with redis.Redis(port=replica.port) as client:
+                client.execute_command("CLUSTER FAILOVER")
+            wait_for(lambda: role(replica.port) == "master", timeout=10, what="the replica to take over")
+            promoted = time.monotonic()
+            wait_for(lambda: load.acked_after(promoted + 0.5) >= 20, timeout=15, what="enqueues on the new primary")
+            load.drain_and_check()
+        finally:
+            load.stop()
+            reading.set()
+            reader.join(15)
+        states = ("queued", "scheduled", "active", "finished", "dead", "expired", "cancelled")
+        assert reads and all(sum(found[state] for state in states) == found["total"] for found in reads)
+        wait_for(
+            lambda: server.call("GET", f"/campaigns/{queue_type}/spring/")[1].get("on_done_enqueued_at"),
+            timeout=15, what="the on_done job to be enqueued",
+        )  # fmt: skip
+        final = server.call("GET", f"/campaigns/{queue_type}/spring/")[1]
+        assert final["done"] and final["finished"] == final["total"] >= len(load.acked), final
+        status, taken = server.call("GET", f"/dequeue/{reports}/?count=10&wait=1")
+        assert status == 200 and [job["job_id"] for job in taken["jobs"]] == ["campaign-done.spring"]
+        assert server.call("GET", f"/dequeue/{reports}/?count=10&wait=1")[0] == 404  # and only once
         assert server.stop() == 0
 
 
