@@ -133,7 +133,9 @@ class Keys:
         """HASH the type's own settings: `shards` (how many shards the type is spread
         over; absent: 1), its type-wide `interval`, `burst`, `max_active`, and the
         state they keep: `last` (the type's rate state) and `active` (slots held);
-        `duration` (ms, the measured job duration) and the ``demand:*`` sums."""
+        `duration` (ms, the measured job duration), the ``demand:*`` sums, and `prio`
+        once a job above priority 0 was queued (the calls' settings reads tell a type
+        without priorities so, at no cost)."""
         return f"{self.base(queue_type)}:settings"
 
     def change_lease(self, queue_type: str) -> str:

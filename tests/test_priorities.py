@@ -184,6 +184,27 @@ def test_an_on_done_job_keeps_the_queues_oldest_head(sq: SharQ, clock: Clock) ->
     assert take_ids(sq, "sms", 2) == ["urgent", "campaign-done.spring"]
 
 
+def test_a_type_without_priorities_pays_nothing_for_them(sq: SharQ, redis_client, single_redis) -> None:
+    """A shard that never queued a job above priority 0 learns so from the settings
+    read every enqueue and take makes anyway: no EXISTS of the priorities hash (one
+    command more per call, measured by bench/single_calls.py), and once one is
+    queued, the jobs above 0 are still found first."""
+
+    with redis_client.monitor() as monitor:  # every command, scripts' own included
+        sq.enqueue(1, 0, "a", "q", "plain")
+        job = sq.dequeue("plain")
+        sq.finish(job["job_id"], "q", "plain", job["receipt"])
+        sq.redis.echo("calls done")
+        seen = []
+        while "calls done" not in (command := monitor.next_command()["command"]):
+            seen.append(command)
+    assert [command for command in seen if ":prio" in command and not command.startswith("SCRIPT")] == []
+    assert any("EVALSHA" in command for command in seen)
+    sq.enqueue(1, 0, "b", "q", "plain")
+    sq.enqueue(1, 0, "c", "q", "plain", priority=3)
+    assert [sq.dequeue("plain")["job_id"] for _ in range(2)] == ["c", "b"]
+
+
 def test_cost_and_priority_ride_together(sq: SharQ) -> None:
     """Both options in one record ("<limit>|c=3|p=7", see job_option): each is
     shown wherever the job is, and the job keeps its place by priority."""

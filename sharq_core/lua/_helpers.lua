@@ -202,8 +202,25 @@ end
 -- server's cached layout may be stale for a moment after PUT /types) and no
 -- change of it is under way (layout.lua): a script that would create per-queue
 -- state refuses when not, and the caller retries.
+-- Whether this shard's queues hold jobs above priority 0 (see queue_priorities):
+-- nil until known. The settings' "prio" field says a job above priority 0 was
+-- ever queued on the shard (set by note_priority, never removed); the reads of
+-- the settings every call makes anyway (layout_ok, type_limits) also read it, so a
+-- type that never had one learns it has none at no cost, where EXISTS of the
+-- priorities hash cost each enqueue and take one command more.
+local priorities_here = nil
+local priorities_flagged = false
+
+local function read_priorities_flag(flag)
+  priorities_flagged = flag and true or false
+  if not flag and priorities_here == nil then
+    priorities_here = false
+  end
+end
+
 local function layout_ok(k, expected)
-  local stored = redis.call('HMGET', k.settings, 'shards', 'sealed')
+  local stored = redis.call('HMGET', k.settings, 'shards', 'sealed', 'prio')
+  read_priorities_flag(stored[3])
   return (tonumber(stored[1]) or 1) == tonumber(expected) and not stored[2]  -- sealed: a change is under way
 end
 
@@ -222,8 +239,9 @@ local function type_limits(k)
   if type_wide_read ~= nil then
     return type_wide_read or nil
   end
-  local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards', 'quotas', 'queue_quotas')
+  local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards', 'quotas', 'queue_quotas', 'prio')
   local interval, cap = tonumber(s[1]), tonumber(s[3])
+  read_priorities_flag(s[7])
   queue_quotas_exist = s[6] and true or false
   type_wide_read = false
   if interval or cap or s[5] then
@@ -309,9 +327,8 @@ end
 -- in "<base>:q<p>:<id>", each first in first out. "<base>:prio" (hash) holds, for
 -- each queue with jobs queued above priority 0, the priorities whose lists hold
 -- jobs, highest first ("95"): a take pops from the first of them, else from the
--- priority 0 list, so it stays one pop whatever the number of jobs. A type that
--- never had a job of priority above 0 pays one EXISTS per call, nothing per job.
-local priorities_here = nil
+-- priority 0 list, so it stays one pop whatever the number of jobs. A shard that
+-- never had a job of priority above 0 pays nothing (see read_priorities_flag).
 
 local function priorities_key(base)
   return base .. ':prio'
@@ -354,6 +371,10 @@ local function note_priority(base, queue_id, priority, held)
     redis.call('HDEL', priorities_key(base), queue_id)
   else
     redis.call('HSET', priorities_key(base), queue_id, listed)
+    if not priorities_flagged then
+      redis.call('HSET', base .. ':settings', 'prio', 1)
+      priorities_flagged = true
+    end
     priorities_here = true
   end
 end
