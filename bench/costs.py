@@ -71,9 +71,10 @@ def sharq_server(bin_dir: str, redis_url: str, options: list[str]) -> Iterator[t
         yield served
 
 
-def _produce(url: str, queue_type: str, jobs: int, in_flight: int) -> float:
+def _produce(url: str, queue_type: str, jobs: int, in_flight: int, fields: dict | None = None) -> float:
     """Batch-enqueue `jobs` over 100 queues from `in_flight` threads, each with its
-    own client (keep-alive connection); returns their CPU seconds."""
+    own client (keep-alive connection), each job with `fields` besides its own;
+    returns their CPU seconds."""
     starts = iter(range(0, jobs, 100))
     lock = threading.Lock()
     spent: list[float] = []
@@ -86,7 +87,7 @@ def _produce(url: str, queue_type: str, jobs: int, in_flight: int) -> float:
             if start is None:
                 break
             batch = [
-                {"queue_id": f"q{n % 100}", "job_id": f"j{n}", "payload": n, "interval": 0}
+                {"queue_id": f"q{n % 100}", "job_id": f"j{n}", "payload": n, "interval": 0, **(fields or {})}
                 for n in range(start, min(start + 100, jobs))
             ]
             client.enqueue_many(queue_type, batch)
@@ -115,9 +116,18 @@ def _machine_busy(figures: dict[str, float]) -> Iterator[None]:
 
 
 def sharq(
-    bin_dir: str, store_url: str, store: redis.Redis, redis_pid: int, in_flight: int, setting: str, jobs: int = JOBS
+    bin_dir: str,
+    store_url: str,
+    store: redis.Redis,
+    redis_pid: int,
+    in_flight: int,
+    setting: str,
+    jobs: int = JOBS,
+    fields: dict | None = None,
+    prepare: Callable[[Client], None] | None = None,
 ) -> dict[str, float]:
-    """Jobs/s and CPU ms per job by process for SharQ built in `bin_dir`."""
+    """Jobs/s and CPU ms per job by process for SharQ built in `bin_dir`; each job
+    with `fields` (a cost, a campaign), the type set up by `prepare` first (quotas)."""
     store.flushdb()
     server_options, worker_options = SHARQ_SETTINGS[setting]
     with sharq_server(bin_dir, store_url, server_options) as (url, server_pid):
@@ -126,12 +136,16 @@ def sharq(
         worker = subprocess.Popen(command, cwd=HERE)
         machine: dict[str, float] = {}
         try:
+            if prepare:
+                client = Client(url)
+                prepare(client)
+                client.close()
             time.sleep(1.0)  # the worker is up and parked before the clock starts
             pids = {"redis": [redis_pid], "server": family(server_pid), "worker": [worker.pid]}
             before, calls = {role: cpu_seconds(p) for role, p in pids.items()}, commandstats(store)
             with _machine_busy(machine):
                 started = time.perf_counter()
-                producer = _produce(url, "e2e", jobs, in_flight)
+                producer = _produce(url, "e2e", jobs, in_flight, fields)
                 wait_for(lambda: not store.exists("sharq:{e2e}:queues"), timeout=120, interval=0.005, what="the jobs")
                 elapsed = time.perf_counter() - started
             used = {role: cpu_seconds(p) - before[role] for role, p in pids.items()}
