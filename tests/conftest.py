@@ -16,7 +16,7 @@ from redis.cluster import RedisCluster
 
 from sharq_core import Config, SharQ
 from sharq_server.embedded import EmbeddedRedis, redis_executable
-from tests.support import Clock, LocalCluster, free_port, stop_leftovers
+from tests.support import Clock, LocalCluster, ServerProcess, free_port, stop_leftovers
 
 
 class RedisSetup(NamedTuple):
@@ -126,6 +126,18 @@ def redis_client(redis_setup: RedisSetup):
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture
+def server_on_setup(redis_setup: RedisSetup, redis_client, tmp_path) -> Iterator[ServerProcess]:
+    """A sharq-server (one gunicorn worker) on this test's Redis setup, flushed first,
+    its requeue pass every 50 ms."""
+    env = {"SHARQ_REDIS_URL": redis_setup.url, "SHARQ_JOB_REQUEUE_INTERVAL": "50"}
+    if redis_setup.clustered:
+        env["SHARQ_REDIS_CLUSTERED"] = "1"
+    server = ServerProcess(str(tmp_path / "data"), workers=1, env=env).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

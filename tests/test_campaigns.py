@@ -198,6 +198,19 @@ def test_an_expired_job_counts_expired_in_its_campaign(sq: SharQ, clock: Clock) 
     assert (found["expired"], found["queued"], found["done"]) == (2, 1, False)
 
 
+def _send_on_done_as_a_dying_pass_leaves_it(engine: SharQ, redis_client) -> None:
+    """Campaign sms/spring of one finished job, its on_done job enqueued into
+    reports/ops by a requeue pass, whose note of it is then undone: what a pass
+    that died between the two leaves."""
+    engine.set_on_done("sms", "spring", {"queue_type": "reports", "queue_id": "ops", "payload": None})
+    engine.enqueue(1, 0, "a", "q1", "sms", campaign="spring")
+    job = engine.dequeue("sms")
+    engine.finish(job["job_id"], "q1", "sms", job["receipt"])
+    engine.requeue()
+    redis_client.hdel(engine.keys.campaign("sms", "spring"), "notified")
+    redis_client.zadd(engine.keys.campaigns_notify("sms"), {"spring": 0})
+
+
 def test_on_done_stays_once_when_a_pass_died_after_enqueueing_it(config, redis_client) -> None:
     """Found writing the fault scenarios: a requeue pass enqueues the on_done job,
     then notes it enqueued; a pass that dies in between (killed -9, Redis gone, or
@@ -208,14 +221,7 @@ def test_on_done_stays_once_when_a_pass_died_after_enqueueing_it(config, redis_c
     job it took until the campaign is forgotten."""
     engine = SharQ(dataclasses.replace(config, dedupe_window_ms=0))
     try:
-        engine.set_on_done("sms", "spring", {"queue_type": "reports", "queue_id": "ops", "payload": None})
-        engine.enqueue(1, 0, "a", "q1", "sms", campaign="spring")
-        job = engine.dequeue("sms")
-        engine.finish(job["job_id"], "q1", "sms", job["receipt"])
-        engine.requeue()  # the pass enqueues the on_done job and notes it...
-        keys = engine.keys  # ...but left as a pass that died before its note leaves it:
-        redis_client.hdel(keys.campaign("sms", "spring"), "notified")
-        redis_client.zadd(keys.campaigns_notify("sms"), {"spring": 0})
+        _send_on_done_as_a_dying_pass_leaves_it(engine, redis_client)
         report = engine.dequeue("reports")
         engine.finish(report["job_id"], "ops", "reports", report["receipt"])  # the report ran
         engine.requeue()
@@ -231,13 +237,7 @@ def test_on_done_stays_once_when_its_type_was_resharded_after_a_pass_died(config
     which must know it too (the reshard carries it to every new shard)."""
     engine = SharQ(dataclasses.replace(config, dedupe_window_ms=0))
     try:
-        engine.set_on_done("sms", "spring", {"queue_type": "reports", "queue_id": "ops", "payload": None})
-        engine.enqueue(1, 0, "a", "q1", "sms", campaign="spring")
-        job = engine.dequeue("sms")
-        engine.finish(job["job_id"], "q1", "sms", job["receipt"])
-        engine.requeue()  # the on_done job is enqueued, then the note is undone as a dying pass leaves it
-        redis_client.hdel(engine.keys.campaign("sms", "spring"), "notified")
-        redis_client.zadd(engine.keys.campaigns_notify("sms"), {"spring": 0})
+        _send_on_done_as_a_dying_pass_leaves_it(engine, redis_client)
         report = engine.dequeue("reports")
         engine.finish(report["job_id"], "ops", "reports", report["receipt"])
         assert engine.set_type_settings("reports", 3)["status"] == "success"

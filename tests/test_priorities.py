@@ -235,13 +235,8 @@ def test_bad_priorities_are_refused_and_change_nothing(sq: SharQ, priority: obje
 
 
 @pytest.fixture
-def server(redis_setup, redis_client, tmp_path):
-    env = {"SHARQ_REDIS_URL": redis_setup.url, "SHARQ_JOB_REQUEUE_INTERVAL": "50"}
-    if redis_setup.clustered:
-        env["SHARQ_REDIS_CLUSTERED"] = "1"
-    server = ServerProcess(str(tmp_path / "data"), workers=1, env=env).start()
-    yield server
-    server.stop()
+def server(server_on_setup: ServerProcess) -> ServerProcess:
+    return server_on_setup
 
 
 @pytest.mark.parametrize("shards", [1, 2])
