@@ -184,6 +184,27 @@ def test_an_on_done_job_keeps_the_queues_oldest_head(sq: SharQ, clock: Clock) ->
     assert take_ids(sq, "sms", 2) == ["urgent", "campaign-done.spring"]
 
 
+def test_a_job_back_from_a_delivery_keeps_the_queues_oldest_head(sq: SharQ, clock: Clock) -> None:
+    """A job of priority 9 back in front of its priority (failed, released, or its
+    delivery expired) does not hide an older job of another priority still queued:
+    the queue's oldest queued job stays the older one (it was taken for the head,
+    its enqueue time written over the older one's)."""
+    sq.enqueue(1, 0, "old", "t", "mail")
+    clock.advance(500)
+    sq.enqueue(1, 0, "top", "t", "mail", priority=9)
+    job = sq.dequeue("mail")
+    assert sq.fail("mail", "t", "top", job["receipt"])["state"] == "queued"
+    assert sq.queue_info("mail", "t")["oldest_queued_age_ms"] == 500
+    assert sq.type_stats("mail")["oldest_queued_age_ms"] == 500
+    sq.release("mail", sq.take("mail", 1)[0])
+    assert sq.queue_info("mail", "t")["oldest_queued_age_ms"] == 500
+    sq.take("mail", 1)
+    clock.advance(1000)  # top's delivery expires
+    assert sq.requeue()["requeued"] == 1
+    assert sq.queue_info("mail", "t")["oldest_queued_age_ms"] == 1500
+    assert take_ids(sq, "mail", 2) == ["top", "old"]
+
+
 def test_a_type_without_priorities_pays_nothing_for_them(sq: SharQ, redis_client, single_redis) -> None:
     """A shard that never queued a job above priority 0 learns so from the settings
     read every enqueue and take makes anyway: no EXISTS of the priorities hash (one

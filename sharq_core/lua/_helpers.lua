@@ -1118,8 +1118,13 @@ local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, me
   if counts and remaining > 0 then
     redis.call('HSET', jobs_key, job_id, (remaining - 1) .. ':' .. limit .. ':' .. enqueued .. ':' .. payload)
   end
-  redis.call('ZADD', k.heads, enqueued, queue_id)  -- back in front: the queue's oldest
-  if queue_push(base, queue_id, job_id, priority_of(limit), true) then
+  local first = queue_push(base, queue_id, job_id, priority_of(limit), true)
+  if queue_priorities(base, queue_id) == '' then
+    redis.call('ZADD', k.heads, enqueued, queue_id)  -- back in front: the queue's oldest
+  else
+    refresh_head(k, base, queue_id)  -- in front of its priority: the oldest of the heads stays
+  end
+  if first then
     schedule_queue(k, base, queue_id, now)
   end
   add_queued(k, base, now, 1)
