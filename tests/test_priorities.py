@@ -168,6 +168,25 @@ def test_a_costly_job_the_rate_holds_stays_first_of_its_priority(sq: SharQ, cloc
     assert [job["job_id"] for job in sq.dequeue_many("mail", 10)["jobs"]] == ["next", "low"]
 
 
+def test_a_cheaper_job_of_a_higher_priority_goes_as_soon_as_the_rate_allows_it(sq: SharQ, clock: Clock) -> None:
+    """A job that overtakes a costlier head of a lower priority (enqueued, or due
+    after a delay) lists the queue anew by its own cost: the burst left holds it,
+    so it goes now (the queue stayed listed by the costly head's time, and the
+    overtaking job waited for it)."""
+    sq.set_limits("mail", "t", interval=100, burst=4)
+    sq.enqueue(1, 100, "first", "t", "mail")
+    assert take_ids(sq, "mail", 1) == ["first"]  # 3 of the 4 units left
+    sq.enqueue(1, 100, "big", "t", "mail", cost=4)
+    assert sq.dequeue("mail") == {"status": "failure", "retry_after_ms": 100}
+    sq.enqueue(1, 100, "small", "t", "mail", priority=9)
+    assert sq.queue_info("mail", "t")["next_ready_at"] == clock.now
+    assert take_ids(sq, "mail", 1) == ["small"]
+    sq.enqueue(1, 100, "late", "t", "mail", priority=5, delay_ms=10)
+    clock.advance(10)
+    assert take_ids(sq, "mail", 1) == ["late"]
+    assert sq.dequeue("mail")["status"] == "failure"  # big: its 4 units later
+
+
 def test_an_on_done_job_keeps_the_queues_oldest_head(sq: SharQ, clock: Clock) -> None:
     """A campaign's on_done job (enqueue_done_job) joins priority 0 of a queue that
     holds jobs of a higher priority: the queue's oldest queued job stays the older
