@@ -187,6 +187,19 @@ def test_a_cheaper_job_of_a_higher_priority_goes_as_soon_as_the_rate_allows_it(s
     assert sq.dequeue("mail")["status"] == "failure"  # big: its 4 units later
 
 
+def test_a_job_of_a_higher_priority_the_quota_lets_go_is_not_held_by_a_costlier_one(sq: SharQ) -> None:
+    """A quota holding a costly head until its window ends holds not a cheaper job
+    that overtakes it: that one goes now, the costly one still waits."""
+    sq.set_limits("mail", "t", quotas=[{"limit": 5, "window_ms": 60000}])
+    sq.enqueue(1, 0, "first", "t", "mail", cost=2)
+    assert take_ids(sq, "mail", 1) == ["first"]  # 3 units of the window left
+    sq.enqueue(1, 0, "big", "t", "mail", cost=4)
+    assert sq.dequeue("mail")["status"] == "failure"
+    sq.enqueue(1, 0, "small", "t", "mail", priority=9)
+    assert take_ids(sq, "mail", 1) == ["small"]
+    assert sq.dequeue("mail")["status"] == "failure"
+
+
 def test_an_on_done_job_keeps_the_queues_oldest_head(sq: SharQ, clock: Clock) -> None:
     """A campaign's on_done job (enqueue_done_job) joins priority 0 of a queue that
     holds jobs of a higher priority: the queue's oldest queued job stays the older
