@@ -187,6 +187,20 @@ def test_a_cheaper_job_of_a_higher_priority_goes_as_soon_as_the_rate_allows_it(s
     assert sq.dequeue("mail")["status"] == "failure"  # big: its 4 units later
 
 
+def test_a_job_back_above_a_costlier_head_goes_as_soon_as_the_rate_allows_it(sq: SharQ) -> None:
+    """The same for a job back from a delivery or retried from the dead letters."""
+    sq.set_limits("mail", "t", interval=100, burst=4)
+    sq.enqueue(1, 100, "h", "t", "mail", priority=9)
+    job = sq.dequeue("mail")
+    sq.enqueue(1, 100, "big", "t", "mail", cost=4)
+    assert sq.fail("mail", "t", "h", job["receipt"])["state"] == "queued"
+    job = sq.dequeue("mail")
+    assert job["job_id"] == "h"
+    sq.fail("mail", "t", "h", job["receipt"], dead=True)
+    sq.retry_dead_letter("mail", "t", "h")
+    assert take_ids(sq, "mail", 1) == ["h"]
+
+
 def test_a_job_of_a_higher_priority_the_quota_lets_go_is_not_held_by_a_costlier_one(sq: SharQ) -> None:
     """A quota holding a costly head until its window ends holds not a cheaper job
     that overtakes it: that one goes now, the costly one still waits."""
