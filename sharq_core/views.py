@@ -362,10 +362,6 @@ def _dead_record(raw: bytes) -> dict[str, Any]:
     return dead
 
 
-def _empty(length: int) -> bool:
-    return length == 0
-
-
 def _priority(options: str | None) -> dict[str, int]:
     """A dead letter's priority, from the options its record kept, when above 0."""
     priority = option_of(options.encode(), b"p", 0) if options else 0

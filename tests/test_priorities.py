@@ -168,6 +168,52 @@ def test_a_costly_job_the_rate_holds_stays_first_of_its_priority(sq: SharQ, cloc
     assert [job["job_id"] for job in sq.dequeue_many("mail", 10)["jobs"]] == ["next", "low"]
 
 
+def test_a_cheaper_job_of_a_higher_priority_goes_as_soon_as_the_rate_allows_it(sq: SharQ, clock: Clock) -> None:
+    """A job that overtakes a costlier head of a lower priority (enqueued, or due
+    after a delay) lists the queue anew by its own cost: the burst left holds it,
+    so it goes now (the queue stayed listed by the costly head's time, and the
+    overtaking job waited for it)."""
+    sq.set_limits("mail", "t", interval=100, burst=4)
+    sq.enqueue(1, 100, "first", "t", "mail")
+    assert take_ids(sq, "mail", 1) == ["first"]  # 3 of the 4 units left
+    sq.enqueue(1, 100, "big", "t", "mail", cost=4)
+    assert sq.dequeue("mail") == {"status": "failure", "retry_after_ms": 100}
+    sq.enqueue(1, 100, "small", "t", "mail", priority=9)
+    assert sq.queue_info("mail", "t")["next_ready_at"] == clock.now
+    assert take_ids(sq, "mail", 1) == ["small"]
+    sq.enqueue(1, 100, "late", "t", "mail", priority=5, delay_ms=10)
+    clock.advance(10)
+    assert take_ids(sq, "mail", 1) == ["late"]
+    assert sq.dequeue("mail")["status"] == "failure"  # big: its 4 units later
+
+
+def test_a_job_back_above_a_costlier_head_goes_as_soon_as_the_rate_allows_it(sq: SharQ) -> None:
+    """The same for a job back from a delivery or retried from the dead letters."""
+    sq.set_limits("mail", "t", interval=100, burst=4)
+    sq.enqueue(1, 100, "h", "t", "mail", priority=9)
+    job = sq.dequeue("mail")
+    sq.enqueue(1, 100, "big", "t", "mail", cost=4)
+    assert sq.fail("mail", "t", "h", job["receipt"])["state"] == "queued"
+    job = sq.dequeue("mail")
+    assert job["job_id"] == "h"
+    sq.fail("mail", "t", "h", job["receipt"], dead=True)
+    sq.retry_dead_letter("mail", "t", "h")
+    assert take_ids(sq, "mail", 1) == ["h"]
+
+
+def test_a_job_of_a_higher_priority_the_quota_lets_go_is_not_held_by_a_costlier_one(sq: SharQ) -> None:
+    """A quota holding a costly head until its window ends holds not a cheaper job
+    that overtakes it: that one goes now, the costly one still waits."""
+    sq.set_limits("mail", "t", quotas=[{"limit": 5, "window_ms": 60000}])
+    sq.enqueue(1, 0, "first", "t", "mail", cost=2)
+    assert take_ids(sq, "mail", 1) == ["first"]  # 3 units of the window left
+    sq.enqueue(1, 0, "big", "t", "mail", cost=4)
+    assert sq.dequeue("mail")["status"] == "failure"
+    sq.enqueue(1, 0, "small", "t", "mail", priority=9)
+    assert take_ids(sq, "mail", 1) == ["small"]
+    assert sq.dequeue("mail")["status"] == "failure"
+
+
 def test_an_on_done_job_keeps_the_queues_oldest_head(sq: SharQ, clock: Clock) -> None:
     """A campaign's on_done job (enqueue_done_job) joins priority 0 of a queue that
     holds jobs of a higher priority: the queue's oldest queued job stays the older
@@ -182,6 +228,27 @@ def test_an_on_done_job_keeps_the_queues_oldest_head(sq: SharQ, clock: Clock) ->
     view = sq.queue_info("sms", "reports")
     assert (view["priorities"], view["oldest_queued_age_ms"]) == ({"9": 1, "0": 1}, 500)
     assert take_ids(sq, "sms", 2) == ["urgent", "campaign-done.spring"]
+
+
+def test_a_job_back_from_a_delivery_keeps_the_queues_oldest_head(sq: SharQ, clock: Clock) -> None:
+    """A job of priority 9 back in front of its priority (failed, released, or its
+    delivery expired) does not hide an older job of another priority still queued:
+    the queue's oldest queued job stays the older one (it was taken for the head,
+    its enqueue time written over the older one's)."""
+    sq.enqueue(1, 0, "old", "t", "mail")
+    clock.advance(500)
+    sq.enqueue(1, 0, "top", "t", "mail", priority=9)
+    job = sq.dequeue("mail")
+    assert sq.fail("mail", "t", "top", job["receipt"])["state"] == "queued"
+    assert sq.queue_info("mail", "t")["oldest_queued_age_ms"] == 500
+    assert sq.type_stats("mail")["oldest_queued_age_ms"] == 500
+    sq.release("mail", sq.take("mail", 1)[0])
+    assert sq.queue_info("mail", "t")["oldest_queued_age_ms"] == 500
+    sq.take("mail", 1)
+    clock.advance(1000)  # top's delivery expires
+    assert sq.requeue()["requeued"] == 1
+    assert sq.queue_info("mail", "t")["oldest_queued_age_ms"] == 1500
+    assert take_ids(sq, "mail", 2) == ["top", "old"]
 
 
 def test_a_type_without_priorities_pays_nothing_for_them(sq: SharQ, redis_client, single_redis) -> None:

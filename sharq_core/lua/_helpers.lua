@@ -395,17 +395,20 @@ local function front_priority(base, queue_id)
 end
 
 -- Queue a job at the back (or, `front`, the front) of its priority's list.
--- Returns true when the queue held no queued job before.
+-- Returns whether the queue held no queued job before, and whether the job
+-- overtook those it held (the first of a priority above theirs): a take hands it
+-- out next, so its cost, not theirs, says when the queue is due (schedule_queue).
 local function queue_push(base, queue_id, job_id, priority, front)
   local present = queue_priorities(base, queue_id)
   if redis.call(front and 'LPUSH' or 'RPUSH', queue_list(base, queue_id, priority), job_id) > 1 then
-    return false
+    return false, false
   end
   if priority == 0 then
-    return present == ''
+    return present == '', false
   end
   note_priority(base, queue_id, priority, true)
-  return present == '' and redis.call('EXISTS', base .. ':q:' .. queue_id) == 0
+  local first = present == '' and redis.call('EXISTS', base .. ':q:' .. queue_id) == 0
+  return first, not first and priority > (tonumber(string.sub(present, 1, 1)) or 0)
 end
 
 -- Pop the job a take hands out next: the head of the highest priority present.
@@ -859,8 +862,12 @@ local function promote(k, base, now, limit)
     end
     -- its priority is in its record: no queue may hold a list of it yet
     local record = redis.call('HGET', base .. ':j:' .. queue_id, job_id)
-    if queue_push(base, queue_id, job_id, record and priority_of(limit_field_of(record)) or 0, false) then
+    local priority = record and priority_of(limit_field_of(record)) or 0
+    local first, overtook = queue_push(base, queue_id, job_id, priority, false)
+    if first then
       set_head(k, base, queue_id, job_id)
+    end
+    if first or overtook then
       schedule_queue(k, base, queue_id, now)
     end
     if any_campaigns(base) then
@@ -1118,8 +1125,13 @@ local function put_back(k, base, queue_id, job_id, counts, dead, reason, now, me
   if counts and remaining > 0 then
     redis.call('HSET', jobs_key, job_id, (remaining - 1) .. ':' .. limit .. ':' .. enqueued .. ':' .. payload)
   end
-  redis.call('ZADD', k.heads, enqueued, queue_id)  -- back in front: the queue's oldest
-  if queue_push(base, queue_id, job_id, priority_of(limit), true) then
+  local first, overtook = queue_push(base, queue_id, job_id, priority_of(limit), true)
+  if queue_priorities(base, queue_id) == '' then
+    redis.call('ZADD', k.heads, enqueued, queue_id)  -- back in front: the queue's oldest
+  else
+    refresh_head(k, base, queue_id)  -- in front of its priority: the oldest of the heads stays
+  end
+  if first or overtook then
     schedule_queue(k, base, queue_id, now)
   end
   add_queued(k, base, now, 1)

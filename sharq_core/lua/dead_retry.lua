@@ -63,8 +63,11 @@ if redis.call('HSETNX', k.queues, queue_id, dead.interval) == 1 then
   redis.call('ZADD', k.known, 0, queue_id)
 end
 redis.call('PERSIST', base .. ':last:' .. queue_id)  -- the queue is live: its rate state stays
-if queue_push(base, queue_id, job_id, priority_of(options), false) then
+local first, overtook = queue_push(base, queue_id, job_id, priority_of(options), false)
+if first then
   redis.call('ZADD', k.heads, now, queue_id)
+end
+if first or overtook then  -- overtook: it goes next, its cost says when
   schedule_queue(k, base, queue_id, now)
 end
 add_queued(k, base, now, 1)

@@ -136,8 +136,11 @@ for i = 1, n do
       redis.call('HINCRBY', k.nsched, queue_id, 1)
       code = 2
     else
-      if queue_push(base, queue_id, job_id, priority_of(limit), false) then
+      local first, overtook = queue_push(base, queue_id, job_id, priority_of(limit), false)
+      if first then
         redis.call('ZADD', k.heads, now, queue_id)
+      end
+      if first or overtook then  -- overtook: it goes next, its cost says when
         schedule_queue(k, base, queue_id, now)
       end
       queued = queued + 1
