@@ -212,6 +212,10 @@ def test_a_campaign_stays_exact_through_a_graceful_failover(cluster: LocalCluste
         assert final["done"] and final["finished"] == final["total"] >= len(load.acked), final
         status, taken = server.call("GET", f"/dequeue/{reports}/?count=10&wait=1")
         assert status == 200 and [job["job_id"] for job in taken["jobs"]] == ["campaign-done.spring"]
+        # finished at once, so the job's own expiry (1 s here) cannot hand it out again
+        report = taken["jobs"][0]
+        path = f"/finish/{reports}/ops/{report['job_id']}/"
+        assert server.call("POST", path, {"receipt": report["receipt"]})[0] == 200
         assert server.call("GET", f"/dequeue/{reports}/?count=10&wait=1")[0] == 404  # and only once
         assert server.stop() == 0
 
