@@ -39,8 +39,8 @@ key                        type     holds                                       
 ``P:{T}:errors``           hash     ``Q:J`` -> last error a worker reported      until finished or dead-lettered
 ``P:{T}:limits``           hash     Q -> ``interval|burst|max_active[|weight]``  until cleared
                                     override
-``P:{T}:turns``            hash     Q -> turns a queue of weight > 1 had in its  until its round ends
-                                    round
+``P:{T}:turns``            hash     Q -> units left of its turn less a quantum   until its turn ends
+                                    (deficit round robin, see weighted_place)
 ``P:{T}:nactive``          hash     Q -> its jobs holding a concurrency slot     while Q has active jobs
 ``P:{T}:paused``           hash     Q -> ms its pause ends (-1: until resumed)   until resumed or over
 ``P:{T}:type_paused``      string   ms the type's pause ends (-1: until resumed) until resumed or over

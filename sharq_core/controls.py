@@ -49,7 +49,7 @@ class ControlCommands(EngineBase):
         given value is set, None clears it, KEEP leaves it. They stay when the
         queue runs empty, until cleared; a queue may get them before its first job.
         `quotas`: up to 3 windows {limit, window_ms, offset_ms?} (see quotas.py).
-        `weight` (1 to 100, default 1) is the queue's share of the type's takes
+        `weight` (1 to 100, default 1) is the queue's share of the units handed out
         beside other ready queues (weighted_place in _helpers.lua); 1 clears it."""
         self._check_queue(queue_type, queue_id)
         values = [

@@ -135,7 +135,8 @@ class Keys:
         state they keep: `last` (the type's rate state) and `active` (slots held);
         `duration` (ms, the measured job duration), the ``demand:*`` sums, and `prio`
         once a job above priority 0 was queued (the calls' settings reads tell a type
-        without priorities so, at no cost)."""
+        without priorities so, at no cost), and `cost`: the largest cost of a job
+        ever queued, the unit of a weighted turn (absent: 1)."""
         return f"{self.base(queue_type)}:settings"
 
     def change_lease(self, queue_type: str) -> str:

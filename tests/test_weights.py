@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from collections import Counter
 
 import pytest
@@ -64,6 +65,57 @@ def test_shares_follow_the_weights_and_weight_1_waits_at_most_their_sum(
         assert counts[queue_id] == 5 * weight  # whole rounds: exactly the share
         if weight == 1:
             assert longest_gap(served, queue_id) <= total - 1
+
+
+def fill_costing(sq: SharQ, costs: dict[str, list[int]]) -> None:
+    """Each queue's jobs, costing what `costs` lists, enqueued round-robin."""
+    for n in range(max(len(listed) for listed in costs.values())):
+        for queue_id, listed in costs.items():
+            if n < len(listed):
+                sq.enqueue(n, 0, f"j{n}", queue_id, "sms", cost=listed[n])
+
+
+def units(sq: SharQ, clock: Clock, n: int) -> tuple[list[str], Counter]:
+    """The queue of each of `n` single takes 1 ms apart, and the units each got."""
+    served, got = [], Counter()
+    for _ in range(n):
+        job = sq.dequeue("sms")
+        served.append(job["queue_id"])
+        got[job["queue_id"]] += job.get("cost", 1)
+        clock.advance(1)
+    return served, got
+
+
+def test_turns_count_units_so_equal_weights_get_equal_units(sq: SharQ, clock: Clock) -> None:
+    """Two tenants of weight 1, one sending 3-segment SMS and one 1-segment SMS: a
+    turn is the largest cost queued (3 units), so the short one goes three times
+    for each long one and both get the same units."""
+    fill_costing(sq, {"long": [3] * 100, "short": [1] * 300})
+    clock.advance(1)
+    served, got = units(sq, clock, 200)
+    assert served[:8] == ["long", "short", "short", "short"] * 2
+    assert got == {"long": 150, "short": 150}
+
+
+@pytest.mark.parametrize("weights", [(4, 1, 1), (1, 2, 7)])
+def test_unit_shares_stay_within_5_percent_of_the_weights(sq: SharQ, clock: Clock, weights) -> None:
+    """Costs of 1 to 5 units at random: while every queue stays backlogged, each
+    one's share of the units handed out is within 5% of weight / sum(weights)."""
+    rng = random.Random(len(weights) + weights[0])
+    queues = [f"q{n}" for n in range(len(weights))]
+    fill_costing(sq, {queue_id: [rng.randint(1, 5) for _ in range(400)] for queue_id in queues})
+    for queue_id, weight in zip(queues, weights, strict=True):
+        sq.set_limits("sms", queue_id, weight=weight)
+    clock.advance(1)
+    served, got = units(sq, clock, 500)
+    assert all(served.count(queue_id) < 400 for queue_id in queues)  # still backlogged
+    total = sum(got.values())
+    for queue_id, weight in zip(queues, weights, strict=True):
+        assert abs(got[queue_id] / total - weight / sum(weights)) <= 0.05 * weight / sum(weights), got
+    # never starved: between two of a queue's jobs every other queue j has at most
+    # one turn, at most (w_j + 1) x C - 1 units with C the largest cost (5 here)
+    for queue_id, weight in zip(queues, weights, strict=True):
+        assert longest_gap(served, queue_id) <= sum((w + 1) * 5 - 1 for w in weights) - ((weight + 1) * 5 - 1)
 
 
 def ready_scores(sq: SharQ, redis_client) -> list[tuple[bytes, float]]:

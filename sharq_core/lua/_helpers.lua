@@ -29,8 +29,8 @@
 --                                 sums (see count_demand)
 -- A queue's own keys are "<base>:q:<id>" (list), ":j:<id>" (jobs) and ":last:<id>"
 -- (rate state), base being "<prefix>:{<queue_type>}"; "<base>:deadlines" indexes
--- the jobs enqueued with a deadline (see deadlines_key), "<base>:turns" counts the
--- turns of the queues of weight over 1 (see weighted_place).
+-- the jobs enqueued with a deadline (see deadlines_key), "<base>:turns" holds what
+-- is left of each queue's turn (see weighted_place).
 local TYPE_KEYS = 19
 
 local function type_keys()
@@ -86,34 +86,48 @@ local function queue_limits(k, queue_id)
   return tonumber(i) or interval, tonumber(b) or 1, tonumber(m), tonumber(w) or 1
 end
 
--- The turns each queue of weight over 1 has had in its current round (see
--- weighted_place): queue_id -> turns, absent for none.
+-- What each queue has left of its turn, less its quantum (see weighted_place):
+-- queue_id -> units, absent for 0 (a new turn of a whole quantum).
 local function turns_key(base)
   return base .. ':turns'
 end
 
--- Where a queue of weight `weight` that was just served and stays ready is listed
--- again: a weighted fair share by rounds. A queue of weight 1 goes to the back,
--- at max(due, now) (`due`: when its rate lets the next job go), as it always
--- has. A queue of weight w keeps its place (`listed`, its score when it was
--- picked, so at most now) for w services in a row, then goes to the back and
--- starts a new round: while queues stay backlogged, every round serves each w_i
--- times, a share of w_i / sum(w). A queue's rate still wins: one whose rate holds
--- its next job (due > now) is listed at due, its turn used. One HINCRBY (and an
--- HDEL per round) for a weighted queue; nothing for one of weight 1.
-local function weighted_place(base, queue_id, weight, due, listed, now)
-  if weight > 1 then
-    if redis.call('HINCRBY', turns_key(base), queue_id, 1) < weight then
+-- The largest cost of a job ever queued on this shard (the settings' "cost",
+-- raised by note_cost, read with the settings every call reads anyway): the
+-- unit of a turn, so that every turn serves at least one job. 1 until known.
+local largest_cost = 1
+
+-- Where a queue that was just served a job of `cost` units and stays ready is
+-- listed again: a weighted fair share in units, by deficit round robin. Each
+-- turn gives a queue `weight` x largest_cost units; it keeps its place
+-- (`listed`, its score when it was picked, so at most now) while what is left
+-- of its turn covers its next job (`next_cost`), then goes to the back, at
+-- max(due, now), carrying what is left to its next turn. While queues stay
+-- backlogged each gets weight / sum(weights) of the units handed out, within
+-- one largest cost per turn. With weight 1 and jobs of one unit a turn is one
+-- job: the queue goes straight to the back as it always has, and nothing is
+-- stored. A queue's rate still wins: one whose rate holds its next job
+-- (due > now) is listed at due, its turn going on when it comes back. One
+-- HINCRBY per service (and an HSET or HDEL per turn) otherwise.
+local function weighted_place(base, queue_id, weight, cost, next_cost, due, listed, now)
+  local quantum = weight * largest_cost
+  if quantum > 1 then
+    local left = redis.call('HINCRBY', turns_key(base), queue_id, -cost) + quantum
+    if next_cost <= left then
       return due > now and due or listed
     end
-    redis.call('HDEL', turns_key(base), queue_id)
+    if left == 0 then
+      redis.call('HDEL', turns_key(base), queue_id)
+    else
+      redis.call('HSET', turns_key(base), queue_id, left)  -- the next turn: a quantum and this
+    end
   end
   return math.max(due, now)
 end
 
--- A queue leaves the ready set (empty or at its cap): a weighted one's round ends.
+-- A queue leaves the ready set (empty or at its cap): its turn ends, nothing carried.
 local function end_round(base, queue_id, weight)
-  if weight > 1 then
+  if weight * largest_cost > 1 then
     redis.call('HDEL', turns_key(base), queue_id)
   end
 end
@@ -211,16 +225,25 @@ end
 local priorities_here = nil
 local priorities_flagged = false
 
-local function read_priorities_flag(flag)
+local function read_settings_flags(flag, cost)
   priorities_flagged = flag and true or false
   if not flag and priorities_here == nil then
     priorities_here = false
   end
+  largest_cost = tonumber(cost) or 1
+end
+
+-- A job of `cost` units is queued on the shard: the unit of a turn covers it.
+local function note_cost(base, cost)
+  if cost > largest_cost then
+    redis.call('HSET', base .. ':settings', 'cost', cost)
+    largest_cost = cost
+  end
 end
 
 local function layout_ok(k, expected)
-  local stored = redis.call('HMGET', k.settings, 'shards', 'sealed', 'prio')
-  read_priorities_flag(stored[3])
+  local stored = redis.call('HMGET', k.settings, 'shards', 'sealed', 'prio', 'cost')
+  read_settings_flags(stored[3], stored[4])
   return (tonumber(stored[1]) or 1) == tonumber(expected) and not stored[2]  -- sealed: a change is under way
 end
 
@@ -239,9 +262,10 @@ local function type_limits(k)
   if type_wide_read ~= nil then
     return type_wide_read or nil
   end
-  local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards', 'quotas', 'queue_quotas', 'prio')
+  local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards', 'quotas', 'queue_quotas', 'prio',
+    'cost')
   local interval, cap = tonumber(s[1]), tonumber(s[3])
-  read_priorities_flag(s[7])
+  read_settings_flags(s[7], s[8])
   queue_quotas_exist = s[6] and true or false
   type_wide_read = false
   if interval or cap or s[5] then
@@ -1050,9 +1074,10 @@ local function take(k, base, now, expire, count, token, out, memory)
       else
         -- no earlier than now (its place, for a weighted queue's turns): borrowed
         -- burst must not jump queues that waited
-        local next_cost = burst > 1 and head_cost(base, queue_id) or 1
+        local next_cost = (burst > 1 or largest_cost > 1) and head_cost(base, queue_id) or 1
         local next_due = rate_due(last, interval, burst, next_cost)
-        redis.call('ZADD', k.ready, weighted_place(base, queue_id, weight, next_due, tonumber(head[2]), now), queue_id)
+        local place = weighted_place(base, queue_id, weight, cost, next_cost, next_due, tonumber(head[2]), now)
+        redis.call('ZADD', k.ready, place, queue_id)
       end
       if quotas then quota_count(base, queue_id, quotas, cost, now) end
       if type_wide then type_took(k, base, type_wide, now, cost) end
