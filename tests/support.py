@@ -83,6 +83,18 @@ def primaries(client: redis.Redis | RedisCluster) -> list[redis.Redis]:
     return [client]
 
 
+def commands_of(client: redis.Redis, calls: Callable[[], object]) -> list[str]:
+    """Every command a single Redis ran while `calls` ran, the scripts' own included
+    (MONITOR), less SCRIPT LOAD and the marker that ends the watch."""
+    with client.monitor() as monitor:
+        calls()
+        client.echo("calls done")
+        seen = []
+        while "calls done" not in (command := monitor.next_command()["command"]):
+            seen.append(command)
+    return [command for command in seen if not command.startswith("SCRIPT")]
+
+
 class Clock:
     """A manual clock in ms, passed to SharQ(clock=...) so tests step time exactly."""
 

@@ -11,7 +11,7 @@ import pytest
 
 from sharq_client import AsyncClient, Client
 from sharq_core import BadArgumentException, SharQ
-from tests.support import Clock, ServerProcess
+from tests.support import Clock, ServerProcess, commands_of
 
 
 def take_ids(sq: SharQ, queue_type: str, n: int) -> list[str]:
@@ -257,15 +257,13 @@ def test_a_type_without_priorities_pays_nothing_for_them(sq: SharQ, redis_client
     command more per call, measured by bench/single_calls.py), and once one is
     queued, the jobs above 0 are still found first."""
 
-    with redis_client.monitor() as monitor:  # every command, scripts' own included
+    def calls() -> None:
         sq.enqueue(1, 0, "a", "q", "plain")
         job = sq.dequeue("plain")
         sq.finish(job["job_id"], "q", "plain", job["receipt"])
-        sq.redis.echo("calls done")
-        seen = []
-        while "calls done" not in (command := monitor.next_command()["command"]):
-            seen.append(command)
-    assert [command for command in seen if ":prio" in command and not command.startswith("SCRIPT")] == []
+
+    seen = commands_of(redis_client, calls)
+    assert [command for command in seen if ":prio" in command] == []
     assert any("EVALSHA" in command for command in seen)
     sq.enqueue(1, 0, "b", "q", "plain")
     sq.enqueue(1, 0, "c", "q", "plain", priority=3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sharq_core import BadArgumentException, Conflict, SharQ
-from tests.support import Clock, ServerProcess
+from tests.support import Clock, ServerProcess, commands_of
 
 DAY = 86_400_000
 
@@ -30,6 +30,17 @@ def test_a_queue_quota_holds_it_until_its_window_resets(sq: SharQ, clock: Clock)
     clock.advance(1)
     assert taken(sq) == ["j2"]
     assert sq.limits("t", "q")["limits"]["quotas"][0]["used"] == 2
+
+
+def test_a_take_under_a_quota_reads_each_window_once(sq: SharQ, redis_client, single_redis) -> None:
+    """A take reads a window's units to decide and counts them after: one HGET and
+    one HSET per window, where it read the window twice (bench/single_calls.py
+    quota: 31.50 commands a take, 30.50 now)."""
+    sq.set_limits("t", "q", quotas=[{"limit": 100, "window_ms": DAY}, {"limit": 50, "window_ms": 1000}])
+    sq.enqueue(1, 0, "j", "q", "t", cost=3)
+    seen = [command.split()[0] for command in commands_of(redis_client, lambda: sq.dequeue("t")) if ":used" in command]
+    assert sorted(seen) == ["HGET", "HGET", "HSET", "HSET"]
+    assert [quota["used"] for quota in sq.limits("t", "q")["limits"]["quotas"]] == [3, 3]
 
 
 def test_every_window_must_have_the_cost_left_and_offset_moves_the_reset(sq: SharQ, clock: Clock) -> None:

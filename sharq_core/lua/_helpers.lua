@@ -168,10 +168,22 @@ local function window_start(now, q)
   return now - ((now - q.offset) % q.window)
 end
 
+-- Units counted in each window this script read or wrote, by field: a take reads a
+-- queue's window to decide and again to count, and nothing else writes "<base>:used"
+-- while it runs, so the second read is spared.
+local quota_seen = {}
+
 local function quota_used(base, owner, q, start)
-  local stored = redis.call('HGET', base .. ':used', owner .. '/' .. q.window .. '/' .. q.offset)
+  local field = owner .. '/' .. q.window .. '/' .. q.offset
+  local seen = quota_seen[field]
+  if seen and seen[1] == start then
+    return seen[2]
+  end
+  local stored = redis.call('HGET', base .. ':used', field)
   local began, used = string.match(stored or '', '^(-?%d+):(%d+)$')
-  return tonumber(began) == start and tonumber(used) or 0
+  used = tonumber(began) == start and tonumber(used) or 0
+  quota_seen[field] = { start, used }
+  return used
 end
 
 -- nil when every window has `cost` units left now; else when the last full one resets.
@@ -191,7 +203,9 @@ local function quota_count(base, owner, windows, cost, now)
   for _, q in ipairs(windows) do
     local start = window_start(now, q)
     local used = quota_used(base, owner, q, start) + cost
-    redis.call('HSET', base .. ':used', owner .. '/' .. q.window .. '/' .. q.offset, start .. ':' .. used)
+    local field = owner .. '/' .. q.window .. '/' .. q.offset
+    redis.call('HSET', base .. ':used', field, start .. ':' .. used)
+    quota_seen[field] = { start, used }
   end
 end
 
