@@ -217,13 +217,8 @@ def test_a_bad_weight_is_refused_and_changes_nothing(sq: SharQ, weight: object, 
 
 
 @pytest.fixture
-def server(redis_setup, redis_client, tmp_path):
-    env = {"SHARQ_REDIS_URL": redis_setup.url}
-    if redis_setup.clustered:
-        env["SHARQ_REDIS_CLUSTERED"] = "1"
-    server = ServerProcess(str(tmp_path / "data"), workers=1, env=env).start()
-    yield server
-    server.stop()
+def server(server_on_setup: ServerProcess) -> ServerProcess:
+    return server_on_setup
 
 
 def test_a_premium_tenant_gets_its_weight_over_http(server: ServerProcess) -> None:
