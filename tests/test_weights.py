@@ -11,7 +11,7 @@ import pytest
 
 from sharq_client import AsyncClient, BadRequest, Client
 from sharq_core import BadArgumentException, SharQ
-from tests.support import Clock, ServerProcess
+from tests.support import Clock, ServerProcess, commands_of
 
 
 def fill(sq: SharQ, queues: tuple[str, ...], jobs: int, interval: int = 0) -> None:
@@ -95,6 +95,17 @@ def test_turns_count_units_so_equal_weights_get_equal_units(sq: SharQ, clock: Cl
     served, got = units(sq, clock, 200)
     assert served[:8] == ["long", "short", "short", "short"] * 2
     assert got == {"long": 150, "short": 150}
+
+
+def test_costs_without_weights_cost_a_take_one_read(sq: SharQ, clock: Clock, redis_client, single_redis) -> None:
+    """Every job costing 3 units and no weights: each turn is one job, so a take
+    reads the queue's turn (one HGET) and writes nothing (bench/single_calls.py
+    cost: 28.51 commands a take; 30.00 when every turn was counted with HINCRBY
+    and HDEL and the next job's cost read)."""
+    fill_costing(sq, {"a": [3, 3], "b": [3, 3]})
+    clock.advance(1)
+    seen = commands_of(redis_client, lambda: units(sq, clock, 2))
+    assert [command.split()[0] for command in seen if ":turns" in command] == ["HGET", "HGET"]
 
 
 @pytest.mark.parametrize("weights", [(4, 1, 1), (1, 2, 7)])

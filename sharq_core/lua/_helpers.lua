@@ -97,29 +97,50 @@ end
 -- unit of a turn, so that every turn serves at least one job. 1 until known.
 local largest_cost = 1
 
--- Where a queue that was just served a job of `cost` units and stays ready is
--- listed again: a weighted fair share in units, by deficit round robin. Each
--- turn gives a queue `weight` x largest_cost units; it keeps its place
--- (`listed`, its score when it was picked, so at most now) while what is left
--- of its turn covers its next job (`next_cost`), then goes to the back, at
--- max(due, now), carrying what is left to its next turn. While queues stay
--- backlogged each gets weight / sum(weights) of the units handed out, within
--- one largest cost per turn. With weight 1 and jobs of one unit a turn is one
--- job: the queue goes straight to the back as it always has, and nothing is
--- stored. A queue's rate still wins: one whose rate holds its next job
--- (due > now) is listed at due, its turn going on when it comes back. One
--- HINCRBY per service (and an HSET or HDEL per turn) otherwise.
-local function weighted_place(base, queue_id, weight, cost, next_cost, due, listed, now)
+-- A weighted fair share in units, by deficit round robin. Each turn gives a
+-- queue `weight` x largest_cost units; served, it keeps its place while what is
+-- left of its turn covers its next job, then goes to the back carrying what is
+-- left to its next turn. While queues stay backlogged each gets
+-- weight / sum(weights) of the units handed out, within one largest cost per
+-- turn. With weight 1 and jobs of one unit a turn is one job: the queue goes
+-- straight to the back as it always has, and nothing is read or stored.
+--
+-- What is left of a queue's turn once a job of `cost` went: nil when the turn
+-- is one job of one unit; else the units left, whether the turns hash now holds
+-- the queue, and whether it already counted this job. A queue of weight over 1
+-- counts as it goes (one HINCRBY: its turns run to several jobs); one of weight
+-- 1, whose turn of the largest cost is mostly one job, is only read (one HGET)
+-- and written if its turn goes on or leaves something over.
+local function turn_left(base, queue_id, weight, cost)
   local quantum = weight * largest_cost
-  if quantum > 1 then
-    local left = redis.call('HINCRBY', turns_key(base), queue_id, -cost) + quantum
+  if quantum == 1 then
+    return nil
+  end
+  if weight > 1 then
+    return redis.call('HINCRBY', turns_key(base), queue_id, -cost) + quantum, true, true
+  end
+  local stored = tonumber(redis.call('HGET', turns_key(base), queue_id))
+  return (stored or 0) + quantum - cost, stored ~= nil, false
+end
+
+-- Where a served queue that stays ready is listed again, given what turn_left
+-- said (`left`, `holds`, `counted`; left nil: no turns): at its place `listed`
+-- (its score when it was picked, so at most now) while its turn covers its next
+-- job of `next_cost`, else at the back, max(due, now). A queue's rate still
+-- wins: one whose rate holds its next job (due > now) is listed at due, its turn
+-- going on when it comes back.
+local function weighted_place(base, queue_id, weight, turn, next_cost, due, listed, now)
+  local left, holds, counted = unpack(turn)
+  if left then
+    local quantum = weight * largest_cost
     if next_cost <= left then
+      if not counted then redis.call('HSET', turns_key(base), queue_id, left - quantum) end
       return due > now and due or listed
     end
-    if left == 0 then
-      redis.call('HDEL', turns_key(base), queue_id)
-    else
+    if left ~= 0 then
       redis.call('HSET', turns_key(base), queue_id, left)  -- the next turn: a quantum and this
+    elseif holds then
+      redis.call('HDEL', turns_key(base), queue_id)
     end
   end
   return math.max(due, now)
@@ -1088,9 +1109,12 @@ local function take(k, base, now, expire, count, token, out, memory)
       else
         -- no earlier than now (its place, for a weighted queue's turns): borrowed
         -- burst must not jump queues that waited
-        local next_cost = (burst > 1 or largest_cost > 1) and head_cost(base, queue_id) or 1
+        local turn = { turn_left(base, queue_id, weight, cost) }
+        -- the next job's cost matters to a burst, and to a turn it may fit in
+        local fits = turn[1] and largest_cost > 1 and turn[1] > 0
+        local next_cost = (burst > 1 or fits) and head_cost(base, queue_id) or 1
         local next_due = rate_due(last, interval, burst, next_cost)
-        local place = weighted_place(base, queue_id, weight, cost, next_cost, next_due, tonumber(head[2]), now)
+        local place = weighted_place(base, queue_id, weight, turn, next_cost, next_due, tonumber(head[2]), now)
         redis.call('ZADD', k.ready, place, queue_id)
       end
       if quotas then quota_count(base, queue_id, quotas, cost, now) end
