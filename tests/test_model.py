@@ -176,7 +176,7 @@ class Model:
     def _schedule(self, queue: str) -> None:
         """Where the queue stands in the ready set: absent when it cannot be served."""
         if not self.fifo.get(queue):
-            self.due.pop(queue, None)
+            self._unlist(queue)
             return
         cap = self._limits(queue)[2]
         paused = self.paused.get(queue)
@@ -184,7 +184,7 @@ class Model:
             del self.paused[queue]
             paused = None
         if paused == -1 or (cap is not None and self._active_count(queue) >= cap):
-            self.due.pop(queue, None)
+            self._unlist(queue)
             return
         listed = self.due.get(queue)
         due = self.now if listed is None else listed
@@ -196,6 +196,12 @@ class Model:
         if paused is not None:
             due = max(due, paused)
         self.due[queue] = due
+
+    def _unlist(self, queue: str) -> None:
+        """Out of the ready set other than by a service: a queue that was listed
+        ends its turn (unlist in _helpers.lua)."""
+        if self.due.pop(queue, None) is not None:
+            self.turns.pop(queue, None)
 
     def _take_turn(self, queue: str, listed: int, cost: int) -> None:
         """Deficit round robin in units: a turn gives a queue weight x the largest
@@ -306,7 +312,7 @@ class Model:
                 self._expire((queue, self.fifo[queue].popleft()))
                 if not self.fifo[queue]:
                     del self.fifo[queue]
-                    self.due.pop(queue)
+                    self._unlist(queue)
                 expired += 1
                 if expired == MAX_EXPIRED_PER_TAKE:
                     return served, 0  # more may be ready behind them

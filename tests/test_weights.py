@@ -118,6 +118,32 @@ def test_unit_shares_stay_within_5_percent_of_the_weights(sq: SharQ, clock: Cloc
         assert longest_gap(served, queue_id) <= sum((w + 1) * 5 - 1 for w in weights) - ((weight + 1) * 5 - 1)
 
 
+@pytest.mark.parametrize("emptied_by", ["its last job expiring", "delete_queue", "a pause until resumed"])
+def test_a_queue_that_left_mid_turn_starts_a_whole_turn(sq: SharQ, clock: Clock, emptied_by: str) -> None:
+    """A queue that leaves the ready set in the middle of its turn other than by a
+    take serving it ends that turn, as one served empty does: back later, it gets
+    its whole weight in a row (the unused part of the old turn once stayed and cut
+    the next short: premium got 1 job, then went to the back)."""
+    start = clock.now
+    fill(sq, ("premium",), 3)
+    sq.enqueue("otp", 0, "otp", "premium", "sms", expire_at=start + 5)
+    fill(sq, ("free",), 40)
+    sq.set_limits("sms", "premium", weight=4)
+    clock.advance(1)
+    assert takes(sq, clock, 4) == ["free", "premium", "premium", "premium"]  # 1 of its 4 left
+    if emptied_by == "delete_queue":
+        sq.delete_queue("sms", "premium")
+    elif emptied_by == "a pause until resumed":
+        sq.pause("sms", "premium")
+    assert takes(sq, clock, 1) == ["free"]  # premium left the ready set (otp expired at its head)
+    if emptied_by == "a pause until resumed":
+        sq.resume("sms", "premium")
+    for n in range(3, 12):
+        sq.enqueue(n, 0, f"j{n}", "premium", "sms")
+    # listed at the back (a tie with free, listed in the same ms, goes to free first)
+    assert takes(sq, clock, 7) == ["free", "free", *["premium"] * 4, "free"]
+
+
 def ready_scores(sq: SharQ, redis_client) -> list[tuple[bytes, float]]:
     return redis_client.zrange(sq.keys.ready("sms"), 0, -1, withscores=True)
 

@@ -132,6 +132,17 @@ local function end_round(base, queue_id, weight)
   end
 end
 
+-- Take a queue out of the ready set for anything but a take serving it (its last
+-- jobs expired or were cleared, a pause until resumed, a cap reached by a lowered
+-- limit): its turn ends there too, so that it starts a whole one when listed
+-- again (a turn left half used would cut its next one short, whenever that is).
+-- One HDEL when it was listed; nothing when it was not.
+local function unlist(k, base, queue_id)
+  if redis.call('ZREM', k.ready, queue_id) == 1 then
+    redis.call('HDEL', turns_key(base), queue_id)
+  end
+end
+
 -- The rate is a generic cell rate algorithm counting units: one stored time L per
 -- queue (and per type), the theoretical arrival time less one interval, so that
 -- with burst 1 and jobs of one unit it is simply the last dequeue. A job of `cost`
@@ -605,7 +616,7 @@ end
 -- its cost, waits for L + interval, so only a burst needs the head job's cost.
 local function schedule_queue(k, base, queue_id, now)
   if queue_length(base, queue_id) == 0 then
-    redis.call('ZREM', k.ready, queue_id)
+    unlist(k, base, queue_id)
     count_demand(k, queue_id, nil)
     return
   end
@@ -618,7 +629,7 @@ local function schedule_queue(k, base, queue_id, now)
   -- a queue at its cap still wants its cap's workers: only a pause takes its share
   count_demand(k, queue_id, not paused and demand_record(interval, cap) or nil)
   if paused == -1 or (cap and (tonumber(redis.call('HGET', k.nactive, queue_id)) or 0) >= cap) then
-    redis.call('ZREM', k.ready, queue_id)
+    unlist(k, base, queue_id)
     return
   end
   -- a queue already listed keeps its place (fairness: the longest waiting goes
@@ -1037,13 +1048,13 @@ local function take(k, base, now, expire, count, token, out, memory)
       local length = queue_length(base, queue_id)
       refresh_head(k, base, queue_id, length)
       if length == 0 then
-        redis.call('ZREM', k.ready, queue_id)
+        unlist(k, base, queue_id)
       end
       if expired == MAX_EXPIRED_PER_TAKE then
         break  -- wait stays 0: more may be ready behind them
       end
     elseif not job_id then
-      redis.call('ZREM', k.ready, queue_id)
+      unlist(k, base, queue_id)
       count_demand(k, queue_id, nil)
     elseif due and due > now then
       -- a costlier job came to the front since the queue was listed (a burst lists
