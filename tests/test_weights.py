@@ -144,6 +144,38 @@ def test_a_queue_that_left_mid_turn_starts_a_whole_turn(sq: SharQ, clock: Clock,
     assert takes(sq, clock, 7) == ["free", "free", *["premium"] * 4, "free"]
 
 
+def test_a_costlier_job_reaching_the_front_mid_turn_ends_it_and_the_next_turn_repays(
+    sq: SharQ, clock: Clock, redis_client
+) -> None:
+    """The starvation bound where a job costlier than what is left of a turn comes to
+    the front in the middle of it (here: the 1-unit job before it expired at the
+    head): it is still served, as the turn's last, so that turn reaches
+    (w + 2) x C - 2 units, not (w + 1) x C - 1; the excess is carried as a debt
+    that the queue's next turn repays (docs/tenant-controls.md)."""
+    start = clock.now
+    for n, cost in enumerate([1, 3, 1]):
+        sq.enqueue(n, 0, f"b{n}", "b", "sms", cost=cost)
+    sq.enqueue(3, 0, "b3", "b", "sms", expire_at=start + 7)  # at the head when its turn goes on
+    for n, cost in enumerate([3, 1, 1, 1, 1], start=4):
+        sq.enqueue(n, 0, f"b{n}", "b", "sms", cost=cost)
+    fill(sq, ("v",), 20)
+    clock.advance(1)
+    served = []
+    for _ in range(12):
+        job = sq.dequeue("sms")
+        served.append((job["queue_id"], job.get("cost", 1)))
+        clock.advance(1)
+    # C = 3, both of weight 1: a turn is 3 units. b's first turn leaves 2 (its
+    # 3-unit job does not fit), so its second holds 5: 3 + 1, then b3 expires at
+    # its head and the 3-unit b4 goes too, 2 units over; b's next turn is 1 unit
+    assert served == [
+        ("b", 1), *[("v", 1)] * 3, ("b", 3), ("b", 1), ("b", 3), *[("v", 1)] * 3, ("b", 1), ("v", 1)
+    ]  # fmt: skip
+    assert redis_client.hget(sq.keys.base("sms") + ":turns", "b") is None  # the debt repaid
+    gap = sum(cost for _, cost in served[4:7])  # units between v's 3rd and 4th job
+    assert gap == (1 + 2) * 3 - 2 and gap > (1 + 1) * 3 - 1
+
+
 def ready_scores(sq: SharQ, redis_client) -> list[tuple[bytes, float]]:
     return redis_client.zrange(sq.keys.ready("sms"), 0, -1, withscores=True)
 
