@@ -193,6 +193,9 @@ class Model:
             # the place it already had among queues that were really waiting
             rate = self._due_by_rate(queue, self._head_cost(queue))
             due = max(rate, min(self.now if listed is None else listed, self.now))
+            quantum = self.limits.get(queue, {}).get("weight", 1) * self.largest_cost
+            if listed is not None and listed < due and rate <= self.now and quantum > 1:
+                due = listed  # its place within its turn, while its rate lets a job go now
         if paused is not None:
             due = max(due, paused)
         self.due[queue] = due
@@ -202,6 +205,17 @@ class Model:
         ends its turn (unlist in _helpers.lua)."""
         if self.due.pop(queue, None) is not None:
             self.turns.pop(queue, None)
+
+    def _turn_covers(self, queue: str, cost: int) -> bool:
+        """Whether what is left of the queue's turn covers its head job of `cost`;
+        when not (a costlier job came to the front mid-turn) the turn ends, carrying
+        what was left (turn_take in _helpers.lua)."""
+        quantum = self.limits.get(queue, {}).get("weight", 1) * self.largest_cost
+        left = self.turns.get(queue, 0) + quantum
+        if quantum == 1 or cost <= left:
+            return True
+        self.turns[queue] = left
+        return False
 
     def _take_turn(self, queue: str, listed: int, cost: int) -> None:
         """Deficit round robin in units: a turn gives a queue weight x the largest
@@ -325,6 +339,9 @@ class Model:
             if due is not None and due > self.now:
                 self.due[queue] = due  # a costlier job came back to the front, or a quota holds it
                 continue
+            if not self._turn_covers(queue, cost):
+                self.due[queue] = self.now  # to the back: its next turn covers the job
+                continue
             self._count(queue, cost)
             job = self.fifo[queue].popleft()
             self.active[(queue, job)] = self.now + EXPIRE
@@ -425,7 +442,8 @@ class Model:
     def set_limits(self, queue, interval, burst, cap, weight=None):
         given = (("interval", interval), ("burst", burst), ("cap", cap), ("weight", weight))
         own = {name: value for name, value in given if value and not (name == "weight" and value == 1)}
-        self.turns.pop(queue, None)  # a weight given (or cleared) starts a new round
+        if (weight or 1) != self.limits.get(queue, {}).get("weight", 1):
+            self.turns.pop(queue, None)  # a new weight starts a new turn; the same one given again does not
         if own:
             self.limits[queue] = own
         else:

@@ -96,23 +96,54 @@ end
 -- raised by note_cost, read with the settings every call reads anyway): the
 -- unit of a turn, so that every turn serves at least one job. 1 until known.
 local largest_cost = 1
+local largest_cost_read = false
 
--- Where a queue that was just served a job of `cost` units and stays ready is
--- listed again: a weighted fair share in units, by deficit round robin. Each
--- turn gives a queue `weight` x largest_cost units; it keeps its place
--- (`listed`, its score when it was picked, so at most now) while what is left
--- of its turn covers its next job (`next_cost`), then goes to the back, at
--- max(due, now), carrying what is left to its next turn. While queues stay
--- backlogged each gets weight / sum(weights) of the units handed out, within
--- one largest cost per turn. With weight 1 and jobs of one unit a turn is one
--- job: the queue goes straight to the back as it always has, and nothing is
--- stored. A queue's rate still wins: one whose rate holds its next job
--- (due > now) is listed at due, its turn going on when it comes back. One
--- HINCRBY per service (and an HSET or HDEL per turn) otherwise.
-local function weighted_place(base, queue_id, weight, cost, next_cost, due, listed, now)
+-- largest_cost, read here for a call whose settings read (layout_ok, type_limits)
+-- has not read it yet: one HGET, once per call.
+local function turn_unit(k)
+  if not largest_cost_read then
+    largest_cost = tonumber(redis.call('HGET', k.settings, 'cost')) or 1
+    largest_cost_read = true
+  end
+  return largest_cost
+end
+
+-- What is left of a queue's turn once a job of `cost` units is taken from it: a
+-- weighted fair share in units, by deficit round robin (see weighted_place). Each
+-- turn gives a queue `weight` x largest_cost units; "<base>:turns" holds what is
+-- left less that quantum (absent: 0). nil when the quantum is 1 (weight 1, no
+-- costs): a turn is one job and nothing is stored. Below 0 the turn cannot cover
+-- the job: one costlier than what was left came to the queue's front in the
+-- middle of its turn (a higher priority, a requeue, the head before it expiring).
+-- The turn then ends without it, carrying what was left, and the job waits for
+-- the queue's next turn, which always covers it (a whole quantum and the carry,
+-- at least largest_cost): no turn ever hands out more than it holds, so no turn
+-- goes over its quantum and one carry of less than one job. One HINCRBY per
+-- service of a counted queue.
+local function turn_take(base, queue_id, weight, cost)
   local quantum = weight * largest_cost
-  if quantum > 1 then
-    local left = redis.call('HINCRBY', turns_key(base), queue_id, -cost) + quantum
+  if quantum == 1 then
+    return nil
+  end
+  local left = redis.call('HINCRBY', turns_key(base), queue_id, -cost) + quantum
+  if left < 0 then
+    redis.call('HSET', turns_key(base), queue_id, left + cost)  -- the carry: what it had left
+  end
+  return left
+end
+
+-- Where a queue that was just served and stays ready is listed again, `left`
+-- being what its turn has left (turn_take; nil: not counted). It keeps its place
+-- (`listed`, its score when it was picked, so at most now) while that covers its
+-- next job (`next_cost`), then goes to the back, at max(due, now), carrying what
+-- is left (less than one job) to its next turn. While queues stay backlogged each
+-- gets weight / sum(weights) of the units handed out, within one largest cost
+-- per turn. A queue that is not counted goes straight to the back as it always
+-- has. A queue's rate still wins: one whose rate holds its next job (due > now)
+-- is listed at due, its turn going on when it comes back. An HSET or HDEL per
+-- turn of a counted queue.
+local function weighted_place(base, queue_id, left, next_cost, due, listed, now)
+  if left then
     if next_cost <= left then
       return due > now and due or listed
     end
@@ -242,6 +273,7 @@ local function read_settings_flags(flag, cost)
     priorities_here = false
   end
   largest_cost = tonumber(cost) or 1
+  largest_cost_read = true
 end
 
 -- A job of `cost` units is queued on the shard: the unit of a turn covers it.
@@ -620,7 +652,7 @@ local function schedule_queue(k, base, queue_id, now)
     count_demand(k, queue_id, nil)
     return
   end
-  local interval, burst, cap = queue_limits(k, queue_id)
+  local interval, burst, cap, weight = queue_limits(k, queue_id)
   local paused = tonumber(redis.call('HGET', k.paused, queue_id))
   if paused and paused >= 0 and paused <= now then
     redis.call('HDEL', k.paused, queue_id)  -- a timed pause that is over
@@ -641,7 +673,14 @@ local function schedule_queue(k, base, queue_id, now)
     -- borrowed burst never puts it before queues that were really waiting: a
     -- rate that allows a job now lists it at now, or at the place it already had
     local cost = burst > 1 and head_cost(base, queue_id) or 1
-    due = math.max(rate_due(last, interval, burst, cost), math.min(listed or now, now))
+    local by_rate = rate_due(last, interval, burst, cost)
+    due = math.max(by_rate, math.min(listed or now, now))
+    if listed and listed < due and by_rate <= now and (weight > 1 or turn_unit(k) > 1) then
+      -- a queue keeping its place within its turn (weighted_place) keeps it while
+      -- its rate lets a job go now: sent behind the queues served since, its turn
+      -- would go on a round later and they would get two turns in one of its
+      due = listed
+    end
   end
   if paused then
     due = math.max(due, paused)
@@ -1025,7 +1064,7 @@ local function take(k, base, now, expire, count, token, out, memory)
     local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
     local deadline = record and deadline_of(limit_field_of(record))
     local expiring = deadline and deadline <= now
-    local interval, burst, cap, weight, quotas, cost, last, due, held
+    local interval, burst, cap, weight, quotas, cost, last, due, held, left
     if job_id and not expiring then
       if not limits[queue_id] then
         local q_interval, q_burst, q_cap, q_weight = queue_limits(k, queue_id)  -- nothing here changes them
@@ -1040,6 +1079,9 @@ local function take(k, base, now, expire, count, token, out, memory)
       -- a queue held by a quota leaves the ready set until its window resets
       held = quotas and quota_hold(base, queue_id, quotas, cost, now)
       if held and (not due or due < held) then due = held end
+      if not (due and due > now) then
+        left = turn_take(base, queue_id, weight, cost)
+      end
     end
     if expiring then
       -- never handed out: it expires, and the queue keeps its place for its next job
@@ -1063,6 +1105,11 @@ local function take(k, base, now, expire, count, token, out, memory)
       queue_push(base, queue_id, job_id, priority_of(limit_field_of(record)), true)
       redis.call('ZADD', k.ready, due, queue_id)
       if held then note_held(base, queue_id, held, now) end
+    elseif left and left < 0 then
+      -- its turn cannot cover this job (turn_take): the job waits, first of its
+      -- priority again, and the queue goes to the back for its next turn
+      queue_push(base, queue_id, job_id, priority_of(limit_field_of(record)), true)
+      redis.call('ZADD', k.ready, now, queue_id)
     else
       local member = queue_id .. ':' .. job_id
       local receipt = token .. '.' .. served
@@ -1087,7 +1134,7 @@ local function take(k, base, now, expire, count, token, out, memory)
         -- burst must not jump queues that waited
         local next_cost = (burst > 1 or largest_cost > 1) and head_cost(base, queue_id) or 1
         local next_due = rate_due(last, interval, burst, next_cost)
-        local place = weighted_place(base, queue_id, weight, cost, next_cost, next_due, tonumber(head[2]), now)
+        local place = weighted_place(base, queue_id, left, next_cost, next_due, tonumber(head[2]), now)
         redis.call('ZADD', k.ready, place, queue_id)
       end
       if quotas then quota_count(base, queue_id, quotas, cost, now) end
