@@ -176,7 +176,7 @@ class Model:
     def _schedule(self, queue: str) -> None:
         """Where the queue stands in the ready set: absent when it cannot be served."""
         if not self.fifo.get(queue):
-            self.due.pop(queue, None)
+            self._unlist(queue)
             return
         cap = self._limits(queue)[2]
         paused = self.paused.get(queue)
@@ -184,7 +184,7 @@ class Model:
             del self.paused[queue]
             paused = None
         if paused == -1 or (cap is not None and self._active_count(queue) >= cap):
-            self.due.pop(queue, None)
+            self._unlist(queue)
             return
         listed = self.due.get(queue)
         due = self.now if listed is None else listed
@@ -193,9 +193,29 @@ class Model:
             # the place it already had among queues that were really waiting
             rate = self._due_by_rate(queue, self._head_cost(queue))
             due = max(rate, min(self.now if listed is None else listed, self.now))
+            quantum = self.limits.get(queue, {}).get("weight", 1) * self.largest_cost
+            if listed is not None and listed < due and rate <= self.now and quantum > 1:
+                due = listed  # its place within its turn, while its rate lets a job go now
         if paused is not None:
             due = max(due, paused)
         self.due[queue] = due
+
+    def _unlist(self, queue: str) -> None:
+        """Out of the ready set other than by a service: a queue that was listed
+        ends its turn (unlist in _helpers.lua)."""
+        if self.due.pop(queue, None) is not None:
+            self.turns.pop(queue, None)
+
+    def _turn_covers(self, queue: str, cost: int) -> bool:
+        """Whether what is left of the queue's turn covers its head job of `cost`;
+        when not (a costlier job came to the front mid-turn) the turn ends, carrying
+        what was left (turn_take in _helpers.lua)."""
+        quantum = self.limits.get(queue, {}).get("weight", 1) * self.largest_cost
+        left = self.turns.get(queue, 0) + quantum
+        if quantum == 1 or cost <= left:
+            return True
+        self.turns[queue] = left
+        return False
 
     def _take_turn(self, queue: str, listed: int, cost: int) -> None:
         """Deficit round robin in units: a turn gives a queue weight x the largest
@@ -306,7 +326,7 @@ class Model:
                 self._expire((queue, self.fifo[queue].popleft()))
                 if not self.fifo[queue]:
                     del self.fifo[queue]
-                    self.due.pop(queue)
+                    self._unlist(queue)
                 expired += 1
                 if expired == MAX_EXPIRED_PER_TAKE:
                     return served, 0  # more may be ready behind them
@@ -318,6 +338,9 @@ class Model:
                 due = held
             if due is not None and due > self.now:
                 self.due[queue] = due  # a costlier job came back to the front, or a quota holds it
+                continue
+            if not self._turn_covers(queue, cost):
+                self.due[queue] = self.now  # to the back: its next turn covers the job
                 continue
             self._count(queue, cost)
             job = self.fifo[queue].popleft()
@@ -419,7 +442,8 @@ class Model:
     def set_limits(self, queue, interval, burst, cap, weight=None):
         given = (("interval", interval), ("burst", burst), ("cap", cap), ("weight", weight))
         own = {name: value for name, value in given if value and not (name == "weight" and value == 1)}
-        self.turns.pop(queue, None)  # a weight given (or cleared) starts a new round
+        if (weight or 1) != self.limits.get(queue, {}).get("weight", 1):
+            self.turns.pop(queue, None)  # a new weight starts a new turn; the same one given again does not
         if own:
             self.limits[queue] = own
         else:

@@ -97,6 +97,24 @@ def test_turns_count_units_so_equal_weights_get_equal_units(sq: SharQ, clock: Cl
     assert got == {"long": 150, "short": 150}
 
 
+def test_a_type_without_weights_or_costs_never_touches_turns(sq: SharQ, clock: Clock, redis_client, single_redis):
+    """Queues leaving the ready set (emptied by a take, paused until resumed) end
+    their turns only on a shard that keeps turns: one where a weight over 1 was
+    given or a job cost more than 1 (the settings' "weighted" and "cost")."""
+
+    def calls() -> None:
+        fill(sq, ("a", "b"), 1)
+        clock.advance(1)
+        sq.dequeue_many("sms", 1)
+        sq.pause("sms", "b")
+
+    assert [command for command in commands_of(redis_client, calls) if ":turns" in command] == []
+    sq.set_limits("sms", "c", weight=2)
+    sq.resume("sms", "b")
+    assert [command.split()[0] for command in commands_of(redis_client, lambda: sq.pause("sms", "b"))
+            if ":turns" in command] == ["HDEL"]  # fmt: skip
+
+
 def test_costs_without_weights_cost_a_take_one_read(sq: SharQ, clock: Clock, redis_client, single_redis) -> None:
     """Every job costing 3 units and no weights: each turn is one job, so a take
     reads the queue's turn (one HGET) and writes nothing (bench/single_calls.py
@@ -127,6 +145,138 @@ def test_unit_shares_stay_within_5_percent_of_the_weights(sq: SharQ, clock: Cloc
     # one turn, at most (w_j + 1) x C - 1 units with C the largest cost (5 here)
     for queue_id, weight in zip(queues, weights, strict=True):
         assert longest_gap(served, queue_id) <= sum((w + 1) * 5 - 1 for w in weights) - ((weight + 1) * 5 - 1)
+
+
+@pytest.mark.parametrize("emptied_by", ["its last job expiring", "delete_queue", "a pause until resumed"])
+def test_a_queue_that_left_mid_turn_starts_a_whole_turn(sq: SharQ, clock: Clock, emptied_by: str) -> None:
+    """A queue that leaves the ready set in the middle of its turn other than by a
+    take serving it ends that turn, as one served empty does: back later, it gets
+    its whole weight in a row (the unused part of the old turn once stayed and cut
+    the next short: premium got 1 job, then went to the back)."""
+    start = clock.now
+    fill(sq, ("premium",), 3)
+    sq.enqueue("otp", 0, "otp", "premium", "sms", expire_at=start + 5)
+    fill(sq, ("free",), 40)
+    sq.set_limits("sms", "premium", weight=4)
+    clock.advance(1)
+    assert takes(sq, clock, 4) == ["free", "premium", "premium", "premium"]  # 1 of its 4 left
+    if emptied_by == "delete_queue":
+        sq.delete_queue("sms", "premium")
+    elif emptied_by == "a pause until resumed":
+        sq.pause("sms", "premium")
+    assert takes(sq, clock, 1) == ["free"]  # premium left the ready set (otp expired at its head)
+    if emptied_by == "a pause until resumed":
+        sq.resume("sms", "premium")
+    for n in range(3, 12):
+        sq.enqueue(n, 0, f"j{n}", "premium", "sms")
+    # listed at the back (a tie with free, listed in the same ms, goes to free first)
+    assert takes(sq, clock, 7) == ["free", "free", *["premium"] * 4, "free"]
+
+
+def test_a_costlier_job_reaching_the_front_mid_turn_waits_for_the_next_turn(sq: SharQ, clock: Clock) -> None:
+    """A job costlier than what is left of a turn that comes to the queue's front in
+    the middle of it (here: the 1-unit job before it expired at the head) is not
+    handed out in that turn: the turn ends, carrying what was left, and the job
+    goes first in the queue's next turn. So no turn exceeds (w + 1) x C - 1 units
+    and the starvation bound holds (it once went out anyway, a turn of 7 units
+    here where the bound is 5, and a weight-1 queue never paid such a debt back
+    while its jobs cost C, taking more than its share)."""
+    start = clock.now
+    for n, cost in enumerate([1, 3, 1]):
+        sq.enqueue(n, 0, f"b{n}", "b", "sms", cost=cost)
+    sq.enqueue(3, 0, "b3", "b", "sms", expire_at=start + 7)  # at the head when its turn goes on
+    for n, cost in enumerate([3, 1, 1, 1, 1], start=4):
+        sq.enqueue(n, 0, f"b{n}", "b", "sms", cost=cost)
+    fill(sq, ("v",), 20)
+    clock.advance(1)
+    served = []
+    for _ in range(12):
+        job = sq.dequeue("sms")
+        served.append((job["queue_id"], job["job_id"], job.get("cost", 1)))
+        clock.advance(1)
+    # C = 3, both of weight 1: a turn is 3 units. b's first turn leaves 2 (its
+    # 3-unit b1 does not fit), so its second holds 5: b1 and b2, then b3 expires at
+    # its head and b4 (3) does not fit the 1 left: v's turn, then b4 and b5 (3 + 1)
+    assert [(queue_id, job_id) for queue_id, job_id, _ in served] == [
+        ("b", "b0"), ("v", "j0"), ("v", "j1"), ("v", "j2"), ("b", "b1"), ("b", "b2"),
+        ("v", "j3"), ("v", "j4"), ("v", "j5"), ("b", "b4"), ("b", "b5"), ("v", "j6"),
+    ]  # fmt: skip
+    assert sq.job_status("sms", "b", "b3")["state"] == "expired"
+    runs, run = [], 0
+    for queue_id, _, cost in served:
+        run = run + cost if queue_id == "b" else 0
+        runs.append(run)
+    assert max(runs) <= (1 + 1) * 3 - 1  # v waits at most one turn of b, in units
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_shares_and_the_bound_hold_while_costlier_jobs_overtake_mid_turn(sq: SharQ, clock: Clock, seed: int) -> None:
+    """Weights 1, 2, 1, jobs of 1 to 4 units, all kept backlogged while, at random,
+    jobs of 4 units overtake with a higher priority, 1-unit ones expire at the head
+    in front of 4-unit ones, and workers give jobs back (release): each queue
+    still gets its weight's share of the units within 5%, and waits at most one
+    turn of each other queue, (w + 1) x C - 1 units. (An enqueue that overtook
+    once sent a queue within its turn behind the queues served since, so that they
+    got two turns in one of its: the queue of weight 2 got 46% of the units.)"""
+    rng = random.Random(seed)
+    weights, largest = {"a": 1, "b": 2, "c": 1}, 4
+    for queue_id, weight in weights.items():
+        sq.set_limits("sms", queue_id, weight=weight)
+    jobs = itertools.count()
+
+    def add(queue_id: str, cost: int, **options: int) -> None:
+        n = next(jobs)
+        sq.enqueue(n, 0, f"j{n}", queue_id, "sms", cost=cost, **options)
+
+    for queue_id in weights:
+        for _ in range(20):
+            add(queue_id, rng.choice([1, 1, 2, largest]))
+    clock.advance(1)
+    served, active = [], []
+    for _ in range(400):
+        action, queue_id = rng.random(), rng.choice(list(weights))
+        if action < 0.15:
+            add(queue_id, largest, priority=9)
+        elif action < 0.25:
+            add(queue_id, 1, priority=9, ttl_ms=rng.choice([1, 2, 3]))
+            add(queue_id, largest, priority=8)
+        elif action < 0.32 and active:
+            sq.fail("sms", *active.pop(rng.randrange(len(active))), release=True)
+        for other in weights:  # every queue stays backlogged
+            add(other, rng.choice([1, 1, 2, largest]))
+        job = sq.dequeue("sms")
+        served.append((job["queue_id"], job.get("cost", 1)))
+        active.append((job["queue_id"], job["job_id"], job["receipt"]))
+        if len(active) > 5:
+            done = active.pop(0)
+            sq.finish(done[1], done[0], "sms", done[2])
+        clock.advance(1)
+    total = sum(cost for _, cost in served)
+    for queue_id, weight in weights.items():
+        share = sum(cost for served_from, cost in served if served_from == queue_id) / total
+        assert abs(share - weight / 4) <= 0.05 * weight / 4, (queue_id, share)
+        waited, longest = 0, 0
+        for served_from, cost in served:
+            waited = 0 if served_from == queue_id else waited + cost
+            longest = max(longest, waited)
+        assert longest <= sum((w + 1) * largest - 1 for other, w in weights.items() if other != queue_id)
+
+
+def test_a_weight_given_again_mid_turn_keeps_the_turn_going(sq: SharQ, clock: Clock) -> None:
+    """A config sync that PUTs the same weight before every take neither restarts
+    the turn of a queue keeping its place within it (it would never give the place
+    up) nor moves it; a new weight starts a new turn."""
+    fill(sq, ("premium", "free"), 40)
+    sq.set_limits("sms", "premium", weight=2)
+    clock.advance(1)
+    served = []
+    for _ in range(9):
+        sq.set_limits("sms", "premium", weight=2)
+        served += takes(sq, clock, 1)
+    assert served == ["free", "premium", "premium"] * 3  # listed in the same ms: free first
+    assert takes(sq, clock, 2) == ["free", "premium"]
+    sq.set_limits("sms", "premium", weight=3)  # kept its place after its first: 3 more
+    assert takes(sq, clock, 4) == ["premium", "premium", "premium", "free"]
 
 
 def ready_scores(sq: SharQ, redis_client) -> list[tuple[bytes, float]]:

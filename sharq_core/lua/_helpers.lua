@@ -93,48 +93,81 @@ local function turns_key(base)
 end
 
 -- The largest cost of a job ever queued on this shard (the settings' "cost",
--- raised by note_cost, read with the settings every call reads anyway): the
--- unit of a turn, so that every turn serves at least one job. 1 until known.
+-- raised by note_cost): the unit of a turn, so that every turn serves at least
+-- one job; 1 until known. And whether any queue of the shard was ever given a
+-- weight over 1 (the settings' "weighted", set by limits.lua). Both ride on the
+-- settings read most calls make anyway (layout_ok, type_limits); turns_kept reads
+-- them for a call that made none.
 local largest_cost = 1
+local weighted = false
+local turns_read = false
+
+local function read_turn_settings(cost, weights)
+  largest_cost = tonumber(cost) or 1
+  weighted = weights and true or false
+  turns_read = true
+end
+
+-- Whether any queue of the shard may hold a turn (see turn_take): one HMGET at
+-- most per call, none when the call read the settings already.
+local function turns_kept(k)
+  if not turns_read then
+    read_turn_settings(unpack(redis.call('HMGET', k.settings, 'cost', 'weighted')))
+  end
+  return weighted or largest_cost > 1
+end
 
 -- A weighted fair share in units, by deficit round robin. Each turn gives a
--- queue `weight` x largest_cost units; served, it keeps its place while what is
--- left of its turn covers its next job, then goes to the back carrying what is
--- left to its next turn. While queues stay backlogged each gets
+-- queue `weight` x largest_cost units; "<base>:turns" holds what is left of it
+-- less that quantum (absent: 0). Served, a queue keeps its place while what is
+-- left covers its next job, then goes to the back carrying what is left (less
+-- than one job) to its next turn. While queues stay backlogged each gets
 -- weight / sum(weights) of the units handed out, within one largest cost per
 -- turn. With weight 1 and jobs of one unit a turn is one job: the queue goes
 -- straight to the back as it always has, and nothing is read or stored.
 --
--- What is left of a queue's turn once a job of `cost` went: nil when the turn
--- is one job of one unit; else the units left, whether the turns hash now holds
--- the queue, and whether it already counted this job. A queue of weight over 1
--- counts as it goes (one HINCRBY: its turns run to several jobs); one of weight
+-- What is left of a queue's turn once a job of `cost` is taken from it: nil when
+-- the turn is one job of one unit; else { units left, whether the turns hash now
+-- holds the queue, whether it counted this job already }. A queue of weight over
+-- 1 counts as it goes (one HINCRBY: its turns run to several jobs); one of weight
 -- 1, whose turn of the largest cost is mostly one job, is only read (one HGET)
--- and written if its turn goes on or leaves something over.
-local function turn_left(base, queue_id, weight, cost)
+-- and written if its turn goes on or leaves something over. Below 0 the turn
+-- cannot cover the job: one costlier than what was left came to the queue's
+-- front in the middle of its turn (a higher priority, a requeue, the head
+-- before it expiring). The turn then ends without it, carrying what was left,
+-- and the job waits for the queue's next turn, which always covers it (a whole
+-- quantum and the carry, at least largest_cost): no turn hands out more than it
+-- holds.
+local function turn_take(base, queue_id, weight, cost)
   local quantum = weight * largest_cost
   if quantum == 1 then
     return nil
   end
-  if weight > 1 then
-    return redis.call('HINCRBY', turns_key(base), queue_id, -cost) + quantum, true, true
+  local key, left, holds, counted = turns_key(base), nil, true, weight > 1
+  if counted then
+    left = redis.call('HINCRBY', key, queue_id, -cost) + quantum
+  else
+    local stored = tonumber(redis.call('HGET', key, queue_id))
+    left, holds = (stored or 0) + quantum - cost, stored ~= nil
   end
-  local stored = tonumber(redis.call('HGET', turns_key(base), queue_id))
-  return (stored or 0) + quantum - cost, stored ~= nil, false
+  if left < 0 then
+    redis.call('HSET', key, queue_id, left + cost)  -- the carry: what it had left
+  end
+  return { left, holds, counted }
 end
 
--- Where a served queue that stays ready is listed again, given what turn_left
--- said (`left`, `holds`, `counted`; left nil: no turns): at its place `listed`
--- (its score when it was picked, so at most now) while its turn covers its next
--- job of `next_cost`, else at the back, max(due, now). A queue's rate still
--- wins: one whose rate holds its next job (due > now) is listed at due, its turn
--- going on when it comes back.
+-- Where a queue that was just served and stays ready is listed again, given its
+-- turn (turn_take; nil: not counted): at its place `listed` (its score when it
+-- was picked, so at most now) while what is left covers its next job of
+-- `next_cost`, else at the back, max(due, now), carrying what is left. A queue
+-- that is not counted goes straight to the back as it always has. A queue's rate
+-- still wins: one whose rate holds its next job (due > now) is listed at due,
+-- its turn going on when it comes back.
 local function weighted_place(base, queue_id, weight, turn, next_cost, due, listed, now)
-  local left, holds, counted = unpack(turn)
-  if left then
-    local quantum = weight * largest_cost
+  if turn then
+    local left, holds, counted = unpack(turn)
     if next_cost <= left then
-      if not counted then redis.call('HSET', turns_key(base), queue_id, left - quantum) end
+      if not counted then redis.call('HSET', turns_key(base), queue_id, left - weight * largest_cost) end
       return due > now and due or listed
     end
     if left ~= 0 then
@@ -146,9 +179,21 @@ local function weighted_place(base, queue_id, weight, turn, next_cost, due, list
   return math.max(due, now)
 end
 
--- A queue leaves the ready set (empty or at its cap): its turn ends, nothing carried.
-local function end_round(base, queue_id, weight)
-  if weight * largest_cost > 1 then
+-- A served queue leaves the ready set (empty or at its cap): its turn (turn_take)
+-- ends, nothing carried.
+local function end_round(base, queue_id, turn)
+  if turn and turn[2] then
+    redis.call('HDEL', turns_key(base), queue_id)
+  end
+end
+
+-- Take a queue out of the ready set for anything but a take serving it (its last
+-- jobs expired or were cleared, a pause until resumed, a cap reached by a lowered
+-- limit): its turn ends there too, so that it starts a whole one when listed
+-- again (a turn left half used would cut its next one short, whenever that is).
+-- One HDEL when it was listed on a shard that keeps turns; nothing otherwise.
+local function unlist(k, base, queue_id)
+  if redis.call('ZREM', k.ready, queue_id) == 1 and turns_kept(k) then
     redis.call('HDEL', turns_key(base), queue_id)
   end
 end
@@ -260,12 +305,12 @@ end
 local priorities_here = nil
 local priorities_flagged = false
 
-local function read_settings_flags(flag, cost)
+local function read_settings_flags(flag, cost, weights)
   priorities_flagged = flag and true or false
   if not flag and priorities_here == nil then
     priorities_here = false
   end
-  largest_cost = tonumber(cost) or 1
+  read_turn_settings(cost, weights)
 end
 
 -- A job of `cost` units is queued on the shard: the unit of a turn covers it.
@@ -277,8 +322,8 @@ local function note_cost(base, cost)
 end
 
 local function layout_ok(k, expected)
-  local stored = redis.call('HMGET', k.settings, 'shards', 'sealed', 'prio', 'cost')
-  read_settings_flags(stored[3], stored[4])
+  local stored = redis.call('HMGET', k.settings, 'shards', 'sealed', 'prio', 'cost', 'weighted')
+  read_settings_flags(stored[3], stored[4], stored[5])
   return (tonumber(stored[1]) or 1) == tonumber(expected) and not stored[2]  -- sealed: a change is under way
 end
 
@@ -298,9 +343,9 @@ local function type_limits(k)
     return type_wide_read or nil
   end
   local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards', 'quotas', 'queue_quotas', 'prio',
-    'cost')
+    'cost', 'weighted')
   local interval, cap = tonumber(s[1]), tonumber(s[3])
-  read_settings_flags(s[7], s[8])
+  read_settings_flags(s[7], s[8], s[9])
   queue_quotas_exist = s[6] and true or false
   type_wide_read = false
   if interval or cap or s[5] then
@@ -640,11 +685,11 @@ end
 -- its cost, waits for L + interval, so only a burst needs the head job's cost.
 local function schedule_queue(k, base, queue_id, now)
   if queue_length(base, queue_id) == 0 then
-    redis.call('ZREM', k.ready, queue_id)
+    unlist(k, base, queue_id)
     count_demand(k, queue_id, nil)
     return
   end
-  local interval, burst, cap = queue_limits(k, queue_id)
+  local interval, burst, cap, weight = queue_limits(k, queue_id)
   local paused = tonumber(redis.call('HGET', k.paused, queue_id))
   if paused and paused >= 0 and paused <= now then
     redis.call('HDEL', k.paused, queue_id)  -- a timed pause that is over
@@ -653,7 +698,7 @@ local function schedule_queue(k, base, queue_id, now)
   -- a queue at its cap still wants its cap's workers: only a pause takes its share
   count_demand(k, queue_id, not paused and demand_record(interval, cap) or nil)
   if paused == -1 or (cap and (tonumber(redis.call('HGET', k.nactive, queue_id)) or 0) >= cap) then
-    redis.call('ZREM', k.ready, queue_id)
+    unlist(k, base, queue_id)
     return
   end
   -- a queue already listed keeps its place (fairness: the longest waiting goes
@@ -665,7 +710,14 @@ local function schedule_queue(k, base, queue_id, now)
     -- borrowed burst never puts it before queues that were really waiting: a
     -- rate that allows a job now lists it at now, or at the place it already had
     local cost = burst > 1 and head_cost(base, queue_id) or 1
-    due = math.max(rate_due(last, interval, burst, cost), math.min(listed or now, now))
+    local by_rate = rate_due(last, interval, burst, cost)
+    due = math.max(by_rate, math.min(listed or now, now))
+    if listed and listed < due and by_rate <= now and (weight > 1 or (turns_kept(k) and largest_cost > 1)) then
+      -- a queue keeping its place within its turn (weighted_place) keeps it while
+      -- its rate lets a job go now: sent behind the queues served since, its turn
+      -- would go on a round later and they would get two turns in one of its
+      due = listed
+    end
   end
   if paused then
     due = math.max(due, paused)
@@ -1049,7 +1101,7 @@ local function take(k, base, now, expire, count, token, out, memory)
     local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
     local deadline = record and deadline_of(limit_field_of(record))
     local expiring = deadline and deadline <= now
-    local interval, burst, cap, weight, quotas, cost, last, due, held
+    local interval, burst, cap, weight, quotas, cost, last, due, held, turn
     if job_id and not expiring then
       if not limits[queue_id] then
         local q_interval, q_burst, q_cap, q_weight = queue_limits(k, queue_id)  -- nothing here changes them
@@ -1064,6 +1116,9 @@ local function take(k, base, now, expire, count, token, out, memory)
       -- a queue held by a quota leaves the ready set until its window resets
       held = quotas and quota_hold(base, queue_id, quotas, cost, now)
       if held and (not due or due < held) then due = held end
+      if not (due and due > now) then
+        turn = turn_take(base, queue_id, weight, cost)
+      end
     end
     if expiring then
       -- never handed out: it expires, and the queue keeps its place for its next job
@@ -1072,13 +1127,13 @@ local function take(k, base, now, expire, count, token, out, memory)
       local length = queue_length(base, queue_id)
       refresh_head(k, base, queue_id, length)
       if length == 0 then
-        redis.call('ZREM', k.ready, queue_id)
+        unlist(k, base, queue_id)
       end
       if expired == MAX_EXPIRED_PER_TAKE then
         break  -- wait stays 0: more may be ready behind them
       end
     elseif not job_id then
-      redis.call('ZREM', k.ready, queue_id)
+      unlist(k, base, queue_id)
       count_demand(k, queue_id, nil)
     elseif due and due > now then
       -- a costlier job came to the front since the queue was listed (a burst lists
@@ -1087,6 +1142,11 @@ local function take(k, base, now, expire, count, token, out, memory)
       queue_push(base, queue_id, job_id, priority_of(limit_field_of(record)), true)
       redis.call('ZADD', k.ready, due, queue_id)
       if held then note_held(base, queue_id, held, now) end
+    elseif turn and turn[1] < 0 then
+      -- its turn cannot cover this job (turn_take): the job waits, first of its
+      -- priority again, and the queue goes to the back for its next turn
+      queue_push(base, queue_id, job_id, priority_of(limit_field_of(record)), true)
+      redis.call('ZADD', k.ready, now, queue_id)
     else
       local member = queue_id .. ':' .. job_id
       local receipt = token .. '.' .. served
@@ -1104,14 +1164,13 @@ local function take(k, base, now, expire, count, token, out, memory)
       refresh_head(k, base, queue_id, length)
       if length == 0 or (cap and running >= cap) then
         redis.call('ZREM', k.ready, queue_id)
-        end_round(base, queue_id, weight)
+        end_round(base, queue_id, turn)
         if length == 0 then count_demand(k, queue_id, nil) end
       else
         -- no earlier than now (its place, for a weighted queue's turns): borrowed
         -- burst must not jump queues that waited
-        local turn = { turn_left(base, queue_id, weight, cost) }
         -- the next job's cost matters to a burst, and to a turn it may fit in
-        local fits = turn[1] and largest_cost > 1 and turn[1] > 0
+        local fits = turn and largest_cost > 1 and turn[1] > 0
         local next_cost = (burst > 1 or fits) and head_cost(base, queue_id) or 1
         local next_due = rate_due(last, interval, burst, next_cost)
         local place = weighted_place(base, queue_id, weight, turn, next_cost, next_due, tonumber(head[2]), now)

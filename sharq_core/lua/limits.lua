@@ -18,7 +18,7 @@ ARGV[8]  the type's shard count the caller routed by (see layout_ok)
 ARGV[9]  quotas: a spec "<limit>/<window_ms>/<offset_ms>;..." (set them), "" (keep
          them) or "-" (clear them); units used so far stay counted (see quota_windows)
 ARGV[10] weight: the queue's share beside the type's other ready queues (see
-         weighted_place in _helpers.lua); a change of it starts a new round
+         weighted_place in _helpers.lua); a change of it starts a new turn
 
 An idle queue's rate state is kept long enough for the new interval (see
 remember_rate in _helpers.lua): raising an hour's interval on a drained queue
@@ -35,6 +35,7 @@ local now = now_ms(ARGV[3])
 
 local fields = { parse_limits(redis.call('HGET', k.limits, queue_id)) }
 local given = { ARGV[4], ARGV[5], ARGV[6], ARGV[10] }
+local weight_was = fields[4]
 for i = 1, 4 do
   if given[i] == '-' then
     fields[i] = ''
@@ -42,8 +43,13 @@ for i = 1, 4 do
     fields[i] = given[i]
   end
 end
-if given[4] ~= '' then
+if fields[4] ~= weight_was then
+  -- a new weight starts a new turn; the same one given again (a config sync)
+  -- leaves the turn going, or a queue keeping its place would never give it up
   redis.call('HDEL', turns_key(base), queue_id)
+  if (tonumber(fields[4]) or 1) > 1 and not weighted then
+    redis.call('HSET', k.settings, 'weighted', 1)  -- the shard keeps turns from now on (turns_kept)
+  end
 end
 if fields[4] == '' then
   fields[4] = nil  -- no weight of its own: the override reads as before weights
