@@ -47,13 +47,26 @@ class RedisSettings:
     embedded: bool = True
 
 
+def cores() -> int:
+    """The CPUs this process may run on: `sharq-server`'s default worker count.
+
+    A gevent worker runs its requests' Python one at a time on one core, and
+    producers' batches and workers' ack-and-take calls queue behind each other
+    in its loop; with one worker per core they spread over the cores (issue 29).
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """The HTTP server's own settings (``[sharq-server]``)."""
 
     host: str = "127.0.0.1"
     port: int = 8080
-    workers: int = 1
+    workers: int = field(default_factory=cores)  # gunicorn gevent workers: one per core
     accesslog: str = "off"  # opt-in, as gunicorn's: "-" (stdout) or a file
     log_format: str = "text"
     auth_tokens: tuple[Token, ...] = ()  # see tokens.py

@@ -125,7 +125,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-c", "--config", help="INI file in the SharQ format (else $SHARQ_CONFIG)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    parser.add_argument("--workers", type=int, help="gunicorn worker processes (default 1)")
+    parser.add_argument("--workers", type=int, help="gunicorn worker processes (default: one per CPU core)")
     parser.add_argument("--data-dir", help="embedded Redis data directory (default ./sharq-data)")
     parser.add_argument("--log-format", choices=["text", "json"], help="log lines as text (default) or JSON")
     parser.add_argument("--redis-url", help="use this Redis (redis://, rediss://, unix://) instead of an embedded one")

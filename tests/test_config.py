@@ -52,6 +52,15 @@ def test_environment_alone() -> None:
     assert config.server.workers == 4
 
 
+def test_server_workers_default_to_one_per_core() -> None:
+    """Issue 29: one gevent worker runs every request's Python on one core, so a
+    default of one left the other cores idle under concurrent producers."""
+    cores = len(os.sched_getaffinity(0))
+    assert load_config(None, environ={}).server.workers == cores
+    assert ServerSettings().workers == cores
+    assert load_config(None, environ={"SHARQ_WORKERS": "1"}).server.workers == 1
+
+
 def test_config_path_from_environment() -> None:
     assert load_config(None, environ={"SHARQ_CONFIG": SEED}).redis.key_prefix == "sharq_server"
 
@@ -105,6 +114,9 @@ def test_example_file_shows_the_real_defaults() -> None:
         default = getattr(objects[section], name)
         if name in ("url", "unix_socket_path", "conn_type", "host", "port") and section == "redis":
             continue  # examples of where an outside Redis is
+        if (section, name) == ("sharq-server", "workers"):
+            assert value == "", value  # one per core: the machine's, not a number
+            continue
         if isinstance(default, float):
             assert float(value) == default, (section, name, value)
         else:

@@ -173,6 +173,44 @@ def test_plentiful_jobs_keep_two_calls_in_flight_and_each_runs_once(client: Clie
     assert client.queues("p1")["total"] == 0  # every job acknowledged: no queue holds one
 
 
+def test_plentiful_quick_jobs_keep_three_calls_in_flight_and_each_runs_once(client: Client) -> None:
+    """Issue 29: with one helper, a worker of quick jobs waited on two round trips
+    at most while the server and Redis had cores to spare; the second helper keeps
+    a third call out, and still every job runs once and is acknowledged."""
+    seen: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def handler(job) -> None:
+        with lock:
+            seen[job.job_id] += 1
+
+    client.pause("p3")
+    jobs = [{"queue_id": f"q{n % 7}", "job_id": f"j{n}", "payload": n, "interval": 0} for n in range(4000)]
+    for start in range(0, len(jobs), 100):
+        client.enqueue_many("p3", jobs[start : start + 100])
+    worker = Worker(client, "p3", handler, concurrency=4, batch=50, wait=1).start()
+    client.resume("p3")
+    wait_for(lambda: sum(seen.values()) >= len(jobs), timeout=30, what="every job handled")
+    worker.join()
+    assert seen == Counter(job["job_id"] for job in jobs)
+    assert worker.deepest == 3
+    assert client.queues("p3")["total"] == 0
+
+
+def test_the_default_batch_follows_the_concurrency_from_50_to_100(client: Client) -> None:
+    """Issue 29: `sharq-worker --concurrency 64` took 50 a call, so it made more,
+    smaller calls than its handlers could use; the default is now the concurrency,
+    from 50 (what it was) to 100 (the server's most), and the jobs it holds stay
+    max(concurrency, 50) as before."""
+    from sharq_client.cli import parse_args
+
+    for concurrency, batch in ((1, 50), (64, 64), (100, 100), (500, 100)):
+        worker = Worker(client, "t", print, concurrency=concurrency)
+        assert (worker.batch, worker.capacity) == (batch, max(concurrency, 50))
+    assert Worker(client, "t", print, concurrency=64, batch=20).batch == 20
+    assert parse_args(["m:f", "--url", "http://x", "--type", "t"]).batch is None
+
+
 def test_a_finished_jobs_ack_goes_while_the_fetchers_wait(client: Client) -> None:
     """Issue 23 (7): with sharq-worker's defaults (concurrency 1, batch 50) and a
     backlog, a finished job's ack waited for a quarter of the 50 slots to free:

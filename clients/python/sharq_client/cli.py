@@ -44,13 +44,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--token", default=os.environ.get("SHARQ_TOKEN"), help="bearer token (default $SHARQ_TOKEN)")
     parser.add_argument("--type", required=True, dest="queue_type", help="the queue type to work on")
     parser.add_argument("--concurrency", type=int, default=1, help="jobs handled at once (default 1)")
-    parser.add_argument("--batch", type=int, default=50, help="most jobs taken per request (default 50)")
+    parser.add_argument(
+        "--batch", type=int, help="most jobs taken per request (default: the concurrency, from 50 to 100)"
+    )
     parser.add_argument("--grace", type=float, default=30.0, help="s running jobs get to finish on SIGTERM")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING... (default INFO)")
     args = parser.parse_args(argv)
     if not args.url:
         parser.error("--url (or SHARQ_URL) is required")
-    if args.concurrency < 1 or not 1 <= args.batch <= 100:
+    if args.concurrency < 1 or (args.batch is not None and not 1 <= args.batch <= 100):
         parser.error("--concurrency must be >= 1 and --batch from 1 to 100")
     return args
 

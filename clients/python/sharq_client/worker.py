@@ -2,14 +2,15 @@
 
 Threads share the work, each with a client (connection) of its own:
 
-- two fetchers keep up to max(concurrency, batch) jobs in hand (running or
+- three fetchers keep up to max(concurrency, batch) jobs in hand (running or
   waiting for a handler) and ask for as many as they lack, carrying the acks
   of the jobs done since the last call (ack-and-take: one request per batch).
   The poller long-polls when nothing is ready, so an idle worker makes no
-  request in vain and picks a job up the moment it is enqueued; the second
-  only works while the last answer brought all it asked for, never waits, and
-  so keeps a second call in flight while jobs are plentiful (and, when jobs are
-  quick, asks for the next batch while this one runs);
+  request in vain and picks a job up the moment it is enqueued; the two
+  helpers only work while the last answer brought all it asked for, never
+  wait, and so keep more calls in flight while jobs are plentiful (and, when
+  jobs are quick, ask for the next two batches while this one runs: a call's
+  round trip, not the handlers, is then what bounds the worker);
 - the handlers (a thread pool of `concurrency`) run the handler;
 - the upkeep thread sends acks that would otherwise wait behind a long poll
   or linger past a tenth of a second, reports failures, and touches every job still
@@ -53,6 +54,16 @@ MAX_BACKOFF_S = 5.0
 FATAL = (Unauthorized, Forbidden, BadRequest)
 # Jobs held (fetched to done) shorter than this on average: the fetchers read a batch ahead.
 QUICK_S = 0.05
+# Fetchers besides the poller, joining in while jobs are plentiful (issue 29: with
+# one, quick jobs left the worker waiting on two round trips and the cores idle).
+HELPERS = 2
+
+
+def default_batch(concurrency: int) -> int:
+    """Jobs taken per call unless told: as many as the handlers run at once, from
+    50 to 100 (the server's most); the jobs held stay max(concurrency, 50), as
+    with the old fixed 50, while a busy worker makes fewer, fuller calls."""
+    return min(100, max(50, concurrency))
 
 
 class Worker(Upkeep):
@@ -65,7 +76,7 @@ class Worker(Upkeep):
         queue_type: str,
         handler: Callable[[Job], Any],
         concurrency: int = 1,
-        batch: int = 50,
+        batch: int | None = None,
         wait: int = 10,
         grace: float = 30.0,
     ) -> None:
@@ -73,12 +84,13 @@ class Worker(Upkeep):
         self.queue_type = queue_type
         self.handler = handler
         self.concurrency = concurrency
-        self.batch = min(batch, 100)
+        self.batch = min(batch or default_batch(concurrency), 100)
         self.capacity = max(concurrency, self.batch)  # jobs held: running or waiting for a handler
         self.wait = wait
         self.grace = grace
         self.processed = 0
         self.overlapped = 0  # calls sent while another was out (jobs plentiful)
+        self.deepest = 0  # the most calls out at once
         self.error: BaseException | None = None  # why the worker stopped on its own
         self.left = 0  # jobs still running when join() gave up on them
         self._stopping = threading.Event()
@@ -91,7 +103,8 @@ class Worker(Upkeep):
         self._signals = 0  # SIGTERM/SIGINT received under run()
         self._failures: list[tuple[Job, BaseException]] = []
         self._asked = 0  # jobs the calls in flight asked for
-        self._plentiful = False  # the last call brought all it asked for: a second fetcher helps
+        self._calls = 0  # calls in flight
+        self._plentiful = False  # the last call brought all it asked for: the helpers join in
         self._worthwhile = max(1, self.capacity // 4)
         # a moving mean of how long a job is held, fetched to done; None until one
         # is done, so no batch is read ahead before jobs are known to be quick
@@ -127,10 +140,10 @@ class Worker(Upkeep):
         self._upkeep_client = self.client.clone()
         self._upkeep = self._thread("sharq-upkeep", self._upkeep_loop, self._upkeep_client)
         self._upkeep.start()
-        self._fetch_clients = [self.client.clone(), self.client.clone()]  # join() closes them
+        self._fetch_clients = [self.client.clone() for _ in range(1 + HELPERS)]  # join() closes them
         self._fetchers = [
-            self._thread(f"sharq-fetcher-{n}", self._fetch_loop, client, polls)
-            for n, (client, polls) in enumerate(zip(self._fetch_clients, (True, False), strict=True))
+            self._thread(f"sharq-fetcher-{n}", self._fetch_loop, client, n == 0)
+            for n, client in enumerate(self._fetch_clients)
         ]
         for fetcher in self._fetchers:
             fetcher.start()
@@ -212,6 +225,8 @@ class Worker(Upkeep):
             acks = self._take_acks()
             self.overlapped += self._asked > 0
             self._asked += take
+            self._calls += 1
+            self.deepest = max(self.deepest, self._calls)
             if polls:
                 self._fetch_started, self._polling = time.monotonic(), not acks
             return take, acks
@@ -221,10 +236,11 @@ class Worker(Upkeep):
         for are spoken for; a call goes out when handlers are about to run short,
         or for a batch of a quarter of what the worker holds, so while jobs are
         plentiful two calls overlap, each worth its round trip."""
-        # while jobs are plentiful and each is held briefly, the next batch is asked
-        # for while this one runs: at most a batch more, done well within any grace
+        # while jobs are plentiful and each is held briefly, the next batches are
+        # asked for while this one runs: at most a batch more for each helper, done
+        # well within any grace
         quick = self._held_s is not None and self._held_s < QUICK_S
-        ahead = self.batch if self._plentiful and quick else 0
+        ahead = self.batch * HELPERS if self._plentiful and quick else 0
         free = min(self.capacity + ahead - len(self._running) - self._asked, self.batch)
         if free <= 0 or not (polls or self._plentiful):
             return 0
@@ -237,6 +253,7 @@ class Worker(Upkeep):
         with self._changed:
             self._return_acks(unsent)
             self._asked -= take
+            self._calls -= 1
             for job in jobs:
                 self._running[(job.queue_id, job.job_id)] = _Running(job)
             self._plentiful = len(jobs) == take
