@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,17 +48,45 @@ class RedisSettings:
     embedded: bool = True
 
 
-def cores() -> int:
-    """The CPUs this process may run on: `sharq-server`'s default worker count.
+def cores(cgroup: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may use: `sharq-server`'s default worker count.
 
     A gevent worker runs its requests' Python one at a time on one core, and
     producers' batches and workers' ack-and-take calls queue behind each other
     in its loop; with one worker per core they spread over the cores (issue 29).
+    The CPUs it may run on, capped by a container's CPU quota (`docker run
+    --cpus`, a Kubernetes CPU limit: cgroup v2 `cpu.max`, or v1's
+    `cpu.cfs_quota_us` / `cpu.cfs_period_us`), rounded up: on a 32-core host a
+    container limited to 1.5 CPUs starts 2 workers, not 32.
     """
     try:
-        return len(os.sched_getaffinity(0))
+        allowed = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        allowed = os.cpu_count() or 1
+    quota = _cpu_quota(cgroup)
+    return max(1, min(allowed, math.ceil(quota))) if quota else allowed
+
+
+def _cpu_quota(cgroup: str) -> float | None:
+    """The CPUs a cgroup's quota allows (None: no quota, or no cgroup to read)."""
+    v2 = _first_line(os.path.join(cgroup, "cpu.max"))
+    if v2:
+        quota, _, period = v2.partition(" ")
+    else:
+        quota = _first_line(os.path.join(cgroup, "cpu", "cpu.cfs_quota_us"))
+        period = _first_line(os.path.join(cgroup, "cpu", "cpu.cfs_period_us"))
+    try:
+        return int(quota) / int(period) if int(quota) > 0 else None
+    except ValueError:  # "max": no quota; or nothing to read
+        return None
+
+
+def _first_line(path: str) -> str:
+    try:
+        with open(path) as file:
+            return file.readline().strip()
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True)

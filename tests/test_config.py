@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sharq_core import Config, ConfigError, RedisSettings, ServerSettings, load_config
+from sharq_core.config import cores
 from sharq_core.tokens import digest_of
 
 SEED = str(Path(__file__).parent / "data" / "seed-sharq.conf")
@@ -59,6 +60,27 @@ def test_server_workers_default_to_one_per_core() -> None:
     assert load_config(None, environ={}).server.workers == cores
     assert ServerSettings().workers == cores
     assert load_config(None, environ={"SHARQ_WORKERS": "1"}).server.workers == 1
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 2),  # docker run --cpus=1.5: rounded up
+        ({"cpu.max": "50000 100000\n"}, 1),  # half a CPU still gets a worker
+        ({"cpu.max": "max 100000\n"}, None),  # no quota: every core it may run on
+        ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),  # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),  # no cgroup files at all
+    ],
+)
+def test_workers_per_core_stay_within_a_containers_cpu_quota(tmp_path: Path, files: dict, expected) -> None:
+    """A container limited to some CPUs on a larger host starts one worker per CPU
+    it may use, not per host core."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    on_host = len(os.sched_getaffinity(0))
+    assert cores(str(tmp_path)) == (on_host if expected is None else min(expected, on_host))
 
 
 def test_config_path_from_environment() -> None:
