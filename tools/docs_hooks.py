@@ -39,7 +39,10 @@ DESCRIPTIONS = {
     "then its record is forgotten (see [Campaigns](campaigns.md))",
     "host": "address to listen on (`--host`)",
     "port": "port to listen on (`--port`)",
-    "workers": "gunicorn gevent worker processes (`--workers`); unset, one per CPU core the server may use (within a container's CPU quota, rounded up)",
+    "workers": (
+        "gunicorn gevent worker processes (`--workers`); unset, one per CPU core the server may use "
+        "(within a container's CPU quota, rounded up)"
+    ),
     "accesslog": "access log: a file, `-` for stdout, `off` for none (opt-in, as gunicorn's)",
     "log_format": "`text` or `json`, one object a line (`--log-format`)",
     "auth_tokens": "comma-separated bearer tokens, each with an optional role and queue types; "
