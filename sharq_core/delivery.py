@@ -277,7 +277,9 @@ class DeliveryCommands(EngineBase):
             raise StaleReceipt(STALE_RECEIPT)
         if code in (2, 3):
             return {"status": "success", "state": "dead" if code == 2 else "expired"}
-        return {"status": "success", "state": "queued" if throttle or release or not retry_after else "retrying"}
+        # only a job that really waits retries: one with no requeue left whose campaign
+        # was cancelled ends at once, whatever retry_after_ms said
+        return {"status": "success", "state": "retrying" if code == 4 else "queued"}
 
     def release(self, queue_type: str, jobs: Iterable[DequeuedJob]) -> None:
         """Put jobs whose client never received them back at the front of their

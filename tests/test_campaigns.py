@@ -74,6 +74,19 @@ def test_cancel_removes_queued_and_scheduled_jobs_and_refuses_new_ones(sq: SharQ
     assert sq.dequeue("sms")["job_id"] == "mine"
 
 
+def test_a_failed_job_of_a_cancelled_campaign_is_not_said_to_retry(sq: SharQ) -> None:
+    """A job with no requeue left whose campaign was cancelled while it was out ends
+    when it fails, retry_after_ms or not: it is not retrying (fail once answered
+    "retrying" for it, and "queued" without retry_after_ms)."""
+    sq.enqueue(1, 0, "last", "q1", "sms", requeue_limit=0, campaign="spring")
+    taken = sq.dequeue("sms")
+    sq.cancel_campaign("sms", "spring")
+    answer = sq.fail("sms", "q1", "last", taken["receipt"], retry_after_ms=100)
+    assert answer == {"status": "success", "state": "queued"}
+    assert sq.job_status("sms", "q1", "last")["state"] == "cancelled"
+    assert (counts(sq)["cancelled"], counts(sq)["done"]) == (1, True)
+
+
 def test_on_done_is_enqueued_once(sq: SharQ, clock: Clock) -> None:
     sq.set_on_done("sms", "spring", {"queue_type": "reports", "queue_id": "ops", "payload": {"to": "me"}})
     sq.requeue()

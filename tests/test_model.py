@@ -33,6 +33,13 @@ x interval (one costing more than B once the state is fully idle), moves L to
 max(L + interval, now) + (c - 1) x interval, and a higher real cost reported on
 finish moves L by the difference; `test_units_window_bound` checks that over any
 window a queue hands out at most max(B, largest cost) + T // interval units.
+
+Type-wide limits (PUT /limits/<type>/) count units the same way: the type has one
+rate state and its quota counts every queue's units (owner "*"). A take judges them
+on the job it would hand out next, once that job's queue lets it go; when they hold
+it, the take stops there and every queue keeps its place. `quotas_hold_on_the_engine`
+and `type_rate_holds_on_the_engine` check the bounds on what the engine handed out;
+`test_type_limits_match_the_model` drives them where the machine rarely gets.
 """
 
 from __future__ import annotations
@@ -108,6 +115,10 @@ class Model:
         # (queue, window_ms) -> (window start, units counted): each window counts its
         # own, so a quota set with another window starts from 0, as the engine's does
         self.used: dict[tuple[str, int], tuple[int, int]] = {}
+        # type-wide limits (PUT /limits/<type>/): the type's quota is quotas["*"] (the
+        # engine's owner for it), its rate (interval, burst) and rate state L here
+        self.type_rate: tuple[int, int] | None = None
+        self.type_last: int | None = None
 
     def campaign_counts(self) -> dict[str, int]:
         """The campaign's counts: the live ones from where its jobs are now."""
@@ -155,6 +166,41 @@ class Model:
         if queue in self.quotas:
             start, used = self._window(queue)
             self.used[(queue, self.quotas[queue][1])] = (start, used + units)
+
+    # -- type-wide limits (issue 19.1, counted in units by issue 25) -----------------
+
+    def _type_wait(self, cost: int) -> int:
+        """0 when the type's quota and rate let the job a take would hand out next (its
+        queue lets it) go now, else the ms until they do (the quota's reset first, as
+        type_gate says)."""
+        held = self._quota_held_until("*", cost)
+        if held is not None:
+            return held - self.now
+        if self.type_rate is not None and self.type_last is not None:
+            interval, burst = self.type_rate
+            due = self.type_last + interval - (burst - min(cost, burst)) * interval
+            return max(due - self.now, 0)
+        return 0
+
+    def _type_took(self, cost: int) -> None:
+        self._count("*", cost)
+        if self.type_rate is not None:
+            interval = self.type_rate[0]
+            last = self.now if self.type_last is None else max(self.type_last + interval, self.now)
+            self.type_last = last + (cost - 1) * interval
+
+    def set_type_rate(self, rate: tuple[int, int] | None) -> None:
+        """Clearing the interval drops the type's rate state; changing it keeps it."""
+        self.type_rate = rate
+        if rate is None:
+            self.type_last = None
+
+    def set_type_quota(self, quota: tuple[int, int] | None) -> None:
+        """No queue moves: the type's quota is judged as a take meets a job."""
+        if quota is None:
+            self.quotas.pop("*", None)
+        else:
+            self.quotas["*"] = quota
 
     # -- the queue's limits and place in the ready set ----------------------------
 
@@ -266,12 +312,16 @@ class Model:
 
     def _push(self, queue, job, front=False) -> None:
         """Into its queue behind every job of a higher priority, and of its own
-        unless `front` (a job coming back goes first among its own)."""
+        unless `front` (a job coming back goes first among its own). The queue is
+        listed anew when it was empty, or when the job overtook every job it held (a
+        priority above theirs): its cost, not theirs, says when the queue is due, and
+        the listing forgets a quota's hold (the next take finds it again)."""
         fifo = self.fifo.setdefault(queue, deque())
         mine = self.jobs[(queue, job)]["priority"]
+        overtook = bool(fifo) and mine > self.jobs[(queue, fifo[0])]["priority"]
         ahead = [other for other in fifo if self.jobs[(queue, other)]["priority"] + (0 if front else 1) > mine]
         fifo.insert(len(ahead), job)
-        if len(fifo) == 1:
+        if len(fifo) == 1 or overtook:
             self._schedule(queue)
 
     def enqueue(
@@ -339,10 +389,16 @@ class Model:
             if due is not None and due > self.now:
                 self.due[queue] = due  # a costlier job came back to the front, or a quota holds it
                 continue
+            wait = self._type_wait(cost)
+            if wait:
+                # the type's rate or quota holds the job that would go next: the take
+                # stops there and every queue keeps its place
+                return served, (0 if served else wait)
             if not self._turn_covers(queue, cost):
                 self.due[queue] = self.now  # to the back: its next turn covers the job
                 continue
             self._count(queue, cost)
+            self._type_took(cost)
             job = self.fifo[queue].popleft()
             self.active[(queue, job)] = self.now + EXPIRE
             interval = self._limits(queue)[0]
@@ -374,7 +430,10 @@ class Model:
         if extra > 0:  # charged before the job leaves, as finish.lua does
             if queue in self.last:
                 self.last[queue] += extra * self._limits(queue)[0]
+            if self.type_rate is not None and self.type_last is not None:
+                self.type_last += extra * self.type_rate[0]
             self._count(queue, extra)
+            self._count("*", extra)
             self._schedule(queue)
         del self.active[key], self.jobs[key]
         self._free_slot(queue)
@@ -497,6 +556,31 @@ class Model:
         return self.now + EXPIRE
 
 
+def assert_quotas_hold(model: Model, handed: list[tuple[str, int, int]], set_at: dict[str, int]) -> None:
+    """Units handed out (`handed`: queue, time, units) in the current window of each
+    quota of the model, a queue's or the type's ("*": every queue's units), never
+    exceed its limit; `set_at` says where in `handed` each quota was set: what went
+    before is not counted, even in the same ms."""
+    for owner, (limit, window) in model.quotas.items():
+        start = model.now - model.now % window
+        units = sum(c for q, t, c in handed[set_at[owner] :] if owner in (q, "*") and t >= start)
+        assert units <= limit, (owner, units, limit)
+
+
+def assert_type_rate_holds(model: Model, since: list[tuple[str, int, int]]) -> None:
+    """Over any stretch of T ms under the type-wide rate (interval I, burst B) the
+    model has, hand-outs `since` it was set total at most max(B, largest cost) +
+    T // I units. Checks every stretch ending at the latest hand-out: called after
+    each step, a stretch ending earlier was checked when its end was the latest."""
+    if model.type_rate is None:
+        return
+    interval, burst = model.type_rate
+    units, largest = 0, burst
+    for _, start, cost in reversed(since):
+        units, largest = units + cost, max(largest, cost)
+        assert units <= largest + (since[-1][1] - start) // interval, (since, interval, burst)
+
+
 class EngineVersusModel(RuleBasedStateMachine):
     engine: SharQ
     clock: Clock
@@ -517,7 +601,8 @@ class EngineVersusModel(RuleBasedStateMachine):
         self.reported = False  # whether a requeue pass has run since the campaign was first done
         self.receipts: dict[tuple[str, str], str] = {}
         self.handed: list[tuple[str, int, int]] = []  # (queue, time, units) of every hand-out
-        self.quota_set_at: dict[str, int] = {}  # queue -> len(self.handed) when its quota was set
+        self.quota_set_at: dict[str, int] = {}  # queue ("*": the type) -> len(self.handed) when its quota was set
+        self.type_rate_set_at = 0  # len(self.handed) when the type-wide rate was last set
 
     @rule(ms=STEPS)
     def advance(self, ms: int) -> None:
@@ -627,6 +712,22 @@ class EngineVersusModel(RuleBasedStateMachine):
         quotas = None if quota is None else [{"limit": quota[0], "window_ms": quota[1]}]
         self.engine.set_limits("t", queue, quotas=quotas)
 
+    @rule(rate=st.sampled_from([None, (30, 1), (30, 3), (150, 2)]))
+    def set_type_rate(self, rate) -> None:
+        """The type-wide interval and burst (the quota kept); None clears both."""
+        self.model.set_type_rate(rate)
+        self.type_rate_set_at = len(self.handed)
+        interval, burst = rate or (None, None)
+        self.engine.set_type_limits("t", interval=interval, burst=None if burst == 1 else burst)
+
+    @rule(quota=st.sampled_from([None, (5, 1000), (8, 2000)]))
+    def set_type_quota(self, quota) -> None:
+        """The type-wide quota (the rate kept)."""
+        self.model.set_type_quota(quota)
+        self.quota_set_at["*"] = len(self.handed)
+        quotas = None if quota is None else [{"limit": quota[0], "window_ms": quota[1]}]
+        self.engine.set_type_limits("t", quotas=quotas)
+
     @rule(queue=QUEUES, for_ms=st.sampled_from([None, 30, 150]))
     def pause(self, queue: str, for_ms) -> None:
         self.model.pause(queue, for_ms)
@@ -687,16 +788,19 @@ class EngineVersusModel(RuleBasedStateMachine):
 
     @invariant()
     def quotas_hold_on_the_engine(self) -> None:
-        """Units the engine handed out in the current window of a queue's quota never
-        exceed its limit (a real cost reported later may count beyond it)."""
-        if not hasattr(self, "model"):
-            return
-        for queue, (limit, window) in self.model.quotas.items():
-            start = self.model.now - self.model.now % window
-            # what went before it was set is not counted, even in the same ms
-            after = self.handed[self.quota_set_at[queue] :]
-            units = sum(c for q, t, c in after if q == queue and t >= start)
-            assert units <= limit, (queue, units, limit)
+        """Units the engine handed out in the current window of a queue's quota, or of
+        the type's ("*": every queue's units), never exceed its limit (a real cost
+        reported later may count beyond it)."""
+        if hasattr(self, "model"):
+            assert_quotas_hold(self.model, self.handed, self.quota_set_at)
+
+    @invariant()
+    def type_rate_holds_on_the_engine(self) -> None:
+        """Over any stretch of T ms while the type-wide rate (interval I, burst B)
+        stands, the engine hands out at most max(B, largest cost) + T // I units of
+        the type (the clock only goes on)."""
+        if hasattr(self, "model"):
+            assert_type_rate_holds(self.model, self.handed[self.type_rate_set_at :])
 
     @invariant()
     def same_lengths_and_queues(self) -> None:
@@ -755,6 +859,7 @@ def replay(machine: type[EngineVersusModel], *steps: tuple[str, dict], state=Non
         state.campaign_counts_sum_and_match()
         state.priority_order_holds()
         state.quotas_hold_on_the_engine()
+        state.type_rate_holds_on_the_engine()
         state.same_lengths_and_queues()
     return state
 
@@ -849,6 +954,83 @@ def test_model_dedupe_window_outlasts_real_time(machine: type[EngineVersusModel]
     finished = time.monotonic()
     wait_for(lambda: time.monotonic() > finished + 2 * WINDOW / 1000, what="two dedupe windows of real time")
     replay(machine, ("enqueue", {"queue": "qa", "job": "j1", "interval": 0, "cost": 1}), state=state)
+
+
+def test_model_type_quota_judges_the_job_that_goes(machine: type[EngineVersusModel]) -> None:
+    """The type's quota judges the job a take would hand out, not the head of a queue
+    its own quota holds: qa's 3 units are used, so its j3 (cost 5, more than the 2
+    the type has left) leaves the ready set and qb's j1 goes (the engine once
+    stopped the take at qa's j3, holding the whole type until the window reset)."""
+    replay(
+        machine,
+        ("set_quota", {"queue": "qa", "quota": (3, 1000)}),
+        ("set_type_quota", {"quota": (5, 1000)}),
+        ("enqueue", {"queue": "qa", "job": "j1", "interval": 0, "cost": 2}),
+        ("enqueue", {"queue": "qa", "job": "j2", "interval": 0, "cost": 1}),
+        ("enqueue", {"queue": "qa", "job": "j3", "interval": 0, "cost": 5}),
+        ("enqueue", {"queue": "qb", "job": "j1", "interval": 0, "cost": 1}),
+        ("dequeue", {"count": 3}),
+        ("dequeue", {"count": 3}),
+    )
+
+
+@pytest.mark.parametrize("seed", [25, 26])
+def test_type_limits_match_the_model(sq: SharQ, clock: Clock, seed: int) -> None:
+    """Type-wide rates and quotas (issue 25) where the machine above rarely meets
+    them (a hold needs several hand-outs in one window): three queues of mixed
+    costs, mostly backlogged, with the type's rate and quota, the queues' own
+    quotas and bursts changed as they run, deadlines, priorities and real costs
+    reported on finish. Every take must match the model's, and in every window of
+    the type and of each queue, units handed out stay within the rate and quotas."""
+    model = Model()
+    model.now = clock.now
+    rng = random.Random(seed)
+    queues = ["qa", "qb", "qc"]
+    handed: list[tuple[str, int, int]] = []
+    quota_set_at: dict[str, int] = {}
+    rate_set_at = 0
+    for step in range(500):
+        action, queue = rng.random(), rng.choice(queues)
+        if action < 0.35:
+            interval, cost = rng.choice([0, 0, 0, 30]), rng.choice([1, 1, 2, 5])
+            ttl, priority = rng.choice([None, None, None, 30]), rng.choice([0, 0, 0, 1])
+            expected = model.enqueue(queue, f"j{step}", step, interval, -1, None, 0, ttl, False, cost, priority)
+            assert expected == "queued"
+            sq.enqueue(step, interval, f"j{step}", queue, "t", ttl_ms=ttl, cost=cost, priority=priority)
+        elif action < 0.65:
+            count = rng.choice([1, 1, 3])
+            expected, wait = model.dequeue(count)
+            reply = sq.dequeue_many("t", count)
+            assert ([as_served(j) for j in reply["jobs"]], reply.get("retry_after_ms", 0)) == (expected, wait), step
+            for job in reply["jobs"]:  # done at once, now and then reporting a higher real cost
+                handed.append((job["queue_id"], job["dequeued_at"], job.get("cost", 1)))
+                real_cost = rng.choice([None, None, None, 8])
+                assert model.finish(job["queue_id"], job["job_id"], real_cost)
+                sq.finish(job["job_id"], job["queue_id"], "t", job["receipt"], real_cost)
+        elif action < 0.7:
+            rate = rng.choice([None, (30, 1), (30, 3), (100, 4)])
+            model.set_type_rate(rate)
+            rate_set_at = len(handed)
+            interval, burst = rate or (None, None)
+            sq.set_type_limits("t", interval=interval, burst=None if burst == 1 else burst)
+        elif action < 0.75:
+            quota = rng.choice([None, (5, 1000), (12, 1000), (20, 2000)])
+            model.set_type_quota(quota)
+            quota_set_at["*"] = len(handed)
+            sq.set_type_limits("t", quotas=None if quota is None else [{"limit": quota[0], "window_ms": quota[1]}])
+        elif action < 0.8:
+            quota, burst = rng.choice([None, None, (6, 1000), (10, 2000)]), rng.choice([None, 3])
+            model.set_limits(queue, None, burst, None)
+            model.set_quota(queue, quota)
+            quota_set_at[queue] = len(handed)
+            quotas = None if quota is None else [{"limit": quota[0], "window_ms": quota[1]}]
+            sq.set_limits("t", queue, interval=None, burst=burst, max_active=None, quotas=quotas)
+        else:
+            ms = rng.choice([1, 5, 30, 100, 400])
+            clock.advance(ms)
+            model.now += ms
+        assert_quotas_hold(model, handed, quota_set_at)
+        assert_type_rate_holds(model, handed[rate_set_at:])
 
 
 @pytest.mark.parametrize("burst", [1, 2, 4])

@@ -83,6 +83,34 @@ def test_a_type_quota_counts_every_queues_units(sq: SharQ, clock: Clock) -> None
     assert taken(sq) == ["b"]
 
 
+def test_the_type_quota_judges_the_job_that_goes_not_a_held_queues_head(sq: SharQ, clock: Clock) -> None:
+    """A queue its own quota holds leaves the ready set; its head, costing more than
+    the type has left, must not stop the take for a queue whose job fits (the take
+    once judged the type's quota on that head first and held every queue to midnight)."""
+    sq.set_limits("t", "a", quotas=[{"limit": 3, "window_ms": DAY}])
+    sq.set_type_limits("t", quotas=[{"limit": 5, "window_ms": DAY}])
+    for n, cost in enumerate([2, 1, 5]):
+        sq.enqueue(n, 0, f"a{n}", "a", "t", cost=cost)
+    sq.enqueue(9, 0, "b0", "b", "t")
+    assert taken(sq) == ["a0", "a1", "b0"]  # a's day is used up; b0 fits the type's 2 units left
+    reset = clock.now - clock.now % DAY + DAY
+    assert sq.queue_info("t", "a")["quota_held_until"] == reset
+
+
+def test_an_expired_head_does_not_hold_the_type(sq: SharQ, clock: Clock) -> None:
+    """A job past its deadline is dropped by the take that meets it, whatever it
+    costs: the type's quota judges the next one (the take once judged the expired
+    job's cost first and held the type until midnight, never expiring it)."""
+    sq.set_type_limits("t", quotas=[{"limit": 5, "window_ms": DAY}])
+    sq.enqueue(0, 0, "first", "a", "t", cost=2)
+    assert taken(sq) == ["first"]
+    sq.enqueue(1, 0, "late", "a", "t", cost=5, ttl_ms=10)
+    sq.enqueue(2, 0, "b0", "b", "t")
+    clock.advance(10)
+    assert taken(sq) == ["b0"]
+    assert sq.type_stats("t")["counters"]["expired"] == 1
+
+
 def test_a_higher_real_cost_counts_against_the_quota(sq: SharQ) -> None:
     sq.set_limits("t", "q", quotas=[{"limit": 100, "window_ms": 60_000}])
     sq.enqueue(0, 0, "a", "q", "t", cost=10)

@@ -1074,17 +1074,6 @@ local function take(k, base, now, expire, count, token, out, memory)
   local limits, by_queue, active, receipts = {}, {}, {}, {}
   while served < count do
     local head = redis.call('ZRANGE', k.ready, 0, 0, 'WITHSCORES')
-    local gate = 0
-    if type_wide and #head > 0 and tonumber(head[2]) <= now then
-      -- with burst 1 any cost waits for the idle state: only a burst needs the cost
-      local costly = type_wide.quotas or (type_wide.interval and type_wide.burst > 1)
-      gate = type_gate(k, base, type_wide, now, costly and head_cost(base, head[1]) or 1)
-    end
-    if gate ~= 0 then
-      -- a job is ready but the type-wide limit holds it: say when it lets one go
-      if served == 0 then wait = gate end
-      break
-    end
     if #head == 0 or tonumber(head[2]) > now then
       if served == 0 then
         wait = #head == 0 and -1 or tonumber(head[2]) - now
@@ -1101,7 +1090,7 @@ local function take(k, base, now, expire, count, token, out, memory)
     local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
     local deadline = record and deadline_of(limit_field_of(record))
     local expiring = deadline and deadline <= now
-    local interval, burst, cap, weight, quotas, cost, last, due, held, turn
+    local interval, burst, cap, weight, quotas, cost, last, due, held, gate, turn
     if job_id and not expiring then
       if not limits[queue_id] then
         local q_interval, q_burst, q_cap, q_weight = queue_limits(k, queue_id)  -- nothing here changes them
@@ -1116,7 +1105,13 @@ local function take(k, base, now, expire, count, token, out, memory)
       -- a queue held by a quota leaves the ready set until its window resets
       held = quotas and quota_hold(base, queue_id, quotas, cost, now)
       if held and (not due or due < held) then due = held end
-      if not (due and due > now) then
+      -- the type-wide limits judge the job that would go out, once its queue lets
+      -- it: one that expires or that its queue holds must not stop the others
+      if type_wide and not (due and due > now) then
+        gate = type_gate(k, base, type_wide, now, cost)
+      end
+      -- its turn is spent only on a job that goes (turn_take writes it)
+      if not (due and due > now) and not (gate and gate ~= 0) then
         turn = turn_take(base, queue_id, weight, cost)
       end
     end
@@ -1142,6 +1137,12 @@ local function take(k, base, now, expire, count, token, out, memory)
       queue_push(base, queue_id, job_id, priority_of(limit_field_of(record)), true)
       redis.call('ZADD', k.ready, due, queue_id)
       if held then note_held(base, queue_id, held, now) end
+    elseif gate and gate ~= 0 then
+      -- ready, but the type-wide limits hold it: back in front, its queue keeps its
+      -- place, and the take stops there, saying when they let it go
+      queue_push(base, queue_id, job_id, priority_of(limit_field_of(record)), true)
+      if served == 0 then wait = gate end
+      break
     elseif turn and turn[1] < 0 then
       -- its turn cannot cover this job (turn_take): the job waits, first of its
       -- priority again, and the queue goes to the back for its next turn

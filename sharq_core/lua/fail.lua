@@ -25,9 +25,9 @@ ARGV[11] "1" to throttle: pause the queue for retry_after ms, the job back in fr
 ARGV[12] the real cost in units the receipt holder reports ("" = none; see
          charge_real_cost)
 
-Returns 1 back in its queue (or waiting for retry_after), 2 dead-lettered, 3
-expired (its deadline passed: it is not handed out again), 0 not active, -1 the
-receipt is not the current delivery's.
+Returns 1 back in its queue (or ended: its campaign was cancelled), 4 waiting for
+retry_after, 2 dead-lettered, 3 expired (its deadline passed: it is not handed
+out again), 0 not active, -1 the receipt is not the current delivery's.
 --]]
 local k = type_keys()
 local jobs_key = KEYS[TYPE_KEYS + 1]
@@ -66,7 +66,7 @@ if retry_after > 0 and not dead and not (counts and remaining == 0) then
   redis.call('ZADD', k.active, now + retry_after, member)
   redis.call('HSET', k.receipts, member, 'retry')
   if free_slot(k, base, queue_id, now) then announce(base) end
-  return 1
+  return 4
 end
 redis.call('ZREM', k.active, member)
 local reason = error_text ~= '' and error_text or 'failed'
