@@ -275,5 +275,7 @@ def _check(config: Config) -> None:
         raise ConfigError("appendfsync must be always, everysec or no")
     if config.server.log_format not in ("text", "json"):
         raise ConfigError("log_format must be text or json")
-    if config.server.max_body_size <= 0 or config.server.workers <= 0 or config.server.worker_connections < 10:
-        raise ConfigError("max_body_size and workers must be > 0, worker_connections at least 10")
+    if config.server.workers < 1:
+        raise ConfigError(f"workers must be 1 or more (gunicorn worker processes), not {config.server.workers}")
+    if config.server.max_body_size <= 0 or config.server.worker_connections < 10:
+        raise ConfigError("max_body_size must be > 0, worker_connections at least 10")

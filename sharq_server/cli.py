@@ -125,12 +125,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-c", "--config", help="INI file in the SharQ format (else $SHARQ_CONFIG)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    parser.add_argument("--workers", type=int, help="gunicorn worker processes (default: one per CPU core)")
+    parser.add_argument(
+        "--workers", type=_one_or_more, help="gunicorn worker processes (default: one per CPU core it may use)"
+    )
     parser.add_argument("--data-dir", help="embedded Redis data directory (default ./sharq-data)")
     parser.add_argument("--log-format", choices=["text", "json"], help="log lines as text (default) or JSON")
     parser.add_argument("--redis-url", help="use this Redis (redis://, rediss://, unix://) instead of an embedded one")
     parser.add_argument("--version", action="version", version=f"sharq-server {__version__}")
     return parser.parse_args(argv)
+
+
+def _one_or_more(text: str) -> int:
+    """A count given on the command line: argparse names the flag with this
+    error (gunicorn would start no worker for 0 and serve nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more, not {text!r}")
+    return value
 
 
 def build_config(args: argparse.Namespace) -> Config:

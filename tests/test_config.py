@@ -200,3 +200,22 @@ def test_an_auth_tokens_value_with_no_token_stops_the_start() -> None:
     off without a word."""
     with pytest.raises(ConfigError, match="holds no token"):
         load_config(None, environ={"SHARQ_AUTH_TOKENS": " , "})
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_a_bad_worker_count_names_the_option_and_stops_the_start(value: str, tmp_path) -> None:
+    """Found by review: `--workers 0` started gunicorn with no worker, listening and
+    answering nothing, and `--workers -1` stopped with gunicorn's "Value must be
+    positive", naming no option: the command line skipped the config's checks."""
+    command = [os.path.join(os.path.dirname(sys.executable), "sharq-server"), "--workers", value]
+    with socket.socket() as taken:  # were the count accepted, the start would stop at the port, starting nothing
+        taken.bind(("127.0.0.1", 0))
+        command += ["--port", str(taken.getsockname()[1]), "--data-dir", str(tmp_path / "data")]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        assert done.returncode != 0 and f"argument --workers: must be a whole number, 1 or more, not '{value}'" in (
+            done.stderr
+        ), done.stderr
+        environ = {**os.environ, "SHARQ_WORKERS": value}
+        done = subprocess.run(command[:1] + command[3:], env=environ, capture_output=True, text=True, timeout=30)
+    named = "invalid value for workers" if value == "two" else "workers must be 1 or more (gunicorn worker processes)"
+    assert done.returncode != 0 and named in done.stderr, done.stderr
