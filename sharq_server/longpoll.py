@@ -20,6 +20,7 @@ a queued job.
 from __future__ import annotations
 
 import logging
+import math
 import select
 import signal
 import socket
@@ -118,27 +119,29 @@ class LongPoll:
         line = self._join(queue_type, waiter)
         try:
             due: int | None = None
+            # when the last take said a job comes due (a rate, a pause for_ms, a
+            # delay): kept as a time, as the naps between liveness checks pass
+            due_at = math.inf
             waiter.event.set()  # the head asks at once; the others when they become head
             while not self._closing.is_set():
-                timeout = deadline - time.monotonic()
+                now = time.monotonic()
+                timeout = deadline - now
                 if timeout <= 0:
                     break
-                if due is not None:
-                    timeout = min(timeout, due / 1000)
-                nap = min(timeout, ALIVE_CHECK_S)
-                woken = waiter.event.wait(nap)
+                woken = waiter.event.wait(max(min(timeout, due_at - now, ALIVE_CHECK_S), 0))
                 waiter.event.clear()
                 if not woken and not alive():
                     return [], None  # the client left: its place (and the cap's slot) frees now
                 if self._closing.is_set() or line[0] is not waiter:
                     continue
-                if not woken and (due is None or nap < timeout):
-                    continue  # only the liveness check came due
+                if not woken and time.monotonic() < due_at:
+                    continue  # only the liveness check came due (or the deadline: the last look)
                 if not alive():
                     return [], None
                 jobs, due = self.engine.take(queue_type, count)
                 if jobs:
                     return jobs, 0
+                due_at = math.inf if due is None else time.monotonic() + due / 1000
             if self._closing.is_set() or not alive():
                 return [], due
             jobs, due = self.engine.take(queue_type, count)  # the last look, at the deadline

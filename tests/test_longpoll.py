@@ -132,6 +132,25 @@ def test_a_rate_limited_queue_is_handed_out_at_its_due_time(longpoll: LongPoll) 
     assert 300 <= gap < 400, gap
 
 
+@pytest.mark.parametrize("hold", ["queue rate", "type rate", "type paused"])
+def test_a_hold_longer_than_the_liveness_check_ends_on_time(longpoll: LongPoll, hold: str) -> None:
+    """Found by review: a poll naps at most ALIVE_CHECK_S (1 s) between liveness
+    checks, and measured each nap against the due time in ms the last take gave,
+    never counting down: a job due in over a second (a queue's or the type's rate,
+    a type paused for_ms) went out at the poll's deadline, not when due."""
+    sq = longpoll.engine
+    if hold == "type rate":
+        sq.set_type_limits("t", interval=1500)
+    for job in ("a", "b"):
+        sq.enqueue(job, 1500 if hold == "queue rate" else 0, job, "q" if hold == "queue rate" else "q" + job, "t")
+    first = sq.dequeue("t")
+    if hold == "type paused":
+        sq.pause("t", for_ms=1500)
+    jobs, _ = longpoll.take("t", 1, 8)
+    gap = jobs[0].dequeued_at - first["dequeued_at"]
+    assert 1500 <= gap < 2300, gap
+
+
 def test_a_client_gone_gets_no_job(longpoll: LongPoll) -> None:
     alive = threading.Event()
     alive.set()
