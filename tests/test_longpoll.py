@@ -148,7 +148,7 @@ def test_a_hold_longer_than_the_liveness_check_ends_on_time(longpoll: LongPoll, 
         sq.pause("t", for_ms=1500)
     jobs, _ = longpoll.take("t", 1, 8)
     gap = jobs[0].dequeued_at - first["dequeued_at"]
-    assert 1500 <= gap < 2300, gap
+    assert 1500 <= gap < 4000, gap  # when due, give or take a loaded machine; at the deadline it was 8,000
 
 
 def test_a_client_gone_gets_no_job(longpoll: LongPoll) -> None:
