@@ -6,8 +6,9 @@ The handler receives a `sharq_client.Job`; returning finishes the job, raising
 fails it (``raise Retry(after_ms=...)`` to retry it later). URL and token also
 come from SHARQ_URL and SHARQ_TOKEN. SIGTERM or Ctrl-C stops taking jobs and
 lets the running ones finish (a second one: at once; the jobs still running
-come back after their expiry). A server that refuses the token (401, 403) or the
-type (400), or a worker thread that dies, ends it with exit status 1.
+are given back to their queues, so one whose handler still ends may run twice).
+A server that refuses the token (401, 403) or the type (400), or a worker thread
+that dies, ends it with exit status 1.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         failed = f"sharq-worker: SharQ refused this worker (HTTP {error.status}): {error.message}"
     except Exception as error:  # one of its threads died: it logged how
         failed = f"sharq-worker: stopped, a worker thread failed: {error!r}"
-    if worker.left:  # handlers join() gave up on: their jobs come back after their expiry
+    if worker.left:  # handlers join() gave up on: their jobs were given back
         abandon(failed)
     sys.exit(failed)
 
