@@ -61,7 +61,7 @@ key                        type     holds                                       
 
 from typing import TYPE_CHECKING, Any
 
-from .config import Config, ConfigError, RedisSettings, ServerSettings, load_config
+from .config import Config, ConfigError, RedisSettings, ServerSettings, check_config, load_config
 from .exceptions import (
     BackendUnavailable,
     BadArgument,
@@ -109,5 +109,6 @@ __all__ = [
     "ShardsChanged",
     "SharqError",
     "StaleReceipt",
+    "check_config",
     "load_config",
 ]

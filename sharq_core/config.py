@@ -144,7 +144,7 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
         server=ServerSettings(**_typed(ServerSettings, values["sharq-server"])),
         redis=RedisSettings(**_typed(RedisSettings, redis_values)),
     )
-    _check(config)
+    check_config(config)
     return config
 
 
@@ -241,8 +241,9 @@ _CONVERTERS = {
 }
 
 
-def _check(config: Config) -> None:
-    """Reject values the engine cannot honour, at start-up rather than at first use."""
+def check_config(config: Config) -> None:
+    """Reject values the engine cannot honour, at start-up rather than at first use
+    (load_config, and sharq-server once its command line is applied)."""
     if config.job_expire_interval <= 0 or config.job_requeue_interval <= 0:
         raise ConfigError("job_expire_interval and job_requeue_interval must be > 0 ms")
     if not 0 <= config.dedupe_window_ms <= 86_400_000:

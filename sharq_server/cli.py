@@ -22,7 +22,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from sharq_core import Config, ConfigError, RedisSettings, ServerSettings, __version__, load_config
+from sharq_core import Config, ConfigError, RedisSettings, ServerSettings, __version__, check_config, load_config
 
 from .embedded import EmbeddedRedis
 from .logs import ACCESS_FORMAT, SharqLogger
@@ -165,6 +165,7 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.redis_url:
         redis = dataclasses.replace(config.redis, url=args.redis_url, embedded=False)
         config = dataclasses.replace(config, redis=redis)
+    check_config(config)  # the command line gets the checks the file and environment get
     return config
 
 

@@ -96,7 +96,7 @@ end
 -- raised by note_cost): the unit of a turn, so that every turn serves at least
 -- one job; 1 until known. And whether any queue of the shard was ever given a
 -- weight over 1 (the settings' "weighted", set by limits.lua). Both ride on the
--- settings read most calls make anyway (layout_ok, type_limits); turns_kept reads
+-- settings read most calls make anyway (layout_ok, type_limits); turn_unit reads
 -- them for a call that made none.
 local largest_cost = 1
 local weighted = false
@@ -108,13 +108,18 @@ local function read_turn_settings(cost, weights)
   turns_read = true
 end
 
--- Whether any queue of the shard may hold a turn (see turn_take): one HMGET at
--- most per call, none when the call read the settings already.
-local function turns_kept(k)
+-- largest_cost, for a call that may not have read the settings: one HMGET at
+-- most per call, none when the call read them already.
+local function turn_unit(k)
   if not turns_read then
     read_turn_settings(unpack(redis.call('HMGET', k.settings, 'cost', 'weighted')))
   end
-  return weighted or largest_cost > 1
+  return largest_cost
+end
+
+-- Whether any queue of the shard may hold a turn (see turn_take).
+local function turns_kept(k)
+  return turn_unit(k) > 1 or weighted
 end
 
 -- A weighted fair share in units, by deficit round robin. Each turn gives a
@@ -292,10 +297,6 @@ local function queue_quotas(base, queue_id, any)
   return any and quota_windows(redis.call('HGET', base .. ':quotas', queue_id)) or nil
 end
 
--- Whether the caller routed by the type's current shard count `expected` (a
--- server's cached layout may be stale for a moment after PUT /types) and no
--- change of it is under way (layout.lua): a script that would create per-queue
--- state refuses when not, and the caller retries.
 -- Whether this shard's queues hold jobs above priority 0 (see queue_priorities):
 -- nil until known. The settings' "prio" field says a job above priority 0 was
 -- ever queued on the shard (set by note_priority, never removed); the reads of
@@ -321,6 +322,10 @@ local function note_cost(base, cost)
   end
 end
 
+-- Whether the caller routed by the type's current shard count `expected` (a
+-- server's cached layout may be stale for a moment after PUT /types) and no
+-- change of it is under way (layout.lua): a script that would create per-queue
+-- state refuses when not, and the caller retries.
 local function layout_ok(k, expected)
   local stored = redis.call('HMGET', k.settings, 'shards', 'sealed', 'prio', 'cost', 'weighted')
   read_settings_flags(stored[3], stored[4], stored[5])
@@ -432,7 +437,7 @@ end
 -- each queue with jobs queued above priority 0, the priorities whose lists hold
 -- jobs, highest first ("95"): a take pops from the first of them, else from the
 -- priority 0 list, so it stays one pop whatever the number of jobs. A shard that
--- never had a job of priority above 0 pays nothing (see read_priorities_flag).
+-- never had a job of priority above 0 pays nothing (see read_settings_flags).
 
 local function priorities_key(base)
   return base .. ':prio'
@@ -712,7 +717,7 @@ local function schedule_queue(k, base, queue_id, now)
     local cost = burst > 1 and head_cost(base, queue_id) or 1
     local by_rate = rate_due(last, interval, burst, cost)
     due = math.max(by_rate, math.min(listed or now, now))
-    if listed and listed < due and by_rate <= now and (weight > 1 or (turns_kept(k) and largest_cost > 1)) then
+    if listed and listed < due and by_rate <= now and weight * turn_unit(k) > 1 then
       -- a queue keeping its place within its turn (weighted_place) keeps it while
       -- its rate lets a job go now: sent behind the queues served since, its turn
       -- would go on a round later and they would get two turns in one of its
