@@ -131,7 +131,8 @@ def _carry_totals(redis: Any, keys: Keys, shard: str, new: Layout) -> None:
 
 def _carry_quota_use(redis: Any, keys: Keys, shards: list[str], new: Layout) -> None:
     """The units the type used in each window of its type-wide quotas (field
-    "*/<window_ms>/<offset_ms>" of "<base>:used" -> "<window start>:<units>", see
+    "*/<window_ms>/<offset_ms>@<window start>" of "<base>:used" -> units, and
+    "*/<window_ms>/<offset_ms>" -> the start of the window counted last, see
     quota_windows) go to the new shards, each taking its share rounded up: every
     shard's quota is its share of the limit, so the type never hands out more in
     a window than it allows. A queue's own use stays: its quota keeps it live.
@@ -143,23 +144,32 @@ def _carry_quota_use(redis: Any, keys: Keys, shards: list[str], new: Layout) -> 
         for shard in shards:
             pipe.hgetall(keys.quota_use(shard))
         stored = pipe.execute()
-    latest: dict[bytes, tuple[int, int]] = {}  # field -> (window start, units in it)
-    for fields in stored:
-        for field, value in fields.items():
+    latest: dict[bytes, tuple[int, int]] = {}  # window -> (its latest start, units in it)
+    fields: set[bytes] = set()  # every type-wide field seen, to drop where a shard goes
+    for shard_fields in stored:
+        for field, value in shard_fields.items():
             if field.startswith(b"*/"):
-                start, units = (int(part) for part in value.split(b":"))
-                began, counted = latest.get(field, (start, 0))
-                if start >= began:
-                    latest[field] = (start, units + (counted if start == began else 0))
+                fields.add(field)
+                window, at, start_text = field.partition(b"@")
+                if at:
+                    start = int(start_text)
+                    began, counted = latest.get(window, (start, 0))
+                    if start >= began:
+                        latest[window] = (start, int(value) + (counted if start == began else 0))
     if not latest:
         return
+    counts = {}
+    for window, (start, units) in latest.items():
+        counts[window], counts[window + b"@" + str(start).encode()] = start, -(-units // new.count)
+    stale = fields - counts.keys()  # windows over, and where a shard goes, all of them
     with redis.pipeline(transaction=False) as pipe:
         for shard in shards:
             if shard in new.names():
-                for field, (start, units) in latest.items():
-                    pipe.hset(keys.quota_use(shard), field, f"{start}:{-(-units // new.count)}")
+                pipe.hset(keys.quota_use(shard), mapping=counts)
+                if stale:
+                    pipe.hdel(keys.quota_use(shard), *stale)
             else:
-                pipe.hdel(keys.quota_use(shard), *latest)
+                pipe.hdel(keys.quota_use(shard), *fields)
         pipe.execute()
 
 

@@ -3,8 +3,8 @@
 A queue's (or a type's) quotas are up to three windows, each `limit` units per
 `window_ms`, aligned to the epoch plus `offset_ms` (a day window with offset_ms
 -28,800,000 resets at midnight UTC-8). Units are counted at hand-out by the take
-script (quota_hold and quota_count in _helpers.lua), as
-"<window start>:<units>" under "<owner>/<window_ms>/<offset_ms>" in "<base>:used".
+script (quota_take and quota_count in _helpers.lua), as units under
+"<owner>/<window_ms>/<offset_ms>@<window start>" in "<base>:used".
 """
 
 from __future__ import annotations
@@ -46,23 +46,23 @@ def quota_spec(value: Any) -> str:
     return ";".join(parts)
 
 
-def quota_fields(owner: str, spec: bytes | None) -> list[tuple[str, int, int, int]]:
-    """(used field, limit, window_ms, offset_ms) of each window of a stored spec."""
+def quota_fields(owner: str, spec: bytes | None, now: int) -> list[tuple[str, int, int, int, int]]:
+    """(used field, limit, window_ms, offset_ms, window start) of each window of a
+    stored spec, in the window holding `now` (epoch ms)."""
     windows = []
     for part in (spec or b"").decode().split(";"):
         if part:
             limit, window, offset = (int(n) for n in part.split("/"))
-            windows.append((f"{owner}/{window}/{offset}", limit, window, offset))
+            start = now - (now - offset) % window
+            windows.append((f"{owner}/{window}/{offset}@{start}", limit, window, offset, start))
     return windows
 
 
-def quota_view(windows: list[tuple[str, int, int, int]], used: list[bytes | None], now: int) -> list[dict[str, Any]]:
-    """Each window's limit, used, remaining and resets_at (epoch ms) at `now`."""
+def quota_view(windows: list[tuple[str, int, int, int, int]], used: list[bytes | None]) -> list[dict[str, Any]]:
+    """Each window's limit, used, remaining and resets_at (epoch ms)."""
     views = []
-    for (_, limit, window, offset), stored in zip(windows, used, strict=True):
-        start = now - (now - offset) % window
-        began, _, units = (stored or b"").decode().partition(":")
-        spent = int(units) if began and int(began) == start else 0
+    for (_, limit, window, offset, start), stored in zip(windows, used, strict=True):
+        spent = int(stored or 0)
         views.append({
             "limit": limit, "window_ms": window, "offset_ms": offset, "used": spent,
             "remaining": max(limit - spent, 0), "resets_at": start + window,

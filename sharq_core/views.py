@@ -171,12 +171,11 @@ class ViewCommands(EngineBase):
 
     def _quotas(self, shard: str, owner: str, spec: bytes | None) -> list[dict[str, Any]] | None:
         """Each quota window of `owner` (a queue_id, or "*" for the type) on one shard, now."""
-        windows = quota_fields(owner, spec)
-        if not windows:
+        if not spec:
             return None
-        used = self.redis.hmget(self.keys.quota_use(shard), [field for field, *_ in windows])
         now = self._now()
-        return quota_view(windows, used, self._redis_time() if now == "" else int(now))
+        windows = quota_fields(owner, spec, self._redis_time() if now == "" else int(now))
+        return quota_view(windows, self.redis.hmget(self.keys.quota_use(shard), [field for field, *_ in windows]))
 
     def queues(self, queue_type: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         """A page of the type's queues (holding jobs or limits of their own) in

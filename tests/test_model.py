@@ -102,6 +102,7 @@ class Model:
         self.turns: dict[str, int] = {}
         self.kept: set[str] = set()
         self.largest_cost = 1  # of any job queued: the unit of a turn
+        self.least_cost: int | None = None  # of any job queued: turns count once costs vary
         self.last: dict[str, int] = {}  # the rate state L
         self.due: dict[str, int] = {}  # the ready set
         self.paused: dict[str, int] = {}  # -> end, -1 until resumed
@@ -239,8 +240,7 @@ class Model:
             # the place it already had among queues that were really waiting
             rate = self._due_by_rate(queue, self._head_cost(queue))
             due = max(rate, min(self.now if listed is None else listed, self.now))
-            quantum = self.limits.get(queue, {}).get("weight", 1) * self.largest_cost
-            if listed is not None and listed < due and rate <= self.now and quantum > 1:
+            if listed is not None and listed < due and rate <= self.now and self._turn_counted(queue):
                 due = listed  # its place within its turn, while its rate lets a job go now
         if paused is not None:
             due = max(due, paused)
@@ -252,13 +252,19 @@ class Model:
         if self.due.pop(queue, None) is not None:
             self.turns.pop(queue, None)
 
+    def _turn_counted(self, queue: str) -> bool:
+        """A queue of weight over 1, or among jobs of several costs, counts its
+        turns; else each turn is one job (turn_counted in _helpers.lua)."""
+        weight = self.limits.get(queue, {}).get("weight", 1)
+        return weight > 1 or self.largest_cost > (self.least_cost or 1)
+
     def _turn_covers(self, queue: str, cost: int) -> bool:
         """Whether what is left of the queue's turn covers its head job of `cost`;
         when not (a costlier job came to the front mid-turn) the turn ends, carrying
         what was left (turn_take in _helpers.lua)."""
         quantum = self.limits.get(queue, {}).get("weight", 1) * self.largest_cost
         left = self.turns.get(queue, 0) + quantum
-        if quantum == 1 or cost <= left:
+        if not self._turn_counted(queue) or cost <= left:
             return True
         self.turns[queue] = left
         return False
@@ -270,7 +276,7 @@ class Model:
         that left the ready set (empty, at its cap) ends its turn, carrying nothing."""
         self.kept.discard(queue)
         quantum = self.limits.get(queue, {}).get("weight", 1) * self.largest_cost
-        if quantum == 1:
+        if not self._turn_counted(queue):
             return
         if queue not in self.due:
             self.turns.pop(queue, None)
@@ -344,6 +350,7 @@ class Model:
             "priority": priority,
         }
         self.largest_cost = max(self.largest_cost, cost)
+        self.least_cost = min(self.least_cost or cost, cost)
         self.campaign["total"] += campaign
         if ttl is not None:
             self.jobs[key]["deadline"] = self.now + ttl

@@ -32,15 +32,36 @@ def test_a_queue_quota_holds_it_until_its_window_resets(sq: SharQ, clock: Clock)
     assert sq.limits("t", "q")["limits"]["quotas"][0]["used"] == 2
 
 
-def test_a_take_under_a_quota_reads_each_window_once(sq: SharQ, redis_client, single_redis) -> None:
-    """A take reads a window's units to decide and counts them after: one HGET and
-    one HSET per window, where it read the window twice (bench/single_calls.py
-    quota: 31.50 commands a take, 30.50 now)."""
+def test_a_take_under_a_quota_counts_each_window_with_one_command(sq: SharQ, redis_client, single_redis) -> None:
+    """A take counts a job in each window with one HINCRBY on the window's own field
+    and reads nothing first (bench/single_calls.py quota: 31.50 commands a take
+    that read and wrote each window, and read it twice at first); the first count
+    of a window also notes its start, to drop its field once the next one begins."""
     sq.set_limits("t", "q", quotas=[{"limit": 100, "window_ms": DAY}, {"limit": 50, "window_ms": 1000}])
-    sq.enqueue(1, 0, "j", "q", "t", cost=3)
-    seen = [command.split()[0] for command in commands_of(redis_client, lambda: sq.dequeue("t")) if ":used" in command]
-    assert sorted(seen) == ["HGET", "HGET", "HSET", "HSET"]
-    assert [quota["used"] for quota in sq.limits("t", "q")["limits"]["quotas"]] == [3, 3]
+    sq.enqueue(1, 0, "j1", "q", "t", cost=3)
+    sq.enqueue(1, 0, "j2", "q", "t", cost=3)
+
+    def used_calls() -> list[str]:
+        calls = commands_of(redis_client, lambda: sq.dequeue("t"))
+        return sorted(command.split()[0] for command in calls if ":used" in command)
+
+    assert used_calls() == ["HGET", "HGET", "HINCRBY", "HINCRBY", "HSET", "HSET"]  # the windows' first counts
+    assert used_calls() == ["HINCRBY", "HINCRBY"]
+    assert [quota["used"] for quota in sq.limits("t", "q")["limits"]["quotas"]] == [6, 6]
+
+
+def test_a_new_window_drops_the_last_ones_count(sq: SharQ, clock: Clock, redis_client) -> None:
+    """Each window's count is a field of its own; the first count of the next
+    window drops it, so "<base>:used" holds one window per quota, not one per
+    window that ever was."""
+    sq.set_limits("t", "q", quotas=[{"limit": 100, "window_ms": 1000}])
+    for n in range(3):
+        sq.enqueue(1, 0, f"j{n}", "q", "t")
+        assert taken(sq) == [f"j{n}"]
+        fields = [key for key in redis_client.hkeys(sq.keys.quota_use("t"))]
+        assert len(fields) == 2, fields  # the window's count and its start
+        clock.advance(1000)
+    assert sq.limits("t", "q")["limits"]["quotas"][0]["used"] == 0
 
 
 def test_every_window_must_have_the_cost_left_and_offset_moves_the_reset(sq: SharQ, clock: Clock) -> None:

@@ -94,32 +94,49 @@ end
 
 -- The largest cost of a job ever queued on this shard (the settings' "cost",
 -- raised by note_cost): the unit of a turn, so that every turn serves at least
--- one job; 1 until known. And whether any queue of the shard was ever given a
--- weight over 1 (the settings' "weighted", set by limits.lua). Both ride on the
--- settings read most calls make anyway (layout_ok, type_limits); turn_unit reads
--- them for a call that made none.
+-- one job; 1 until known. The smallest (the settings' "least", nil until a job
+-- is queued): while every job costs the same, a turn of weight 1 is exactly one
+-- job, as with jobs of one unit, and needs no state. And whether any queue of
+-- the shard was ever given a weight over 1 (the settings' "weighted", set by
+-- limits.lua). They ride on the settings read most calls make anyway
+-- (layout_ok, type_limits); turn_unit reads them for a call that made none.
 local largest_cost = 1
+local least_cost = nil
 local weighted = false
 local turns_read = false
 
-local function read_turn_settings(cost, weights)
+local function read_turn_settings(cost, weights, least)
   largest_cost = tonumber(cost) or 1
+  least_cost = tonumber(least)
   weighted = weights and true or false
   turns_read = true
+end
+
+-- Whether jobs of different costs were queued on the shard (a "cost" written
+-- before "least" existed counts as varying).
+local function costs_vary()
+  return largest_cost > (least_cost or 1)
 end
 
 -- largest_cost, for a call that may not have read the settings: one HMGET at
 -- most per call, none when the call read them already.
 local function turn_unit(k)
   if not turns_read then
-    read_turn_settings(unpack(redis.call('HMGET', k.settings, 'cost', 'weighted')))
+    read_turn_settings(unpack(redis.call('HMGET', k.settings, 'cost', 'weighted', 'least')))
   end
   return largest_cost
 end
 
+-- Whether a queue of `weight` counts its turns: over 1, or among jobs of
+-- different costs. Otherwise each turn is one job and nothing is stored.
+local function turn_counted(k, weight)
+  turn_unit(k)
+  return weight > 1 or costs_vary()
+end
+
 -- Whether any queue of the shard may hold a turn (see turn_take).
 local function turns_kept(k)
-  return turn_unit(k) > 1 or weighted
+  return turn_counted(k, 1) or weighted
 end
 
 -- A weighted fair share in units, by deficit round robin. Each turn gives a
@@ -129,7 +146,8 @@ end
 -- than one job) to its next turn. While queues stay backlogged each gets
 -- weight / sum(weights) of the units handed out, within one largest cost per
 -- turn. With weight 1 and jobs of one unit a turn is one job: the queue goes
--- straight to the back as it always has, and nothing is read or stored.
+-- straight to the back as it always has, and nothing is read or stored; so
+-- with weight 1 and every job of one cost (turn_counted).
 --
 -- What is left of a queue's turn once a job of `cost` is taken from it: nil when
 -- the turn is one job of one unit; else { units left, whether the turns hash now
@@ -143,11 +161,11 @@ end
 -- and the job waits for the queue's next turn, which always covers it (a whole
 -- quantum and the carry, at least largest_cost): no turn hands out more than it
 -- holds.
-local function turn_take(base, queue_id, weight, cost)
-  local quantum = weight * largest_cost
-  if quantum == 1 then
+local function turn_take(k, base, queue_id, weight, cost)
+  if not turn_counted(k, weight) then
     return nil
   end
+  local quantum = weight * largest_cost
   local key, left, holds, counted = turns_key(base), nil, true, weight > 1
   if counted then
     left = redis.call('HINCRBY', key, queue_id, -cost) + quantum
@@ -220,8 +238,10 @@ end
 -- Quotas over fixed windows (issue 25.2): a spec "<limit>/<window_ms>/<offset_ms>"
 -- per window, ";" between (at most 3), in the hash "<base>:quotas" per queue and
 -- in the settings' "quotas" for the type. Units handed out count in the hash
--- "<base>:used", field "<owner>/<window_ms>/<offset_ms>" (owner: the queue_id, or
--- "*" for the type) -> "<window start>:<units>": a window that began since reads 0.
+-- "<base>:used", field "<owner>/<window_ms>/<offset_ms>@<window start>" (owner:
+-- the queue_id, or "*" for the type) -> units, so a count is one HINCRBY and a
+-- window that began since reads 0; "<owner>/<window_ms>/<offset_ms>" -> the start
+-- of the window counted last, whose field the first count of the next one drops.
 -- Windows are aligned to the epoch plus offset_ms; a type spread over N shards
 -- gives each shard floor(limit / N) (at least 1) of its type-wide quotas.
 local function quota_windows(spec, shards)
@@ -239,21 +259,34 @@ local function window_start(now, q)
   return now - ((now - q.offset) % q.window)
 end
 
--- Units counted in each window this script read or wrote, by field: a take reads a
--- queue's window to decide and again to count, and nothing else writes "<base>:used"
--- while it runs, so the second read is spared.
+local function quota_window_field(owner, q)
+  return owner .. '/' .. q.window .. '/' .. q.offset
+end
+
+-- Units counted in each window this script read or wrote, by field: nothing else
+-- writes "<base>:used" while it runs, so a window is read once.
 local quota_seen = {}
 
 local function quota_used(base, owner, q, start)
-  local field = owner .. '/' .. q.window .. '/' .. q.offset
-  local seen = quota_seen[field]
-  if seen and seen[1] == start then
-    return seen[2]
+  local field = quota_window_field(owner, q) .. '@' .. start
+  local used = quota_seen[field] or tonumber(redis.call('HGET', base .. ':used', field)) or 0
+  quota_seen[field] = used
+  return used
+end
+
+-- Count `units` (below 0: take them back) in the window of `q` that began at
+-- `start`; the units it holds now. Its first count drops the last window's field.
+local function quota_add(base, owner, q, start, units)
+  local window, key = quota_window_field(owner, q), base .. ':used'
+  local used = redis.call('HINCRBY', key, window .. '@' .. start, units)
+  quota_seen[window .. '@' .. start] = used
+  if used == units and units > 0 then
+    local last = redis.call('HGET', key, window)
+    if last ~= tostring(start) then
+      if last then redis.call('HDEL', key, window .. '@' .. last) end
+      redis.call('HSET', key, window, start)
+    end
   end
-  local stored = redis.call('HGET', base .. ':used', field)
-  local began, used = string.match(stored or '', '^(-?%d+):(%d+)$')
-  used = tonumber(began) == start and tonumber(used) or 0
-  quota_seen[field] = { start, used }
   return used
 end
 
@@ -269,15 +302,29 @@ local function quota_hold(base, owner, windows, cost, now)
   return until_ms
 end
 
--- `cost` units went out (or were reported): counted in every window of now.
+-- `cost` units went out (or were reported, or, below 0, did not go after all):
+-- counted in every window of now.
 local function quota_count(base, owner, windows, cost, now)
   for _, q in ipairs(windows) do
-    local start = window_start(now, q)
-    local used = quota_used(base, owner, q, start) + cost
-    local field = owner .. '/' .. q.window .. '/' .. q.offset
-    redis.call('HSET', base .. ':used', field, start .. ':' .. used)
-    quota_seen[field] = { start, used }
+    quota_add(base, owner, q, window_start(now, q), cost)
   end
+end
+
+-- A job of `cost` units would go now: counted in every window (one HINCRBY each,
+-- no read first) and nil, or, when a window has less than `cost` left, counted in
+-- none and when the last full one resets (quota_hold's answer).
+local function quota_take(base, owner, windows, cost, now)
+  local until_ms
+  for _, q in ipairs(windows) do
+    local start = window_start(now, q)
+    if quota_add(base, owner, q, start, cost) > q.limit then
+      until_ms = math.max(until_ms or 0, start + q.window)
+    end
+  end
+  if until_ms then
+    quota_count(base, owner, windows, -cost, now)
+  end
+  return until_ms
 end
 
 -- A queue its quota holds until `until_ms` is listed in "<base>:held" (queue_id
@@ -306,19 +353,24 @@ end
 local priorities_here = nil
 local priorities_flagged = false
 
-local function read_settings_flags(flag, cost, weights)
+local function read_settings_flags(flag, cost, weights, least)
   priorities_flagged = flag and true or false
   if not flag and priorities_here == nil then
     priorities_here = false
   end
-  read_turn_settings(cost, weights)
+  read_turn_settings(cost, weights, least)
 end
 
--- A job of `cost` units is queued on the shard: the unit of a turn covers it.
+-- A job of `cost` units is queued on the shard: the unit of a turn covers it,
+-- and turns count once costs vary (one HSET the first time either changes).
 local function note_cost(base, cost)
   if cost > largest_cost then
     redis.call('HSET', base .. ':settings', 'cost', cost)
     largest_cost = cost
+  end
+  if cost < (least_cost or math.huge) then
+    redis.call('HSET', base .. ':settings', 'least', cost)
+    least_cost = cost
   end
 end
 
@@ -327,8 +379,8 @@ end
 -- change of it is under way (layout.lua): a script that would create per-queue
 -- state refuses when not, and the caller retries.
 local function layout_ok(k, expected)
-  local stored = redis.call('HMGET', k.settings, 'shards', 'sealed', 'prio', 'cost', 'weighted')
-  read_settings_flags(stored[3], stored[4], stored[5])
+  local stored = redis.call('HMGET', k.settings, 'shards', 'sealed', 'prio', 'cost', 'weighted', 'least')
+  read_settings_flags(stored[3], stored[4], stored[5], stored[6])
   return (tonumber(stored[1]) or 1) == tonumber(expected) and not stored[2]  -- sealed: a change is under way
 end
 
@@ -348,9 +400,9 @@ local function type_limits(k)
     return type_wide_read or nil
   end
   local s = redis.call('HMGET', k.settings, 'interval', 'burst', 'max_active', 'shards', 'quotas', 'queue_quotas', 'prio',
-    'cost', 'weighted')
+    'cost', 'weighted', 'least')
   local interval, cap = tonumber(s[1]), tonumber(s[3])
-  read_settings_flags(s[7], s[8], s[9])
+  read_settings_flags(s[7], s[8], s[9], s[10])
   queue_quotas_exist = s[6] and true or false
   type_wide_read = false
   if interval or cap or s[5] then
@@ -717,7 +769,7 @@ local function schedule_queue(k, base, queue_id, now)
     local cost = burst > 1 and head_cost(base, queue_id) or 1
     local by_rate = rate_due(last, interval, burst, cost)
     due = math.max(by_rate, math.min(listed or now, now))
-    if listed and listed < due and by_rate <= now and weight * turn_unit(k) > 1 then
+    if listed and listed < due and by_rate <= now and turn_counted(k, weight) then
       -- a queue keeping its place within its turn (weighted_place) keeps it while
       -- its rate lets a job go now: sent behind the queues served since, its turn
       -- would go on a round later and they would get two turns in one of its
@@ -875,6 +927,7 @@ local function enqueue_done_job(k, base, queue_id, job_id, body, limit, now)
     if queue_push(base, queue_id, job_id, 0, false) then  -- an on_done job has priority 0
       redis.call('ZADD', k.heads, now, queue_id)
     end
+    note_cost(base, 1)  -- and costs one unit
     schedule_queue(k, base, queue_id, now)
     redis.call('HINCRBY', k.totals, 'enqueued', 1)
     add_queued(k, base, now, 1)
@@ -1095,7 +1148,7 @@ local function take(k, base, now, expire, count, token, out, memory)
     local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
     local deadline = record and deadline_of(limit_field_of(record))
     local expiring = deadline and deadline <= now
-    local interval, burst, cap, weight, quotas, cost, last, due, held, gate, turn
+    local interval, burst, cap, weight, quotas, cost, last, due, held, gate, turn, counted
     if job_id and not expiring then
       if not limits[queue_id] then
         local q_interval, q_burst, q_cap, q_weight = queue_limits(k, queue_id)  -- nothing here changes them
@@ -1107,9 +1160,18 @@ local function take(k, base, now, expire, count, token, out, memory)
       cost = job_cost(record)
       last = tonumber(redis.call('GET', last_key))
       due = last and rate_due(last, interval, burst, cost)
-      -- a queue held by a quota leaves the ready set until its window resets
-      held = quotas and quota_hold(base, queue_id, quotas, cost, now)
-      if held and (not due or due < held) then due = held end
+      -- a queue held by a quota leaves the ready set until its window resets; a
+      -- job its rate lets go is counted in its windows at once (quota_take), and
+      -- taken back below should it not go after all
+      if quotas then
+        if due and due > now then
+          held = quota_hold(base, queue_id, quotas, cost, now)
+        else
+          held = quota_take(base, queue_id, quotas, cost, now)
+          counted = not held
+        end
+        if held and (not due or due < held) then due = held end
+      end
       -- the type-wide limits judge the job that would go out, once its queue lets
       -- it: one that expires or that its queue holds must not stop the others
       if type_wide and not (due and due > now) then
@@ -1117,7 +1179,10 @@ local function take(k, base, now, expire, count, token, out, memory)
       end
       -- its turn is spent only on a job that goes (turn_take writes it)
       if not (due and due > now) and not (gate and gate ~= 0) then
-        turn = turn_take(base, queue_id, weight, cost)
+        turn = turn_take(k, base, queue_id, weight, cost)
+      end
+      if counted and ((gate and gate ~= 0) or (turn and turn[1] < 0)) then
+        quota_count(base, queue_id, quotas, -cost, now)
       end
     end
     if expiring then
@@ -1182,7 +1247,6 @@ local function take(k, base, now, expire, count, token, out, memory)
         local place = weighted_place(base, queue_id, weight, turn, next_cost, next_due, tonumber(head[2]), now)
         redis.call('ZADD', k.ready, place, queue_id)
       end
-      if quotas then quota_count(base, queue_id, quotas, cost, now) end
       if type_wide then type_took(k, base, type_wide, now, cost) end
       if any_campaigns(base) then
         campaign_move(campaign_in(record), 'queued', 'active')

@@ -120,9 +120,7 @@ for i = 1, n do
     end
   end
   if not code then
-    if string.find(limit, '|c=', 1, true) then
-      note_cost(base, tonumber(job_option(limit, 'c')))
-    end
+    note_cost(base, string.find(limit, '|c=', 1, true) and tonumber(job_option(limit, 'c')) or 1)
     local given = tonumber(redis.call('HGET', k.queues, queue_id))
     if given == nil then
       -- the queue is live again: its rate state stays (it has no expiry while
