@@ -197,6 +197,41 @@ def test_plentiful_quick_jobs_keep_three_calls_in_flight_and_each_runs_once(clie
     assert client.queues("p3")["total"] == 0
 
 
+class _CountingWorker(Worker):
+    """A Worker that counts its upkeep passes and its fetchers' wake-ups."""
+
+    upkeep_passes = 0
+    wakes = 0
+
+    def _heartbeats(self, client: Client) -> None:
+        self.upkeep_passes += 1
+        super()._heartbeats(client)
+
+    def _worth_taking(self, polls: bool) -> int:
+        self.wakes += threading.current_thread().name.startswith("sharq-fetcher")
+        return super()._worth_taking(polls)
+
+
+def test_a_job_done_wakes_neither_the_upkeep_nor_idle_fetchers(client: Client) -> None:
+    """Issue 29: every job done woke the upkeep thread, which scanned every job held
+    for heartbeats, and every fetcher, which found nothing worth a call: with quick
+    jobs, thousands of passes a second on the worker's one core. The upkeep now runs
+    on its own tick, and a fetcher wakes when a call is worth making."""
+    client.pause("wk")
+    jobs = [{"queue_id": f"q{n % 7}", "job_id": f"j{n}", "payload": n, "interval": 0} for n in range(2000)]
+    for start in range(0, len(jobs), 100):
+        client.enqueue_many("wk", jobs[start : start + 100])
+    worker = _CountingWorker(client, "wk", lambda job: None, concurrency=64, wait=1).start()
+    started = time.monotonic()
+    client.resume("wk")
+    wait_for(lambda: worker.processed >= len(jobs), timeout=30, what="every job handled")
+    elapsed = time.monotonic() - started
+    worker.join()
+    assert worker.upkeep_passes <= elapsed / 0.05 + 10, (worker.upkeep_passes, elapsed)  # its tick, not each job
+    assert worker.wakes < len(jobs), worker.wakes  # fewer than one a job done
+    assert client.queues("wk")["total"] == 0
+
+
 def test_the_default_batch_follows_the_concurrency_from_50_to_100(client: Client) -> None:
     """Issue 29: `sharq-worker --concurrency 64` took 50 a call, so it made more,
     smaller calls than its handlers could use; the default is now the concurrency,

@@ -73,8 +73,9 @@ class Upkeep:
 
     def _upkeep_loop(self, client: Client) -> None:
         while not self._closed.is_set():
-            with self._changed:
-                self._changed.wait(UPKEEP_TICK_S)
+            # its own tick, not every change: woken at each job done it scanned
+            # every running job thousands of times a second (issue 29)
+            self._closed.wait(UPKEEP_TICK_S)
             try:
                 self._send_pending(client)
                 self._heartbeats(client)

@@ -282,7 +282,10 @@ class Worker(Upkeep):
         error = None if cancelled else future.exception()
         with self._changed:
             running = self._running.pop((job.queue_id, job.job_id), None)
-            self._changed.notify_all()
+            # the fetchers wake only when one would now call (or join() may end),
+            # not at every job done: with quick jobs that was thousands a second
+            if not self._running or self._worth_taking(True):
+                self._changed.notify_all()
             if cancelled:
                 return
             if running is not None:
