@@ -203,6 +203,10 @@ class _CountingWorker(Worker):
     upkeep_passes = 0
     wakes = 0
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.takes: list[int] = []
+
     def _heartbeats(self, client: Client) -> None:
         self.upkeep_passes += 1
         super()._heartbeats(client)
@@ -210,6 +214,12 @@ class _CountingWorker(Worker):
     def _worth_taking(self, polls: bool) -> int:
         self.wakes += threading.current_thread().name.startswith("sharq-fetcher")
         return super()._worth_taking(polls)
+
+    def _next_call(self, polls: bool):
+        call = super()._next_call(polls)
+        if call is not None:
+            self.takes.append(call[0])
+        return call
 
 
 def test_a_job_done_wakes_neither_the_upkeep_nor_idle_fetchers(client: Client) -> None:
@@ -230,6 +240,26 @@ def test_a_job_done_wakes_neither_the_upkeep_nor_idle_fetchers(client: Client) -
     assert worker.upkeep_passes <= elapsed / 0.05 + 10, (worker.upkeep_passes, elapsed)  # its tick, not each job
     assert worker.wakes < len(jobs), worker.wakes  # fewer than one a job done
     assert client.queues("wk")["total"] == 0
+
+
+@pytest.mark.parametrize("batch", [None, 20])
+def test_quick_plentiful_jobs_are_taken_100_a_call_unless_told_a_batch(client: Client, batch) -> None:
+    """Issue 29: while jobs are quick and plentiful a call's round trip bounds the
+    worker, and a full call costs the server and Redis less a job: the fetchers
+    take 100 (the server's most) whatever the default batch; a batch given
+    (`--batch`) is kept."""
+    queue_type = f"full{batch}"
+    client.pause(queue_type)
+    jobs = [{"queue_id": f"q{n % 7}", "job_id": f"j{n}", "payload": n, "interval": 0} for n in range(3000)]
+    for start in range(0, len(jobs), 100):
+        client.enqueue_many(queue_type, jobs[start : start + 100])
+    worker = _CountingWorker(client, queue_type, lambda job: None, concurrency=4, batch=batch, wait=1).start()
+    client.resume(queue_type)
+    wait_for(lambda: worker.processed >= len(jobs), timeout=30, what="every job handled")
+    worker.join()
+    assert worker.batch == (batch or 50)
+    assert max(worker.takes) == (batch or 100)
+    assert client.queues(queue_type)["total"] == 0
 
 
 def test_the_default_batch_follows_the_concurrency_from_50_to_100(client: Client) -> None:

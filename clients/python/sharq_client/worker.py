@@ -9,8 +9,9 @@ Threads share the work, each with a client (connection) of its own:
   request in vain and picks a job up the moment it is enqueued; the two
   helpers only work while the last answer brought all it asked for, never
   wait, and so keep more calls in flight while jobs are plentiful (and, when
-  jobs are quick, ask for the next two batches while this one runs: a call's
-  round trip, not the handlers, is then what bounds the worker);
+  jobs are quick, take full calls of 100 unless told a batch, and ask for the
+  next two while this one runs: a call's round trip, not the handlers, is
+  then what bounds the worker);
 - the handlers (a thread pool of `concurrency`) run the handler;
 - the upkeep thread sends acks that would otherwise wait behind a long poll
   or linger past a tenth of a second, reports failures, and touches every job still
@@ -59,6 +60,10 @@ QUICK_S = 0.05
 HELPERS = 2
 
 
+# The most jobs one call takes (the server's cap).
+MAX_TAKE = 100
+
+
 def default_batch(concurrency: int) -> int:
     """Jobs taken per call unless told: as many as the handlers run at once, from
     50 to 100 (the server's most); the jobs held stay max(concurrency, 50), as
@@ -84,7 +89,9 @@ class Worker(Upkeep):
         self.queue_type = queue_type
         self.handler = handler
         self.concurrency = concurrency
-        self.batch = min(batch or default_batch(concurrency), 100)
+        self.batch = min(batch or default_batch(concurrency), MAX_TAKE)
+        # quick jobs, plentiful: full calls, unless the batch was given (issue 29)
+        self.quick_batch = self.batch if batch else MAX_TAKE
         self.capacity = max(concurrency, self.batch)  # jobs held: running or waiting for a handler
         self.wait = wait
         self.grace = grace
@@ -236,12 +243,15 @@ class Worker(Upkeep):
         for are spoken for; a call goes out when handlers are about to run short,
         or for a batch of a quarter of what the worker holds, so while jobs are
         plentiful two calls overlap, each worth its round trip."""
-        # while jobs are plentiful and each is held briefly, the next batches are
-        # asked for while this one runs: at most a batch more for each helper, done
-        # well within any grace
-        quick = self._held_s is not None and self._held_s < QUICK_S
-        ahead = self.batch * HELPERS if self._plentiful and quick else 0
-        free = min(self.capacity + ahead - len(self._running) - self._asked, self.batch)
+        # while jobs are plentiful and each is held briefly, calls are full (the
+        # round trip, not the handlers, bounds the worker: a full call costs the
+        # server and Redis less a job) and the next batches are asked for while
+        # this one runs: at most a batch more for each helper, done well within
+        # any grace
+        fast = self._plentiful and self._held_s is not None and self._held_s < QUICK_S
+        size = self.quick_batch if fast else self.batch
+        ahead = size * HELPERS if fast else 0
+        free = min(max(self.capacity, size) + ahead - len(self._running) - self._asked, size)
         if free <= 0 or not (polls or self._plentiful):
             return 0
         short = len(self._running) + self._asked <= self.concurrency
