@@ -12,7 +12,9 @@ Threads share the work, each with a client (connection) of its own:
   jobs are quick, take full calls of 100 unless told a batch, and ask for the
   next two while this one runs: a call's round trip, not the handlers, is
   then what bounds the worker);
-- the handlers (a thread pool of `concurrency`) run the handler;
+- the handlers (`concurrency` threads, started as jobs need them) take each job
+  from a hand-off queue and run the handler (no future per job: the pool's
+  futures were most of the worker's CPU with quick jobs);
 - the upkeep thread sends acks that would otherwise wait behind a long poll
   or linger past a tenth of a second, reports failures, and touches every job still
   running at a third of its expiry, so a long job is never delivered twice.
@@ -37,11 +39,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import queue
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from .client import Client, Job
@@ -118,6 +120,7 @@ class Worker(Upkeep):
         self._held_s: float | None = None
         self._fetch_started: float | None = None  # when the poller's current call went out
         self._polling = False  # that call may wait (a long poll): it carries no ack
+        self._given_up = False  # join() gave back the jobs still held
 
     # -- running --------------------------------------------------------------------------
 
@@ -143,7 +146,8 @@ class Worker(Upkeep):
 
     def start(self) -> Worker:
         """Work in background threads until `stop()`."""
-        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sharq-handler")
+        self._handoff: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._handlers: list[threading.Thread] = []
         self._upkeep_client = self.client.clone()
         self._upkeep = self._thread("sharq-upkeep", self._upkeep_loop, self._upkeep_client)
         self._upkeep.start()
@@ -279,25 +283,38 @@ class Worker(Upkeep):
         self.stop()
 
     def _submit(self, job: Job) -> None:
-        try:
-            future = self._pool.submit(self.handler, job)
-        except RuntimeError:  # joined already: the job comes back after its expiry
+        """Hand a job to the handlers, starting one more while the jobs held
+        outnumber them (up to `concurrency`)."""
+        if self._given_up:  # join() gave back what was held: the job comes back after its expiry
             with self._changed:
                 self._running.pop((job.queue_id, job.job_id), None)
             return
-        future.add_done_callback(lambda done, job=job: self._done(job, done))
+        if len(self._handlers) < min(self.concurrency, len(self._running)):
+            with self._lock:
+                if len(self._handlers) < self.concurrency:
+                    self._handlers.append(self._thread(f"sharq-handler-{len(self._handlers)}", self._handle_loop))
+                    self._handlers[-1].start()
+        self._handoff.put(job)
 
-    def _done(self, job: Job, future: Future[Any]) -> None:
-        cancelled = future.cancelled()  # by join() before it ran: it comes back after its expiry
-        error = None if cancelled else future.exception()
+    def _handle_loop(self) -> None:
+        """One handler thread: run the jobs handed over until join() sends None."""
+        while (job := self._handoff.get()) is not None:
+            if self._given_up:
+                continue  # join() gave it back without its running
+            try:
+                self.handler(job)
+                error = None
+            except BaseException as exc:  # the job fails with it; the thread goes on
+                error = exc
+            self._done(job, error)
+
+    def _done(self, job: Job, error: BaseException | None) -> None:
         with self._changed:
             running = self._running.pop((job.queue_id, job.job_id), None)
             # the fetchers wake only when one would now call (or join() may end),
             # not at every job done: with quick jobs that was thousands a second
             if not self._running or self._worth_taking(True):
                 self._changed.notify_all()
-            if cancelled:
-                return
             if running is not None:
                 held = time.monotonic() - running.held_at
                 self._held_s = held if self._held_s is None else self._held_s + (held - self._held_s) / 8
@@ -323,9 +340,11 @@ class Worker(Upkeep):
                 self._changed.wait(min(UPKEEP_TICK_S, max(deadline - time.monotonic(), 0)))
             held = [running.job for running in self._running.values()]
             self.left = len(held)
+            self._given_up = True  # a handler runs none of them from now on
         for fetch_client in self._fetch_clients:
             fetch_client.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for _ in range(len(self._handlers)):
+            self._handoff.put(None)  # idle handlers end; busy ones after their job
         self._closed.set()  # no more heartbeats
         if held:
             after = "a second signal" if self._signals > 1 else f"{self.grace:.0f}s"
