@@ -157,6 +157,11 @@ def test_null_clears_quotas(sq: SharQ) -> None:
         ([{"limit": 1, "window_ms": 1000}] * 4, "quotas must be a list of 1 to 3 windows"),
         ([{"limit": 1, "window_ms": 1000, "every": 1}], "quotas[0]: unknown field 'every'"),
         ([], "quotas must be a list of 1 to 3 windows"),
+        # one count per window_ms and offset_ms: twice, every job counted twice
+        (
+            [{"limit": 10, "window_ms": DAY}, {"limit": 5, "window_ms": DAY}],
+            "quotas[1]: same window_ms and offset_ms as quotas[0]",
+        ),
     ],
 )
 def test_bad_quotas_are_refused_and_change_nothing(sq: SharQ, quotas, message: str) -> None:
