@@ -242,6 +242,30 @@ def test_units_a_type_used_stay_counted_when_its_shard_count_changes(sq: SharQ) 
     assert len(taken(sq, 20)) <= 4  # 10 - 6 left; each shard 5 less its 3 of the 6
 
 
+def test_a_queues_cleared_quota_use_moves_with_it_when_the_shard_count_changes(sq: SharQ, redis_client) -> None:
+    """What a queue used stays counted until its window ends, its quotas cleared and
+    set again; across a change of the shard count too: it moves to the queue's new
+    shard (it stayed on the old one, read by nobody: the quota set again counted
+    from 0, and a shard that went kept its "<base>:used" for good)."""
+    sq.set_type_settings("t", 2)
+    old = sq._layout("t").names()
+    queues = [f"q{n}" for n in range(6)]  # on both shards
+    for queue in queues:
+        sq.set_limits("t", queue, quotas=[{"limit": 1, "window_ms": DAY}])
+        sq.enqueue(0, 0, "a", queue, "t")
+    for job in sq.dequeue_many("t", 10)["jobs"]:
+        sq.finish(job["job_id"], job["queue_id"], "t")
+    for queue in queues:
+        sq.set_limits("t", queue, quotas=None)
+    sq.set_type_settings("t", 1)
+    assert [redis_client.exists(sq.keys.quota_use(shard)) for shard in old] == [0, 0]
+    for queue in queues:
+        sq.set_limits("t", queue, quotas=[{"limit": 1, "window_ms": DAY}])
+        assert sq.limits("t", queue)["limits"]["quotas"][0]["used"] == 1
+        sq.enqueue(1, 0, "b", queue, "t")
+    assert taken(sq) == []  # each queue's day is used up
+
+
 def test_a_queue_shows_its_quota_use_and_how_many_queues_a_quota_holds(tmp_path) -> None:
     """GET /queue/ and the /queues/ rows say when a queue's own quota lets its next
     job go; /stats/ and Prometheus count the queues a quota holds."""
