@@ -250,6 +250,8 @@ def test_a_queues_cleared_quota_use_moves_with_it_when_the_shard_count_changes(s
     sq.set_type_settings("t", 2)
     old = sq._layout("t").names()
     queues = [f"q{n}" for n in range(6)]  # on both shards
+    type_quota = [{"limit": 100, "window_ms": DAY}]
+    sq.set_type_limits("t", quotas=type_quota)
     for queue in queues:
         sq.set_limits("t", queue, quotas=[{"limit": 1, "window_ms": DAY}])
         sq.enqueue(0, 0, "a", queue, "t")
@@ -257,8 +259,10 @@ def test_a_queues_cleared_quota_use_moves_with_it_when_the_shard_count_changes(s
         sq.finish(job["job_id"], job["queue_id"], "t")
     for queue in queues:
         sq.set_limits("t", queue, quotas=None)
+    sq.set_type_limits("t", quotas=None)  # the type's too: it was not carried then
     sq.set_type_settings("t", 1)
     assert [redis_client.exists(sq.keys.quota_use(shard)) for shard in old] == [0, 0]
+    assert sq.set_type_limits("t", quotas=type_quota)["limits"]["quotas"][0]["used"] == 6
     for queue in queues:
         sq.set_limits("t", queue, quotas=[{"limit": 1, "window_ms": DAY}])
         assert sq.limits("t", queue)["limits"]["quotas"][0]["used"] == 1
