@@ -64,6 +64,26 @@ def test_a_new_window_drops_the_last_ones_count(sq: SharQ, clock: Clock, redis_c
     assert sq.limits("t", "q")["limits"]["quotas"][0]["used"] == 0
 
 
+def test_a_clock_stepped_back_a_window_keeps_the_current_windows_count(sq: SharQ, clock: Clock) -> None:
+    """A count in the window before the last one counted (Redis's clock stepped
+    back over a window's start: a failover to a replica whose clock lags) dropped
+    the last window's count as if it were over: once the clock was forward again,
+    that window handed out its limit anew."""
+    clock.advance(-clock.now % 1000)
+    sq.set_type_limits("t", quotas=[{"limit": 2, "window_ms": 1000}])
+    for queue in ("a", "b"):
+        sq.enqueue(0, 0, queue, queue, "t")
+    assert taken(sq) == ["a", "b"]
+    clock.advance(-1)  # the window before, which counted nothing
+    for queue in ("c", "d"):
+        sq.enqueue(0, 0, queue, queue, "t")
+    assert taken(sq) == ["c", "d"]
+    clock.advance(1)
+    assert sq.type_limits("t")["limits"]["quotas"][0]["used"] == 2
+    sq.enqueue(0, 0, "e", "e", "t")
+    assert taken(sq) == []
+
+
 def test_every_window_must_have_the_cost_left_and_offset_moves_the_reset(sq: SharQ, clock: Clock) -> None:
     quotas = [{"limit": 3, "window_ms": 1000}, {"limit": 4, "window_ms": DAY, "offset_ms": -28_800_000}]
     sq.set_limits("t", "q", quotas=quotas)
