@@ -1,7 +1,7 @@
 """What drained queues leave behind, moved when a type's shard count changes.
 
 Finished job_ids within the dedupe window, the queues' rate states, the units
-used in the type-wide quotas' windows, the counters since the type began and
+used in the quotas' windows (type-wide and the queues'), the counters since the type began and
 whose campaign on_done jobs it took go to where the new count puts them. Every shard
 is sealed meanwhile (layouts.py): nothing else writes them, so reading a batch
 and writing it in the next round trip is safe. Each step works in pipelined
@@ -135,40 +135,47 @@ def _carry_quota_use(redis: Any, keys: Keys, shards: list[str], new: Layout) -> 
     "*/<window_ms>/<offset_ms>" -> the start of the window counted last, see
     quota_windows) go to the new shards, each taking its share rounded up: every
     shard's quota is its share of the limit, so the type never hands out more in
-    a window than it allows. A queue's own use stays: its quota keeps it live.
-    Read only when the type has quotas (one read; a pipeline over every shard
-    costs a cluster a round trip per node)."""
-    if not redis.hexists(keys.settings(new.queue_type), "quotas"):
-        return
+    a window than it allows. A queue's own use goes to the queue's new shard: a
+    queue with quotas keeps the count from changing, but one whose quotas were
+    cleared still counts what it used should they be set again within the window,
+    and a shard that goes leaves nothing behind. One pipeline over every shard
+    (a round trip per node of a cluster)."""
     with redis.pipeline(transaction=False) as pipe:
         for shard in shards:
             pipe.hgetall(keys.quota_use(shard))
         stored = pipe.execute()
     latest: dict[bytes, tuple[int, int]] = {}  # window -> (its latest start, units in it)
     fields: set[bytes] = set()  # every type-wide field seen, to drop where a shard goes
-    for shard_fields in stored:
+    moves: dict[str, dict[str, dict[bytes, bytes]]] = {}  # shard -> target -> a queue's fields
+    for shard, shard_fields in zip(shards, stored, strict=True):
         for field, value in shard_fields.items():
-            if field.startswith(b"*/"):
-                fields.add(field)
-                window, at, start_text = field.partition(b"@")
-                if at:
-                    start = int(start_text)
-                    began, counted = latest.get(window, (start, 0))
-                    if start >= began:
-                        latest[window] = (start, int(value) + (counted if start == began else 0))
-    if not latest:
-        return
+            if not field.startswith(b"*/"):
+                target = new.of(field.rsplit(b"/", 2)[0].decode())
+                if target != shard:
+                    moves.setdefault(shard, {}).setdefault(target, {})[field] = value
+                continue
+            fields.add(field)
+            window, at, start_text = field.partition(b"@")
+            if at:
+                start = int(start_text)
+                began, counted = latest.get(window, (start, 0))
+                if start >= began:
+                    latest[window] = (start, int(value) + (counted if start == began else 0))
     counts = {}
     for window, (start, units) in latest.items():
         counts[window], counts[window + b"@" + str(start).encode()] = start, -(-units // new.count)
     stale = fields - counts.keys()  # windows over, and where a shard goes, all of them
     with redis.pipeline(transaction=False) as pipe:
         for shard in shards:
+            for target, moved in moves.get(shard, {}).items():
+                pipe.hset(keys.quota_use(target), mapping=moved)
+                pipe.hdel(keys.quota_use(shard), *moved)
             if shard in new.names():
-                pipe.hset(keys.quota_use(shard), mapping=counts)
+                if counts:
+                    pipe.hset(keys.quota_use(shard), mapping=counts)
                 if stale:
                     pipe.hdel(keys.quota_use(shard), *stale)
-            else:
+            elif fields:
                 pipe.hdel(keys.quota_use(shard), *fields)
         pipe.execute()
 

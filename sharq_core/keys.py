@@ -70,7 +70,8 @@ class Keys:
         return f"{self.base(queue_type)}:quotas"
 
     def quota_use(self, queue_type: str) -> str:
-        """HASH "<queue_id or *>/<window_ms>/<offset_ms>" -> "<window start>:<units used>"."""
+        """HASH "<queue_id or *>/<window_ms>/<offset_ms>@<window start>" -> units used,
+        and "<queue_id or *>/<window_ms>/<offset_ms>" -> the start of the window counted last."""
         return f"{self.base(queue_type)}:used"
 
     def nactive(self, queue_type: str) -> str:

@@ -30,7 +30,7 @@ def quota_spec(value: Any) -> str:
         return "-"
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_QUOTAS:
         raise BadArgumentException(f"quotas must be a list of 1 to {MAX_QUOTAS} windows, or null to clear them")
-    parts = []
+    parts, seen = [], {}
     for index, quota in enumerate(value):
         where = f"quotas[{index}]: "
         if not isinstance(quota, Mapping):
@@ -42,6 +42,11 @@ def quota_spec(value: Any) -> str:
             offset = check.integer("offset_ms", quota.get("offset_ms", 0), -window, window)
         except BadArgumentException as exc:
             raise BadArgumentException(where + exc.message) from None
+        # the units a window counts are stored by window_ms and offset_ms: a second
+        # window alike would count every job twice in the one count
+        if (window, offset) in seen:
+            raise BadArgumentException(f"{where}same window_ms and offset_ms as quotas[{seen[window, offset]}]")
+        seen[window, offset] = index
         parts.append(f"{limit}/{window}/{offset}")
     return ";".join(parts)
 

@@ -64,6 +64,26 @@ def test_a_new_window_drops_the_last_ones_count(sq: SharQ, clock: Clock, redis_c
     assert sq.limits("t", "q")["limits"]["quotas"][0]["used"] == 0
 
 
+def test_a_clock_stepped_back_a_window_keeps_the_current_windows_count(sq: SharQ, clock: Clock) -> None:
+    """A count in the window before the last one counted (Redis's clock stepped
+    back over a window's start: a failover to a replica whose clock lags) dropped
+    the last window's count as if it were over: once the clock was forward again,
+    that window handed out its limit anew."""
+    clock.advance(-clock.now % 1000)
+    sq.set_type_limits("t", quotas=[{"limit": 2, "window_ms": 1000}])
+    for queue in ("a", "b"):
+        sq.enqueue(0, 0, queue, queue, "t")
+    assert taken(sq) == ["a", "b"]
+    clock.advance(-1)  # the window before, which counted nothing
+    for queue in ("c", "d"):
+        sq.enqueue(0, 0, queue, queue, "t")
+    assert taken(sq) == ["c", "d"]
+    clock.advance(1)
+    assert sq.type_limits("t")["limits"]["quotas"][0]["used"] == 2
+    sq.enqueue(0, 0, "e", "e", "t")
+    assert taken(sq) == []
+
+
 def test_every_window_must_have_the_cost_left_and_offset_moves_the_reset(sq: SharQ, clock: Clock) -> None:
     quotas = [{"limit": 3, "window_ms": 1000}, {"limit": 4, "window_ms": DAY, "offset_ms": -28_800_000}]
     sq.set_limits("t", "q", quotas=quotas)
@@ -157,6 +177,11 @@ def test_null_clears_quotas(sq: SharQ) -> None:
         ([{"limit": 1, "window_ms": 1000}] * 4, "quotas must be a list of 1 to 3 windows"),
         ([{"limit": 1, "window_ms": 1000, "every": 1}], "quotas[0]: unknown field 'every'"),
         ([], "quotas must be a list of 1 to 3 windows"),
+        # one count per window_ms and offset_ms: twice, every job counted twice
+        (
+            [{"limit": 10, "window_ms": DAY}, {"limit": 5, "window_ms": DAY}],
+            "quotas[1]: same window_ms and offset_ms as quotas[0]",
+        ),
     ],
 )
 def test_bad_quotas_are_refused_and_change_nothing(sq: SharQ, quotas, message: str) -> None:
@@ -235,6 +260,34 @@ def test_units_a_type_used_stay_counted_when_its_shard_count_changes(sq: SharQ) 
     for n in range(10):
         sq.enqueue(n, 0, f"b{n}", f"q{n}", "t")
     assert len(taken(sq, 20)) <= 4  # 10 - 6 left; each shard 5 less its 3 of the 6
+
+
+def test_a_queues_cleared_quota_use_moves_with_it_when_the_shard_count_changes(sq: SharQ, redis_client) -> None:
+    """What a queue used stays counted until its window ends, its quotas cleared and
+    set again; across a change of the shard count too: it moves to the queue's new
+    shard (it stayed on the old one, read by nobody: the quota set again counted
+    from 0, and a shard that went kept its "<base>:used" for good)."""
+    sq.set_type_settings("t", 2)
+    old = sq._layout("t").names()
+    queues = [f"q{n}" for n in range(6)]  # on both shards
+    type_quota = [{"limit": 100, "window_ms": DAY}]
+    sq.set_type_limits("t", quotas=type_quota)
+    for queue in queues:
+        sq.set_limits("t", queue, quotas=[{"limit": 1, "window_ms": DAY}])
+        sq.enqueue(0, 0, "a", queue, "t")
+    for job in sq.dequeue_many("t", 10)["jobs"]:
+        sq.finish(job["job_id"], job["queue_id"], "t")
+    for queue in queues:
+        sq.set_limits("t", queue, quotas=None)
+    sq.set_type_limits("t", quotas=None)  # the type's too: it was not carried then
+    sq.set_type_settings("t", 1)
+    assert [redis_client.exists(sq.keys.quota_use(shard)) for shard in old] == [0, 0]
+    assert sq.set_type_limits("t", quotas=type_quota)["limits"]["quotas"][0]["used"] == 6
+    for queue in queues:
+        sq.set_limits("t", queue, quotas=[{"limit": 1, "window_ms": DAY}])
+        assert sq.limits("t", queue)["limits"]["quotas"][0]["used"] == 1
+        sq.enqueue(1, 0, "b", queue, "t")
+    assert taken(sq) == []  # each queue's day is used up
 
 
 def test_a_queue_shows_its_quota_use_and_how_many_queues_a_quota_holds(tmp_path) -> None:

@@ -197,6 +197,39 @@ def test_plentiful_quick_jobs_keep_three_calls_in_flight_and_each_runs_once(clie
     assert client.queues("p3")["total"] == 0
 
 
+def test_a_stopped_worker_sends_every_ack_it_holds(tmp_path) -> None:
+    """The acks of jobs done after stop() go with no fetcher's call: the upkeep
+    thread sent 100 on each tick, and join() at most 100 more once the last job
+    was done; the rest ran, yet came back after their expiry to run again. A
+    worker of quick jobs holds 300 (full calls, two ahead); here 400 handlers
+    end at once after stop(). Every ack now goes, 100 a call."""
+    go = threading.Event()
+    entered: list[str] = []
+    lock = threading.Lock()
+
+    def handler(job) -> None:
+        with lock:
+            entered.append(job.job_id)
+        go.wait(20)
+
+    jobs = [{"queue_id": f"q{n % 7}", "job_id": f"j{n}", "payload": n, "interval": 0} for n in range(400)]
+    # the default 30 s expiry: no job held here needs a touch
+    with ServerProcess(str(tmp_path / "data"), workers=1).start() as server:
+        client = Client(server.url, timeout=5)
+        for start in range(0, len(jobs), 100):
+            client.enqueue_many("stop", jobs[start : start + 100])
+        worker = Worker(client, "stop", handler, concurrency=len(jobs), wait=1).start()
+        try:
+            wait_for(lambda: len(entered) == len(jobs), timeout=20, what="every job running")
+            worker.stop()
+        finally:
+            go.set()
+        worker.join()
+        states = Counter(client.job("stop", job["queue_id"], job["job_id"])["state"] for job in jobs)
+        client.close()
+    assert worker.processed == len(jobs) and states == {"finished": len(jobs)}
+
+
 class _CountingWorker(Worker):
     """A Worker that counts its upkeep passes and its fetchers' wake-ups."""
 

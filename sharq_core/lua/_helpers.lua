@@ -275,14 +275,18 @@ local function quota_used(base, owner, q, start)
 end
 
 -- Count `units` (below 0: take them back) in the window of `q` that began at
--- `start`; the units it holds now. Its first count drops the last window's field.
+-- `start`; the units it holds now. Its first count drops the last window's field;
+-- a count in a window before the last (a clock stepped back: a failover to a
+-- replica whose clock lags) leaves the last one's count and start as they are
+-- (its own field then stays: one per step back, where the other way round each
+-- step back lost a window's count).
 local function quota_add(base, owner, q, start, units)
   local window, key = quota_window_field(owner, q), base .. ':used'
   local used = redis.call('HINCRBY', key, window .. '@' .. start, units)
   quota_seen[window .. '@' .. start] = used
   if used == units and units > 0 then
-    local last = redis.call('HGET', key, window)
-    if last ~= tostring(start) then
+    local last = tonumber(redis.call('HGET', key, window))
+    if not last or last < start then
       if last then redis.call('HDEL', key, window .. '@' .. last) end
       redis.call('HSET', key, window, start)
     end

@@ -23,6 +23,8 @@ PARKED_AFTER_S = 0.1
 # shorter) for a fetcher's call: jobs waiting for a handler may keep the
 # fetchers idle for many jobs' time, and a late ack is refused as stale.
 ACK_LINGER_S = 0.1
+# The most acks one call carries (the server's cap).
+MAX_ACKS = 100
 
 
 class Retry(Exception):
@@ -84,19 +86,23 @@ class Upkeep:
                 self._closed.wait(1.0)
 
     def _send_pending(self, client: Client, final: bool = False) -> None:
-        """Acks the fetcher is not about to carry, then the failure reports, each
-        on its own: one the server refuses is logged and dropped, never the rest."""
+        """Acks the fetcher is not about to carry, every one of them (100 a call:
+        once stopping, no fetcher's call carries any, and join() sends the last
+        of them), then the failure reports, each on its own: one the server
+        refuses is logged and dropped, never the rest."""
         with self._lock:
             failures, self._failures = self._failures, []
             due = time.monotonic() >= self._acks_due
             send_acks = final or due or self._parked() or self._stopping.is_set()
-            acks = self._take_acks() if send_acks else []
-        if acks:
+            acks, self._acks = (self._acks, []) if send_acks else ([], self._acks)
+            if send_acks:
+                self._acks_due = math.inf
+        for start in range(0, len(acks), MAX_ACKS):
             try:
-                _log_results(client.finish_many(self.queue_type, acks).results)
+                _log_results(client.finish_many(self.queue_type, acks[start : start + MAX_ACKS]).results)
             except (SharqClientError, OSError):
                 with self._lock:
-                    self._return_acks(acks)
+                    self._return_acks(acks[start:])
                 self._requeue_failures(failures)
                 raise
         for index, (job, error) in enumerate(failures):
@@ -121,8 +127,8 @@ class Upkeep:
         self._acks_due = min(self._acks_due, time.monotonic() + linger)
 
     def _take_acks(self) -> list[Job]:
-        """Up to 100 acks for the call about to go. Called holding the lock."""
-        acks, self._acks = self._acks[:100], self._acks[100:]
+        """Up to MAX_ACKS acks for the call about to go. Called holding the lock."""
+        acks, self._acks = self._acks[:MAX_ACKS], self._acks[MAX_ACKS:]
         if not self._acks:
             self._acks_due = math.inf
         return acks
