@@ -311,13 +311,13 @@ class Worker(Upkeep):
     def _done(self, job: Job, error: BaseException | None) -> None:
         with self._changed:
             running = self._running.pop((job.queue_id, job.job_id), None)
+            if running is not None:
+                held = time.monotonic() - running.held_at
+                self._held_s = held if self._held_s is None else self._held_s + (held - self._held_s) / 8
             # the fetchers wake only when one would now call (or join() may end),
             # not at every job done: with quick jobs that was thousands a second
             if not self._running or self._worth_taking(True):
                 self._changed.notify_all()
-            if running is not None:
-                held = time.monotonic() - running.held_at
-                self._held_s = held if self._held_s is None else self._held_s + (held - self._held_s) / 8
             self.processed += 1
             if error is None:
                 self._hold_ack(job)
