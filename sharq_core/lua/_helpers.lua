@@ -244,14 +244,30 @@ end
 -- of the window counted last, whose field the first count of the next one drops.
 -- Windows are aligned to the epoch plus offset_ms; a type spread over N shards
 -- gives each shard floor(limit / N) (at least 1) of its type-wide quotas.
+--
+-- A take meets the same spec on many queues (every tenant's day quota): each spec
+-- is parsed once per call, and its windows, shared, keep the text their fields
+-- are named by (`name`) and that of the start they last met (`at`), so naming a
+-- window's field costs no number formatting per job.
+local parsed_quotas = {}
+
 local function quota_windows(spec, shards)
-  local windows = {}
-  for limit, window, offset in string.gmatch(spec or '', '(%d+)/(%d+)/(-?%d+)') do
-    windows[#windows + 1] = {
-      limit = math.max(1, math.floor(tonumber(limit) / (shards or 1))),
-      window = tonumber(window), offset = tonumber(offset) }
+  if not spec or spec == '' then
+    return nil
   end
-  return #windows > 0 and windows or nil
+  local memo = shards and (spec .. '#' .. shards) or spec
+  local windows = parsed_quotas[memo]
+  if windows == nil then
+    windows = {}
+    for limit, window, offset in string.gmatch(spec, '(%d+)/(%d+)/(-?%d+)') do
+      windows[#windows + 1] = {
+        limit = math.max(1, math.floor(tonumber(limit) / (shards or 1))),
+        window = tonumber(window), offset = tonumber(offset), name = '/' .. window .. '/' .. offset }
+    end
+    windows = #windows > 0 and windows or false
+    parsed_quotas[memo] = windows
+  end
+  return windows or nil
 end
 
 -- The start of the window holding `now` (Lua's % is never negative here).
@@ -260,7 +276,15 @@ local function window_start(now, q)
 end
 
 local function quota_window_field(owner, q)
-  return owner .. '/' .. q.window .. '/' .. q.offset
+  return owner .. q.name
+end
+
+-- The field counting `owner`'s units in the window of `q` that began at `start`.
+local function quota_count_field(owner, q, start)
+  if q.start ~= start then
+    q.start, q.at = start, '@' .. start
+  end
+  return owner .. q.name .. q.at
 end
 
 -- Units counted in each window this script read or wrote, by field: nothing else
@@ -268,7 +292,7 @@ end
 local quota_seen = {}
 
 local function quota_used(base, owner, q, start)
-  local field = quota_window_field(owner, q) .. '@' .. start
+  local field = quota_count_field(owner, q, start)
   local used = quota_seen[field] or tonumber(redis.call('HGET', base .. ':used', field)) or 0
   quota_seen[field] = used
   return used
@@ -281,10 +305,11 @@ end
 -- (its own field then stays: one per step back, where the other way round each
 -- step back lost a window's count).
 local function quota_add(base, owner, q, start, units)
-  local window, key = quota_window_field(owner, q), base .. ':used'
-  local used = redis.call('HINCRBY', key, window .. '@' .. start, units)
-  quota_seen[window .. '@' .. start] = used
+  local field, key = quota_count_field(owner, q, start), base .. ':used'
+  local used = redis.call('HINCRBY', key, field, units)
+  quota_seen[field] = used
   if used == units and units > 0 then
+    local window = quota_window_field(owner, q)
     local last = tonumber(redis.call('HGET', key, window))
     if not last or last < start then
       if last then redis.call('HDEL', key, window .. '@' .. last) end
