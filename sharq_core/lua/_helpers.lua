@@ -99,7 +99,7 @@ end
 -- job, as with jobs of one unit, and needs no state. And whether any queue of
 -- the shard was ever given a weight over 1 (the settings' "weighted", set by
 -- limits.lua). They ride on the settings read most calls make anyway
--- (layout_ok, type_limits); turn_unit reads them for a call that made none.
+-- (layout_ok, type_limits); turn_counted reads them for a call that made none.
 local largest_cost = 1
 local least_cost = nil
 local weighted = false
@@ -118,19 +118,13 @@ local function costs_vary()
   return largest_cost > (least_cost or 1)
 end
 
--- largest_cost, for a call that may not have read the settings: one HMGET at
--- most per call, none when the call read them already.
-local function turn_unit(k)
+-- Whether a queue of `weight` counts its turns: over 1, or among jobs of
+-- different costs. Otherwise each turn is one job and nothing is stored. Reads
+-- the settings for a call that has not (one HMGET at most per call).
+local function turn_counted(k, weight)
   if not turns_read then
     read_turn_settings(unpack(redis.call('HMGET', k.settings, 'cost', 'weighted', 'least')))
   end
-  return largest_cost
-end
-
--- Whether a queue of `weight` counts its turns: over 1, or among jobs of
--- different costs. Otherwise each turn is one job and nothing is stored.
-local function turn_counted(k, weight)
-  turn_unit(k)
   return weight > 1 or costs_vary()
 end
 
@@ -1177,7 +1171,7 @@ local function take(k, base, now, expire, count, token, out, memory)
     local record = job_id and redis.call('HGET', base .. ':j:' .. queue_id, job_id)
     local deadline = record and deadline_of(limit_field_of(record))
     local expiring = deadline and deadline <= now
-    local interval, burst, cap, weight, quotas, cost, last, due, held, gate, turn, counted
+    local interval, burst, cap, weight, quotas, cost, last, due, held, gate, turn, quota_counted
     if job_id and not expiring then
       if not limits[queue_id] then
         local q_interval, q_burst, q_cap, q_weight = queue_limits(k, queue_id)  -- nothing here changes them
@@ -1197,7 +1191,7 @@ local function take(k, base, now, expire, count, token, out, memory)
           held = quota_hold(base, queue_id, quotas, cost, now)
         else
           held = quota_take(base, queue_id, quotas, cost, now)
-          counted = not held
+          quota_counted = not held
         end
         if held and (not due or due < held) then due = held end
       end
@@ -1210,7 +1204,7 @@ local function take(k, base, now, expire, count, token, out, memory)
       if not (due and due > now) and not (gate and gate ~= 0) then
         turn = turn_take(k, base, queue_id, weight, cost)
       end
-      if counted and ((gate and gate ~= 0) or (turn and turn[1] < 0)) then
+      if quota_counted and ((gate and gate ~= 0) or (turn and turn[1] < 0)) then
         quota_count(base, queue_id, quotas, -cost, now)
       end
     end
