@@ -141,6 +141,18 @@ def test_pausing_a_whole_type(sq: SharQ, clock: Clock) -> None:
     assert take(sq)["retry_after_ms"] == 500
 
 
+def test_a_type_pause_whose_end_has_passed_holds_nothing(sq: SharQ, clock: Clock) -> None:
+    """Its key expires on Redis's clock, the script's `now` may run ahead (a ms or
+    so of Redis TIME read after the script's start, or a clock given): a pause
+    over with its key still there held the job and answered no due time at all."""
+    put(sq, "a")
+    sq.pause("t", for_ms=60_000)
+    clock.advance(59_999)
+    assert take(sq)["retry_after_ms"] == 1
+    clock.advance(1)  # over, though its key lives on for about a minute of Redis's time
+    assert taken(sq) == ["a"]
+
+
 # -- upstream throttling ------------------------------------------------------------------
 
 

@@ -151,6 +151,23 @@ def test_a_hold_longer_than_the_liveness_check_ends_on_time(longpoll: LongPoll, 
     assert 1500 <= gap < 4000, gap  # when due, give or take a loaded machine; at the deadline it was 8,000
 
 
+def test_a_type_pause_ending_by_itself_lets_a_parked_poll_go(longpoll: LongPoll) -> None:
+    """Found in a full-suite run (the test above, "type paused", went out at the
+    8 s deadline): the type pause's key expires on Redis's clock, frozen at a
+    script's start, while the dequeue script reads `now` with TIME later, so for a
+    ms or so the key was there with its end passed. The take then answered no due
+    time (-1 ms), and the poll waited for an announcement that a pause ending by
+    itself never makes. Here that moment is held: an end just passed, its key
+    still there."""
+    sq = longpoll.engine
+    sq.enqueue(1, 0, "a", "q", "t")
+    sq.redis.set(sq.keys.type_paused("t"), sq._redis_time() - 1, px=10_000)
+    started = time.monotonic()
+    jobs, _ = longpoll.take("t", 1, 3)
+    assert [job.job_id for job in jobs] == ["a"]
+    assert time.monotonic() - started < 1
+
+
 def test_a_client_gone_gets_no_job(longpoll: LongPoll) -> None:
     alive = threading.Event()
     alive.set()

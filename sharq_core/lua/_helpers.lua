@@ -1144,8 +1144,12 @@ local MAX_EXPIRED_PER_TAKE = 10
 -- paused until resumed). The active set and receipts are written once at the
 -- end, with every job the call took (nothing in between reads them).
 local function take(k, base, now, expire, count, token, out, memory)
+  -- a timed pause whose end has passed holds nothing, though its key may live a
+  -- ms or so on: its PX expiry runs on Redis's clock (frozen at the script's
+  -- start), `now` is read later or given. Held, it answered no due time (a wait
+  -- below 0) and long polls waited for an announcement an ending pause never makes.
   local type_paused = tonumber(redis.call('GET', k.type_paused))
-  if type_paused then
+  if type_paused and (type_paused < 0 or type_paused > now) then
     return 0, type_paused < 0 and -1 or type_paused - now
   end
   promote(k, base, now, 100)
