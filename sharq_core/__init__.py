@@ -41,7 +41,7 @@ key                        type     holds                                       
                                     override
 ``P:{T}:turns``            hash     Q -> units left of its turn less a quantum   until its turn ends
                                     (deficit round robin, see weighted_place)
-``P:{T}:nactive``          hash     Q -> its jobs holding a concurrency slot     while Q has active jobs
+``P:{T}:nactive``          hash     Q -> its jobs holding a concurrency slot     while Q holds jobs
 ``P:{T}:paused``           hash     Q -> ms its pause ends (-1: until resumed)   until resumed or over
 ``P:{T}:type_paused``      string   ms the type's pause ends (-1: until resumed) until resumed or over
 ``P:{T}:scheduled``        zset     ``Q:J`` -> ms a delayed job is due            until due

@@ -830,7 +830,7 @@ local function forget_queue(k, base, queue_id, memory, now)
   remember_rate(k, base, queue_id, memory, now, false)
   redis.call('HDEL', k.queues, queue_id)
   redis.call('HDEL', k.nactive, queue_id)
-  if redis.call('HEXISTS', k.limits, queue_id) == 0 then
+  if no_overrides or redis.call('HEXISTS', k.limits, queue_id) == 0 then
     redis.call('ZREM', k.known, queue_id)
   end
 end
@@ -889,8 +889,10 @@ end
 -- A delivery of the queue ended (finished, failed, expired or handed back): its
 -- concurrency slot frees, and a queue that was at its cap may be served again.
 local function free_slot(k, base, queue_id, now)
-  local left = redis.call('HINCRBY', k.nactive, queue_id, -1)
-  if left <= 0 then
+  -- a count of 0 stays while the queue holds jobs (forget_queue drops it): one
+  -- command fewer for each job of a queue served one job at a time
+  local left = redis.call('HINCRBY', k.nactive, queue_id, '-1')
+  if left < 0 then
     redis.call('HDEL', k.nactive, queue_id)
   end
   local type_freed = false
@@ -1157,8 +1159,12 @@ local function take(k, base, now, expire, count, token, out, memory)
   local any_quotas = queue_quotas_exist
   local served, wait, expired = 0, 0, 0
   local limits, by_queue, active, receipts = {}, {}, {}, {}
+  -- numbers given to redis.call are formatted with %.17g, job by job: the
+  -- arguments of the per-job commands are text where they can be, and the
+  -- expiry that every job of the call shares is formatted once
+  local expiry = string.format('%d', now + expire)
   while served < count do
-    local head = redis.call('ZRANGE', k.ready, 0, 0, 'WITHSCORES')
+    local head = redis.call('ZRANGE', k.ready, '0', '0', 'WITHSCORES')
     if #head == 0 or tonumber(head[2]) > now then
       if served == 0 then
         wait = #head == 0 and -1 or tonumber(head[2]) - now
@@ -1248,11 +1254,11 @@ local function take(k, base, now, expire, count, token, out, memory)
     else
       local member = queue_id .. ':' .. job_id
       local receipt = token .. '.' .. served
-      active[#active + 1] = now + expire
+      active[#active + 1] = expiry
       active[#active + 1] = member
       receipts[#receipts + 1] = member
       receipts[#receipts + 1] = receipt
-      local running = redis.call('HINCRBY', k.nactive, queue_id, 1)
+      local running = redis.call('HINCRBY', k.nactive, queue_id, '1')
       -- the rate state: kept without expiry while the queue holds jobs (forget_queue)
       last = rate_after(last, interval, cost, now)
       redis.call('SET', last_key, last)
