@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sharq_core import BadArgumentException, Config, DuplicateJob, NotFound, QueueFull, SharQ
-from tests.support import Clock, primaries, wait_for
+from tests.support import Clock, commands_of, primaries, wait_for
 
 
 def put(sq: SharQ, job_id: str, queue_id: str = "q1", interval: int = 0, **extra) -> dict:
@@ -584,3 +584,43 @@ def test_last_taken_at_stays_a_time_across_a_reshard(sq: SharQ, clock: Clock) ->
     stats = sq.type_stats("sms")
     assert stats["last_taken_at"] == taken_at
     assert (stats["counters"]["dequeued"], stats["counters"]["finished"]) == (10, 10)  # counts do add up
+
+
+def _names(calls: list[str]) -> list[str]:
+    """The command names MONITOR saw, upper case."""
+    return [call.split()[0].strip('"').upper() for call in calls]
+
+
+def test_a_first_job_lists_its_queue_once(sq: SharQ, redis_client, single_redis) -> None:
+    """A job enqueued into a queue that held none lists the queue once, after the
+    push. The queue used to be scheduled empty first too (an LLEN, a ZREM from
+    the ready set and a look at its demand, all for nothing): fan-out to many
+    queues of a job each paid 21 commands a job, 18 now (issue 29)."""
+    names = _names(commands_of(redis_client, lambda: sq.enqueue(1, 0, "a", "q", "t")))
+    assert names.count("LLEN") == 1 and "ZREM" not in names, names
+    assert sq.dequeue("t")["job_id"] == "a"
+
+
+def test_finishing_a_job_leaves_a_count_of_0_and_reads_no_limits_the_type_lacks(
+    sq: SharQ, redis_client, single_redis
+) -> None:
+    """The last active job of a queue that still holds jobs leaves its active count
+    at 0 rather than deleting it (the next take writes it again); a queue whose last
+    job goes looks up limits of its own only when the type has some (issue 29)."""
+    for job in ("a", "b"):
+        sq.enqueue(1, 0, job, "q", "t")
+    first = sq.dequeue("t")
+    calls = commands_of(redis_client, lambda: sq.finish("a", "q", "t", receipt=first["receipt"]))
+    named = zip(_names(calls), calls, strict=True)
+    on_count = [name for name, call in named if name != "EVALSHA" and ":nactive" in call]
+    assert on_count == ["HINCRBY"], calls
+    assert redis_client.hget(sq.keys.nactive("t"), "q") == b"0"
+    second = sq.dequeue("t")
+    names = _names(commands_of(redis_client, lambda: sq.finish("b", "q", "t", receipt=second["receipt"])))
+    assert "HEXISTS" not in names, names
+    assert redis_client.exists(sq.keys.nactive("t"), sq.keys.known("t")) == 0  # the queue is forgotten
+    sq.set_limits("t", "other", interval=1000)
+    sq.enqueue(1, 0, "c", "q", "t")
+    third = sq.dequeue("t")
+    names = _names(commands_of(redis_client, lambda: sq.finish("c", "q", "t", receipt=third["receipt"])))
+    assert "HEXISTS" in names, names

@@ -128,9 +128,13 @@ for i = 1, n do
       redis.call('PERSIST', base .. ':last:' .. queue_id)
       redis.call('ZADD', k.known, 0, queue_id)
     end
-    if given ~= interval then
+    -- the queue is listed again (schedule_queue) once the job is in: a new
+    -- interval counts from the last dequeue; a first job, or one that overtook
+    -- the others (it goes next, its cost says when), sets when it is due. Once,
+    -- after the push: a queue given its first job was scheduled empty before it
+    local reschedule = given ~= interval
+    if reschedule then
       redis.call('HSET', k.queues, queue_id, interval)
-      schedule_queue(k, base, queue_id, now)  -- the new interval counts from the last dequeue
     end
     if due and due > now then
       redis.call('ZADD', k.scheduled, due, member)
@@ -141,11 +145,12 @@ for i = 1, n do
       if first then
         redis.call('ZADD', k.heads, now, queue_id)
       end
-      if first or overtook then  -- overtook: it goes next, its cost says when
-        schedule_queue(k, base, queue_id, now)
-      end
+      reschedule = reschedule or first or overtook
       queued = queued + 1
       code = 1
+    end
+    if reschedule then
+      schedule_queue(k, base, queue_id, now)
     end
     if deadline then
       index_deadline(base, member, deadline, now)
