@@ -13,14 +13,16 @@ of concurrency 200, completed jobs kept). "tuned": `sharq-server --workers 2`,
 as SharQ forgets finished ones. SharQ's server keeps its access log on.
 
 For each run, the cores left idle: the share of the machine's CPU time that no
-process of the run (Redis, server, worker, producer) used; and the machine's own
-busy share, which shows whether something else ran meanwhile. The cases
+process of the run (Redis, server, worker, producer) used; the machine's own
+busy share, which shows whether something else ran meanwhile; and the share of
+the run Redis, the one serial stage, spent ready to run but waiting for a core. The cases
 alternate within each round; each SharQ figure comes with its ratio to BullMQ's
 (and with `--base`, to the other build's) in the same round, medians of rounds.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import statistics
@@ -38,7 +40,7 @@ from sharq_client import Client
 from tests.support import free_port, wait_for
 
 from .commands import commandstats
-from .cpu import cpu_seconds
+from .cpu import cpu_seconds, wait_time
 from .serve import server_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -105,14 +107,16 @@ def _produce(url: str, queue_type: str, jobs: int, in_flight: int, fields: dict 
 
 
 @contextmanager
-def _machine_busy(figures: dict[str, float]) -> Iterator[None]:
-    """Sets figures["machine"]: the share of all cores busy (anyone's work) meanwhile."""
-    before = psutil.cpu_times()
+def _machine_busy(figures: dict[str, float], redis_pid: int) -> Iterator[None]:
+    """Sets figures["machine"]: the share of all cores busy (anyone's work)
+    meanwhile; and figures["redis waited"]: the seconds Redis waited for a core."""
+    before, waited = psutil.cpu_times(), wait_time(redis_pid)
     yield
-    after = psutil.cpu_times()
+    after, waited_after = psutil.cpu_times(), wait_time(redis_pid)
     idle = (after.idle + after.iowait) - (before.idle + before.iowait)
     total = sum(after) - sum(before)
     figures["machine"] = 1 - idle / total if total else 0.0
+    figures["redis waited"] = math.nan if waited is None or waited_after is None else waited_after - waited
 
 
 def sharq(
@@ -143,7 +147,7 @@ def sharq(
             time.sleep(1.0)  # the worker is up and parked before the clock starts
             pids = {"redis": [redis_pid], "server": family(server_pid), "worker": [worker.pid]}
             before, calls = {role: cpu_seconds(p) for role, p in pids.items()}, commandstats(store)
-            with _machine_busy(machine):
+            with _machine_busy(machine, redis_pid):
                 started = time.perf_counter()
                 producer = _produce(url, "e2e", jobs, in_flight, fields)
                 wait_for(lambda: not store.exists("sharq:{e2e}:queues"), timeout=120, interval=0.005, what="the jobs")
@@ -179,7 +183,7 @@ def bullmq(
         if worker.stdout.readline().strip() != "ready":
             raise RuntimeError("the BullMQ worker did not start")
         before, calls = cpu_seconds([redis_pid]), commandstats(store)
-        with _machine_busy(machine):
+        with _machine_busy(machine, redis_pid):
             started = time.perf_counter()
             producer = subprocess.run(
                 ["node", script, "produce", redis_url, str(jobs), str(in_flight)],
@@ -224,6 +228,7 @@ def _figures(jobs: int, elapsed: float, used: dict[str, float]) -> dict[str, flo
     cores = os.cpu_count() or 1
     figures["idle"] = 1 - sum(used[role] for role in ROLES) / elapsed / cores
     figures["machine"] = used["machine"]
+    figures["redis waited"] = used["redis waited"] / elapsed
     return figures
 
 
@@ -239,10 +244,15 @@ def rows(label: str, runs: list[dict[str, float]], ratios: dict[str, list[float]
     against = ", ".join(f"{statistics.median(seen):.2f}x {other}" for other, seen in ratios.items())
     idle = statistics.median(run["idle"] for run in runs)
     machine = statistics.median(run["machine"] for run in runs)
+    waited = statistics.median(run["redis waited"] for run in runs)
     return [
         (f"{label}: {JOBS:,} no-op jobs end to end", f"{figures['jobs/s']:,.0f} jobs/s", against),
         (f"{label}: CPU ms per job", f"{figures['total']:.3f}", f"{split}; {figures['commands']:.1f} Redis commands"),
-        (f"{label}: cores left idle", f"{idle:.0%}", f"machine busy {machine:.0%} (anyone's work)"),
+        (
+            f"{label}: cores left idle",
+            f"{idle:.0%}",
+            f"machine busy {machine:.0%} (anyone's work); Redis waited for a core {waited:.0%} of the run",
+        ),
     ]
 
 

@@ -28,6 +28,18 @@ def run_time(pid: int) -> float:
         return cpu_seconds([pid])
 
 
-def _task_run_ns(pid: int, task: str) -> int:
+def wait_time(pid: int) -> float | None:
+    """Seconds a process's live threads have waited, ready to run, for a core
+    (schedstat's second figure): a serial stage such as Redis waiting there while
+    other processes hold both cores slows everything behind it. None where the
+    kernel does not say."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        return sum(_task_run_ns(pid, task, 1) for task in tasks) / 1e9
+    except OSError:
+        return None
+
+
+def _task_run_ns(pid: int, task: str, field: int = 0) -> int:
     with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
-        return int(stat.read().split()[0])
+        return int(stat.read().split()[field])
