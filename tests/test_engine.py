@@ -624,3 +624,21 @@ def test_finishing_a_job_leaves_a_count_of_0_and_reads_no_limits_the_type_lacks(
     third = sq.dequeue("t")
     names = _names(commands_of(redis_client, lambda: sq.finish("c", "q", "t", receipt=third["receipt"])))
     assert "HEXISTS" in names, names
+
+
+def test_a_job_with_a_new_interval_that_overtakes_lists_its_queue_as_the_change_would(sq: SharQ, clock: Clock) -> None:
+    """An enqueue giving a queue that holds jobs a new interval lists it again by
+    its head at once, as POST /interval would (the new interval counts from the
+    last dequeue), then for the job if it overtook that head. Scheduled only once,
+    after the push, a queue with a burst whose costly head the new interval holds
+    back kept the place it had under the old one, jumping a queue listed since
+    (issue 29's review)."""
+    sq.set_limits("sms", "a", burst=3)
+    put(sq, "a1", "a", interval=10)
+    assert take(sq)["job_id"] == "a1"
+    put(sq, "a2", "a", interval=10, cost=3)  # due in 10 ms: its cost spends the whole burst
+    clock.advance(30)
+    put(sq, "b1", "b")
+    clock.advance(20)
+    put(sq, "a3", "a", interval=1000, priority=5)  # a2 now waits 1 s; a3, one unit, may go
+    assert [take(sq)["job_id"], take(sq)["job_id"]] == ["b1", "a3"]

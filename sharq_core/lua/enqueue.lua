@@ -128,13 +128,18 @@ for i = 1, n do
       redis.call('PERSIST', base .. ':last:' .. queue_id)
       redis.call('ZADD', k.known, 0, queue_id)
     end
-    -- the queue is listed again (schedule_queue) once the job is in: a new
-    -- interval counts from the last dequeue; a first job, or one that overtook
-    -- the others (it goes next, its cost says when), sets when it is due. Once,
-    -- after the push: a queue given its first job was scheduled empty before it
-    local reschedule = given ~= interval
-    if reschedule then
+    -- a new interval counts from the last dequeue: a queue that holds jobs is
+    -- listed again for the head it holds (as POST /interval would list it) before
+    -- this job goes in, which may overtake that head. A new queue is listed once,
+    -- after the push (scheduled empty before it, it was listed for nothing)
+    local reschedule = false
+    if given ~= interval then
       redis.call('HSET', k.queues, queue_id, interval)
+      if given then
+        schedule_queue(k, base, queue_id, now)
+      else
+        reschedule = true
+      end
     end
     if due and due > now then
       redis.call('ZADD', k.scheduled, due, member)
@@ -145,7 +150,7 @@ for i = 1, n do
       if first then
         redis.call('ZADD', k.heads, now, queue_id)
       end
-      reschedule = reschedule or first or overtook
+      reschedule = reschedule or first or overtook  -- it goes next: its cost says when
       queued = queued + 1
       code = 1
     end
