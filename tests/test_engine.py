@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -642,3 +643,19 @@ def test_a_job_with_a_new_interval_that_overtakes_lists_its_queue_as_the_change_
     clock.advance(20)
     put(sq, "a3", "a", interval=1000, priority=5)  # a2 now waits 1 s; a3, one unit, may go
     assert [take(sq)["job_id"], take(sq)["job_id"]] == ["b1", "a3"]
+
+
+def test_an_expiry_past_2_63_ms_never_comes(config: Config, clock: Clock, redis_client) -> None:
+    """job_expire_interval has no upper bound: the largest int64, an expiry meant
+    as never, must not turn into one long past (formatted with %d, now + it wrapped
+    to -2^63 and the next requeue pass handed the job out again; issue 29's review)."""
+    engine = SharQ(dataclasses.replace(config, job_expire_interval=2**63 - 1), clock=clock)
+    try:
+        put(engine, "a")
+        assert take(engine)["job_id"] == "a"
+        clock.advance(60_000)
+        engine.requeue(discover=False)
+        assert engine.job_status("sms", "q1", "a")["state"] == "active"
+        assert take(engine)["status"] == "failure"
+    finally:
+        engine.close()

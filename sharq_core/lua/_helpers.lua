@@ -1161,8 +1161,9 @@ local function take(k, base, now, expire, count, token, out, memory)
   local limits, by_queue, active, receipts = {}, {}, {}, {}
   -- numbers given to redis.call are formatted with %.17g, job by job: the
   -- arguments of the per-job commands are text where they can be, and the
-  -- expiry that every job of the call shares is formatted once
-  local expiry = string.format('%d', now + expire)
+  -- expiry that every job of the call shares is formatted once, as Redis would
+  -- (%d turns one past 2^63 ms, an expiry meant as never, into one long past)
+  local expiry = string.format('%.17g', now + expire)
   while served < count do
     local head = redis.call('ZRANGE', k.ready, '0', '0', 'WITHSCORES')
     if #head == 0 or tonumber(head[2]) > now then
