@@ -211,6 +211,19 @@ def test_the_kept_sums_match_the_queues_after_any_history(sq: SharQ, clock: Cloc
     assert sq.redis.exists(sq.keys.demand(TYPE)) == 0
 
 
+def test_a_queue_whose_last_jobs_expire_in_a_take_wants_no_worker(sq: SharQ, clock: Clock) -> None:
+    """Found by review: a take that found a queue's last queued job past its
+    deadline took the queue out of the ready set but left its demand, so the
+    signal asked for a worker for a queue with nothing queued until it was
+    enqueued to again."""
+    sq.enqueue(1, 0, "late", "q0", TYPE, ttl_ms=100)
+    assert kept_sums(sq, TYPE) == Counter({"f": 1})
+    clock.advance(200)
+    assert sq.take(TYPE, 1)[0] == []
+    assert kept_sums(sq, TYPE) == expected_sums(sq, TYPE) == Counter()
+    assert sq.redis.hlen(sq.keys.demand(TYPE)) == 0
+
+
 def test_a_sharded_type_sums_its_shards(sq: SharQ) -> None:
     sq.set_type_settings(TYPE, 4)
     backlog(sq, 100, 20, 200)

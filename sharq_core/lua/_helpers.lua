@@ -1227,6 +1227,7 @@ local function take(k, base, now, expire, count, token, out, memory)
       refresh_head(k, base, queue_id, length)
       if length == 0 then
         unlist(k, base, queue_id)
+        count_demand(k, queue_id, nil)  -- nothing queued: it wants no worker
       end
       if expired == MAX_EXPIRED_PER_TAKE then
         break  -- wait stays 0: more may be ready behind them
