@@ -22,8 +22,7 @@ def run_time(pid: int) -> float:
     """Seconds a process's live threads have run, in ns (/proc/<pid>/task/*/schedstat),
     where a short run of a Redis would be a few ticks; else `cpu_seconds`."""
     try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-        return sum(_task_run_ns(pid, task) for task in tasks) / 1e9
+        return _schedstat_seconds(pid, 0)
     except OSError:
         return cpu_seconds([pid])
 
@@ -34,12 +33,15 @@ def wait_time(pid: int) -> float | None:
     other processes hold both cores slows everything behind it. None where the
     kernel does not say."""
     try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-        return sum(_task_run_ns(pid, task, 1) for task in tasks) / 1e9
+        return _schedstat_seconds(pid, 1)
     except OSError:
         return None
 
 
-def _task_run_ns(pid: int, task: str, field: int = 0) -> int:
-    with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
-        return int(stat.read().split()[field])
+def _schedstat_seconds(pid: int, field: int) -> float:
+    """One figure of schedstat (ns), summed over the process's live threads."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
+            total += int(stat.read().split()[field])
+    return total / 1e9

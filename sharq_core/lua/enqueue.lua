@@ -128,17 +128,14 @@ for i = 1, n do
       redis.call('PERSIST', base .. ':last:' .. queue_id)
       redis.call('ZADD', k.known, 0, queue_id)
     end
-    -- a new interval counts from the last dequeue: a queue that holds jobs is
-    -- listed again for the head it holds (as POST /interval would list it) before
-    -- this job goes in, which may overtake that head. A new queue is listed once,
-    -- after the push (scheduled empty before it, it was listed for nothing)
-    local reschedule = false
     if given ~= interval then
       redis.call('HSET', k.queues, queue_id, interval)
+      -- the new interval counts from the last dequeue: a queue that holds jobs
+      -- is listed again for the head it holds (as POST /interval lists it), before
+      -- this job, which may overtake it, goes in. A new queue holds none: its
+      -- first job lists it below
       if given then
         schedule_queue(k, base, queue_id, now)
-      else
-        reschedule = true
       end
     end
     if due and due > now then
@@ -150,12 +147,11 @@ for i = 1, n do
       if first then
         redis.call('ZADD', k.heads, now, queue_id)
       end
-      reschedule = reschedule or first or overtook  -- it goes next: its cost says when
+      if first or overtook then  -- overtook: it goes next, its cost says when
+        schedule_queue(k, base, queue_id, now)
+      end
       queued = queued + 1
       code = 1
-    end
-    if reschedule then
-      schedule_queue(k, base, queue_id, now)
     end
     if deadline then
       index_deadline(base, member, deadline, now)

@@ -94,9 +94,9 @@ class Upkeep:
             failures, self._failures = self._failures, []
             due = time.monotonic() >= self._acks_due
             send_acks = final or due or self._parked() or self._stopping.is_set()
-            acks, self._acks = (self._acks, []) if send_acks else ([], self._acks)
+            acks: list[Job] = []
             if send_acks:
-                self._acks_due = math.inf
+                acks, self._acks, self._acks_due = self._acks, [], math.inf
         for start in range(0, len(acks), MAX_ACKS):
             try:
                 _log_results(client.finish_many(self.queue_type, acks[start : start + MAX_ACKS]).results)
