@@ -758,6 +758,12 @@ local function count_demand(k, queue_id, record)
   end
 end
 
+-- A queue left with no queued job: out of the ready set, and it wants no worker.
+local function unlist_empty(k, base, queue_id)
+  unlist(k, base, queue_id)
+  count_demand(k, queue_id, nil)
+end
+
 -- List a queue in the ready set at the time its next job may go, or take it out
 -- while it cannot be served: empty, at its concurrency cap, or paused until
 -- resumed. Its rate state L is its ":last:" key (see rate_due); an interval
@@ -765,8 +771,7 @@ end
 -- its cost, waits for L + interval, so only a burst needs the head job's cost.
 local function schedule_queue(k, base, queue_id, now)
   if queue_length(base, queue_id) == 0 then
-    unlist(k, base, queue_id)
-    count_demand(k, queue_id, nil)
+    unlist_empty(k, base, queue_id)
     return
   end
   local interval, burst, cap, weight = queue_limits(k, queue_id)
@@ -1226,15 +1231,13 @@ local function take(k, base, now, expire, count, token, out, memory)
       local length = queue_length(base, queue_id)
       refresh_head(k, base, queue_id, length)
       if length == 0 then
-        unlist(k, base, queue_id)
-        count_demand(k, queue_id, nil)  -- nothing queued: it wants no worker
+        unlist_empty(k, base, queue_id)
       end
       if expired == MAX_EXPIRED_PER_TAKE then
         break  -- wait stays 0: more may be ready behind them
       end
     elseif not job_id then
-      unlist(k, base, queue_id)
-      count_demand(k, queue_id, nil)
+      unlist_empty(k, base, queue_id)
     elseif due and due > now then
       -- a costlier job came to the front since the queue was listed (a burst lists
       -- a queue by its head's cost), or a quota holds it: it waits, first of its

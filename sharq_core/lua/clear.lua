@@ -55,9 +55,8 @@ if at == 'queued' then
   if left > 0 then
     next = 'queued'
   else
-    unlist(k, base, queue_id)
+    unlist_empty(k, base, queue_id)
     redis.call('ZREM', base .. ':held', queue_id)  -- nothing left for a quota to hold (note_held)
-    count_demand(k, queue_id, nil)
     if purge_all or redis.call('HEXISTS', k.nsched, queue_id) == 1 then next = '0' end
   end
 else
